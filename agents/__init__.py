@@ -1,0 +1,1 @@
+"""LangGraph agents (lead graph first), their runtime (checkpointer, runner, job handlers)."""

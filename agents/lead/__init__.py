@@ -1,0 +1,1 @@
+"""The lead graph: enrich -> score -> brief -> route -> draft -> review (interrupt) -> execute."""

@@ -1,0 +1,76 @@
+"""Lead capture: normalise, deduplicate at entry, persist with consent, queue the lead graph.
+
+Persist first: the lead row, its CRM links, its audit event and the job that runs the graph are
+written in the caller's one transaction, so a crash never leaves a lead nobody will process.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from agents.runtime import LEAD_RUN
+from core import audit, jobs
+from core.models import Lead
+from core.schemas import LeadCreate
+from tools.crm import link_lead_to_crm
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _existing(session: Session, email: str, idempotency_key: str | None) -> Lead | None:
+    if idempotency_key:
+        lead = session.scalar(select(Lead).where(Lead.idempotency_key == idempotency_key))
+        if lead is not None:
+            return lead
+    return session.scalar(select(Lead).where(Lead.email == email))
+
+
+def _mark_duplicate(session: Session, lead: Lead, actor: str, idempotency_key: str | None) -> Lead:
+    session.execute(update(Lead).where(Lead.id == lead.id).values(duplicate_count=Lead.duplicate_count + 1))
+    audit.record(session, actor=actor, action="lead.duplicate_received", entity_type="lead", entity_id=lead.id,
+                 after={"idempotency_key": idempotency_key})
+    session.refresh(lead)
+    return lead
+
+
+def capture_lead(session: Session, data: LeadCreate, *, actor: str, idempotency_key: str | None = None) -> tuple[Lead, bool]:
+    """Return (lead, duplicate). The same key or the same email again returns the existing lead."""
+    email = normalise_email(str(data.email))
+    existing = _existing(session, email, idempotency_key)
+    if existing is not None:
+        return _mark_duplicate(session, existing, actor, idempotency_key), True
+    lead = Lead(
+        email=email,
+        idempotency_key=idempotency_key,
+        first_name=data.first_name or None,
+        last_name=data.last_name or None,
+        company=data.company or None,
+        title=data.title or None,
+        phone=data.phone or None,
+        website=data.website or None,
+        message=data.message or None,
+        source=data.source or None,
+        consent_email=data.consent.email,
+        consent_call=data.consent.call,
+        custom=dict(data.custom),
+    )
+    try:
+        with session.begin_nested():
+            session.add(lead)
+            session.flush()
+    except IntegrityError:
+        # A concurrent request with the same email or key won the race.
+        existing = _existing(session, email, idempotency_key)
+        if existing is None:
+            raise
+        return _mark_duplicate(session, existing, actor, idempotency_key), True
+    link_lead_to_crm(session, lead, actor=actor)
+    audit.record(session, actor=actor, action="lead.created", entity_type="lead", entity_id=lead.id,
+                 after={"email": email, "source": lead.source, "consent_email": lead.consent_email,
+                        "consent_call": lead.consent_call})
+    jobs.enqueue(session, LEAD_RUN, {"lead_id": lead.id}, dedupe_key=f"{LEAD_RUN}:{lead.id}")
+    return lead, False

@@ -1,0 +1,40 @@
+"""Wiring of the lead graph."""
+
+from __future__ import annotations
+
+from langgraph.graph import END, START, StateGraph
+
+from agents.lead.nodes import LeadNodes
+from agents.lead.state import LeadState
+from core.settings import Settings
+
+
+def _after_route(state: LeadState) -> str:
+    return "finish" if state["route"]["channel"] == "none" else "draft"
+
+
+def _after_review(state: LeadState) -> str:
+    return "execute" if (state.get("decision") or {}).get("action") == "approve" else "finish"
+
+
+def build_lead_graph(settings: Settings) -> StateGraph:
+    nodes = LeadNodes(settings)
+    graph = StateGraph(LeadState)
+    graph.add_node("enrich", nodes.enrich)
+    graph.add_node("score", nodes.score)
+    graph.add_node("brief", nodes.brief)
+    graph.add_node("route", nodes.route)
+    graph.add_node("draft", nodes.draft)
+    graph.add_node("review", nodes.review)
+    graph.add_node("execute", nodes.execute)
+    graph.add_node("finish", nodes.finish)
+    graph.add_edge(START, "enrich")
+    graph.add_edge("enrich", "score")
+    graph.add_edge("score", "brief")
+    graph.add_edge("brief", "route")
+    graph.add_conditional_edges("route", _after_route, ["draft", "finish"])
+    graph.add_edge("draft", "review")
+    graph.add_conditional_edges("review", _after_review, ["execute", "finish"])
+    graph.add_edge("execute", "finish")
+    graph.add_edge("finish", END)
+    return graph

@@ -1,0 +1,203 @@
+"""Nodes of the lead graph: functions of state returning partial updates.
+
+Only `execute` has side effects outside revloop's own records, and it runs after the review
+interrupt, in its own node, re-reading the approval from the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.types import interrupt
+
+from agents.lead.prompts import TEMPLATE_FOR_ACTION, render
+from agents.lead.state import LeadState
+from core import audit
+from core.db import session_scope
+from core.models import Lead
+from core.settings import Settings
+from scoring.rubric import rubric_from_settings, score_facts
+from tools import crm, mail, review_queue
+
+NEXT_ACTION_FOR_GRADE = {"A": "call_now", "B": "fast_cadence", "C": "nurture", "D": "polite_decline"}
+NEXT_ACTION_LABEL = {
+    "call_now": "Call now, then send the first touch",
+    "fast_cadence": "Fast follow-up cadence",
+    "nurture": "Nurture",
+    "polite_decline": "Polite decline",
+}
+
+
+def _display_name(facts: dict[str, Any]) -> tuple[str, str]:
+    person = facts.get("contact") or facts["lead"]
+    first = (person.get("first_name") or "").strip() or "there"
+    full = " ".join(p for p in (person.get("first_name"), person.get("last_name")) if p) or facts["lead"]["email"]
+    return first, full
+
+
+def _company(facts: dict[str, Any]) -> str:
+    return ((facts.get("account") or {}).get("name") or facts["lead"].get("company") or "your company").strip()
+
+
+class LeadNodes:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def enrich(self, state: LeadState) -> dict[str, Any]:
+        with session_scope(self.settings) as session:
+            return {"facts": crm.lead_facts(session, state["lead_id"])}
+
+    def score(self, state: LeadState) -> dict[str, Any]:
+        rubric = rubric_from_settings(self.settings.rubric_path)
+        return {"scoring": score_facts(rubric, state["facts"]).model_dump()}
+
+    def brief(self, state: LeadState) -> dict[str, Any]:
+        facts, scoring = state["facts"], state["scoring"]
+        lead, account = facts["lead"], facts.get("account") or {}
+        criteria = scoring["criteria"]
+        met = [c for c in criteria if c["met"]]
+        missed = [c for c in criteria if not c["met"]]
+        flags: list[str] = []
+        for field, label in (("company", "company"), ("title", "title")):
+            if not lead.get(field):
+                flags.append(f"missing_{label}")
+        if lead.get("free_mail"):
+            flags.append("free_mail_domain")
+        known = sum(c["weight"] for c in criteria if c["known"]) / (sum(c["weight"] for c in criteria) or 1)
+        if known < 0.6:
+            flags.append("low_confidence")
+        if any(d.get("outcome") == "won" for d in facts.get("deals", [])):
+            flags.append("existing_customer")
+        if any(d.get("outcome") is None for d in facts.get("deals", [])):
+            flags.append("open_deal")
+        for d in scoring.get("disqualified_by", []):
+            flags.append(f"disqualified:{d['id']}")
+        next_action = NEXT_ACTION_FOR_GRADE[scoring["grade"]]
+        _, full_name = _display_name(facts)
+        who = full_name + (f", {lead['title']}" if lead.get("title") else "") + f" at {_company(facts)}"
+        firmo = ", ".join(
+            x for x in (account.get("industry") or lead["custom"].get("industry"),
+                        f"{account['employees']} employees" if account.get("employees") else None) if x
+        )
+        reasons = "; ".join(c["label"].lower() for c in met) or "no rubric criterion met"
+        summary = (
+            f"{who}{f' ({firmo})' if firmo else ''}. Score {scoring['score']} ({scoring['grade']}): {reasons}."
+            + (f" Missing: {', '.join(c['label'].lower() for c in missed)}." if missed else "")
+            + f" Recommended: {NEXT_ACTION_LABEL[next_action].lower()}."
+        )
+        brief = {
+            "score": scoring["score"],
+            "grade": scoring["grade"],
+            "summary": summary,
+            "flags": flags,
+            "next_action": next_action,
+            "rubric_version": scoring["rubric_version"],
+            "criteria": [
+                {"id": c["id"], "label": c["label"], "met": c["met"], "evidence": c["evidence"], "source": "rubric"}
+                for c in criteria
+            ],
+        }
+        with session_scope(self.settings) as session:  # idempotent: the same values on a re-run
+            row = session.get(Lead, state["lead_id"])
+            before = {"status": row.status, "score": row.score, "grade": row.grade}
+            row.score, row.grade, row.brief, row.rubric_version = brief["score"], brief["grade"], brief, brief["rubric_version"]
+            row.status = "scored" if row.status in ("new", "processing") else row.status
+            audit.record(session, actor="agent:lead", action="lead.scored", entity_type="lead", entity_id=row.id,
+                         before=before, after={"status": row.status, "score": row.score, "grade": row.grade})
+        return {"brief": brief}
+
+    def route(self, state: LeadState) -> dict[str, Any]:
+        facts = state["facts"]
+        lead, contact = facts["lead"], facts.get("contact") or {}
+        may_email = lead["consent_email"] and not contact.get("do_not_email", False)
+        may_call = lead["consent_call"] and not contact.get("do_not_call", False) and bool(lead.get("phone") or contact.get("phone"))
+        next_action = state["brief"]["next_action"]
+        if may_email:
+            channel = "email"
+        elif may_call and next_action != "polite_decline":
+            channel = "call_task"
+        else:
+            channel = "none"
+        return {"route": {"next_action": next_action, "channel": channel, "may_email": may_email, "may_call": may_call}}
+
+    def draft(self, state: LeadState) -> dict[str, Any]:
+        facts, brief, route = state["facts"], state["brief"], state["route"]
+        first_name, full_name = _display_name(facts)
+        account = facts.get("account") or {}
+        intent = next((c for c in state["scoring"]["criteria"] if c["id"] == "buying_intent" and c["met"]), None)
+        # Only our own rubric keywords, never the lead's wording, reach the draft.
+        topics = intent["evidence"].split(" mentions ", 1)[1].replace("'", "") if intent else ""
+        contact = facts.get("contact") or {}
+        slots = {
+            "first_name": first_name,
+            "full_name": full_name,
+            "title": facts["lead"].get("title") or "title unknown",
+            "company": _company(facts),
+            "industry": (account.get("industry") or "").lower(),
+            "phone": contact.get("phone") or facts["lead"].get("phone") or "",
+            "topics": topics,
+            "score": brief["score"],
+            "grade": brief["grade"],
+            "summary": brief["summary"],
+            "our_company": self.settings.company_name,
+            "sender_name": self.settings.sender_name,
+            "unsubscribe_url": self.settings.unsubscribe_url,
+        }
+        template = "call_task" if route["channel"] == "call_task" else TEMPLATE_FOR_ACTION[route["next_action"]]
+        rendered = render(template, slots)
+        return {
+            "draft": {
+                "kind": route["channel"],
+                "template": template,
+                "to": contact.get("email"),  # shown to the reviewer; the send re-reads the contact record
+                "subject": rendered["subject"],
+                "body": rendered["body"],
+                "facts_used": {k: v for k, v in slots.items() if k not in ("summary",)},
+            }
+        }
+
+    def review(self, state: LeadState) -> dict[str, Any]:
+        # Nothing before interrupt(): this node re-runs from its first line on resume.
+        decision = interrupt(
+            {
+                "kind": state["draft"]["kind"],
+                "lead_id": state["lead_id"],
+                "contact_id": (state["facts"].get("contact") or {}).get("id"),
+                "template": state["draft"]["template"],
+                "brief": state["brief"],
+                "draft": state["draft"],
+            }
+        )
+        return {"decision": decision}
+
+    def execute(self, state: LeadState) -> dict[str, Any]:
+        item_id = int(state["decision"]["review_item_id"])
+        kind = state["draft"]["kind"]
+        if kind == "email":
+            sent = mail.send_approved_email(self.settings, item_id)
+            result = {"outbox_id": sent.id, "to": sent.to_addr, "transport": sent.transport}
+            activity = ("email_sent", f"Sent '{sent.subject}' to {sent.to_addr}")
+            final_status = "sent"
+        else:
+            result = {"task": "call"}
+            activity = ("call_task", state["draft"]["subject"])
+            final_status = "done"
+        with session_scope(self.settings) as session:
+            item, _ = review_queue.approved_action(session, item_id)
+            review_queue.log_activity(session, item, kind=activity[0], summary=activity[1])
+            review_queue.mark_executed(session, item, status=final_status, result=result)
+        return {"outcome": {"status": final_status, "review_item_id": item_id, **result}}
+
+    def finish(self, state: LeadState) -> dict[str, Any]:
+        decision = state.get("decision") or {}
+        if decision.get("action") == "reject":
+            return {"outcome": {"status": "rejected", "review_item_id": decision.get("review_item_id")}}
+        if state.get("route", {}).get("channel") == "none":
+            with session_scope(self.settings) as session:
+                row = session.get(Lead, state["lead_id"])
+                if row.status != "no_contact_allowed":
+                    audit.record(session, actor="agent:lead", action="lead.no_contact_allowed", entity_type="lead",
+                                 entity_id=row.id, before={"status": row.status}, after={"status": "no_contact_allowed"})
+                    row.status = "no_contact_allowed"
+            return {"outcome": {"status": "no_contact_allowed"}}
+        return {"outcome": state.get("outcome") or {"status": "done"}}

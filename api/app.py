@@ -1,0 +1,116 @@
+"""The FastAPI application: routes, auth, errors rendered as clear JSON."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import Principal
+from api.deps import get_principal
+from api.routes import leads, review_items
+from core.db import get_engine
+from core.errors import AppError
+from core.schemas import Me
+from core.settings import Settings, get_settings
+
+
+class BodySizeLimit:
+    """Refuse request bodies over the limit with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        response = JSONResponse(
+            {"error": "payload_too_large", "message": f"request body exceeds {self.max_bytes} bytes"}, status_code=413
+        )
+        await response({"type": "http"}, _empty_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="revloop API",
+        version="0.1.0",
+        description="Lead-to-cash with AI agents and a human approving every outbound action. "
+        "Every /v1 call needs `Authorization: Bearer <token>` (create one with `revloop tokens create`).",
+    )
+    app.state.settings = settings
+
+    @app.exception_handler(AppError)
+    async def app_error(_: Request, exc: AppError) -> JSONResponse:
+        body = {"error": exc.code, "message": exc.message}
+        if exc.details:
+            body["details"] = exc.details
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields: dict[str, str] = {}
+        for err in exc.errors():
+            fields.setdefault(_field_name(tuple(err["loc"])), err["msg"])
+        message = "invalid input: " + "; ".join(f"{k}: {v}" for k, v in fields.items())
+        return JSONResponse(
+            {"error": "validation_error", "message": message, "fields": fields,
+             "detail": [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]},
+            status_code=422,
+        )
+
+    app.include_router(leads.router)
+    app.include_router(review_items.router)
+
+    @app.get("/v1/me", response_model=Me, tags=["auth"], summary="Who this token is")
+    def me(principal: Annotated[Principal, Depends(get_principal)]) -> Me:
+        return Me(name=principal.name, role=principal.role)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and database check (no auth)")
+    def healthz() -> dict[str, str]:
+        with get_engine(settings).connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    return app

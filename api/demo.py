@@ -1,0 +1,91 @@
+"""A small demo business: accounts, contacts, deals, API tokens and a handful of incoming leads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from agents.lead.capture import capture_lead
+from api.auth import create_token
+from core.models import Account, Contact, Deal, Lead, utcnow
+from core.schemas import LeadCreate
+from core.settings import Settings
+
+ACCOUNTS = [
+    ("Northwind Analytics", "northwind-analytics.com", "Software", 240, "United States"),
+    ("Bluebird Logistics", "bluebird-logistics.com", "Transportation", 1800, "United Kingdom"),
+    ("Cobalt Health", "cobalthealth.io", "Healthcare", 85, "Germany"),
+    ("Juniper Retail Group", "juniper-retail.com", "Retail", 6500, "United States"),
+    ("Tallis & Reed Consulting", "tallisreed.co.uk", "Consulting", 35, "United Kingdom"),
+]
+
+DEALS = [
+    ("Northwind Analytics - onboarding package", "northwind-analytics.com", "closed", "won", Decimal("18500.00"), -120),
+    ("Cobalt Health - pilot", "cobalthealth.io", "closed", "lost", Decimal("7200.00"), -60),
+    ("Tallis & Reed - retainer", "tallisreed.co.uk", "proposal", None, Decimal("12000.00"), 30),
+]
+
+LEADS = [
+    {"email": "maria.santos@northwind-analytics.com", "first_name": "Maria", "last_name": "Santos",
+     "company": "Northwind Analytics", "title": "VP Revenue Operations", "phone": "+1 415 555 0134",
+     "message": "We want to automate our pipeline follow-ups this quarter. Can we see a demo and pricing?",
+     "source": "web_form", "consent": {"email": True, "call": True}},
+    {"email": "tom.becker@cobalthealth.io", "first_name": "Tom", "last_name": "Becker", "company": "Cobalt Health",
+     "title": "Sales Operations Analyst", "message": "Looking at options for our spreadsheet-based follow-ups.",
+     "source": "web_form", "consent": {"email": True, "call": False}},
+    {"email": "priya.n@gmail.com", "first_name": "Priya", "last_name": "Nair", "company": "Nair Studio",
+     "title": "Designer", "message": "Just curious what you do.", "source": "newsletter",
+     "consent": {"email": True, "call": False}, "custom": {"industry": "Design", "employees": 2}},
+    {"email": "li.wei@tallisreed.co.uk", "first_name": "Li", "last_name": "Wei", "company": "Tallis & Reed Consulting",
+     "title": "Partner", "phone": "+44 20 7946 0321", "message": "Please call me about the proposal.",
+     "source": "referral", "consent": {"email": False, "call": True}},
+    {"email": "sam.okafor@juniper-retail.com", "first_name": "Sam", "last_name": "Okafor",
+     "company": "Juniper Retail Group", "title": "Operations Lead",
+     "message": "Send me some information about collections automation.", "source": "web_form",
+     "consent": {"email": True, "call": True}},
+]
+
+
+def is_empty(session: Session) -> bool:
+    return not session.scalar(select(func.count(Lead.id))) and not session.scalar(select(func.count(Account.id)))
+
+
+def credentials_path(settings: Settings) -> Path:
+    return settings.var_dir / "demo-credentials.json"
+
+
+def seed(session: Session, settings: Settings) -> dict[str, object]:
+    """Create the demo business. Returns the demo tokens (also written to var/ for `revloop up`)."""
+    by_domain: dict[str, Account] = {}
+    for name, domain, industry, employees, country in ACCOUNTS:
+        account = Account(name=name, domain=domain, industry=industry, employees=employees, country=country)
+        session.add(account)
+        by_domain[domain] = account
+    session.flush()
+    session.add(Contact(email="dana.white@northwind-analytics.com", first_name="Dana", last_name="White",
+                        title="COO", account_id=by_domain["northwind-analytics.com"].id, lawful_basis="contract"))
+    today = utcnow().date()
+    for name, domain, stage, outcome, amount, days in DEALS:
+        session.add(Deal(name=name, account_id=by_domain[domain].id, stage=stage, outcome=outcome, amount=amount,
+                         expected_close=today + dt.timedelta(days=days),
+                         closed_at=utcnow() + dt.timedelta(days=days) if outcome else None))
+    _, closer = create_token(session, role="closer", name="demo-closer", actor="demo")
+    _, manager = create_token(session, role="manager", name="demo-manager", actor="demo")
+    _, integration = create_token(session, role="integration", name="demo-web-form", actor="demo")
+    lead_ids = []
+    for payload in LEADS:
+        lead, _ = capture_lead(session, LeadCreate.model_validate(payload), actor="demo")
+        lead_ids.append(lead.id)
+    session.flush()
+    tokens = {"closer": closer, "manager": manager, "integration": integration}
+    path = credentials_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"tokens": tokens}, indent=2))
+    os.chmod(path, 0o600)
+    return {"tokens": tokens, "leads": lead_ids, "accounts": len(ACCOUNTS), "deals": len(DEALS)}

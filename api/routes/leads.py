@@ -1,0 +1,52 @@
+"""Lead capture and lookup. Thin: auth, one service call, a schema."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response, status
+from sqlalchemy import select
+
+from agents.lead.capture import capture_lead
+from api.auth import Principal
+from api.deps import SessionDep, require
+from core.errors import NotFound
+from core.models import Lead as LeadRow
+from core.schemas import Lead, LeadAccepted, LeadCreate
+
+router = APIRouter(prefix="/v1/leads", tags=["leads"])
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=LeadAccepted,
+             summary="Capture a lead; it is scored and drafted in the background")
+def create_lead(
+    data: LeadCreate,
+    session: SessionDep,
+    response: Response,
+    principal: Annotated[Principal, Depends(require("integration", "manager", "closer"))],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255, min_length=1)] = None,
+) -> LeadAccepted:
+    lead, duplicate = capture_lead(session, data, actor=principal.actor, idempotency_key=idempotency_key)
+    session.commit()
+    response.headers["Location"] = f"/v1/leads/{lead.id}"
+    return LeadAccepted(id=lead.id, status=lead.status, duplicate=duplicate)
+
+
+@router.get("", response_model=list[Lead], summary="Recent leads")
+def list_leads(
+    session: SessionDep,
+    _: Annotated[Principal, Depends(require("closer", "manager", "evaluator"))],
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[LeadRow]:
+    return list(session.scalars(select(LeadRow).order_by(LeadRow.id.desc()).limit(limit).offset(offset)))
+
+
+@router.get("/{lead_id}", response_model=Lead, summary="One lead with its brief")
+def get_lead(
+    lead_id: int, session: SessionDep, _: Annotated[Principal, Depends(require("closer", "manager", "evaluator"))]
+) -> LeadRow:
+    lead = session.get(LeadRow, lead_id)
+    if lead is None:
+        raise NotFound(f"lead {lead_id} not found")
+    return lead

@@ -1,0 +1,37 @@
+"""Audit log: every state change writes one event (actor, action, before/after)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import AuditEvent
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    entity_type: str,
+    entity_id: Any,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEvent:
+    event = AuditEvent(
+        actor=actor, action=action, entity_type=entity_type, entity_id=str(entity_id), before=before, after=after
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def events_for(session: Session, entity_type: str, entity_id: Any) -> list[AuditEvent]:
+    stmt = (
+        select(AuditEvent)
+        .where(AuditEvent.entity_type == entity_type, AuditEvent.entity_id == str(entity_id))
+        .order_by(AuditEvent.id)
+    )
+    return list(session.scalars(stmt))

@@ -1,0 +1,159 @@
+"""Durable background jobs in the database, and the in-process worker that runs them.
+
+Claiming is a compare-and-set UPDATE, so several workers (threads or processes) never run the same
+job twice; a sweep at start and on every idle tick takes back jobs whose worker died.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.db import session_scope
+from core.models import Job, utcnow
+from core.settings import Settings, get_settings
+
+log = logging.getLogger("revloop.worker")
+
+JobHandler = Callable[[dict[str, Any]], None]
+
+
+class RetryLater(Exception):
+    """Raised by a handler that cannot proceed yet; the job is retried without counting as an error."""
+
+
+def enqueue(session: Session, kind: str, payload: dict[str, Any], *, dedupe_key: str) -> Job:
+    """Queue a job once: a second call with the same dedupe key returns the existing job."""
+    existing = session.scalar(select(Job).where(Job.dedupe_key == dedupe_key))
+    if existing is not None:
+        return existing
+    job = Job(kind=kind, payload=payload, dedupe_key=dedupe_key)
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        # A concurrent transaction queued it first.
+        return session.scalars(select(Job).where(Job.dedupe_key == dedupe_key)).one()
+    return job
+
+
+def claim_next(settings: Settings, worker_id: str, kinds: list[str]) -> Job | None:
+    now = utcnow()
+    with session_scope(settings) as session:
+        candidates = session.scalars(
+            select(Job.id)
+            .where(Job.status == "queued", Job.run_after <= now, Job.kind.in_(kinds))
+            .order_by(Job.run_after, Job.id)
+            .limit(5)
+        ).all()
+        for job_id in candidates:
+            claimed = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "queued")
+                .values(status="running", locked_by=worker_id, locked_at=now, attempts=Job.attempts + 1)
+            ).rowcount
+            if claimed == 1:
+                session.flush()
+                return session.get(Job, job_id)
+    return None
+
+
+def finish(settings: Settings, job_id: int) -> None:
+    with session_scope(settings) as session:
+        session.execute(
+            update(Job).where(Job.id == job_id).values(status="done", finished_at=utcnow(), locked_by=None)
+        )
+
+
+def fail(settings: Settings, job: Job, error: str, *, count_attempt: bool = True) -> None:
+    retry_in = min(2 ** job.attempts, 300)
+    give_up = count_attempt and job.attempts >= settings.job_max_attempts
+    with session_scope(settings) as session:
+        values: dict[str, Any] = {"last_error": error[-4000:], "locked_by": None, "locked_at": None}
+        if give_up:
+            values.update(status="failed", finished_at=utcnow())
+        else:
+            values.update(status="queued", run_after=utcnow() + dt.timedelta(seconds=retry_in))
+            if not count_attempt:
+                values["attempts"] = Job.attempts - 1
+        session.execute(update(Job).where(Job.id == job.id).values(**values))
+
+
+def sweep_stale(settings: Settings) -> int:
+    """Requeue jobs left 'running' by a worker that died (lease expired)."""
+    cutoff = utcnow() - dt.timedelta(seconds=settings.job_lease_seconds)
+    with session_scope(settings) as session:
+        return session.execute(
+            update(Job)
+            .where(Job.status == "running", Job.locked_at < cutoff)
+            .values(status="queued", locked_by=None, locked_at=None, run_after=utcnow())
+        ).rowcount
+
+
+def pending_count(settings: Settings, kinds: list[str] | None = None) -> int:
+    with session_scope(settings) as session:
+        stmt = select(Job.id).where(Job.status.in_(("queued", "running")))
+        if kinds:
+            stmt = stmt.where(Job.kind.in_(kinds))
+        return len(session.scalars(stmt).all())
+
+
+class Worker:
+    """Runs queued jobs with the given handlers, one at a time, until stopped."""
+
+    def __init__(self, handlers: dict[str, JobHandler], settings: Settings | None = None, worker_id: str | None = None):
+        self.handlers = handlers
+        self.settings = settings or get_settings()
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run_one(self) -> bool:
+        """Run the next due job; False when there is none."""
+        job = claim_next(self.settings, self.worker_id, list(self.handlers))
+        if job is None:
+            return False
+        log.info("job %s %s attempt %s", job.id, job.kind, job.attempts)
+        try:
+            self.handlers[job.kind](dict(job.payload))
+        except RetryLater as exc:
+            fail(self.settings, job, f"retry later: {exc}", count_attempt=False)
+        except Exception:
+            log.exception("job %s %s failed", job.id, job.kind)
+            fail(self.settings, job, traceback.format_exc())
+        else:
+            finish(self.settings, job.id)
+        return True
+
+    def run_until_idle(self, max_jobs: int = 10_000) -> int:
+        """Run due jobs until none is left (used by tests and `revloop worker --until-idle`)."""
+        sweep_stale(self.settings)
+        done = 0
+        while done < max_jobs and self.run_one():
+            done += 1
+        return done
+
+    def run_forever(self) -> None:
+        requeued = sweep_stale(self.settings)
+        if requeued:
+            log.warning("recovered %s job(s) abandoned by a stopped worker", requeued)
+        while not self._stop.is_set():
+            try:
+                if not self.run_one():
+                    self._stop.wait(self.settings.worker_poll_seconds)
+            except Exception:  # a lost database connection must not kill the worker
+                log.exception("worker loop error")
+                self._stop.wait(min(5.0, self.settings.worker_poll_seconds * 10))

@@ -1,0 +1,1 @@
+"""Review queue: closers' decisions, their execution, and the Streamlit review app."""

@@ -1,0 +1,1 @@
+"""ICP rubric scoring (and, later, the outcome model)."""

@@ -1,0 +1,132 @@
+"""The built-in CRM as tools: read the history around a lead, link a lead to contact and account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.models import Account, Activity, Contact, Deal, Lead
+from tools.enrichment import company_domain, email_domain, is_free_mail
+from tools.registry import tool
+
+
+def _money(value: Any) -> str | None:
+    return None if value is None else f"{value:.2f}"
+
+
+@tool(scope="read_crm")
+def lead_facts(session: Session, lead_id: int) -> dict[str, Any]:
+    """Everything the CRM knows around a lead: the lead, its contact, account, deals and activities."""
+    lead = session.get(Lead, lead_id)
+    if lead is None:
+        raise LookupError(f"lead {lead_id} not found")
+    contact = lead.contact
+    account = lead.account
+    deals = []
+    if account is not None:
+        deals = list(session.scalars(select(Deal).where(Deal.account_id == account.id).order_by(Deal.id)))
+    activities = list(
+        session.scalars(select(Activity).where(Activity.lead_id == lead.id).order_by(Activity.occurred_at))
+    )
+    domain = email_domain(lead.email)
+    return {
+        "lead": {
+            "id": lead.id,
+            "email": lead.email,
+            "email_domain": domain,
+            "free_mail": is_free_mail(domain),
+            "first_name": lead.first_name,
+            "last_name": lead.last_name,
+            "company": lead.company,
+            "title": lead.title,
+            "phone": lead.phone,
+            "website": lead.website,
+            "message": lead.message,
+            "source": lead.source,
+            "consent_email": lead.consent_email,
+            "consent_call": lead.consent_call,
+            "custom": dict(lead.custom or {}),
+        },
+        "contact": None
+        if contact is None
+        else {
+            "id": contact.id,
+            "email": contact.email,
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+            "title": contact.title,
+            "phone": contact.phone,
+            "do_not_email": contact.do_not_email,
+            "do_not_call": contact.do_not_call,
+        },
+        "account": None
+        if account is None
+        else {
+            "id": account.id,
+            "name": account.name,
+            "domain": account.domain,
+            "industry": account.industry,
+            "employees": account.employees,
+            "country": account.country,
+        },
+        "deals": [
+            {
+                "id": d.id,
+                "name": d.name,
+                "stage": d.stage,
+                "amount": _money(d.amount),
+                "currency": d.currency,
+                "outcome": d.outcome,
+            }
+            for d in deals
+        ],
+        "activities": [{"kind": a.kind, "summary": a.summary, "at": a.occurred_at.isoformat()} for a in activities],
+    }
+
+
+@tool(scope="write_crm")
+def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
+    """Find or create the lead's contact (by email) and account (by company domain) and link them.
+
+    Consent only ever narrows: an opt-out recorded on the contact is never undone by a later lead.
+    """
+    contact = session.scalar(select(Contact).where(Contact.email == lead.email))
+    domain = company_domain(lead.email, lead.website)
+    account = session.scalar(select(Account).where(Account.domain == domain)) if domain else None
+    if account is None and domain and lead.company:
+        account = Account(name=lead.company.strip(), domain=domain)
+        session.add(account)
+        session.flush()
+        audit.record(session, actor=actor, action="account.created", entity_type="account", entity_id=account.id,
+                     after={"name": account.name, "domain": domain})
+    if contact is None:
+        contact = Contact(
+            email=lead.email,
+            first_name=lead.first_name,
+            last_name=lead.last_name,
+            title=lead.title,
+            phone=lead.phone,
+            account_id=account.id if account else None,
+            do_not_email=not lead.consent_email,
+            do_not_call=not lead.consent_call,
+            lawful_basis="consent" if lead.consent_email else None,
+        )
+        session.add(contact)
+        session.flush()
+        audit.record(session, actor=actor, action="contact.created", entity_type="contact", entity_id=contact.id,
+                     after={"email": contact.email, "do_not_email": contact.do_not_email,
+                            "do_not_call": contact.do_not_call})
+    else:
+        before = {"do_not_email": contact.do_not_email, "do_not_call": contact.do_not_call}
+        contact.do_not_email = contact.do_not_email or not lead.consent_email
+        contact.do_not_call = contact.do_not_call or not lead.consent_call
+        after = {"do_not_email": contact.do_not_email, "do_not_call": contact.do_not_call}
+        if before != after:
+            audit.record(session, actor=actor, action="contact.consent_narrowed", entity_type="contact",
+                         entity_id=contact.id, before=before, after=after)
+    lead.contact_id = contact.id
+    lead.account_id = account.id if account else contact.account_id
+    session.flush()
