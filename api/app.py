@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import Principal
@@ -41,27 +42,27 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge()
+                    # FastAPI re-raises HTTPException from body reading (anything else becomes a 400).
+                    raise StarletteHTTPException(413, self.message)
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._too_large(send)
+        await self.app(scope, limited_receive, send)
+
+    @property
+    def message(self) -> str:
+        return f"request body exceeds {self.max_bytes} bytes"
 
     async def _too_large(self, send: Send) -> None:
-        response = JSONResponse(
-            {"error": "payload_too_large", "message": f"request body exceeds {self.max_bytes} bytes"}, status_code=413
-        )
+        response = JSONResponse({"error": "payload_too_large", "message": self.message}, status_code=413)
         await response({"type": "http"}, _empty_receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _empty_receive() -> Message:
     return {"type": "http.disconnect"}
+
+
+HTTP_ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                    413: "payload_too_large"}
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -86,6 +87,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             body["details"] = exc.details
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
+        return JSONResponse({"error": code, "message": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,0 +1,171 @@
+"""revloop review app: the closer's queue. Run with `revloop review-app`.
+
+A client of the HTTP API only: every read and decision goes through the API with the user's token.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from review.client import ApiError, RevloopClient
+
+GRADE_COLOUR = {"A": "green", "B": "blue", "C": "orange", "D": "gray"}
+STATUS_FILTERS = ["pending", "approved", "sent", "done", "rejected", "all"]
+
+
+def _api_url() -> str:
+    host = os.environ.get("REVLOOP_API_HOST", "127.0.0.1")
+    port = os.environ.get("REVLOOP_API_PORT", "8000")
+    return os.environ.get("REVLOOP_API_URL", f"http://{host}:{port}")
+
+
+def _client() -> RevloopClient:
+    return RevloopClient(st.session_state["api_url"], st.session_state["token"])
+
+
+def login() -> None:
+    st.title("revloop review")
+    st.caption("Sign in with your API token (`revloop tokens create --role closer --name YOU`).")
+    with st.form("login"):
+        api_url = st.text_input("API URL", value=st.session_state.get("api_url", _api_url()), key="login_api_url")
+        token = st.text_input("Token", type="password", key="login_token")
+        submitted = st.form_submit_button("Sign in")
+    if submitted:
+        if not token.strip():
+            st.error("Enter a token.")
+            return
+        try:
+            me = RevloopClient(api_url, token.strip()).me()
+        except ApiError as exc:
+            st.error(f"Sign-in failed: {exc.message}")
+            return
+        st.session_state.update(api_url=api_url, token=token.strip(), me=me.model_dump())
+        st.rerun()
+
+
+def show_brief(brief: dict) -> None:
+    grade = brief.get("grade", "?")
+    cols = st.columns(3)
+    cols[0].metric("Score", brief.get("score", "-"))
+    cols[1].markdown(f"**Grade** :{GRADE_COLOUR.get(grade, 'gray')}[{grade}]")
+    cols[2].markdown(f"**Next action**  \n{str(brief.get('next_action', '-')).replace('_', ' ')}")
+    st.write(brief.get("summary", ""))
+    if brief.get("flags"):
+        st.warning("Flags: " + ", ".join(brief["flags"]))
+    criteria = brief.get("criteria") or []
+    if criteria:
+        st.dataframe(
+            [{"criterion": c["label"], "met": "yes" if c["met"] else "no", "evidence": c["evidence"]} for c in criteria],
+            hide_index=True,
+            width="stretch",
+        )
+
+
+def show_item(client: RevloopClient, item_id: int) -> None:
+    try:
+        item = client.review_item(item_id)
+    except ApiError as exc:
+        st.error(exc.message)
+        return
+    st.subheader(f"#{item.id} · {item.kind.replace('_', ' ')} · {item.status}")
+    show_brief(item.brief)
+    st.divider()
+    draft = item.draft
+    st.markdown(f"**To:** {draft.get('to') or '(contact record)'}  ·  template `{item.template}`")
+    if item.status != "pending":
+        decision = item.decision
+        if decision is not None:
+            st.info(f"{decision.action}d by {decision.actor} at {decision.decided_at:%Y-%m-%d %H:%M UTC}"
+                    + (f" — reason: {decision.reason}" if decision.reason else ""))
+            if decision.edit_diff:
+                st.code(decision.edit_diff, language="diff")
+        if item.result:
+            st.success(f"Result: {item.result}")
+        st.text_input("Subject", value=(decision.final_subject if decision else None) or draft.get("subject", ""),
+                      disabled=True, key=f"ro_subject_{item.id}")
+        st.text_area("Body", value=(decision.final_body if decision else None) or draft.get("body", ""), height=300,
+                     disabled=True, key=f"ro_body_{item.id}")
+        return
+    subject = st.text_input("Subject", value=draft.get("subject", ""), key=f"subject_{item.id}")
+    body = st.text_area("Body", value=draft.get("body", ""), height=320, key=f"body_{item.id}")
+    approve_col, reject_col = st.columns(2)
+    if approve_col.button("Approve and send" if item.kind == "email" else "Approve", type="primary",
+                          key=f"approve_{item.id}"):
+        try:
+            done = client.approve(
+                item.id,
+                subject=subject if subject != draft.get("subject") else None,
+                body=body if body != draft.get("body") else None,
+            )
+        except ApiError as exc:
+            st.error(f"Not approved: {exc.message}")
+        else:
+            st.session_state["flash"] = f"Approved item #{done.id}" + (" (edited)" if done.decision and done.decision.edited else "") + "; it is sent in the background."
+            st.rerun()
+    reason = reject_col.text_input("Reason for rejecting", key=f"reason_{item.id}")
+    if reject_col.button("Reject", key=f"reject_{item.id}"):
+        if len(reason.strip()) < 3:
+            st.error("A rejection needs a reason (at least 3 characters).")
+        else:
+            try:
+                client.reject(item.id, reason.strip())
+            except ApiError as exc:
+                st.error(f"Not rejected: {exc.message}")
+            else:
+                st.session_state["flash"] = f"Rejected item #{item.id}."
+                st.rerun()
+
+
+def queue() -> None:
+    me = st.session_state["me"]
+    client = _client()
+    with st.sidebar:
+        st.write(f"Signed in as **{me['name']}** ({me['role']})")
+        if st.button("Sign out", key="logout"):
+            for key in ("token", "me", "selected"):
+                st.session_state.pop(key, None)
+            st.rerun()
+        status = st.selectbox("Status", STATUS_FILTERS, key="status_filter")
+        st.button("Refresh", key="refresh")
+    st.title("Review queue")
+    if flash := st.session_state.pop("flash", None):
+        st.success(flash)
+    try:
+        page = client.review_items(None if status == "all" else status, limit=200)
+    except ApiError as exc:
+        st.error(exc.message)
+        return
+    st.caption(f"{page.total} item(s) {'' if status == 'all' else status}")
+    if not page.items:
+        st.info("Nothing here. New leads appear as soon as the worker has drafted them.")
+        return
+    labels = {
+        i.id: f"#{i.id} · {i.brief.get('grade', '?')} {i.brief.get('score', '')} · {i.draft.get('to') or ''} · "
+        f"{i.draft.get('subject', '')[:60]}"
+        for i in page.items
+    }
+    st.dataframe(
+        [{"id": i.id, "grade": i.brief.get("grade"), "score": i.brief.get("score"), "kind": i.kind,
+          "to": i.draft.get("to"), "subject": i.draft.get("subject"), "status": i.status,
+          "created": i.created_at.strftime("%Y-%m-%d %H:%M")} for i in page.items],
+        hide_index=True, width="stretch",
+    )
+    ids = list(labels)
+    if st.session_state.get("selected") not in ids:  # decided items leave the pending list
+        st.session_state.pop("selected", None)
+    selected = st.selectbox("Open item", ids, format_func=labels.get, key="selected")
+    if selected is not None:
+        show_item(client, selected)
+
+
+def main() -> None:
+    st.set_page_config(page_title="revloop review", layout="wide")
+    if "token" not in st.session_state:
+        login()
+    else:
+        queue()
+
+
+main()

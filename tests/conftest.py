@@ -1,0 +1,154 @@
+"""Fixtures: every database test runs on SQLite and on a fresh PostgreSQL database.
+
+PostgreSQL: REVLOOP_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test) is the
+maintenance connection; each run creates its own database and drops it at the end.
+REVLOOP_TEST_BACKENDS=sqlite limits a run to SQLite (e.g. on a laptop without PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from sqlalchemy import text
+
+from agents.runtime import lead_worker
+from api.app import create_app
+from core.db import dispose_engines, get_engine
+from core.jobs import Worker
+from core.migrate import upgrade
+from core.models import Base
+from core.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("REVLOOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = [b.strip() for b in os.environ.get("REVLOOP_TEST_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
+
+
+def _pg_database(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database(request, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A migrated database for the whole run: {'backend', 'url', 'checkpoint_url'}."""
+    backend = request.param
+    if backend == "sqlite":
+        folder = tmp_path_factory.mktemp("sqlite")
+        info = {"backend": "sqlite", "url": f"sqlite:///{folder / 'revloop.db'}",
+                "checkpoint_url": f"sqlite:///{folder / 'checkpoints.sqlite'}"}
+        upgrade(Settings(database_url=info["url"]))
+        yield info
+        dispose_engines()
+        return
+    name = f"revloop_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = _pg_database(name).replace("postgresql://", "postgresql+psycopg://", 1)
+    info = {"backend": "postgresql", "url": url, "checkpoint_url": url}
+    try:
+        upgrade(Settings(database_url=url))
+        yield info
+    finally:
+        dispose_engines()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _truncate(settings: Settings) -> None:
+    engine = get_engine(settings)
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if settings.is_sqlite:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+        else:
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def settings(database, tmp_path) -> Settings:
+    s = Settings(
+        var_dir=tmp_path / "var",
+        database_url=database["url"],
+        checkpoint_url=database["checkpoint_url"],
+        outbox_dir=tmp_path / "outbox",
+        job_lease_seconds=300,
+    )
+    _truncate(s)
+    return s
+
+
+@pytest.fixture
+def subprocess_env(settings) -> dict[str, str]:
+    """Environment for a revloop process that must see the same database as the test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVLOOP_")}
+    env.update(
+        REVLOOP_DATABASE_URL=settings.resolved_database_url,
+        REVLOOP_CHECKPOINT_URL=settings.resolved_checkpoint_url,
+        REVLOOP_OUTBOX_DIR=str(settings.resolved_outbox_dir),
+        REVLOOP_VAR_DIR=str(settings.var_dir),
+    )
+    if settings.smtp_url:
+        env["REVLOOP_SMTP_URL"] = settings.smtp_url
+    return env
+
+
+@pytest.fixture
+def worker(settings) -> Iterator[Worker]:
+    with lead_worker(settings) as w:
+        yield w
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, settings: Settings):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(settings) -> Iterator[LiveServer]:
+    """The real API over a socket."""
+    with LiveServer(settings) as server:
+        yield server
+
+
+@pytest.fixture
+def http(live_server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        yield client
+
+
+def outbox_files(settings: Settings) -> list[Path]:
+    folder = settings.resolved_outbox_dir
+    return sorted(folder.glob("*.eml")) if folder.exists() else []
