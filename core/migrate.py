@@ -11,6 +11,14 @@ from core.settings import Settings, get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
+# LangGraph's PostgresSaver keeps its own tables in our database and migrates them itself.
+FOREIGN_TABLE_PREFIXES = ("checkpoint",)
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic filter: leave tables that other libraries own out of autogenerate."""
+    return not (type_ == "table" and name is not None and name.startswith(FOREIGN_TABLE_PREFIXES))
+
 
 def alembic_config(database_url: str) -> Config:
     cfg = Config()

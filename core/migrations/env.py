@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from core.db import make_engine
+from core.migrate import include_name
 from core.models import Base
 from core.settings import get_settings
 
@@ -17,7 +18,8 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True,
+                      include_name=include_name)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -37,7 +39,8 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     # batch mode: SQLite cannot ALTER most things in place.
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                      include_name=include_name)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -1,0 +1,106 @@
+"""The `revloop` command line, run as a user would (subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+from sqlalchemy import select
+
+from api.auth import hash_token
+from core.db import session_scope
+from core.models import ApiToken, Lead, ReviewItem
+from tests.conftest import free_port
+
+REVLOOP = [sys.executable, "-m", "api.cli"]
+
+
+def run(args, env, **kw):
+    return subprocess.run(REVLOOP + args, env=env, capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_help_lists_every_command():
+    out = run(["--help"], os.environ.copy()).stdout
+    for command in ("up", "serve", "worker", "review-app", "db", "demo", "tokens"):
+        assert f" {command} " in out
+    assert "upgrade" in run(["db", "--help"], os.environ.copy()).stdout
+    assert "seed" in run(["demo", "--help"], os.environ.copy()).stdout
+    assert "create" in run(["tokens", "--help"], os.environ.copy()).stdout
+
+
+def test_tokens_create_prints_a_token_stored_only_as_a_hash(settings, subprocess_env):
+    done = run(["tokens", "create", "--role", "manager", "--name", "morgan"], subprocess_env)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert token.startswith("rl_") and "\n" not in token
+    with session_scope(settings) as session:
+        row = session.scalars(select(ApiToken).where(ApiToken.name == "morgan")).one()
+        assert row.role == "manager" and row.token_hash == hash_token(token)
+    bad = run(["tokens", "create", "--role", "king", "--name", "x"], subprocess_env)
+    assert bad.returncode == 2 and "role must be one of closer, manager" in bad.stderr
+
+
+def test_demo_seed_fills_an_empty_database_once(settings, subprocess_env):
+    first = run(["demo", "seed"], subprocess_env)
+    assert first.returncode == 0, first.stderr
+    assert "seeded 5 accounts, 3 deals, 5 leads" in first.stdout
+    assert "closer" in first.stdout and "rl_" in first.stdout
+    again = run(["demo", "seed"], subprocess_env)
+    assert again.returncode == 2 and "already has data" in again.stderr
+    worked = run(["worker", "--until-idle"], subprocess_env)
+    assert worked.returncode == 0 and "ran 5 job(s)" in worked.stdout
+    with session_scope(settings) as session:
+        grades = sorted(lead.grade for lead in session.scalars(select(Lead)))
+        assert grades == ["A", "A", "B", "C", "D"]
+        kinds = sorted(item.kind for item in session.scalars(select(ReviewItem)))
+        assert kinds == ["call_task", "email", "email", "email", "email"]
+
+
+def test_up_migrates_seeds_serves_and_stops_on_ctrl_c(tmp_path):
+    api_port, app_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVLOOP_")}
+    env.update(REVLOOP_VAR_DIR=str(tmp_path / "var"), REVLOOP_API_PORT=str(api_port),
+               REVLOOP_REVIEW_APP_PORT=str(app_port), REVLOOP_WORKER_POLL_SECONDS="0.2")
+    proc = subprocess.Popen(REVLOOP + ["up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=tmp_path)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        assert "Press Ctrl-C to stop." in text, text
+        assert f"http://127.0.0.1:{api_port}" in text and f"http://127.0.0.1:{app_port}" in text
+        token = next(line.split("token: ")[1].strip() for line in lines if "demo closer token" in line)
+        # The worker drafts the five demo leads into the queue.
+        headers = {"Authorization": f"Bearer {token}"}
+        total = 0
+        for _ in range(100):
+            total = httpx.get(f"http://127.0.0.1:{api_port}/v1/review-items?status=pending", headers=headers).json()["total"]
+            if total == 5:
+                break
+            time.sleep(0.2)
+        assert total == 5
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{app_port}/_stcore/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            raise AssertionError("review app did not come up")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, rest
+    assert "stopped." in rest
+    assert (tmp_path / "var" / "revloop.db").exists()

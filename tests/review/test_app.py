@@ -1,0 +1,95 @@
+"""The Streamlit review app (AppTest), driving the real API over a socket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import outbox_files
+from tests.factories import lead_payload, token
+
+APP = str(Path(__file__).resolve().parents[2] / "review" / "app.py")
+
+
+def _signed_in(live_server, tok: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    assert not at.exception
+    at.text_input(key="login_api_url").input(live_server.url)
+    at.text_input(key="login_token").input(tok)
+    next(b for b in at.button if b.label == "Sign in").click()
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _queue_a_lead(settings, http, worker, **overrides) -> None:
+    r = http.post("/v1/leads", json=lead_payload(**overrides), headers={"Authorization": f"Bearer {token(settings, 'integration')}"})
+    assert r.status_code == 202
+    worker.run_until_idle()
+
+
+def test_login_rejects_a_bad_token(settings, live_server):
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    at.text_input(key="login_api_url").input(live_server.url)
+    at.text_input(key="login_token").input("rl_wrong")
+    next(b for b in at.button if b.label == "Sign in").click()
+    at.run()
+    assert "token" not in at.session_state
+    assert any("invalid or revoked token" in e.value for e in at.error)
+
+
+def test_queue_shows_brief_and_draft_then_edit_and_approve(settings, live_server, http, worker):
+    _queue_a_lead(settings, http, worker)
+    at = _signed_in(live_server, token(settings, "closer", "casey"))
+    assert at.title[0].value == "Review queue"
+    assert any("1 item(s) pending" in c.value for c in at.caption)
+    item_id = at.selectbox(key="selected").value
+    api_item = http.get(f"/v1/review-items/{item_id}", headers={"Authorization": f"Bearer {at.session_state['token']}"}).json()
+    assert at.metric[0].value == str(api_item["brief"]["score"])
+    assert any("Jane Doe, VP Sales at Acme Software" in m.value for m in at.markdown)
+    assert at.text_input(key=f"subject_{item_id}").value.startswith("Acme Software")
+    body = at.text_area(key=f"body_{item_id}")
+    body.input(body.value.replace("Best regards", "Warm regards"))
+    at.button(key=f"approve_{item_id}").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any(f"Approved item #{item_id} (edited)" in s.value for s in at.success)
+    assert any("0 item(s) pending" in c.value for c in at.caption)
+
+    worker.run_until_idle()
+    [eml] = outbox_files(settings)
+    assert "Warm regards" in eml.read_text()
+    at.selectbox(key="status_filter").select("sent")
+    at.run()
+    assert any(f"#{item_id} · email · sent" in s.value for s in at.subheader)
+    assert any("+Warm regards" in c.value for c in at.code)  # the edit diff is shown
+
+
+def test_reject_needs_a_reason(settings, live_server, http, worker):
+    _queue_a_lead(settings, http, worker)
+    at = _signed_in(live_server, token(settings, "closer"))
+    item_id = at.selectbox(key="selected").value
+    at.button(key=f"reject_{item_id}").click()
+    at.run()
+    assert any("needs a reason" in e.value for e in at.error)
+    at.text_input(key=f"reason_{item_id}").input("Wrong contact for this account")
+    at.button(key=f"reject_{item_id}").click()
+    at.run()
+    assert any(f"Rejected item #{item_id}" in s.value for s in at.success)
+    worker.run_until_idle()
+    assert outbox_files(settings) == []
+
+
+@pytest.mark.parametrize("role", ["evaluator"])
+def test_a_role_that_may_not_decide_sees_the_api_refusal(settings, live_server, http, worker, role):
+    _queue_a_lead(settings, http, worker)
+    at = _signed_in(live_server, token(settings, role))
+    item_id = at.selectbox(key="selected").value
+    at.button(key=f"approve_{item_id}").click()
+    at.run()
+    assert any("Not approved" in e.value and "may not" in e.value for e in at.error)
+    assert outbox_files(settings) == []
