@@ -10,12 +10,12 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.errors import InvalidInput
-from core.models import ApiToken, utcnow
+from core.models import ApiToken
 from core.schemas import ROLES
 
 TOKEN_PREFIX = "rl_"
@@ -57,7 +57,3 @@ def authenticate(session: Session, plaintext: str) -> Principal | None:
     if row is None:
         return None
     return Principal(token_id=row.id, name=row.name, role=row.role)
-
-
-def touch(session: Session, token_id: int) -> None:
-    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))

@@ -101,14 +101,6 @@ def sweep_stale(settings: Settings) -> int:
         ).rowcount
 
 
-def pending_count(settings: Settings, kinds: list[str] | None = None) -> int:
-    with session_scope(settings) as session:
-        stmt = select(Job.id).where(Job.status.in_(("queued", "running")))
-        if kinds:
-            stmt = stmt.where(Job.kind.in_(kinds))
-        return len(session.scalars(stmt).all())
-
-
 class Worker:
     """Runs queued jobs with the given handlers, one at a time, until stopped."""
 

@@ -77,7 +77,8 @@ def show_item(client: RevloopClient, item_id: int) -> None:
     if item.status != "pending":
         decision = item.decision
         if decision is not None:
-            st.info(f"{decision.action}d by {decision.actor} at {decision.decided_at:%Y-%m-%d %H:%M UTC}"
+            verb = {"approve": "Approved", "reject": "Rejected"}.get(decision.action, decision.action)
+            st.info(f"{verb} by {decision.actor} at {decision.decided_at:%Y-%m-%d %H:%M UTC}"
                     + (f" — reason: {decision.reason}" if decision.reason else ""))
             if decision.edit_diff:
                 st.code(decision.edit_diff, language="diff")

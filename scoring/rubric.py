@@ -79,11 +79,6 @@ class ScoreResult(BaseModel):
     criteria: list[CriterionResult]
     disqualified_by: list[CriterionResult] = []
 
-    @property
-    def known_share(self) -> float:
-        total = sum(c.weight for c in self.criteria) or 1
-        return sum(c.weight for c in self.criteria if c.known) / total
-
 
 def load_rubric(path: Path | str) -> Rubric:
     try:

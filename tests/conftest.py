@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -147,8 +146,3 @@ def live_server(settings) -> Iterator[LiveServer]:
 def http(live_server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live_server.url, timeout=30) as client:
         yield client
-
-
-def outbox_files(settings: Settings) -> list[Path]:
-    folder = settings.resolved_outbox_dir
-    return sorted(folder.glob("*.eml")) if folder.exists() else []

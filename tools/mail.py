@@ -22,7 +22,7 @@ from core.errors import ConfigError
 from core.models import Contact, OutboxMessage, utcnow
 from core.settings import Settings
 from tools.registry import tool
-from tools.review_queue import NotApproved, approved_action
+from tools.review_queue import NotApproved, RecipientOptedOut, approved_action
 
 
 def build_message(settings: Settings, row: OutboxMessage) -> EmailMessage:
@@ -81,7 +81,7 @@ def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessag
             if contact is None:
                 raise NotApproved(f"review item {review_item_id} has no contact record to send to")
             if contact.do_not_email:
-                raise NotApproved(f"contact {contact.id} opted out of email; review item {review_item_id} not sent")
+                raise RecipientOptedOut(f"contact {contact.id} opted out of email; review item {review_item_id} not sent")
             row = OutboxMessage(
                 idempotency_key=key,
                 review_item_id=item.id,

@@ -18,6 +18,10 @@ class NotApproved(Conflict):
     """Raised when an execute step finds no approval record for its review item."""
 
 
+class RecipientOptedOut(Conflict):
+    """The contact withdrew consent after the draft was approved: the action is cancelled, not retried."""
+
+
 @tool(scope="queue_review")
 def queue_for_review(
     session: Session,
@@ -79,7 +83,7 @@ def mark_executed(session: Session, item: ReviewItem, *, status: str, result: di
     session.refresh(item)
     audit.record(session, actor="agent:lead", action=f"review_item.{status}", entity_type="review_item",
                  entity_id=item.id, before={"status": "approved"}, after={"status": status, **result})
-    if item.lead_id is not None:
+    if item.lead_id is not None and status in ("sent", "done"):
         session.execute(update(Lead).where(Lead.id == item.lead_id).values(status="contacted"))
     return True
 

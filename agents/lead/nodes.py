@@ -174,7 +174,13 @@ class LeadNodes:
         item_id = int(state["decision"]["review_item_id"])
         kind = state["draft"]["kind"]
         if kind == "email":
-            sent = mail.send_approved_email(self.settings, item_id)
+            try:
+                sent = mail.send_approved_email(self.settings, item_id)
+            except review_queue.RecipientOptedOut as exc:
+                with session_scope(self.settings) as session:
+                    item, _ = review_queue.approved_action(session, item_id)
+                    review_queue.mark_executed(session, item, status="cancelled", result={"reason": exc.message})
+                return {"outcome": {"status": "cancelled", "review_item_id": item_id, "reason": exc.message}}
             result = {"outbox_id": sent.id, "to": sent.to_addr, "transport": sent.transport}
             activity = ("email_sent", f"Sent '{sent.subject}' to {sent.to_addr}")
             final_status = "sent"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import outbox_files
+from tools.mail import outbox_files
+
 from tests.factories import lead_payload, token
 
 APP = str(Path(__file__).resolve().parents[2] / "review" / "app.py")

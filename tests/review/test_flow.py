@@ -13,9 +13,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
+from tools.mail import outbox_files
+
 from core.db import session_scope
 from core.models import Activity, AuditEvent, Decision, Job, Lead, OutboxMessage, ReviewItem
-from tests.conftest import free_port, outbox_files
+from tests.conftest import free_port
 from tests.factories import auth, lead_payload
 
 
@@ -203,3 +205,18 @@ def test_smtp_failure_is_retried_and_still_sends_once(settings, http, worker, sm
     assert len(inbox.messages) == 1
     with session_scope(settings) as session:
         assert session.get(ReviewItem, item["id"]).status == "sent"
+
+
+def test_an_opt_out_after_approval_cancels_the_send(settings, http, worker):
+    from core.models import Contact
+
+    item = _pending_item(settings, http, worker)
+    assert http.post(f"/v1/review-items/{item['id']}/approve", headers=auth(settings, "closer")).status_code == 200
+    with session_scope(settings) as session:
+        session.scalars(select(Contact)).one().do_not_email = True  # e.g. an unsubscribe arrived meanwhile
+    worker.run_until_idle()
+    assert outbox_files(settings) == []
+    with session_scope(settings) as session:
+        row = session.get(ReviewItem, item["id"])
+        assert row.status == "cancelled" and "opted out" in row.result["reason"]
+        assert session.scalars(select(Job.status).where(Job.kind == "review.resume")).one() == "done"
