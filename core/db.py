@@ -7,7 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from typing import TypeVar
+
+from sqlalchemy import Engine, Select, create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings, get_settings
@@ -76,3 +79,24 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+T = TypeVar("T")
+
+
+def insert_once(session: Session, row: T, existing: Select[tuple[T]]) -> tuple[T, bool]:
+    """Insert `row` unless `existing` finds one; (row, True) when inserted, (found, False) otherwise.
+
+    `existing` must select by a unique key: when a concurrent transaction inserts first, the unique
+    constraint fails our insert and the winner's row is returned instead.
+    """
+    found = session.scalar(existing)
+    if found is not None:
+        return found, False
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return session.scalars(existing).one(), False
+    return row, True

@@ -16,10 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.db import session_scope
+from core.db import insert_once, session_scope
 from core.models import Job, utcnow
 from core.settings import Settings, get_settings
 
@@ -34,17 +33,8 @@ class RetryLater(Exception):
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any], *, dedupe_key: str) -> Job:
     """Queue a job once: a second call with the same dedupe key returns the existing job."""
-    existing = session.scalar(select(Job).where(Job.dedupe_key == dedupe_key))
-    if existing is not None:
-        return existing
-    job = Job(kind=kind, payload=payload, dedupe_key=dedupe_key)
-    try:
-        with session.begin_nested():
-            session.add(job)
-            session.flush()
-    except IntegrityError:
-        # A concurrent transaction queued it first.
-        return session.scalars(select(Job).where(Job.dedupe_key == dedupe_key)).one()
+    job, _ = insert_once(session, Job(kind=kind, payload=payload, dedupe_key=dedupe_key),
+                         select(Job).where(Job.dedupe_key == dedupe_key))
     return job
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.db import insert_once
 from core.errors import Conflict
 from core.models import Activity, Decision, Lead, ReviewItem, utcnow
 from tools.registry import tool
@@ -36,10 +36,7 @@ def queue_for_review(
     draft: dict[str, Any],
 ) -> ReviewItem:
     """Create the review item for a graph interrupt, once (keyed by the interrupt id)."""
-    existing = session.scalar(select(ReviewItem).where(ReviewItem.interrupt_id == interrupt_id))
-    if existing is not None:
-        return existing
-    item = ReviewItem(
+    item, created = insert_once(session, ReviewItem(
         thread_id=thread_id,
         interrupt_id=interrupt_id,
         lead_id=lead_id,
@@ -48,13 +45,9 @@ def queue_for_review(
         template=template,
         brief=brief,
         draft=draft,
-    )
-    try:
-        with session.begin_nested():
-            session.add(item)
-            session.flush()
-    except IntegrityError:
-        return session.scalars(select(ReviewItem).where(ReviewItem.interrupt_id == interrupt_id)).one()
+    ), select(ReviewItem).where(ReviewItem.interrupt_id == interrupt_id))
+    if not created:
+        return item
     audit.record(session, actor="agent:lead", action="review_item.created", entity_type="review_item",
                  entity_id=item.id, after={"kind": kind, "status": item.status, "lead_id": lead_id})
     if lead_id is not None:
