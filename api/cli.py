@@ -122,7 +122,8 @@ def _review_app_command(port: int) -> list[str]:
 
     script = Path(review.__file__).resolve().parent / "app.py"
     return [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1"]
+            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1",
+            "--client.toolbarMode", "viewer"]
 
 
 @app.command("review-app")
@@ -179,6 +180,8 @@ def up(
                 p.kill()
 
     signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    # Ctrl-C must stop us even when started from a shell that ignores SIGINT for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _wait_for_api(settings.resolved_api_url, procs)
         creds = demo.credentials_path(settings)

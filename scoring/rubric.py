@@ -70,6 +70,7 @@ class CriterionResult(BaseModel):
     weight: float
     known: bool  # False when the field had no value at all
     evidence: str
+    hits: list[str] = []  # keyword criteria: which keywords were found
 
 
 class ScoreResult(BaseModel):
@@ -125,7 +126,7 @@ def _keyword_hits(text: str, keywords: list[str]) -> list[str]:
 def evaluate(criterion: Criterion, facts: dict[str, Any]) -> CriterionResult:
     value = field_value(facts, criterion.field)
     known = value not in (None, "")
-    met, evidence = False, f"{criterion.field} is unknown"
+    met, evidence, hits = False, f"{criterion.field} is unknown", []
     if criterion.kind == "present":
         met, evidence = known, f"{criterion.field} {'given' if known else 'missing'}"
     elif known and criterion.kind == "in_list":
@@ -148,7 +149,7 @@ def evaluate(criterion: Criterion, facts: dict[str, Any]) -> CriterionResult:
         met = value == criterion.value
         evidence = f"{criterion.field} = {value!r}"
     return CriterionResult(id=criterion.id, label=criterion.label, met=met, weight=criterion.weight, known=known,
-                           evidence=evidence)
+                           evidence=evidence, hits=hits)
 
 
 def grade_for(score: float, rubric: Rubric) -> str:

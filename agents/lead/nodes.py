@@ -10,7 +10,7 @@ from typing import Any
 
 from langgraph.types import interrupt
 
-from agents.lead.prompts import TEMPLATE_FOR_ACTION, render
+from agents.lead.prompts import TEMPLATE_FOR_ACTION, render, topics_phrase
 from agents.lead.state import LeadState
 from core import audit
 from core.db import session_scope
@@ -125,8 +125,8 @@ class LeadNodes:
         first_name, full_name = _display_name(facts)
         account = facts.get("account") or {}
         intent = next((c for c in state["scoring"]["criteria"] if c["id"] == "buying_intent" and c["met"]), None)
-        # Only our own rubric keywords, never the lead's wording, reach the draft.
-        topics = intent["evidence"].split(" mentions ", 1)[1].replace("'", "") if intent else ""
+        # Only phrases of our own for the rubric keywords found, never the lead's wording, reach the draft.
+        topics = topics_phrase(intent["hits"]) if intent else ""
         contact = facts.get("contact") or {}
         slots = {
             "first_name": first_name,

@@ -69,6 +69,22 @@ Score {{ score }} ({{ grade }}). {{ summary }}
     },
 }
 
+# Intent keywords of the rubric -> the phrase a draft may use; timing words ("asap") are not topics.
+TOPIC_PHRASES = {
+    "pricing": "pricing", "price": "pricing", "quote": "a quote", "proposal": "a proposal", "demo": "a demo",
+    "trial": "a trial", "implement": "implementation", "rollout": "a rollout", "replace": "replacing your current tool",
+    "migrate": "migration", "contract": "contract terms",
+}
+
+
+def topics_phrase(keywords: list[str]) -> str:
+    """['pricing', 'demo', 'this quarter'] -> 'pricing and a demo'."""
+    phrases = list(dict.fromkeys(TOPIC_PHRASES[k] for k in keywords if k in TOPIC_PHRASES))
+    if len(phrases) <= 1:
+        return "".join(phrases)
+    return ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
 TEMPLATE_FOR_ACTION = {
     "call_now": "first_touch_fast",
     "fast_cadence": "first_touch_fast",
