@@ -22,6 +22,7 @@ up: install
 
 ## Install what the tests need and run them (SQLite and PostgreSQL).
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -19,6 +19,7 @@ from core.db import session_scope
 from core.jobs import Worker
 from core.models import Decision, Lead, ReviewItem
 from core.settings import Settings, get_settings
+from tools.crm import set_lead_status
 from tools.review_queue import queue_for_review
 
 log = logging.getLogger("revloop.agents")
@@ -88,7 +89,7 @@ class LeadGraphRunner:
                 raise LookupError(f"lead {lead_id} not found")
             thread_id = lead.thread_id
             if lead.status == "new":
-                lead.status = "processing"
+                set_lead_status(session, lead_id, "processing", actor="agent:lead")
         config = self._config(thread_id)
         snapshot = self.graph.get_state(config)
         if snapshot.created_at is None:

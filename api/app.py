@@ -61,8 +61,13 @@ async def _empty_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-HTTP_ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-                    413: "payload_too_large"}
+HTTP_ERROR_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -91,8 +96,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
-        return JSONResponse({"error": code, "message": str(exc.detail)}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": code, "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -101,8 +109,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             fields.setdefault(_field_name(tuple(err["loc"])), err["msg"])
         message = "invalid input: " + "; ".join(f"{k}: {v}" for k, v in fields.items())
         return JSONResponse(
-            {"error": "validation_error", "message": message, "fields": fields,
-             "detail": [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]},
+            {
+                "error": "validation_error",
+                "message": message,
+                "fields": fields,
+                "detail": [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()],
+            },
             status_code=422,
         )
 

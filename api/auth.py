@@ -45,8 +45,14 @@ def create_token(session: Session, *, role: str, name: str, actor: str = "cli") 
     row = ApiToken(name=name.strip(), role=role, token_hash=hash_token(plaintext), prefix=plaintext[:10])
     session.add(row)
     session.flush()
-    audit.record(session, actor=actor, action="api_token.created", entity_type="api_token", entity_id=row.id,
-                 after={"name": row.name, "role": role, "prefix": row.prefix})
+    audit.record(
+        session,
+        actor=actor,
+        action="api_token.created",
+        entity_type="api_token",
+        entity_id=row.id,
+        after={"name": row.name, "role": role, "prefix": row.prefix},
+    )
     return row, plaintext
 
 

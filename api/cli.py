@@ -16,8 +16,11 @@ import typer
 
 from core.settings import get_settings
 
-app = typer.Typer(help="revloop: lead-to-cash with AI agents and a human approving every outbound action.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="revloop: lead-to-cash with AI agents and a human approving every outbound action.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
@@ -95,8 +98,13 @@ def serve(
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run("api.app:create_app", factory=True, host=host or settings.api_host, port=port or settings.api_port,
-                log_level="info")
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="info",
+    )
 
 
 @app.command()
@@ -121,13 +129,29 @@ def _review_app_command(port: int) -> list[str]:
     import review
 
     script = Path(review.__file__).resolve().parent / "app.py"
-    return [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1",
-            "--client.toolbarMode", "viewer"]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.address",
+        "127.0.0.1",
+        "--client.toolbarMode",
+        "viewer",
+    ]
 
 
 @app.command("review-app")
-def review_app(port: Annotated[int | None, typer.Option(help="Port [default: REVLOOP_REVIEW_APP_PORT]")] = None) -> None:
+def review_app(
+    port: Annotated[int | None, typer.Option(help="Port [default: REVLOOP_REVIEW_APP_PORT]")] = None,
+) -> None:
     """Run the Streamlit review app (a client of the HTTP API)."""
     settings = get_settings()
     os.execv(sys.executable, _review_app_command(port or settings.review_app_port))
@@ -190,7 +214,7 @@ def up(
             "",
             "revloop is running:",
             f"  API         {settings.resolved_api_url}  (docs: {settings.resolved_api_url}/docs)",
-            f"  worker      running (lead graphs and approved sends)",
+            "  worker      running (lead graphs and approved sends)",
         ]
         if not no_review_app:
             lines.append(f"  review app  http://127.0.0.1:{settings.review_app_port}")

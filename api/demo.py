@@ -32,23 +32,59 @@ DEALS = [
 ]
 
 LEADS = [
-    {"email": "maria.santos@northwind-analytics.com", "first_name": "Maria", "last_name": "Santos",
-     "company": "Northwind Analytics", "title": "VP Revenue Operations", "phone": "+1 415 555 0134",
-     "message": "We want to automate our pipeline follow-ups this quarter. Can we see a demo and pricing?",
-     "source": "web_form", "consent": {"email": True, "call": True}},
-    {"email": "tom.becker@cobalthealth.io", "first_name": "Tom", "last_name": "Becker", "company": "Cobalt Health",
-     "title": "Sales Operations Analyst", "message": "Looking at options for our spreadsheet-based follow-ups.",
-     "source": "web_form", "consent": {"email": True, "call": False}},
-    {"email": "priya.n@gmail.com", "first_name": "Priya", "last_name": "Nair", "company": "Nair Studio",
-     "title": "Designer", "message": "Just curious what you do.", "source": "newsletter",
-     "consent": {"email": True, "call": False}, "custom": {"industry": "Design", "employees": 2}},
-    {"email": "li.wei@tallisreed.co.uk", "first_name": "Li", "last_name": "Wei", "company": "Tallis & Reed Consulting",
-     "title": "Partner", "phone": "+44 20 7946 0321", "message": "Please call me about the proposal.",
-     "source": "referral", "consent": {"email": False, "call": True}},
-    {"email": "sam.okafor@juniper-retail.com", "first_name": "Sam", "last_name": "Okafor",
-     "company": "Juniper Retail Group", "title": "Operations Lead",
-     "message": "Send me some information about collections automation.", "source": "web_form",
-     "consent": {"email": True, "call": True}},
+    {
+        "email": "maria.santos@northwind-analytics.com",
+        "first_name": "Maria",
+        "last_name": "Santos",
+        "company": "Northwind Analytics",
+        "title": "VP Revenue Operations",
+        "phone": "+1 415 555 0134",
+        "message": "We want to automate our pipeline follow-ups this quarter. Can we see a demo and pricing?",
+        "source": "web_form",
+        "consent": {"email": True, "call": True},
+    },
+    {
+        "email": "tom.becker@cobalthealth.io",
+        "first_name": "Tom",
+        "last_name": "Becker",
+        "company": "Cobalt Health",
+        "title": "Sales Operations Analyst",
+        "message": "Looking at options for our spreadsheet-based follow-ups.",
+        "source": "web_form",
+        "consent": {"email": True, "call": False},
+    },
+    {
+        "email": "priya.n@gmail.com",
+        "first_name": "Priya",
+        "last_name": "Nair",
+        "company": "Nair Studio",
+        "title": "Designer",
+        "message": "Just curious what you do.",
+        "source": "newsletter",
+        "consent": {"email": True, "call": False},
+        "custom": {"industry": "Design", "employees": 2},
+    },
+    {
+        "email": "li.wei@tallisreed.co.uk",
+        "first_name": "Li",
+        "last_name": "Wei",
+        "company": "Tallis & Reed Consulting",
+        "title": "Partner",
+        "phone": "+44 20 7946 0321",
+        "message": "Please call me about the proposal.",
+        "source": "referral",
+        "consent": {"email": False, "call": True},
+    },
+    {
+        "email": "sam.okafor@juniper-retail.com",
+        "first_name": "Sam",
+        "last_name": "Okafor",
+        "company": "Juniper Retail Group",
+        "title": "Operations Lead",
+        "message": "Send me some information about collections automation.",
+        "source": "web_form",
+        "consent": {"email": True, "call": True},
+    },
 ]
 
 
@@ -68,13 +104,29 @@ def seed(session: Session, settings: Settings) -> dict[str, object]:
         session.add(account)
         by_domain[domain] = account
     session.flush()
-    session.add(Contact(email="dana.white@northwind-analytics.com", first_name="Dana", last_name="White",
-                        title="COO", account_id=by_domain["northwind-analytics.com"].id, lawful_basis="contract"))
+    session.add(
+        Contact(
+            email="dana.white@northwind-analytics.com",
+            first_name="Dana",
+            last_name="White",
+            title="COO",
+            account_id=by_domain["northwind-analytics.com"].id,
+            lawful_basis="contract",
+        )
+    )
     today = utcnow().date()
     for name, domain, stage, outcome, amount, days in DEALS:
-        session.add(Deal(name=name, account_id=by_domain[domain].id, stage=stage, outcome=outcome, amount=amount,
-                         expected_close=today + dt.timedelta(days=days),
-                         closed_at=utcnow() + dt.timedelta(days=days) if outcome else None))
+        session.add(
+            Deal(
+                name=name,
+                account_id=by_domain[domain].id,
+                stage=stage,
+                outcome=outcome,
+                amount=amount,
+                expected_close=today + dt.timedelta(days=days),
+                closed_at=utcnow() + dt.timedelta(days=days) if outcome else None,
+            )
+        )
     _, closer = create_token(session, role="closer", name="demo-closer", actor="demo")
     _, manager = create_token(session, role="manager", name="demo-manager", actor="demo")
     _, integration = create_token(session, role="integration", name="demo-web-form", actor="demo")

@@ -6,7 +6,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
 from typing import TypeVar
 
 from sqlalchemy import Engine, Select, create_engine, event

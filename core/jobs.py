@@ -33,8 +33,9 @@ class RetryLater(Exception):
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any], *, dedupe_key: str) -> Job:
     """Queue a job once: a second call with the same dedupe key returns the existing job."""
-    job, _ = insert_once(session, Job(kind=kind, payload=payload, dedupe_key=dedupe_key),
-                         select(Job).where(Job.dedupe_key == dedupe_key))
+    job, _ = insert_once(
+        session, Job(kind=kind, payload=payload, dedupe_key=dedupe_key), select(Job).where(Job.dedupe_key == dedupe_key)
+    )
     return job
 
 
@@ -61,13 +62,11 @@ def claim_next(settings: Settings, worker_id: str, kinds: list[str]) -> Job | No
 
 def finish(settings: Settings, job_id: int) -> None:
     with session_scope(settings) as session:
-        session.execute(
-            update(Job).where(Job.id == job_id).values(status="done", finished_at=utcnow(), locked_by=None)
-        )
+        session.execute(update(Job).where(Job.id == job_id).values(status="done", finished_at=utcnow(), locked_by=None))
 
 
 def fail(settings: Settings, job: Job, error: str, *, count_attempt: bool = True) -> None:
-    retry_in = min(2 ** job.attempts, 300)
+    retry_in = min(2**job.attempts, 300)
     give_up = count_attempt and job.attempts >= settings.job_max_attempts
     with session_scope(settings) as session:
         values: dict[str, Any] = {"last_error": error[-4000:], "locked_by": None, "locked_at": None}

@@ -57,7 +57,10 @@ def show_brief(brief: dict) -> None:
     criteria = brief.get("criteria") or []
     if criteria:
         st.dataframe(
-            [{"criterion": c["label"], "met": "yes" if c["met"] else "no", "evidence": c["evidence"]} for c in criteria],
+            [
+                {"criterion": c["label"], "met": "yes" if c["met"] else "no", "evidence": c["evidence"]}
+                for c in criteria
+            ],
             hide_index=True,
             width="stretch",
         )
@@ -78,22 +81,34 @@ def show_item(client: RevloopClient, item_id: int) -> None:
         decision = item.decision
         if decision is not None:
             verb = {"approve": "Approved", "reject": "Rejected"}.get(decision.action, decision.action)
-            st.info(f"{verb} by {decision.actor} at {decision.decided_at:%Y-%m-%d %H:%M UTC}"
-                    + (f" — reason: {decision.reason}" if decision.reason else ""))
+            st.info(
+                f"{verb} by {decision.actor} at {decision.decided_at:%Y-%m-%d %H:%M UTC}"
+                + (f" — reason: {decision.reason}" if decision.reason else "")
+            )
             if decision.edit_diff:
                 st.code(decision.edit_diff, language="diff")
         if item.result:
             st.success(f"Result: {item.result}")
-        st.text_input("Subject", value=(decision.final_subject if decision else None) or draft.get("subject", ""),
-                      disabled=True, key=f"ro_subject_{item.id}")
-        st.text_area("Body", value=(decision.final_body if decision else None) or draft.get("body", ""), height=300,
-                     disabled=True, key=f"ro_body_{item.id}")
+        st.text_input(
+            "Subject",
+            value=(decision.final_subject if decision else None) or draft.get("subject", ""),
+            disabled=True,
+            key=f"ro_subject_{item.id}",
+        )
+        st.text_area(
+            "Body",
+            value=(decision.final_body if decision else None) or draft.get("body", ""),
+            height=300,
+            disabled=True,
+            key=f"ro_body_{item.id}",
+        )
         return
     subject = st.text_input("Subject", value=draft.get("subject", ""), key=f"subject_{item.id}")
     body = st.text_area("Body", value=draft.get("body", ""), height=320, key=f"body_{item.id}")
     approve_col, reject_col = st.columns(2)
-    if approve_col.button("Approve and send" if item.kind == "email" else "Approve", type="primary",
-                          key=f"approve_{item.id}"):
+    if approve_col.button(
+        "Approve and send" if item.kind == "email" else "Approve", type="primary", key=f"approve_{item.id}"
+    ):
         try:
             done = client.approve(
                 item.id,
@@ -103,7 +118,11 @@ def show_item(client: RevloopClient, item_id: int) -> None:
         except ApiError as exc:
             st.error(f"Not approved: {exc.message}")
         else:
-            st.session_state["flash"] = f"Approved item #{done.id}" + (" (edited)" if done.decision and done.decision.edited else "") + "; it is sent in the background."
+            st.session_state["flash"] = (
+                f"Approved item #{done.id}"
+                + (" (edited)" if done.decision and done.decision.edited else "")
+                + "; it is sent in the background."
+            )
             st.rerun()
     reason = reject_col.text_input("Reason for rejecting", key=f"reason_{item.id}")
     if reject_col.button("Reject", key=f"reject_{item.id}"):
@@ -148,10 +167,21 @@ def queue() -> None:
         for i in page.items
     }
     st.dataframe(
-        [{"id": i.id, "grade": i.brief.get("grade"), "score": i.brief.get("score"), "kind": i.kind,
-          "to": i.draft.get("to"), "subject": i.draft.get("subject"), "status": i.status,
-          "created": i.created_at.strftime("%Y-%m-%d %H:%M")} for i in page.items],
-        hide_index=True, width="stretch",
+        [
+            {
+                "id": i.id,
+                "grade": i.brief.get("grade"),
+                "score": i.brief.get("score"),
+                "kind": i.kind,
+                "to": i.draft.get("to"),
+                "subject": i.draft.get("subject"),
+                "status": i.status,
+                "created": i.created_at.strftime("%Y-%m-%d %H:%M"),
+            }
+            for i in page.items
+        ],
+        hide_index=True,
+        width="stretch",
     )
     ids = list(labels)
     if st.session_state.get("selected") not in ids:  # decided items leave the pending list

@@ -17,8 +17,9 @@ class ApiError(Exception):
 
 class RevloopClient:
     def __init__(self, base_url: str, token: str, timeout: float = 15.0):
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
-                                  headers={"Authorization": f"Bearer {token}"})
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -51,4 +52,6 @@ class RevloopClient:
         return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/approve", json=edit or None))
 
     def reject(self, item_id: int, reason: str) -> ReviewItem:
-        return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/reject", json={"reason": reason}))
+        return ReviewItem.model_validate(
+            self._call("POST", f"/v1/review-items/{item_id}/reject", json={"reason": reason})
+        )

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, selectinload
 from agents.runtime import REVIEW_RESUME
 from core import audit, jobs
 from core.errors import Conflict, InvalidInput, NotFound
-from core.models import Decision, Lead, ReviewItem, utcnow
+from core.models import Decision, ReviewItem, utcnow
+from tools.crm import set_lead_status
 
 PAST_TENSE = {"approve": "approved", "reject": "rejected"}
 STATUSES = ("pending", "approved", "rejected", "sent", "done", "cancelled", "failed")
@@ -37,7 +38,9 @@ def get_item(session: Session, item_id: int) -> ReviewItem:
 
 def _edit_diff(old: str, new: str, name: str) -> str:
     return "".join(
-        difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"draft/{name}", f"final/{name}")
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), f"draft/{name}", f"final/{name}"
+        )
     )
 
 
@@ -76,14 +79,18 @@ def _record(session: Session, item: ReviewItem, decision: Decision, before_statu
     return item
 
 
-def approve(session: Session, item_id: int, *, actor: str, subject: str | None = None, body: str | None = None) -> ReviewItem:
+def approve(
+    session: Session, item_id: int, *, actor: str, subject: str | None = None, body: str | None = None
+) -> ReviewItem:
     item = get_item(session, item_id)
     if item.status != "pending":
         raise Conflict(f"review item {item_id} is already {item.status}; nothing was changed")
     draft_subject, draft_body = item.draft.get("subject", ""), item.draft.get("body", "")
     final_subject = subject if subject is not None else draft_subject
     final_body = body if body is not None else draft_body
-    diff = _edit_diff(draft_subject + "\n", final_subject + "\n", "subject") + _edit_diff(draft_body, final_body, "body")
+    diff = _edit_diff(draft_subject + "\n", final_subject + "\n", "subject") + _edit_diff(
+        draft_body, final_body, "body"
+    )
     _claim(session, item, "approved")
     decision = Decision(
         review_item_id=item.id,
@@ -103,6 +110,6 @@ def reject(session: Session, item_id: int, *, actor: str, reason: str) -> Review
         raise Conflict(f"review item {item_id} is already {item.status}; nothing was changed")
     _claim(session, item, "rejected")
     if item.lead_id is not None:
-        session.execute(update(Lead).where(Lead.id == item.lead_id).values(status="draft_rejected"))
+        set_lead_status(session, item.lead_id, "draft_rejected", actor=actor)
     decision = Decision(review_item_id=item.id, action="reject", actor=actor, reason=reason)
     return _record(session, item, decision, "pending")

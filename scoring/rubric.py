@@ -135,21 +135,33 @@ def evaluate(criterion: Criterion, facts: dict[str, Any]) -> CriterionResult:
     elif known and criterion.kind == "keyword":
         hits = _keyword_hits(str(value), criterion.keywords or [])
         met = bool(hits)
-        evidence = f"{criterion.field} mentions {', '.join(repr(h) for h in hits)}" if hits else \
-            f"{criterion.field} has none of the keywords"
+        evidence = (
+            f"{criterion.field} mentions {', '.join(repr(h) for h in hits)}"
+            if hits
+            else f"{criterion.field} has none of the keywords"
+        )
     elif known and criterion.kind == "range":
         try:
             number = float(value)
         except (TypeError, ValueError):
             evidence = f"{criterion.field} = {value!r} is not a number"
         else:
-            met = (criterion.min is None or number >= criterion.min) and (criterion.max is None or number <= criterion.max)
+            met = (criterion.min is None or number >= criterion.min) and (
+                criterion.max is None or number <= criterion.max
+            )
             evidence = f"{criterion.field} = {value:g}" if isinstance(value, float) else f"{criterion.field} = {value}"
     elif known and criterion.kind == "equals":
         met = value == criterion.value
         evidence = f"{criterion.field} = {value!r}"
-    return CriterionResult(id=criterion.id, label=criterion.label, met=met, weight=criterion.weight, known=known,
-                           evidence=evidence, hits=hits)
+    return CriterionResult(
+        id=criterion.id,
+        label=criterion.label,
+        met=met,
+        weight=criterion.weight,
+        known=known,
+        evidence=evidence,
+        hits=hits,
+    )
 
 
 def grade_for(score: float, rubric: Rubric) -> str:
@@ -166,5 +178,6 @@ def score_facts(rubric: Rubric, facts: dict[str, Any]) -> ScoreResult:
     score = max(1, min(100, round(100 * met / total)))
     disqualified = [r for r in (evaluate(d, facts) for d in rubric.disqualifiers) if r.met]
     grade = "D" if disqualified else grade_for(score, rubric)
-    return ScoreResult(score=score, grade=grade, rubric_version=rubric.version, criteria=results,
-                       disqualified_by=disqualified)
+    return ScoreResult(
+        score=score, grade=grade, rubric_version=rubric.version, criteria=results, disqualified_by=disqualified
+    )

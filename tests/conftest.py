@@ -42,8 +42,11 @@ def database(request, tmp_path_factory) -> Iterator[dict[str, str]]:
     backend = request.param
     if backend == "sqlite":
         folder = tmp_path_factory.mktemp("sqlite")
-        info = {"backend": "sqlite", "url": f"sqlite:///{folder / 'revloop.db'}",
-                "checkpoint_url": f"sqlite:///{folder / 'checkpoints.sqlite'}"}
+        info = {
+            "backend": "sqlite",
+            "url": f"sqlite:///{folder / 'revloop.db'}",
+            "checkpoint_url": f"sqlite:///{folder / 'checkpoints.sqlite'}",
+        }
         upgrade(Settings(database_url=info["url"]))
         yield info
         dispose_engines()

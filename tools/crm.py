@@ -100,8 +100,14 @@ def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
         account = Account(name=lead.company.strip(), domain=domain)
         session.add(account)
         session.flush()
-        audit.record(session, actor=actor, action="account.created", entity_type="account", entity_id=account.id,
-                     after={"name": account.name, "domain": domain})
+        audit.record(
+            session,
+            actor=actor,
+            action="account.created",
+            entity_type="account",
+            entity_id=account.id,
+            after={"name": account.name, "domain": domain},
+        )
     if contact is None:
         contact = Contact(
             email=lead.email,
@@ -116,17 +122,49 @@ def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
         )
         session.add(contact)
         session.flush()
-        audit.record(session, actor=actor, action="contact.created", entity_type="contact", entity_id=contact.id,
-                     after={"email": contact.email, "do_not_email": contact.do_not_email,
-                            "do_not_call": contact.do_not_call})
+        audit.record(
+            session,
+            actor=actor,
+            action="contact.created",
+            entity_type="contact",
+            entity_id=contact.id,
+            after={"email": contact.email, "do_not_email": contact.do_not_email, "do_not_call": contact.do_not_call},
+        )
     else:
         before = {"do_not_email": contact.do_not_email, "do_not_call": contact.do_not_call}
         contact.do_not_email = contact.do_not_email or not lead.consent_email
         contact.do_not_call = contact.do_not_call or not lead.consent_call
         after = {"do_not_email": contact.do_not_email, "do_not_call": contact.do_not_call}
         if before != after:
-            audit.record(session, actor=actor, action="contact.consent_narrowed", entity_type="contact",
-                         entity_id=contact.id, before=before, after=after)
+            audit.record(
+                session,
+                actor=actor,
+                action="contact.consent_narrowed",
+                entity_type="contact",
+                entity_id=contact.id,
+                before=before,
+                after=after,
+            )
     lead.contact_id = contact.id
     lead.account_id = account.id if account else contact.account_id
     session.flush()
+
+
+@tool(scope="write_crm")
+def set_lead_status(session: Session, lead_id: int, status: str, *, actor: str) -> bool:
+    """Move a lead to a new status with an audit event; False (and no event) when it is already there."""
+    lead = session.get(Lead, lead_id)
+    if lead is None or lead.status == status:
+        return False
+    audit.record(
+        session,
+        actor=actor,
+        action="lead.status_changed",
+        entity_type="lead",
+        entity_id=lead_id,
+        before={"status": lead.status},
+        after={"status": status},
+    )
+    lead.status = status
+    session.flush()
+    return True

@@ -6,10 +6,41 @@ from urllib.parse import urlsplit
 
 # The common consumer mailbox providers; a lead from one of them tells us nothing about a company.
 FREE_MAIL_DOMAINS = frozenset(
-    """gmail.com googlemail.com yahoo.com yahoo.co.uk yahoo.fr ymail.com hotmail.com hotmail.co.uk
-    hotmail.fr outlook.com live.com msn.com aol.com icloud.com me.com mac.com proton.me protonmail.com
-    gmx.com gmx.de gmx.net web.de mail.com yandex.com yandex.ru zoho.com fastmail.com tutanota.com
-    hey.com qq.com 163.com 126.com rediffmail.com""".split()
+    [
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.fr",
+        "ymail.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "hotmail.fr",
+        "outlook.com",
+        "live.com",
+        "msn.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "proton.me",
+        "protonmail.com",
+        "gmx.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "mail.com",
+        "yandex.com",
+        "yandex.ru",
+        "zoho.com",
+        "fastmail.com",
+        "tutanota.com",
+        "hey.com",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "rediffmail.com",
+    ]
 )
 
 

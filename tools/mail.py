@@ -81,7 +81,9 @@ def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessag
             if contact is None:
                 raise NotApproved(f"review item {review_item_id} has no contact record to send to")
             if contact.do_not_email:
-                raise RecipientOptedOut(f"contact {contact.id} opted out of email; review item {review_item_id} not sent")
+                raise RecipientOptedOut(
+                    f"contact {contact.id} opted out of email; review item {review_item_id} not sent"
+                )
             row = OutboxMessage(
                 idempotency_key=key,
                 review_item_id=item.id,

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.db import insert_once
 from core.errors import Conflict
-from core.models import Activity, Decision, Lead, ReviewItem, utcnow
+from core.models import Activity, Decision, ReviewItem, utcnow
+from tools.crm import set_lead_status
 from tools.registry import tool
 
 
@@ -36,22 +37,32 @@ def queue_for_review(
     draft: dict[str, Any],
 ) -> ReviewItem:
     """Create the review item for a graph interrupt, once (keyed by the interrupt id)."""
-    item, created = insert_once(session, ReviewItem(
-        thread_id=thread_id,
-        interrupt_id=interrupt_id,
-        lead_id=lead_id,
-        contact_id=contact_id,
-        kind=kind,
-        template=template,
-        brief=brief,
-        draft=draft,
-    ), select(ReviewItem).where(ReviewItem.interrupt_id == interrupt_id))
+    item, created = insert_once(
+        session,
+        ReviewItem(
+            thread_id=thread_id,
+            interrupt_id=interrupt_id,
+            lead_id=lead_id,
+            contact_id=contact_id,
+            kind=kind,
+            template=template,
+            brief=brief,
+            draft=draft,
+        ),
+        select(ReviewItem).where(ReviewItem.interrupt_id == interrupt_id),
+    )
     if not created:
         return item
-    audit.record(session, actor="agent:lead", action="review_item.created", entity_type="review_item",
-                 entity_id=item.id, after={"kind": kind, "status": item.status, "lead_id": lead_id})
+    audit.record(
+        session,
+        actor="agent:lead",
+        action="review_item.created",
+        entity_type="review_item",
+        entity_id=item.id,
+        after={"kind": kind, "status": item.status, "lead_id": lead_id},
+    )
     if lead_id is not None:
-        session.execute(update(Lead).where(Lead.id == lead_id).values(status="in_review"))
+        set_lead_status(session, lead_id, "in_review", actor="agent:lead")
     return item
 
 
@@ -59,7 +70,12 @@ def approved_action(session: Session, review_item_id: int) -> tuple[ReviewItem, 
     """The item and its approve decision, read from the database (never from graph state)."""
     item = session.get(ReviewItem, review_item_id)
     decision = session.scalar(select(Decision).where(Decision.review_item_id == review_item_id))
-    if item is None or decision is None or decision.action != "approve" or item.status not in ("approved", "sent", "done"):
+    if (
+        item is None
+        or decision is None
+        or decision.action != "approve"
+        or item.status not in ("approved", "sent", "done")
+    ):
         raise NotApproved(f"review item {review_item_id} has no approval record; nothing is executed")
     return item, decision
 
@@ -74,10 +90,17 @@ def mark_executed(session: Session, item: ReviewItem, *, status: str, result: di
     if not done:
         return False
     session.refresh(item)
-    audit.record(session, actor="agent:lead", action=f"review_item.{status}", entity_type="review_item",
-                 entity_id=item.id, before={"status": "approved"}, after={"status": status, **result})
+    audit.record(
+        session,
+        actor="agent:lead",
+        action=f"review_item.{status}",
+        entity_type="review_item",
+        entity_id=item.id,
+        before={"status": "approved"},
+        after={"status": status, **result},
+    )
     if item.lead_id is not None and status in ("sent", "done"):
-        session.execute(update(Lead).where(Lead.id == item.lead_id).values(status="contacted"))
+        set_lead_status(session, item.lead_id, "contacted", actor="agent:lead")
     return True
 
 
@@ -87,8 +110,9 @@ def log_activity(session: Session, item: ReviewItem, *, kind: str, summary: str)
     existing = session.scalar(select(Activity).where(Activity.review_item_id == item.id))
     if existing is not None:
         return existing
-    activity = Activity(kind=kind, summary=summary, lead_id=item.lead_id, contact_id=item.contact_id,
-                        review_item_id=item.id)
+    activity = Activity(
+        kind=kind, summary=summary, lead_id=item.lead_id, contact_id=item.contact_id, review_item_id=item.id
+    )
     session.add(activity)
     session.flush()
     return activity

@@ -31,13 +31,21 @@ def _existing(session: Session, email: str, idempotency_key: str | None) -> Lead
 
 def _mark_duplicate(session: Session, lead: Lead, actor: str, idempotency_key: str | None) -> Lead:
     session.execute(update(Lead).where(Lead.id == lead.id).values(duplicate_count=Lead.duplicate_count + 1))
-    audit.record(session, actor=actor, action="lead.duplicate_received", entity_type="lead", entity_id=lead.id,
-                 after={"idempotency_key": idempotency_key})
+    audit.record(
+        session,
+        actor=actor,
+        action="lead.duplicate_received",
+        entity_type="lead",
+        entity_id=lead.id,
+        after={"idempotency_key": idempotency_key},
+    )
     session.refresh(lead)
     return lead
 
 
-def capture_lead(session: Session, data: LeadCreate, *, actor: str, idempotency_key: str | None = None) -> tuple[Lead, bool]:
+def capture_lead(
+    session: Session, data: LeadCreate, *, actor: str, idempotency_key: str | None = None
+) -> tuple[Lead, bool]:
     """Return (lead, duplicate). The same key or the same email again returns the existing lead."""
     email = normalise_email(str(data.email))
     existing = _existing(session, email, idempotency_key)
@@ -69,8 +77,18 @@ def capture_lead(session: Session, data: LeadCreate, *, actor: str, idempotency_
             raise
         return _mark_duplicate(session, existing, actor, idempotency_key), True
     link_lead_to_crm(session, lead, actor=actor)
-    audit.record(session, actor=actor, action="lead.created", entity_type="lead", entity_id=lead.id,
-                 after={"email": email, "source": lead.source, "consent_email": lead.consent_email,
-                        "consent_call": lead.consent_call})
+    audit.record(
+        session,
+        actor=actor,
+        action="lead.created",
+        entity_type="lead",
+        entity_id=lead.id,
+        after={
+            "email": email,
+            "source": lead.source,
+            "consent_email": lead.consent_email,
+            "consent_call": lead.consent_call,
+        },
+    )
     jobs.enqueue(session, LEAD_RUN, {"lead_id": lead.id}, dedupe_key=f"{LEAD_RUN}:{lead.id}")
     return lead, False

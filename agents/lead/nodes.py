@@ -76,8 +76,12 @@ class LeadNodes:
         _, full_name = _display_name(facts)
         who = full_name + (f", {lead['title']}" if lead.get("title") else "") + f" at {_company(facts)}"
         firmo = ", ".join(
-            x for x in (account.get("industry") or lead["custom"].get("industry"),
-                        f"{account['employees']} employees" if account.get("employees") else None) if x
+            x
+            for x in (
+                account.get("industry") or lead["custom"].get("industry"),
+                f"{account['employees']} employees" if account.get("employees") else None,
+            )
+            if x
         )
         reasons = "; ".join(c["label"].lower() for c in met) or "no rubric criterion met"
         summary = (
@@ -99,18 +103,35 @@ class LeadNodes:
         }
         with session_scope(self.settings) as session:  # idempotent: the same values on a re-run
             row = session.get(Lead, state["lead_id"])
-            before = {"status": row.status, "score": row.score, "grade": row.grade}
-            row.score, row.grade, row.brief, row.rubric_version = brief["score"], brief["grade"], brief, brief["rubric_version"]
-            row.status = "scored" if row.status in ("new", "processing") else row.status
-            audit.record(session, actor="agent:lead", action="lead.scored", entity_type="lead", entity_id=row.id,
-                         before=before, after={"status": row.status, "score": row.score, "grade": row.grade})
+            before = {"score": row.score, "grade": row.grade}
+            row.score, row.grade, row.brief, row.rubric_version = (
+                brief["score"],
+                brief["grade"],
+                brief,
+                brief["rubric_version"],
+            )
+            audit.record(
+                session,
+                actor="agent:lead",
+                action="lead.scored",
+                entity_type="lead",
+                entity_id=row.id,
+                before=before,
+                after={"score": row.score, "grade": row.grade, "rubric_version": row.rubric_version},
+            )
+            if row.status in ("new", "processing"):
+                crm.set_lead_status(session, row.id, "scored", actor="agent:lead")
         return {"brief": brief}
 
     def route(self, state: LeadState) -> dict[str, Any]:
         facts = state["facts"]
         lead, contact = facts["lead"], facts.get("contact") or {}
         may_email = lead["consent_email"] and not contact.get("do_not_email", False)
-        may_call = lead["consent_call"] and not contact.get("do_not_call", False) and bool(lead.get("phone") or contact.get("phone"))
+        may_call = (
+            lead["consent_call"]
+            and not contact.get("do_not_call", False)
+            and bool(lead.get("phone") or contact.get("phone"))
+        )
         next_action = state["brief"]["next_action"]
         if may_email:
             channel = "email"
@@ -200,10 +221,6 @@ class LeadNodes:
             return {"outcome": {"status": "rejected", "review_item_id": decision.get("review_item_id")}}
         if state.get("route", {}).get("channel") == "none":
             with session_scope(self.settings) as session:
-                row = session.get(Lead, state["lead_id"])
-                if row.status != "no_contact_allowed":
-                    audit.record(session, actor="agent:lead", action="lead.no_contact_allowed", entity_type="lead",
-                                 entity_id=row.id, before={"status": row.status}, after={"status": "no_contact_allowed"})
-                    row.status = "no_contact_allowed"
+                crm.set_lead_status(session, state["lead_id"], "no_contact_allowed", actor="agent:lead")
             return {"outcome": {"status": "no_contact_allowed"}}
         return {"outcome": state.get("outcome") or {"status": "done"}}

@@ -71,9 +71,17 @@ Score {{ score }} ({{ grade }}). {{ summary }}
 
 # Intent keywords of the rubric -> the phrase a draft may use; timing words ("asap") are not topics.
 TOPIC_PHRASES = {
-    "pricing": "pricing", "price": "pricing", "quote": "a quote", "proposal": "a proposal", "demo": "a demo",
-    "trial": "a trial", "implement": "implementation", "rollout": "a rollout", "replace": "replacing your current tool",
-    "migrate": "migration", "contract": "contract terms",
+    "pricing": "pricing",
+    "price": "pricing",
+    "quote": "a quote",
+    "proposal": "a proposal",
+    "demo": "a demo",
+    "trial": "a trial",
+    "implement": "implementation",
+    "rollout": "a rollout",
+    "replace": "replacing your current tool",
+    "migrate": "migration",
+    "contract": "contract terms",
 }
 
 

@@ -17,8 +17,12 @@ from core.schemas import Lead, LeadAccepted, LeadCreate
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=LeadAccepted,
-             summary="Capture a lead; it is scored and drafted in the background")
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=LeadAccepted,
+    summary="Capture a lead; it is scored and drafted in the background",
+)
 def create_lead(
     data: LeadCreate,
     session: SessionDep,

@@ -35,8 +35,11 @@ def get_review_item(item_id: int, session: SessionDep, _: Reader) -> ReviewItem:
     return ReviewItem.model_validate(service.get_item(session, item_id))
 
 
-@router.post("/{item_id}/approve", response_model=ReviewItem,
-             summary="Approve (optionally with an edited subject/body); the action runs once")
+@router.post(
+    "/{item_id}/approve",
+    response_model=ReviewItem,
+    summary="Approve (optionally with an edited subject/body); the action runs once",
+)
 def approve_review_item(
     item_id: int, session: SessionDep, principal: Decider, edit: Annotated[ApproveRequest | None, Body()] = None
 ) -> ReviewItem:

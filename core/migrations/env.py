@@ -18,8 +18,9 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True,
-                      include_name=include_name)
+    context.configure(
+        url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True, include_name=include_name
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -39,8 +40,9 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     # batch mode: SQLite cannot ALTER most things in place.
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
-                      include_name=include_name)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, render_as_batch=True, include_name=include_name
+    )
     with context.begin_transaction():
         context.run_migrations()
 

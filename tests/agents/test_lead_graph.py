@@ -67,13 +67,22 @@ class worker_graph_state:
 
 
 def test_weak_lead_gets_a_polite_decline_and_flags(settings, worker):
-    lead_id = _capture(settings, email="kid@gmail.com", company=None, title=None, phone=None, website=None,
-                       message="I am a student writing my thesis, can you help?")
+    lead_id = _capture(
+        settings,
+        email="kid@gmail.com",
+        company=None,
+        title=None,
+        phone=None,
+        website=None,
+        message="I am a student writing my thesis, can you help?",
+    )
     worker.run_until_idle()
     [item] = _items(settings, lead_id)
     assert item.brief["grade"] == "D"
     assert item.brief["next_action"] == "polite_decline"
-    assert {"missing_company", "missing_title", "free_mail_domain", "disqualified:not_a_buyer"} <= set(item.brief["flags"])
+    assert {"missing_company", "missing_title", "free_mail_domain", "disqualified:not_a_buyer"} <= set(
+        item.brief["flags"]
+    )
     assert item.template == "polite_decline"
     # The lead's own words never reach the draft.
     assert "thesis" not in item.draft["body"]

@@ -63,10 +63,15 @@ def test_demo_seed_fills_an_empty_database_once(settings, subprocess_env):
 def test_up_migrates_seeds_serves_and_stops_on_ctrl_c(tmp_path):
     api_port, app_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REVLOOP_")}
-    env.update(REVLOOP_VAR_DIR=str(tmp_path / "var"), REVLOOP_API_PORT=str(api_port),
-               REVLOOP_REVIEW_APP_PORT=str(app_port), REVLOOP_WORKER_POLL_SECONDS="0.2")
-    proc = subprocess.Popen(REVLOOP + ["up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=tmp_path)
+    env.update(
+        REVLOOP_VAR_DIR=str(tmp_path / "var"),
+        REVLOOP_API_PORT=str(api_port),
+        REVLOOP_REVIEW_APP_PORT=str(app_port),
+        REVLOOP_WORKER_POLL_SECONDS="0.2",
+    )
+    proc = subprocess.Popen(
+        REVLOOP + ["up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
+    )
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 90
@@ -85,7 +90,9 @@ def test_up_migrates_seeds_serves_and_stops_on_ctrl_c(tmp_path):
         headers = {"Authorization": f"Bearer {token}"}
         total = 0
         for _ in range(100):
-            total = httpx.get(f"http://127.0.0.1:{api_port}/v1/review-items?status=pending", headers=headers).json()["total"]
+            total = httpx.get(f"http://127.0.0.1:{api_port}/v1/review-items?status=pending", headers=headers).json()[
+                "total"
+            ]
             if total == 5:
                 break
             time.sleep(0.2)

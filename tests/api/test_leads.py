@@ -31,8 +31,9 @@ def test_same_idempotency_key_or_email_returns_the_existing_lead(settings, http)
     headers = auth(settings, "integration") | {"Idempotency-Key": "form-123"}
     first = http.post("/v1/leads", json=lead_payload(), headers=headers).json()
     again_key = http.post("/v1/leads", json=lead_payload(email="other@acme-software.com"), headers=headers)
-    again_email = http.post("/v1/leads", json=lead_payload(email="  JANE.DOE@Acme-Software.com "),
-                            headers=auth(settings, "integration"))
+    again_email = http.post(
+        "/v1/leads", json=lead_payload(email="  JANE.DOE@Acme-Software.com "), headers=auth(settings, "integration")
+    )
     assert again_key.status_code == again_email.status_code == 202
     assert again_key.json() == {"id": first["id"], "status": "new", "duplicate": True}
     assert again_email.json()["id"] == first["id"] and again_email.json()["duplicate"] is True
@@ -47,8 +48,10 @@ def test_invalid_input_names_each_field_and_writes_nothing(settings, http):
     cases = {
         "missing email": ({k: v for k, v in lead_payload().items() if k != "email"}, {"email"}),
         "malformed email": (lead_payload(email="not-an-email"), {"email"}),
-        "wrong types": (lead_payload(first_name=123, consent={"email": "yes", "call": True}),
-                        {"first_name", "consent.email"}),
+        "wrong types": (
+            lead_payload(first_name=123, consent={"email": "yes", "call": True}),
+            {"first_name", "consent.email"},
+        ),
         "unknown field": (lead_payload(emial="x@y.com"), {"emial"}),
         "missing consent": ({k: v for k, v in lead_payload().items() if k != "consent"}, {"consent"}),
         "bad phone": (lead_payload(phone="call me maybe"), {"phone"}),

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tools.mail import outbox_files
-
 from tests.factories import lead_payload, token
+from tools.mail import outbox_files
 
 APP = str(Path(__file__).resolve().parents[2] / "review" / "app.py")
 
@@ -27,7 +26,11 @@ def _signed_in(live_server, tok: str) -> AppTest:
 
 
 def _queue_a_lead(settings, http, worker, **overrides) -> None:
-    r = http.post("/v1/leads", json=lead_payload(**overrides), headers={"Authorization": f"Bearer {token(settings, 'integration')}"})
+    r = http.post(
+        "/v1/leads",
+        json=lead_payload(**overrides),
+        headers={"Authorization": f"Bearer {token(settings, 'integration')}"},
+    )
     assert r.status_code == 202
     worker.run_until_idle()
 
@@ -49,7 +52,9 @@ def test_queue_shows_brief_and_draft_then_edit_and_approve(settings, live_server
     assert at.title[0].value == "Review queue"
     assert any("1 item(s) pending" in c.value for c in at.caption)
     item_id = at.selectbox(key="selected").value
-    api_item = http.get(f"/v1/review-items/{item_id}", headers={"Authorization": f"Bearer {at.session_state['token']}"}).json()
+    api_item = http.get(
+        f"/v1/review-items/{item_id}", headers={"Authorization": f"Bearer {at.session_state['token']}"}
+    ).json()
     assert at.metric[0].value == str(api_item["brief"]["score"])
     assert any("Jane Doe, VP Sales at Acme Software" in m.value for m in at.markdown)
     assert at.text_input(key=f"subject_{item_id}").value.startswith("Acme Software")

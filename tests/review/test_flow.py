@@ -13,12 +13,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
-from tools.mail import outbox_files
-
 from core.db import session_scope
 from core.models import Activity, AuditEvent, Decision, Job, Lead, OutboxMessage, ReviewItem
 from tests.conftest import free_port
 from tests.factories import auth, lead_payload
+from tools.mail import outbox_files
 
 
 def _pending_item(settings, http, worker, **lead_overrides) -> dict:
@@ -78,8 +77,9 @@ def test_approve_with_edit_sends_exactly_one_email_to_the_lead(settings, http, w
 def test_reject_records_the_reason_and_sends_nothing(settings, http, worker):
     item = _pending_item(settings, http, worker)
     closer = auth(settings, "closer")
-    r = http.post(f"/v1/review-items/{item['id']}/reject", json={"reason": "Tone is too pushy for this account"},
-                  headers=closer)
+    r = http.post(
+        f"/v1/review-items/{item['id']}/reject", json={"reason": "Tone is too pushy for this account"}, headers=closer
+    )
     assert r.status_code == 200
     assert r.json()["status"] == "rejected" and r.json()["decision"]["reason"] == "Tone is too pushy for this account"
     worker.run_until_idle()
@@ -115,8 +115,13 @@ def test_resume_happens_in_a_new_process(settings, http, worker, subprocess_env)
     r = http.post(f"/v1/review-items/{item['id']}/approve", headers=auth(settings, "closer"))
     assert r.status_code == 200
     # A fresh process builds a new graph instance from the checkpoint and finishes the thread.
-    done = subprocess.run([sys.executable, "-m", "api.cli", "worker", "--until-idle"], env=subprocess_env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "worker", "--until-idle"],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "ran 1 job(s)" in done.stdout
     [eml] = outbox_files(settings)
