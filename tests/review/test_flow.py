@@ -72,6 +72,15 @@ def test_approve_with_edit_sends_exactly_one_email_to_the_lead(settings, http, w
         assert session.scalars(select(Lead.status)).one() == "contacted"
         actions = session.scalars(select(AuditEvent.action).where(AuditEvent.entity_type == "review_item")).all()
         assert actions == ["review_item.created", "review_item.approved", "review_item.sent"]
+        trail = session.scalars(
+            select(AuditEvent).where(AuditEvent.entity_type == "lead", AuditEvent.action == "lead.status_changed")
+        ).all()
+        assert [(e.before["status"], e.after["status"]) for e in trail] == [
+            ("new", "processing"),
+            ("processing", "scored"),
+            ("scored", "in_review"),
+            ("in_review", "contacted"),
+        ]
 
 
 def test_reject_records_the_reason_and_sends_nothing(settings, http, worker):
