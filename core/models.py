@@ -13,13 +13,16 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -67,12 +70,19 @@ class TimestampMixin:
 
 class Account(TimestampMixin, Base):
     __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("external_source", "external_id", name="uq_accounts_external"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     domain: Mapped[str | None] = mapped_column(String(253), unique=True)
     industry: Mapped[str | None] = mapped_column(String(100))
     employees: Mapped[int | None] = mapped_column(Integer)
     country: Mapped[str | None] = mapped_column(String(100))
+    revenue_musd: Mapped[Decimal | None] = mapped_column()
+    year_established: Mapped[int | None] = mapped_column(Integer)
+    subsidiary_of: Mapped[str | None] = mapped_column(String(200))
+    # Imported records remember where they came from, so a re-run updates instead of duplicating.
+    external_source: Mapped[str | None] = mapped_column(String(50))
+    external_id: Mapped[str | None] = mapped_column(String(200))
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="account")
 
@@ -95,11 +105,13 @@ class Contact(TimestampMixin, Base):
 
 class Lead(TimestampMixin, Base):
     __tablename__ = "leads"
+    __table_args__ = (UniqueConstraint("external_source", "external_id", name="uq_leads_external"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     # LangGraph thread of this lead; a uuid so it never collides with an old thread.
     thread_id: Mapped[str] = mapped_column(String(64), unique=True, default=lambda: f"lead-{uuid.uuid4()}")
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # Nullable: historical imports (e.g. X Education) carry no address; they are never contacted.
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
     company: Mapped[str | None] = mapped_column(String(200))
@@ -107,6 +119,11 @@ class Lead(TimestampMixin, Base):
     phone: Mapped[str | None] = mapped_column(String(50))
     website: Mapped[str | None] = mapped_column(String(500))
     message: Mapped[str | None] = mapped_column(Text)
+    external_source: Mapped[str | None] = mapped_column(String(50))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    captured_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The features as they were when the lead arrived; training reads these, never later edits.
+    capture_features: Mapped[dict[str, Any]] = mapped_column(default=dict)
     source: Mapped[str | None] = mapped_column(String(100))
     consent_email: Mapped[bool] = mapped_column(Boolean, default=True)
     consent_call: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -117,6 +134,9 @@ class Lead(TimestampMixin, Base):
     grade: Mapped[str | None] = mapped_column(String(1))
     brief: Mapped[dict[str, Any] | None] = mapped_column()
     rubric_version: Mapped[str | None] = mapped_column(String(100))
+    rubric_score: Mapped[int | None] = mapped_column(Integer)
+    model_version: Mapped[str | None] = mapped_column(String(100))
+    model_probability: Mapped[float | None] = mapped_column(Float)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
 
@@ -126,6 +146,7 @@ class Lead(TimestampMixin, Base):
 
 class Deal(TimestampMixin, Base):
     __tablename__ = "deals"
+    __table_args__ = (UniqueConstraint("external_source", "external_id", name="uq_deals_external"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -137,6 +158,69 @@ class Deal(TimestampMixin, Base):
     expected_close: Mapped[dt.date | None] = mapped_column(Date)
     outcome: Mapped[str | None] = mapped_column(String(10))  # won | lost | None while open
     closed_at: Mapped[dt.datetime | None] = mapped_column()
+    engaged_at: Mapped[dt.date | None] = mapped_column(Date)
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id"), index=True)
+    sales_agent_id: Mapped[int | None] = mapped_column(ForeignKey("sales_agents.id"), index=True)
+    external_source: Mapped[str | None] = mapped_column(String(50))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+
+
+class Product(TimestampMixin, Base):
+    """The price book: proposals and invoices take prices from here, never from text."""
+
+    __tablename__ = "products"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    series: Mapped[str | None] = mapped_column(String(100))
+    price: Mapped[Decimal] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+
+
+class SalesAgent(TimestampMixin, Base):
+    __tablename__ = "sales_agents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    manager: Mapped[str | None] = mapped_column(String(200))
+    regional_office: Mapped[str | None] = mapped_column(String(100))
+
+
+class IcpRubric(Base):
+    """A version of the written ICP: draft -> published (one published at a time) -> archived."""
+
+    __tablename__ = "icp_rubrics"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(100), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    content: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    published_by: Mapped[str | None] = mapped_column(String(200))
+    published_at: Mapped[dt.datetime | None] = mapped_column()
+    backtest: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class ScoringModel(Base):
+    """A trained outcome model. The artifact is a skops file (no pickle of untrusted bytes)."""
+
+    __tablename__ = "scoring_models"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(100), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="challenger", index=True)  # challenger|champion|retired
+    algorithm: Mapped[str] = mapped_column(String(50))
+    data_window_start: Mapped[dt.datetime | None] = mapped_column()
+    data_window_end: Mapped[dt.datetime | None] = mapped_column()
+    n_won: Mapped[int] = mapped_column(Integer)
+    n_lost: Mapped[int] = mapped_column(Integer)
+    feature_spec: Mapped[dict[str, Any]] = mapped_column()
+    auc: Mapped[float] = mapped_column(Float)
+    brier: Mapped[float] = mapped_column(Float)
+    log_loss: Mapped[float] = mapped_column(Float)
+    calibration_error: Mapped[float] = mapped_column(Float)
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)  # CV scores, baselines, split
+    artifact: Mapped[bytes] = mapped_column(LargeBinary)
+    trained_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    promoted_at: Mapped[dt.datetime | None] = mapped_column()
+    promoted_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class Activity(Base):

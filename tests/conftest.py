@@ -65,6 +65,23 @@ def database(request, tmp_path_factory) -> Iterator[dict[str, str]]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def scratch_database_url(database, tmp_path) -> Iterator[str]:
+    """An empty database of the same backend, for tests that migrate step by step."""
+    if database["backend"] == "sqlite":
+        yield f"sqlite:///{tmp_path / 'scratch.db'}"
+        return
+    name = f"revloop_scratch_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _pg_database(name).replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        dispose_engines()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _truncate(settings: Settings) -> None:
     engine = get_engine(settings)
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]

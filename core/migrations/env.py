@@ -39,12 +39,24 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Batch mode recreates tables that others reference; SQLite can only switch foreign-key
+        # enforcement off outside a transaction, so do it on the raw connection before ours begins.
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
     # batch mode: SQLite cannot ALTER most things in place.
     context.configure(
         connection=connection, target_metadata=target_metadata, render_as_batch=True, include_name=include_name
     )
     with context.begin_transaction():
         context.run_migrations()
+    if sqlite:
+        connection.commit()
+        raw = connection.connection.driver_connection
+        raw.execute("PRAGMA foreign_keys=ON")
+        broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"migration left rows with broken foreign keys: {broken[:5]}")
 
 
 if context.is_offline_mode():

@@ -8,7 +8,7 @@ from core.models import Base
 
 
 def test_migrations_reach_head_and_match_the_models(settings):
-    assert current_revision(settings) == "0001"
+    assert current_revision(settings) == "0002"
     engine = get_engine(settings)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"include_name": include_name}), Base.metadata)
@@ -28,3 +28,46 @@ def test_migrations_reach_head_and_match_the_models(settings):
         "jobs",
     ):
         assert table in tables
+
+
+def test_upgrading_a_database_with_data_keeps_it(scratch_database_url):
+    from sqlalchemy import text
+
+    from core.db import make_engine
+    from core.migrate import upgrade
+    from core.settings import Settings
+
+    settings = Settings(database_url=scratch_database_url)
+    upgrade(settings, "0001")
+    engine = make_engine(scratch_database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO accounts (name, domain, created_at, updated_at) "
+                    "VALUES ('Acme', 'acme.com', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO contacts (email, account_id, do_not_email, do_not_call, created_at, updated_at)"
+                    " VALUES ('a@acme.com', 1, false, false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                text(
+                    """INSERT INTO leads (thread_id, email, consent_email, consent_call, custom, status,
+                       duplicate_count, account_id, contact_id, created_at, updated_at)
+                       VALUES ('lead-x', 'a@acme.com', true, true, '{}', 'new', 0, 1, 1,
+                               '2026-01-02 03:04:05', CURRENT_TIMESTAMP)"""
+                )
+            )
+        upgrade(settings)
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT email, account_id, captured_at, capture_features FROM leads")).one()
+            assert row.email == "a@acme.com" and row.account_id == 1
+            assert str(row.captured_at).startswith("2026-01-02 03:04:05")
+            assert row.capture_features in ({}, "{}")
+            assert conn.execute(text("SELECT name FROM accounts")).scalar_one() == "Acme"
+    finally:
+        engine.dispose()
