@@ -164,6 +164,9 @@ class Deal(TimestampMixin, Base):
     external_source: Mapped[str | None] = mapped_column(String(50))
     external_id: Mapped[str | None] = mapped_column(String(200))
 
+    lead: Mapped[Lead | None] = relationship()
+    account: Mapped[Account | None] = relationship()
+
 
 class Product(TimestampMixin, Base):
     """The price book: proposals and invoices take prices from here, never from text."""

@@ -33,7 +33,13 @@ class Settings(BaseSettings):
     company_name: str = "Revloop Demo Co"
     unsubscribe_url: str = "https://revloop.example/unsubscribe"
 
-    rubric_path: Path = DEFAULT_RUBRIC
+    rubric_path: Path = Field(DEFAULT_RUBRIC, description="Rubric used until one is published in the database.")
+    scoring_min_closed_deals: int = Field(
+        100, description="Below this many closed deals the model is not trained or used; the rubric scores alone."
+    )
+    scoring_model_weight: float = Field(
+        0.5, ge=0, le=1, description="Share of the final score from the model probability (rest: rubric fit)."
+    )
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -14,7 +14,9 @@ from agents.runtime import LEAD_RUN
 from core import audit, jobs
 from core.models import Lead
 from core.schemas import LeadCreate
+from scoring.features import capture_snapshot
 from tools.crm import link_lead_to_crm
+from tools.enrichment import email_domain, is_free_mail
 
 
 def normalise_email(email: str) -> str:
@@ -65,6 +67,16 @@ def capture_lead(
         consent_email=data.consent.email,
         consent_call=data.consent.call,
         custom=dict(data.custom),
+        capture_features=capture_snapshot(
+            source=data.source,
+            consent_email=data.consent.email,
+            consent_call=data.consent.call,
+            free_mail=is_free_mail(email_domain(email)),
+            phone=data.phone,
+            company=data.company,
+            title=data.title,
+            custom=dict(data.custom),
+        ),
     )
     try:
         with session.begin_nested():

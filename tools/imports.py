@@ -1,0 +1,620 @@
+"""CSV imports of real data: leads (X Education or generic) and a CRM (Maven).
+
+Each row is validated on its own; rejected rows are reported with their reasons and the rest is
+written in the caller's one transaction (with `strict`, any rejection commits nothing). Imported
+records carry (external_source, external_id), so running an import again updates, never duplicates.
+Outcomes become closed deals; X Education's Do Not Email / Do Not Call become consent.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.errors import InvalidInput
+from core.models import Account, Deal, Lead, Product, SalesAgent, utcnow
+from scoring.features import capture_snapshot
+from tools.crm import link_lead_to_crm
+from tools.enrichment import email_domain, is_free_mail
+from tools.registry import tool
+
+Progress = Callable[[int], None]
+
+LEAD_FORMATS = ("x-education", "generic")
+CRM_FORMATS = ("maven",)
+
+
+@dataclass
+class ImportReport:
+    kind: str
+    format: str
+    path: str
+    rows: int = 0
+    created: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def count(self, bucket: str, entity: str) -> None:
+        counts = getattr(self, bucket)
+        counts[entity] = counts.get(entity, 0) + 1
+
+    def reject(self, file: str, row: int, reason: str) -> None:
+        self.rejected.append({"file": file, "row": row, "reason": reason})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "format": self.format,
+            "path": self.path,
+            "rows": self.rows,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": len(self.rejected),
+            "rejections": self.rejected,
+        }
+
+
+class RowError(ValueError):
+    """A row that cannot be imported; the message is the reason shown in the report."""
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Rows as dicts; the dialect (delimiter, quoting) is sniffed from the first lines."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}") from exc
+    try:
+        dialect: Any = csv.Sniffer().sniff(text[:20_000], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(text.splitlines(), dialect=dialect)
+    if not reader.fieldnames:
+        raise InvalidInput(f"{path} has no header row")
+    return [h.strip() for h in reader.fieldnames], [
+        {(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader
+    ]
+
+
+def count_rows(path: Path) -> int:
+    return max(0, sum(1 for _ in path.open(encoding="utf-8-sig", errors="replace")) - 1)
+
+
+def _require_columns(path: Path, header: list[str], needed: list[str]) -> None:
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise InvalidInput(f"{path.name} lacks the column(s) {', '.join(missing)}", details={"missing": missing})
+
+
+def _number(value: str, column: str) -> float | None:
+    if value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise RowError(f"{column} is not a number: {value!r}") from None
+
+
+def _yes_no(value: str, column: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("yes", "y", "true", "1"):
+        return True
+    if lowered in ("no", "n", "false", "0", ""):
+        return False
+    raise RowError(f"{column} must be Yes or No, got {value!r}")
+
+
+def _date(value: str, column: str) -> dt.date | None:
+    if value == "":
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise RowError(f"{column} is not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _closed_at(day: dt.date | None) -> dt.datetime | None:
+    return None if day is None else dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
+def _each(report: ImportReport, file: str, rows: list[dict[str, str]], progress: Progress | None, handle) -> None:
+    for number, row in enumerate(rows, start=2):  # row 1 is the header
+        report.rows += 1
+        try:
+            handle(number, row)
+        except RowError as exc:
+            report.reject(file, number, str(exc))
+        if progress:
+            progress(1)
+
+
+def _set_fields(row: Any, values: dict[str, Any]) -> bool:
+    changed = False
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+            changed = True
+    return changed
+
+
+def _upsert_deal(session: Session, report: ImportReport, existing: Deal | None, values: dict[str, Any]) -> Deal:
+    if existing is None:
+        deal = Deal(**values)
+        session.add(deal)
+        report.count("created", "deals")
+        return deal
+    report.count("updated" if _set_fields(existing, values) else "unchanged", "deals")
+    return existing
+
+
+# --- X Education ----------------------------------------------------------------------------------
+
+XED_SOURCE = "x-education"
+XED_NUMERIC = ("TotalVisits", "Total Time Spent on Website", "Page Views Per Visit")
+XED_REQUIRED = ("Prospect ID", "Converted", "Lead Source", "Do Not Email", "Do Not Call", *XED_NUMERIC)
+
+
+def _import_x_education(session: Session, path: Path, report: ImportReport, progress: Progress | None) -> None:
+    header, rows = read_csv(path)
+    _require_columns(path, header, list(XED_REQUIRED))
+    leads = {lead.external_id: lead for lead in session.scalars(select(Lead).where(Lead.external_source == XED_SOURCE))}
+    deals = {d.external_id: d for d in session.scalars(select(Deal).where(Deal.external_source == XED_SOURCE))}
+    seen: dict[str, int] = {}
+    passthrough = [c for c in header if c not in ("Prospect ID", "Converted", "Do Not Email", "Do Not Call")]
+    imported_at = utcnow()  # the file has no capture dates: one time for the whole import, not a fake order
+
+    def handle(number: int, row: dict[str, str]) -> None:
+        pid = row["Prospect ID"]
+        if not pid:
+            raise RowError("Prospect ID is empty")
+        if pid in seen:
+            raise RowError(f"Prospect ID {pid} repeats row {seen[pid]}")
+        seen[pid] = number
+        if row["Converted"] not in ("0", "1"):
+            raise RowError(f"Converted must be 0 or 1, got {row['Converted']!r}")
+        custom: dict[str, Any] = {}
+        for column in passthrough:
+            value = row.get(column, "")
+            if column in XED_NUMERIC:
+                custom[column] = _number(value, column)
+            else:
+                custom[column] = None if value in ("", "Select") else value  # "Select" means not chosen
+        consent_email = not _yes_no(row["Do Not Email"], "Do Not Email")
+        consent_call = not _yes_no(row["Do Not Call"], "Do Not Call")
+        source = custom.get("Lead Source")
+        lead = leads.get(pid)
+        if lead is None:
+            lead = Lead(
+                external_source=XED_SOURCE,
+                external_id=pid,
+                email=None,
+                source=source,
+                consent_email=consent_email,
+                consent_call=consent_call,
+                custom=custom,
+                status="imported",
+                captured_at=imported_at,
+                capture_features=capture_snapshot(
+                    source=source,
+                    consent_email=consent_email,
+                    consent_call=consent_call,
+                    free_mail=None,
+                    phone=None,
+                    company=None,
+                    title=None,
+                    custom=custom,
+                ),
+            )
+            session.add(lead)
+            leads[pid] = lead
+            report.count("created", "leads")
+        else:
+            values = {"source": source, "consent_email": consent_email, "consent_call": consent_call, "custom": custom}
+            report.count("updated" if _set_fields(lead, values) else "unchanged", "leads")
+        won = row["Converted"] == "1"
+        _upsert_deal(
+            session,
+            report,
+            deals.get(pid),
+            {
+                "name": f"X Education enrolment {row.get('Lead Number') or pid}",
+                "lead": lead,
+                "stage": "closed",
+                "outcome": "won" if won else "lost",
+                "external_source": XED_SOURCE,
+                "external_id": pid,
+            },
+        )
+
+    _each(report, path.name, rows, progress, handle)
+
+
+# --- generic leads --------------------------------------------------------------------------------
+
+GENERIC_FIELDS = (
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "phone",
+    "website",
+    "message",
+    "source",
+    "consent_email",
+    "consent_call",
+    "external_id",
+    "outcome",
+    "captured_at",
+)
+
+
+def parse_mapping(pairs: list[str]) -> dict[str, str]:
+    """['E-mail=email', 'Org=company'] -> {'E-mail': 'email', 'Org': 'company'}; unknown targets are errors."""
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        column, sep, target = pair.partition("=")
+        if not sep or not column.strip() or not target.strip():
+            raise InvalidInput(f"--map expects column=field, got {pair!r}")
+        target = target.strip()
+        if target not in GENERIC_FIELDS and not target.startswith("custom."):
+            raise InvalidInput(
+                f"--map {pair!r}: unknown field {target!r}; use one of {', '.join(GENERIC_FIELDS)} or custom.NAME"
+            )
+        mapping[column.strip()] = target
+    return mapping
+
+
+def _import_generic(
+    session: Session, path: Path, report: ImportReport, mapping: dict[str, str], progress: Progress | None
+) -> None:
+    header, rows = read_csv(path)
+    unknown = [c for c in mapping if c not in header]
+    if unknown:
+        raise InvalidInput(f"--map names column(s) not in {path.name}: {', '.join(unknown)}")
+    fields = {
+        column: mapping.get(column, column if column in GENERIC_FIELDS else f"custom.{column}") for column in header
+    }
+    if "email" not in fields.values() and "external_id" not in fields.values():
+        raise InvalidInput(f"{path.name} needs an email or an external_id column (use --map COLUMN=email)")
+    source_key = f"generic:{path.stem}"
+    imported_at = utcnow()
+    leads = {lead.external_id: lead for lead in session.scalars(select(Lead).where(Lead.external_source == source_key))}
+    deals = {d.external_id: d for d in session.scalars(select(Deal).where(Deal.external_source == source_key))}
+    seen: dict[str, int] = {}
+
+    def handle(number: int, row: dict[str, str]) -> None:
+        values: dict[str, Any] = {}
+        custom: dict[str, Any] = {}
+        for column, target in fields.items():
+            raw = row.get(column, "")
+            if target.startswith("custom."):
+                if raw != "":
+                    custom[target.removeprefix("custom.")] = raw
+            else:
+                values[target] = raw
+        email = values.get("email") or None
+        if email:
+            try:
+                email = validate_email(email, check_deliverability=False).normalized.lower()
+            except EmailNotValidError as exc:
+                raise RowError(f"email {email!r} is not valid: {exc}") from None
+        key = values.get("external_id") or email
+        if not key:
+            raise RowError("neither email nor external_id is given")
+        if key in seen:
+            raise RowError(f"{key} repeats row {seen[key]}")
+        seen[key] = number
+        outcome = (values.get("outcome") or "").lower()
+        outcomes = {"won": "won", "1": "won", "converted": "won", "lost": "lost", "0": "lost", "": None}
+        if outcome not in outcomes:
+            raise RowError(f"outcome must be won or lost, got {values['outcome']!r}")
+        consent_email = _yes_no(values.get("consent_email") or "no", "consent_email")
+        consent_call = _yes_no(values.get("consent_call") or "no", "consent_call")
+        captured_day = _date(values.get("captured_at", ""), "captured_at")
+        lead = leads.get(key)
+        if lead is None and email:
+            other = session.scalar(select(Lead).where(Lead.email == email))
+            if other is not None:
+                raise RowError(f"email {email} already belongs to lead {other.id}")
+        fields_values = {
+            "email": email,
+            "first_name": values.get("first_name") or None,
+            "last_name": values.get("last_name") or None,
+            "company": values.get("company") or None,
+            "title": values.get("title") or None,
+            "phone": values.get("phone") or None,
+            "website": values.get("website") or None,
+            "message": values.get("message") or None,
+            "source": values.get("source") or None,
+            "consent_email": consent_email,
+            "consent_call": consent_call,
+            "custom": custom,
+        }
+        if lead is None:
+            lead = Lead(
+                external_source=source_key,
+                external_id=key,
+                status="imported",
+                captured_at=_closed_at(captured_day) or imported_at,
+                capture_features=capture_snapshot(
+                    source=fields_values["source"],
+                    consent_email=consent_email,
+                    consent_call=consent_call,
+                    free_mail=is_free_mail(email_domain(email)) if email else None,
+                    phone=fields_values["phone"],
+                    company=fields_values["company"],
+                    title=fields_values["title"],
+                    custom=custom,
+                ),
+                **fields_values,
+            )
+            session.add(lead)
+            session.flush()
+            if email:
+                link_lead_to_crm(session, lead, actor="import")
+            leads[key] = lead
+            report.count("created", "leads")
+        else:
+            report.count("updated" if _set_fields(lead, fields_values) else "unchanged", "leads")
+        if outcomes[outcome]:
+            _upsert_deal(
+                session,
+                report,
+                deals.get(key),
+                {
+                    "name": f"{fields_values['company'] or key} ({path.stem})",
+                    "lead": lead,
+                    "account_id": lead.account_id,
+                    "stage": "closed",
+                    "outcome": outcomes[outcome],
+                    "external_source": source_key,
+                    "external_id": key,
+                },
+            )
+
+    _each(report, path.name, rows, progress, handle)
+
+
+@tool(scope="write_crm")
+def import_leads(
+    session: Session,
+    path: Path,
+    fmt: str,
+    *,
+    mapping: dict[str, str] | None = None,
+    strict: bool = False,
+    progress: Progress | None = None,
+    actor: str = "cli",
+) -> ImportReport:
+    """Import a lead file; the caller commits. With strict, any rejected row aborts the whole import."""
+    if fmt not in LEAD_FORMATS:
+        raise InvalidInput(f"--format must be one of {', '.join(LEAD_FORMATS)}, got {fmt!r}")
+    if mapping and fmt != "generic":
+        raise InvalidInput("--map applies to --format generic only")
+    report = ImportReport(kind="leads", format=fmt, path=str(path))
+    if fmt == "x-education":
+        _import_x_education(session, path, report, progress)
+    else:
+        _import_generic(session, path, report, mapping or {}, progress)
+    _finish(session, report, strict, actor)
+    return report
+
+
+# --- Maven CRM ------------------------------------------------------------------------------------
+
+MAVEN_SOURCE = "maven"
+MAVEN_FILES = ("accounts.csv", "products.csv", "sales_teams.csv", "sales_pipeline.csv")
+MAVEN_STAGES = {
+    "Won": ("closed", "won"),
+    "Lost": ("closed", "lost"),
+    "Engaging": ("engaging", None),
+    "Prospecting": ("prospecting", None),
+}
+SECTOR_FIXES = {"technolgy": "technology"}  # a typo in the published data
+
+
+def _product_key(name: str) -> str:
+    return name.replace(" ", "").lower()  # the pipeline says "GTXPro", products.csv says "GTX Pro"
+
+
+def maven_row_count(folder: Path) -> int:
+    return sum(count_rows(folder / name) for name in MAVEN_FILES if (folder / name).exists())
+
+
+@tool(scope="write_crm")
+def import_crm(
+    session: Session,
+    folder: Path,
+    fmt: str,
+    *,
+    strict: bool = False,
+    progress: Progress | None = None,
+    actor: str = "cli",
+) -> ImportReport:
+    """Import a CRM export folder (accounts, products, sales team, pipeline); the caller commits."""
+    if fmt not in CRM_FORMATS:
+        raise InvalidInput(f"--format must be one of {', '.join(CRM_FORMATS)}, got {fmt!r}")
+    missing = [name for name in MAVEN_FILES if not (folder / name).is_file()]
+    if missing:
+        raise InvalidInput(f"{folder} lacks {', '.join(missing)}")
+    report = ImportReport(kind="crm", format=fmt, path=str(folder))
+
+    accounts = {
+        a.external_id: a for a in session.scalars(select(Account).where(Account.external_source == MAVEN_SOURCE))
+    }
+    header, rows = read_csv(folder / "accounts.csv")
+    _require_columns(folder / "accounts.csv", header, ["account", "sector", "revenue", "employees"])
+
+    def account_row(number: int, row: dict[str, str]) -> None:
+        name = row["account"]
+        if not name:
+            raise RowError("account name is empty")
+        employees = _number(row["employees"], "employees")
+        revenue = _number(row["revenue"], "revenue")
+        year = _number(row.get("year_established", ""), "year_established")
+        sector = SECTOR_FIXES.get(row["sector"].lower(), row["sector"].lower()) or None
+        values = {
+            "name": name,
+            "industry": sector,
+            "employees": int(employees) if employees is not None else None,
+            "revenue_musd": Decimal(str(revenue)) if revenue is not None else None,
+            "year_established": int(year) if year is not None else None,
+            "country": row.get("office_location") or None,
+            "subsidiary_of": row.get("subsidiary_of") or None,
+        }
+        existing = accounts.get(name)
+        if existing is None:
+            account = Account(external_source=MAVEN_SOURCE, external_id=name, **values)
+            session.add(account)
+            accounts[name] = account
+            report.count("created", "accounts")
+        else:
+            report.count("updated" if _set_fields(existing, values) else "unchanged", "accounts")
+
+    _each(report, "accounts.csv", rows, progress, account_row)
+
+    products = {_product_key(p.name): p for p in session.scalars(select(Product))}
+    header, rows = read_csv(folder / "products.csv")
+    _require_columns(folder / "products.csv", header, ["product", "sales_price"])
+
+    def product_row(number: int, row: dict[str, str]) -> None:
+        if not row["product"]:
+            raise RowError("product name is empty")
+        try:
+            price = Decimal(row["sales_price"])
+        except InvalidOperation:
+            raise RowError(f"sales_price is not a number: {row['sales_price']!r}") from None
+        values = {"name": row["product"], "series": row.get("series") or None, "price": price}
+        existing = products.get(_product_key(row["product"]))
+        if existing is None:
+            products[_product_key(row["product"])] = product = Product(**values)
+            session.add(product)
+            report.count("created", "products")
+        else:
+            report.count("updated" if _set_fields(existing, values) else "unchanged", "products")
+
+    _each(report, "products.csv", rows, progress, product_row)
+
+    agents = {a.name: a for a in session.scalars(select(SalesAgent))}
+    header, rows = read_csv(folder / "sales_teams.csv")
+    _require_columns(folder / "sales_teams.csv", header, ["sales_agent", "manager", "regional_office"])
+
+    def agent_row(number: int, row: dict[str, str]) -> None:
+        if not row["sales_agent"]:
+            raise RowError("sales_agent is empty")
+        values = {
+            "name": row["sales_agent"],
+            "manager": row["manager"] or None,
+            "regional_office": row["regional_office"] or None,
+        }
+        existing = agents.get(row["sales_agent"])
+        if existing is None:
+            agents[row["sales_agent"]] = agent = SalesAgent(**values)
+            session.add(agent)
+            report.count("created", "sales_agents")
+        else:
+            report.count("updated" if _set_fields(existing, values) else "unchanged", "sales_agents")
+
+    _each(report, "sales_teams.csv", rows, progress, agent_row)
+    session.flush()
+
+    deals = {d.external_id: d for d in session.scalars(select(Deal).where(Deal.external_source == MAVEN_SOURCE))}
+    header, rows = read_csv(folder / "sales_pipeline.csv")
+    _require_columns(
+        folder / "sales_pipeline.csv",
+        header,
+        [
+            "opportunity_id",
+            "sales_agent",
+            "product",
+            "account",
+            "deal_stage",
+            "engage_date",
+            "close_date",
+            "close_value",
+        ],
+    )
+    seen: dict[str, int] = {}
+
+    def deal_row(number: int, row: dict[str, str]) -> None:
+        oid = row["opportunity_id"]
+        if not oid:
+            raise RowError("opportunity_id is empty")
+        if oid in seen:
+            raise RowError(f"opportunity_id {oid} repeats row {seen[oid]}")
+        seen[oid] = number
+        if row["deal_stage"] not in MAVEN_STAGES:
+            raise RowError(f"deal_stage must be one of {', '.join(MAVEN_STAGES)}, got {row['deal_stage']!r}")
+        stage, outcome = MAVEN_STAGES[row["deal_stage"]]
+        product = products.get(_product_key(row["product"]))
+        if product is None:
+            raise RowError(f"unknown product {row['product']!r}")
+        agent = agents.get(row["sales_agent"])
+        if agent is None:
+            raise RowError(f"unknown sales_agent {row['sales_agent']!r}")
+        account = None
+        if row["account"]:
+            account = accounts.get(row["account"])
+            if account is None:
+                raise RowError(f"unknown account {row['account']!r}")
+        engaged = _date(row["engage_date"], "engage_date")
+        closed = _date(row["close_date"], "close_date")
+        if outcome and closed is None:
+            raise RowError(f"a {row['deal_stage']} deal needs a close_date")
+        value = _number(row["close_value"], "close_value")
+        _upsert_deal(
+            session,
+            report,
+            deals.get(oid),
+            {
+                "name": f"{row['account'] or 'Unassigned'} - {product.name}",
+                "account": account,
+                "product_id": product.id,
+                "sales_agent_id": agent.id,
+                "stage": stage,
+                "outcome": outcome,
+                # close_value is 0 on lost deals: that is no amount, not a zero-price sale.
+                "amount": Decimal(str(value)) if value and outcome != "lost" else None,
+                "engaged_at": engaged,
+                "expected_close": closed,
+                "closed_at": _closed_at(closed) if outcome else None,
+                "external_source": MAVEN_SOURCE,
+                "external_id": oid,
+            },
+        )
+
+    _each(report, "sales_pipeline.csv", rows, progress, deal_row)
+    _finish(session, report, strict, actor)
+    return report
+
+
+def _finish(session: Session, report: ImportReport, strict: bool, actor: str) -> None:
+    if strict and report.rejected:
+        first = report.rejected[0]
+        raise InvalidInput(
+            f"{len(report.rejected)} row(s) rejected (first: {first['file']} row {first['row']}: {first['reason']}); "
+            "--strict imports nothing",
+            details={"rejections": report.rejected[:50]},
+        )
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action=f"import.{report.kind}",
+        entity_type="import",
+        entity_id=report.format,
+        after={k: v for k, v in report.as_dict().items() if k != "rejections"},
+    )
