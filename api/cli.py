@@ -24,9 +24,13 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+import_app = typer.Typer(help="Import real data (CSV): leads with outcomes, a CRM export.", no_args_is_help=True)
+scoring_app = typer.Typer(help="The outcome model: train, compare, promote, evaluate.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(import_app, name="import")
+app.add_typer(scoring_app, name="scoring")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -233,6 +237,203 @@ def up(
     finally:
         stop()
     typer.echo("stopped.")
+
+
+def _progress(total: int, label: str):
+    """A progress bar on stderr; the returned callback advances it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    task = progress.add_task(label, total=total)
+    return progress, lambda n: progress.advance(task, n)
+
+
+def _report_import(report, as_json: bool, rejects: Path | None) -> None:
+    import csv
+
+    data = report.as_dict()
+    if rejects is not None:
+        with rejects.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["file", "row", "reason"])
+            writer.writeheader()
+            writer.writerows(report.rejected)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+
+    def fmt(counts: dict) -> str:
+        return ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing"
+
+    typer.echo(
+        f"read {data['rows']} row(s): created {fmt(data['created'])}; updated {fmt(data['updated'])}; "
+        f"unchanged {fmt(data['unchanged'])}; rejected {data['rejected']}"
+    )
+    for r in report.rejected[:20]:
+        typer.echo(f"  rejected {r['file']} row {r['row']}: {r['reason']}", err=True)
+    if len(report.rejected) > 20:
+        typer.echo(
+            f"  ... and {len(report.rejected) - 20} more" + ("" if rejects else " (see --rejects FILE)"), err=True
+        )
+
+
+@import_app.command("leads")
+def import_leads_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV file", exists=True, dir_okay=False, readable=True)],
+    format: Annotated[str, typer.Option("--format", help="x-education | generic")] = "generic",
+    map_: Annotated[list[str] | None, typer.Option("--map", help="COLUMN=field (generic format), repeatable")] = None,
+    strict: Annotated[bool, typer.Option(help="Import nothing if any row is rejected")] = False,
+    rejects: Annotated[Path | None, typer.Option(help="Write every rejected row with its reason to this CSV")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Import leads; outcomes become closed deals, Do Not Email/Call become consent. Safe to re-run."""
+    from core.db import session_scope
+    from core.errors import AppError
+    from tools.imports import count_rows, import_leads, parse_mapping
+
+    progress, advance = _progress(count_rows(path), f"importing {path.name}")
+    try:
+        mapping = parse_mapping(map_ or [])
+        with progress, session_scope() as session:
+            report = import_leads(session, path, format, mapping=mapping, strict=strict, progress=advance)
+    except AppError as exc:
+        _fail(exc.message, code=2)
+    _report_import(report, as_json, rejects)
+
+
+@import_app.command("crm")
+def import_crm_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder of the CRM export", exists=True, file_okay=False)],
+    format: Annotated[str, typer.Option("--format", help="maven")] = "maven",
+    strict: Annotated[bool, typer.Option(help="Import nothing if any row is rejected")] = False,
+    rejects: Annotated[Path | None, typer.Option(help="Write every rejected row with its reason to this CSV")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Import a CRM export (accounts, products, sales team, pipeline). Safe to re-run."""
+    from core.db import session_scope
+    from core.errors import AppError
+    from tools.imports import import_crm, maven_row_count
+
+    progress, advance = _progress(maven_row_count(folder), f"importing {folder.name}")
+    try:
+        with progress, session_scope() as session:
+            report = import_crm(session, folder, format, strict=strict, progress=advance)
+    except AppError as exc:
+        _fail(exc.message, code=2)
+    _report_import(report, as_json, rejects)
+
+
+@scoring_app.command("train")
+def scoring_train(
+    spec_path: Annotated[Path | None, typer.Option("--spec", help="Feature spec YAML [default: the built-in]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON")] = False,
+) -> None:
+    """Train a challenger on closed deals; compare it with the champion and two baselines on a held-out split."""
+    from core.db import session_scope
+    from core.errors import AppError
+    from scoring.features import DEFAULT_FEATURE_SPEC, load_feature_spec
+    from scoring.registry import train_challenger
+
+    settings = get_settings()
+    try:
+        spec = load_feature_spec(spec_path or DEFAULT_FEATURE_SPEC)
+        with session_scope(settings) as session:
+            result = train_challenger(session, spec, min_closed=settings.scoring_min_closed_deals, actor="cli")
+    except AppError as exc:
+        _fail(exc.message, code=2)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    rows = [("challenger " + result["challenger"]["version"], result["challenger"])]
+    if result["champion"]:
+        rows.append(("champion " + result["champion"]["version"], result["champion"]))
+    rows += [(f"baseline {name}", m) for name, m in result["baselines"].items()]
+    typer.echo(
+        f"held-out split: {result['split']['kind']}, train {result['split']['train']}, "
+        f"test {result['split']['test']}; chosen by CV AUC: {result['challenger']['algorithm']} "
+        f"{result['cv_auc']} in {result['seconds']}s"
+    )
+    typer.echo(f"{'model':<44} {'AUC':>7} {'Brier':>7} {'logloss':>8} {'ECE':>7}")
+    for name, m in rows:
+        typer.echo(f"{name:<44} {m['auc']:>7.4f} {m['brier']:>7.4f} {m['log_loss']:>8.4f} {m['ece']:>7.4f}")
+    status = result["challenger"]["status"]
+    typer.echo(
+        "the first model became the champion"
+        if status == "champion"
+        else f"promote it with: revloop scoring promote {result['challenger']['version']}"
+    )
+
+
+@scoring_app.command("promote")
+def scoring_promote(
+    version: Annotated[str, typer.Argument(help="Model version (see `revloop scoring models`)")],
+) -> None:
+    """Make a trained model the champion (writes an audit event)."""
+    from core.db import session_scope
+    from core.errors import AppError
+    from scoring.registry import promote
+
+    try:
+        with session_scope() as session:
+            promote(session, version, actor="cli")
+    except AppError as exc:
+        _fail(exc.message, code=2)
+    typer.echo(f"{version} is now the champion")
+
+
+@scoring_app.command("models")
+def scoring_models() -> None:
+    """List trained models, newest first."""
+    from core.db import session_scope
+    from scoring.registry import list_models
+
+    with session_scope() as session:
+        for m in list_models(session):
+            typer.echo(
+                f"{m.version:<24} {m.status:<10} {m.algorithm:<18} AUC {m.auc:.4f} Brier {m.brier:.4f} "
+                f"ECE {m.calibration_error:.4f} won/lost {m.n_won}/{m.n_lost} trained {m.trained_at:%Y-%m-%d %H:%M}"
+            )
+
+
+@scoring_app.command("evaluate")
+def scoring_evaluate(
+    dataset: Annotated[Path, typer.Option("--dataset", help="Labelled CSV", exists=True, dir_okay=False)],
+    format: Annotated[str, typer.Option("--format", help="x-education")] = "x-education",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Score a labelled file with the champion WITHOUT importing it: n, AUC, Brier, ECE."""
+    import numpy as np
+
+    from core.db import session_scope
+    from core.errors import AppError
+    from scoring.registry import evaluate_snapshots
+    from tools.imports import read_labelled
+
+    try:
+        snapshots, labels, rejected = read_labelled(dataset, format)
+        with session_scope() as session:
+            result = evaluate_snapshots(session, snapshots, np.array(labels))
+    except AppError as exc:
+        _fail(exc.message, code=2)
+    if rejected:
+        typer.echo(
+            f"{len(rejected)} row(s) skipped as invalid (first: row {rejected[0]['row']}: {rejected[0]['reason']})",
+            err=True,
+        )
+    if as_json:
+        typer.echo(json.dumps({"n": result["n"], "auc": result["auc"], "brier": result["brier"], "ece": result["ece"]}))
+        return
+    typer.echo(
+        f"n={result['n']} AUC={result['auc']:.4f} Brier={result['brier']:.4f} ECE={result['ece']:.4f} "
+        f"(model {result['model_version']})"
+    )
 
 
 def main() -> None:

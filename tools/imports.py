@@ -166,34 +166,81 @@ XED_NUMERIC = ("TotalVisits", "Total Time Spent on Website", "Page Views Per Vis
 XED_REQUIRED = ("Prospect ID", "Converted", "Lead Source", "Do Not Email", "Do Not Call", *XED_NUMERIC)
 
 
-def _import_x_education(session: Session, path: Path, report: ImportReport, progress: Progress | None) -> None:
+def x_education_record(row: dict[str, str], passthrough: list[str]) -> dict[str, Any]:
+    """One X Education row -> its fields, consent, attributes and outcome; RowError names what is wrong."""
+    pid = row["Prospect ID"]
+    if not pid:
+        raise RowError("Prospect ID is empty")
+    if row["Converted"] not in ("0", "1"):
+        raise RowError(f"Converted must be 0 or 1, got {row['Converted']!r}")
+    custom: dict[str, Any] = {}
+    for column in passthrough:
+        value = row.get(column, "")
+        if column in XED_NUMERIC:
+            custom[column] = _number(value, column)
+        else:
+            custom[column] = None if value in ("", "Select") else value  # "Select" means not chosen
+    return {
+        "pid": pid,
+        "custom": custom,
+        "source": custom.get("Lead Source"),
+        "consent_email": not _yes_no(row["Do Not Email"], "Do Not Email"),
+        "consent_call": not _yes_no(row["Do Not Call"], "Do Not Call"),
+        "won": row["Converted"] == "1",
+    }
+
+
+def _x_education_columns(path: Path) -> tuple[list[str], list[dict[str, str]], list[str]]:
     header, rows = read_csv(path)
     _require_columns(path, header, list(XED_REQUIRED))
+    passthrough = [c for c in header if c not in ("Prospect ID", "Converted", "Do Not Email", "Do Not Call")]
+    return header, rows, passthrough
+
+
+def x_education_snapshot(record: dict[str, Any]) -> dict[str, Any]:
+    return capture_snapshot(
+        source=record["source"],
+        consent_email=record["consent_email"],
+        consent_call=record["consent_call"],
+        free_mail=None,
+        phone=None,
+        company=None,
+        title=None,
+        custom=record["custom"],
+    )
+
+
+def read_labelled(path: Path, fmt: str) -> tuple[list[dict[str, Any]], list[int], list[dict[str, Any]]]:
+    """A labelled lead file as (capture snapshots, won labels, rejections), without touching the database."""
+    if fmt != "x-education":
+        raise InvalidInput(f"--format must be x-education for a labelled dataset, got {fmt!r}")
+    _, rows, passthrough = _x_education_columns(path)
+    snapshots, labels, rejected = [], [], []
+    for number, row in enumerate(rows, start=2):
+        try:
+            record = x_education_record(row, passthrough)
+        except RowError as exc:
+            rejected.append({"file": path.name, "row": number, "reason": str(exc)})
+            continue
+        snapshots.append(x_education_snapshot(record))
+        labels.append(int(record["won"]))
+    return snapshots, labels, rejected
+
+
+def _import_x_education(session: Session, path: Path, report: ImportReport, progress: Progress | None) -> None:
+    _, rows, passthrough = _x_education_columns(path)
     leads = {lead.external_id: lead for lead in session.scalars(select(Lead).where(Lead.external_source == XED_SOURCE))}
     deals = {d.external_id: d for d in session.scalars(select(Deal).where(Deal.external_source == XED_SOURCE))}
     seen: dict[str, int] = {}
-    passthrough = [c for c in header if c not in ("Prospect ID", "Converted", "Do Not Email", "Do Not Call")]
     imported_at = utcnow()  # the file has no capture dates: one time for the whole import, not a fake order
 
     def handle(number: int, row: dict[str, str]) -> None:
-        pid = row["Prospect ID"]
-        if not pid:
-            raise RowError("Prospect ID is empty")
+        record = x_education_record(row, passthrough)
+        pid, custom, source = record["pid"], record["custom"], record["source"]
+        consent_email, consent_call = record["consent_email"], record["consent_call"]
         if pid in seen:
             raise RowError(f"Prospect ID {pid} repeats row {seen[pid]}")
         seen[pid] = number
-        if row["Converted"] not in ("0", "1"):
-            raise RowError(f"Converted must be 0 or 1, got {row['Converted']!r}")
-        custom: dict[str, Any] = {}
-        for column in passthrough:
-            value = row.get(column, "")
-            if column in XED_NUMERIC:
-                custom[column] = _number(value, column)
-            else:
-                custom[column] = None if value in ("", "Select") else value  # "Select" means not chosen
-        consent_email = not _yes_no(row["Do Not Email"], "Do Not Email")
-        consent_call = not _yes_no(row["Do Not Call"], "Do Not Call")
-        source = custom.get("Lead Source")
         lead = leads.get(pid)
         if lead is None:
             lead = Lead(
@@ -206,16 +253,7 @@ def _import_x_education(session: Session, path: Path, report: ImportReport, prog
                 custom=custom,
                 status="imported",
                 captured_at=imported_at,
-                capture_features=capture_snapshot(
-                    source=source,
-                    consent_email=consent_email,
-                    consent_call=consent_call,
-                    free_mail=None,
-                    phone=None,
-                    company=None,
-                    title=None,
-                    custom=custom,
-                ),
+                capture_features=x_education_snapshot(record),
             )
             session.add(lead)
             leads[pid] = lead
@@ -223,7 +261,7 @@ def _import_x_education(session: Session, path: Path, report: ImportReport, prog
         else:
             values = {"source": source, "consent_email": consent_email, "consent_call": consent_call, "custom": custom}
             report.count("updated" if _set_fields(lead, values) else "unchanged", "leads")
-        won = row["Converted"] == "1"
+        won = record["won"]
         _upsert_deal(
             session,
             report,
