@@ -9,12 +9,9 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.models import Account, Activity, Contact, Deal, Lead
+from scoring.facts import build_facts
 from tools.enrichment import company_domain, email_domain, is_free_mail
 from tools.registry import tool
-
-
-def _money(value: Any) -> str | None:
-    return None if value is None else f"{value:.2f}"
 
 
 @tool(scope="read_crm")
@@ -23,68 +20,14 @@ def lead_facts(session: Session, lead_id: int) -> dict[str, Any]:
     lead = session.get(Lead, lead_id)
     if lead is None:
         raise LookupError(f"lead {lead_id} not found")
-    contact = lead.contact
-    account = lead.account
     deals = []
-    if account is not None:
-        deals = list(session.scalars(select(Deal).where(Deal.account_id == account.id).order_by(Deal.id)))
+    if lead.account is not None:
+        deals = list(session.scalars(select(Deal).where(Deal.account_id == lead.account.id).order_by(Deal.id)))
     activities = list(
         session.scalars(select(Activity).where(Activity.lead_id == lead.id).order_by(Activity.occurred_at))
     )
-    domain = email_domain(lead.email)
-    return {
-        "lead": {
-            "id": lead.id,
-            "email": lead.email,
-            "email_domain": domain,
-            "free_mail": is_free_mail(domain),
-            "first_name": lead.first_name,
-            "last_name": lead.last_name,
-            "company": lead.company,
-            "title": lead.title,
-            "phone": lead.phone,
-            "website": lead.website,
-            "message": lead.message,
-            "source": lead.source,
-            "consent_email": lead.consent_email,
-            "consent_call": lead.consent_call,
-            "custom": dict(lead.custom or {}),
-        },
-        "contact": None
-        if contact is None
-        else {
-            "id": contact.id,
-            "email": contact.email,
-            "first_name": contact.first_name,
-            "last_name": contact.last_name,
-            "title": contact.title,
-            "phone": contact.phone,
-            "do_not_email": contact.do_not_email,
-            "do_not_call": contact.do_not_call,
-        },
-        "account": None
-        if account is None
-        else {
-            "id": account.id,
-            "name": account.name,
-            "domain": account.domain,
-            "industry": account.industry,
-            "employees": account.employees,
-            "country": account.country,
-        },
-        "deals": [
-            {
-                "id": d.id,
-                "name": d.name,
-                "stage": d.stage,
-                "amount": _money(d.amount),
-                "currency": d.currency,
-                "outcome": d.outcome,
-            }
-            for d in deals
-        ],
-        "activities": [{"kind": a.kind, "summary": a.summary, "at": a.occurred_at.isoformat()} for a in activities],
-    }
+    free_mail = is_free_mail(email_domain(lead.email)) if lead.email else None
+    return build_facts(lead, lead.contact, lead.account, free_mail=free_mail, deals=deals, activities=activities)
 
 
 @tool(scope="write_crm")

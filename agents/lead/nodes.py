@@ -16,7 +16,7 @@ from core import audit
 from core.db import session_scope
 from core.models import Lead
 from core.settings import Settings
-from scoring.rubric import rubric_from_settings, score_facts
+from scoring.scorer import score_lead
 from tools import crm, mail, review_queue
 
 NEXT_ACTION_FOR_GRADE = {"A": "call_now", "B": "fast_cadence", "C": "nurture", "D": "polite_decline"}
@@ -48,8 +48,9 @@ class LeadNodes:
             return {"facts": crm.lead_facts(session, state["lead_id"])}
 
     def score(self, state: LeadState) -> dict[str, Any]:
-        rubric = rubric_from_settings(self.settings.rubric_path)
-        return {"scoring": score_facts(rubric, state["facts"]).model_dump()}
+        with session_scope(self.settings) as session:
+            snapshot = session.get(Lead, state["lead_id"]).capture_features or {}
+            return {"scoring": score_lead(session, self.settings, state["facts"], snapshot)}
 
     def brief(self, state: LeadState) -> dict[str, Any]:
         facts, scoring = state["facts"], state["scoring"]
@@ -72,6 +73,8 @@ class LeadNodes:
             flags.append("open_deal")
         for d in scoring.get("disqualified_by", []):
             flags.append(f"disqualified:{d['id']}")
+        if scoring.get("fallback"):
+            flags.append("rubric_only")
         next_action = NEXT_ACTION_FOR_GRADE[scoring["grade"]]
         _, full_name = _display_name(facts)
         who = full_name + (f", {lead['title']}" if lead.get("title") else "") + f" at {_company(facts)}"
@@ -84,9 +87,17 @@ class LeadNodes:
             if x
         )
         reasons = "; ".join(c["label"].lower() for c in met) or "no rubric criterion met"
+        model = scoring.get("model")
+        likelihood = (
+            f" Model: {model['probability']:.0%} likely to close."
+            if model
+            else " Scored by the rubric alone (not enough closed deals for the model yet)."
+        )
         summary = (
-            f"{who}{f' ({firmo})' if firmo else ''}. Score {scoring['score']} ({scoring['grade']}): {reasons}."
+            f"{who}{f' ({firmo})' if firmo else ''}. Score {scoring['score']} ({scoring['grade']}), "
+            f"fit {scoring['rubric_score']}: {reasons}."
             + (f" Missing: {', '.join(c['label'].lower() for c in missed)}." if missed else "")
+            + likelihood
             + f" Recommended: {NEXT_ACTION_LABEL[next_action].lower()}."
         )
         brief = {
@@ -96,6 +107,9 @@ class LeadNodes:
             "flags": flags,
             "next_action": next_action,
             "rubric_version": scoring["rubric_version"],
+            "rubric_score": scoring["rubric_score"],
+            "model": model,
+            "fallback": scoring.get("fallback"),
             "criteria": [
                 {"id": c["id"], "label": c["label"], "met": c["met"], "evidence": c["evidence"], "source": "rubric"}
                 for c in criteria
@@ -110,6 +124,9 @@ class LeadNodes:
                 brief,
                 brief["rubric_version"],
             )
+            row.rubric_score = brief["rubric_score"]
+            row.model_version = model["version"] if model else None
+            row.model_probability = model["probability"] if model else None
             audit.record(
                 session,
                 actor="agent:lead",
@@ -117,7 +134,12 @@ class LeadNodes:
                 entity_type="lead",
                 entity_id=row.id,
                 before=before,
-                after={"score": row.score, "grade": row.grade, "rubric_version": row.rubric_version},
+                after={
+                    "score": row.score,
+                    "grade": row.grade,
+                    "rubric_version": row.rubric_version,
+                    "model_version": row.model_version,
+                },
             )
             if row.status in ("new", "processing"):
                 crm.set_lead_status(session, row.id, "scored", actor="agent:lead")

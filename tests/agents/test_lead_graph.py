@@ -35,7 +35,7 @@ def test_lead_graph_scores_briefs_drafts_and_stops_at_review(settings, worker):
     assert draft["body"].startswith("Hi Jane,")
     assert "Acme Software" in draft["subject"] and settings.sender_name in draft["body"]
     assert "unsubscribe" in draft["body"].lower()
-    assert "reaching out to Revloop Demo Co about pricing and a demo." in draft["body"]
+    assert "reaching out to Revloop Demo Co about a demo and pricing." in draft["body"]
     assert "this quarter" not in draft["body"]  # the lead's words stay out of the draft
     # The graph is paused at the review node, checkpointed under the lead's thread.
     with worker_graph_state(worker, settings, lead_id) as state:

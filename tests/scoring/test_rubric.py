@@ -2,7 +2,7 @@ import pytest
 
 from core.errors import InvalidInput
 from core.settings import DEFAULT_RUBRIC
-from scoring.rubric import field_value, load_rubric, score_facts
+from scoring.rubric import RubricError, field_value, load_rubric, parse, score_facts, score_many
 
 
 def facts(**lead):
@@ -59,16 +59,94 @@ def test_a_disqualifier_forces_grade_d_whatever_the_score():
     assert [d.id for d in result.disqualified_by] == ["not_a_buyer"]
 
 
-def test_a_bad_rubric_is_refused_naming_the_criterion(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(
-        "version: x\ncriteria:\n  - id: size\n    label: Size\n    kind: range\n    field: employees\n"
-        "    weight: 5\ngrades: {A: 75, B: 50, C: 30}\n"
+BAD_RUBRIC = """
+version: icp-bad
+criteria:
+  - id: size
+    label: Size
+    kind: range
+    field: employees
+    weight: 5
+  - id: industry
+    label: Industry
+    kind: in_list
+    field: account.sector
+    values: [software]
+    weight: 10
+  - id: intent
+    label: Intent
+    kind: pattern
+    field: lead.message
+    pattern: "(demo|pricing"
+    weight: ten
+  - id: pain
+    label: Pain
+    kind: semantic
+    field: lead.mesage
+    statements: []
+    weight: 5
+grades: {A: 75, B: 50, C: 30}
+"""
+
+
+def test_a_bad_rubric_reports_every_error_naming_criterion_and_field(tmp_path):
+    with pytest.raises(RubricError) as caught:
+        parse(BAD_RUBRIC)
+    errors = caught.value.errors
+    assert "criterion 'size' (field 'employees'): kind range needs 'min' or 'max'" in errors
+    assert any(e.startswith("criterion 'industry': unknown field 'account.sector'") for e in errors)
+    assert any(e.startswith("criterion 'intent' (field 'lead.message'): bad regex '(demo|pricing'") for e in errors)
+    assert "criterion 'intent' (field 'lead.message'): weight must be a number >= 0, got 'ten'" in errors
+    assert any(e.startswith("criterion 'pain': unknown field 'lead.mesage'") for e in errors)
+    assert (
+        "criterion 'pain' (field 'lead.mesage'): kind semantic needs a non-empty list of problem 'statements'" in errors
     )
-    with pytest.raises(InvalidInput, match="criterion 'size': kind range needs 'min' or 'max'"):
-        load_rubric(bad)
-    bad.write_text("version: x\ncriteria: []\ngrades: {A: 75, B: 50, C: 30}\n")
-    with pytest.raises(InvalidInput, match="weights must add up"):
-        load_rubric(bad)
+    assert len(errors) == 6
+    with pytest.raises(RubricError, match="weights must add up"):
+        parse(
+            "version: x\ncriteria:\n  - {id: a, label: A, kind: present, field: lead.phone, weight: 0}\n"
+            "grades: {A: 75, B: 50, C: 30}\n"
+        )
+    with pytest.raises(RubricError, match="C <= B <= A"):
+        parse(
+            "version: x\ncriteria:\n  - {id: a, label: A, kind: present, field: lead.phone, weight: 1}\n"
+            "grades: {A: 30, B: 50, C: 75}\n"
+        )
+    with pytest.raises(RubricError, match="not valid YAML"):
+        parse("version: [unclosed")
     with pytest.raises(InvalidInput, match="cannot read rubric"):
         load_rubric(tmp_path / "missing.yaml")
+
+
+def test_pattern_and_semantic_criteria_explain_what_matched():
+    rubric = parse("""
+version: t
+criteria:
+  - {id: budget, label: Budget stated, kind: pattern, field: lead.message, pattern: '\\$\\s?\\d+k', weight: 1}
+  - id: pain
+    label: Chasing late payments
+    kind: semantic
+    field: lead.message
+    statements: [Our invoices are paid late and chasing payments takes hours, We cannot follow up leads fast enough]
+    threshold: 0.15
+    weight: 1
+  - {id: region, label: Region, kind: in_list, field: custom.Region Name, values: [emea], weight: 1}
+grades: {A: 75, B: 50, C: 30}
+""")
+    hit = score_facts(
+        rubric, facts(message="We have $40k to fix chasing late payments on invoices", custom={"Region Name": "EMEA"})
+    )
+    by_id = {c.id: c for c in hit.criteria}
+    assert by_id["budget"].met and "'$40k'" in by_id["budget"].evidence
+    assert by_id["pain"].met and "invoices are paid late" in by_id["pain"].evidence
+    assert by_id["region"].met and hit.score == 100
+    miss = score_facts(rubric, facts(message="I would like to learn to play the guitar"))
+    by_id = {c.id: c for c in miss.criteria}
+    assert not by_id["budget"].met and not by_id["pain"].met
+    assert "similarity" in by_id["pain"].evidence
+
+
+def test_score_many_matches_scoring_one_by_one():
+    rubric = load_rubric(DEFAULT_RUBRIC)
+    batch = [facts(title="CEO", message="pricing please"), facts(free_mail=True), facts(custom={"employees": 40})]
+    assert [r.score for r in score_many(rubric, batch)] == [score_facts(rubric, f).score for f in batch]

@@ -1,0 +1,95 @@
+"""ICP rubric versions over HTTP: validate, save a draft, backtest, publish (manager)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import Principal
+from api.deps import SessionDep, SettingsDep, require
+from core.errors import InvalidInput
+from scoring import icp
+from scoring.rubric import RubricError, parse
+
+router = APIRouter(prefix="/v1/icp", tags=["icp"])
+
+Reader = Annotated[Principal, Depends(require("manager", "evaluator"))]
+Manager = Annotated[Principal, Depends(require("manager"))]
+
+
+class RubricContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: str = Field(min_length=1, max_length=60_000, description="The rubric as YAML")
+
+
+class BacktestRequest(RubricContent):
+    source: str | None = Field(None, max_length=50, description="Only closed deals imported from this source")
+
+
+class RubricValidation(BaseModel):
+    valid: bool
+    errors: list[str]
+    version: str | None = None
+
+
+class IcpRubric(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    version: str
+    status: str
+    content: str
+    created_by: str
+    created_at: dt.datetime
+    published_by: str | None
+    published_at: dt.datetime | None
+    backtest: dict[str, Any] | None
+
+
+@router.get("/rubrics", response_model=list[IcpRubric], summary="Rubric versions, newest first")
+def list_rubrics(session: SessionDep, _: Reader) -> list[Any]:
+    return icp.list_rubrics(session)
+
+
+@router.get("/rubrics/active", response_model=RubricValidation, summary="The rubric leads are scored with now")
+def active_rubric(session: SessionDep, settings: SettingsDep, _: Reader) -> RubricValidation:
+    return RubricValidation(valid=True, errors=[], version=icp.active_rubric(session, settings).version)
+
+
+@router.post("/rubrics/validate", response_model=RubricValidation, summary="Check a rubric without saving it")
+def validate_rubric(data: RubricContent, _: Reader) -> RubricValidation:
+    try:
+        rubric = parse(data.content)
+    except RubricError as exc:
+        return RubricValidation(valid=False, errors=exc.errors)
+    return RubricValidation(valid=True, errors=[], version=rubric.version)
+
+
+@router.post("/rubrics/backtest", summary="Re-score closed deals with a rubric and with the published one")
+def backtest_rubric(data: BacktestRequest, session: SessionDep, settings: SettingsDep, _: Reader) -> dict[str, Any]:
+    return icp.backtest(session, parse(data.content), icp.active_rubric(session, settings), source=data.source)
+
+
+@router.post(
+    "/rubrics",
+    response_model=IcpRubric,
+    status_code=status.HTTP_201_CREATED,
+    summary="Save a draft (422 naming each criterion and field when invalid)",
+)
+def save_draft(data: RubricContent, session: SessionDep, settings: SettingsDep, principal: Manager) -> Any:
+    row = icp.save_draft(session, data.content, actor=principal.actor)
+    try:
+        row.backtest = icp.backtest(session, parse(data.content), icp.active_rubric(session, settings))
+    except InvalidInput:  # no closed deals yet: the draft is saved without a backtest
+        row.backtest = None
+    session.commit()
+    return row
+
+
+@router.post("/rubrics/{rubric_id}/publish", response_model=IcpRubric, summary="Publish a draft (manager)")
+def publish_rubric(rubric_id: int, session: SessionDep, principal: Manager) -> Any:
+    row = icp.publish(session, rubric_id, actor=principal.actor)
+    session.commit()
+    return row

@@ -1,0 +1,43 @@
+"""A lead's final score: rubric fit, blended with the champion model's probability when there is one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.settings import Settings
+from scoring import registry
+from scoring.features import FeatureSpec
+from scoring.icp import active_rubric
+from scoring.model import top_factors
+from scoring.rubric import grade_for, score_facts
+
+
+def score_lead(session: Session, settings: Settings, facts: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any]:
+    rubric = active_rubric(session, settings)
+    fit = score_facts(rubric, facts)
+    result: dict[str, Any] = {
+        **fit.model_dump(),
+        "rubric_score": fit.score,
+        "model": None,
+        "fallback": None,
+    }
+    champion = registry.champion(session)
+    closed = (champion.n_won + champion.n_lost) if champion else registry.count_closed(session)
+    if champion is None or closed < settings.scoring_min_closed_deals:
+        result["fallback"] = (
+            f"rubric only: the outcome model needs at least {settings.scoring_min_closed_deals} closed deals "
+            f"({closed} so far{'' if champion is None else ' in the champion'})"
+        )
+        return result
+    spec = FeatureSpec.model_validate(champion.feature_spec)
+    explained = top_factors(registry.load_model(champion), spec, snapshot)
+    weight = settings.scoring_model_weight
+    final = max(1, min(100, round((1 - weight) * fit.score + weight * 100 * explained["probability"])))
+    result.update(
+        score=final,
+        grade="D" if fit.disqualified_by else grade_for(final, rubric),
+        model={"version": champion.version, **explained},
+    )
+    return result
