@@ -14,6 +14,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 
+from agents.kinds import LEAD_RUN, REVIEW_RESUME
 from agents.lead.graph import build_lead_graph
 from core.db import session_scope
 from core.jobs import Worker
@@ -23,9 +24,6 @@ from tools.crm import set_lead_status
 from tools.review_queue import queue_for_review
 
 log = logging.getLogger("revloop.agents")
-
-LEAD_RUN = "lead.run"
-REVIEW_RESUME = "review.resume"
 
 
 def _libpq_url(url: str) -> str:

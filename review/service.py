@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from agents.runtime import REVIEW_RESUME
+from agents.kinds import REVIEW_RESUME
 from core import audit, jobs
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Decision, ReviewItem, utcnow

@@ -7,7 +7,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sklearn.metrics import roc_auc_score
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -144,6 +143,8 @@ def open_lead_facts(session: Session) -> list[dict[str, Any]]:
 
 
 def _summary(rubric: Rubric, scores: list[int], grades: list[str], won: list[int]) -> dict[str, Any]:
+    from sklearn.metrics import roc_auc_score
+
     base = sum(won) / len(won) if won else 0.0
     per_grade = {}
     for grade in GRADES:

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Deal, Lead, ScoringModel, utcnow
-from scoring import model as outcome_model
 from scoring.features import FeatureSpec
 
 
@@ -44,6 +43,8 @@ def champion(session: Session) -> ScoringModel | None:
 
 @lru_cache(maxsize=4)
 def loaded(version: str, artifact: bytes) -> Any:
+    from scoring import model as outcome_model
+
     return outcome_model.load(artifact)
 
 
@@ -53,6 +54,8 @@ def load_model(row: ScoringModel) -> Any:
 
 def train_challenger(session: Session, spec: FeatureSpec, *, min_closed: int, actor: str) -> dict[str, Any]:
     """Train, evaluate against the champion on the same held-out split, register; the first becomes champion."""
+    from scoring import model as outcome_model
+
     spec.check_trainable()
     snapshots, times, y = closed_training_rows(session)
     if len(y) < min_closed:
@@ -157,6 +160,8 @@ def list_models(session: Session) -> list[ScoringModel]:
 
 def evaluate_snapshots(session: Session, snapshots: list[dict[str, Any]], y: np.ndarray) -> dict[str, Any]:
     """Score labelled snapshots with the champion (nothing is stored)."""
+    from scoring import model as outcome_model
+
     current = champion(session)
     if current is None:
         raise InvalidInput("there is no champion model yet; train one with `revloop scoring train`")

@@ -19,7 +19,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from core.errors import InvalidInput
-from scoring.embedding import best_match
 
 Kind = Literal["in_list", "range", "keyword", "pattern", "semantic", "present", "equals"]
 KINDS: tuple[str, ...] = ("in_list", "range", "keyword", "pattern", "semantic", "present", "equals")
@@ -396,6 +395,8 @@ def score_many(rubric: Rubric, facts_list: list[dict[str, Any]]) -> list[ScoreRe
             continue
         rows = [i for i, row in enumerate(values) if row[j] not in (None, "")]
         if rows:
+            from scoring.embedding import best_match  # scikit-learn loads only for semantic criteria
+
             best, similarity = best_match([str(values[i][j]) for i in rows], c.statements)
             semantic[j] = {i: (int(b), float(s)) for i, b, s in zip(rows, best, similarity, strict=True)}
     n = len(compiled.criteria)

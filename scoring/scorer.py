@@ -10,7 +10,6 @@ from core.settings import Settings
 from scoring import registry
 from scoring.features import FeatureSpec
 from scoring.icp import active_rubric
-from scoring.model import top_factors
 from scoring.rubric import grade_for, score_facts
 
 
@@ -31,6 +30,8 @@ def score_lead(session: Session, settings: Settings, facts: dict[str, Any], snap
             f"({closed} so far{'' if champion is None else ' in the champion'})"
         )
         return result
+    from scoring.model import top_factors  # scikit-learn loads only once there is a model
+
     spec = FeatureSpec.model_validate(champion.feature_spec)
     explained = top_factors(registry.load_model(champion), spec, snapshot)
     weight = settings.scoring_model_weight

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agents.runtime import LEAD_RUN
+from agents.kinds import LEAD_RUN
 from core import audit, jobs
 from core.models import Lead
 from core.schemas import LeadCreate
