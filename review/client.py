@@ -51,6 +51,24 @@ class RevloopClient:
         edit = {k: v for k, v in (("subject", subject), ("body", body)) if v is not None}
         return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/approve", json=edit or None))
 
+    def active_rubric(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/icp/rubrics/active")
+
+    def rubrics(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/icp/rubrics")
+
+    def validate_rubric(self, content: str) -> dict[str, Any]:
+        return self._call("POST", "/v1/icp/rubrics/validate", json={"content": content})
+
+    def backtest_rubric(self, content: str, source: str | None = None) -> dict[str, Any]:
+        return self._call("POST", "/v1/icp/rubrics/backtest", json={"content": content, "source": source})
+
+    def save_rubric(self, content: str) -> dict[str, Any]:
+        return self._call("POST", "/v1/icp/rubrics", json={"content": content})
+
+    def publish_rubric(self, rubric_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/v1/icp/rubrics/{rubric_id}/publish")
+
     def reject(self, item_id: int, reason: str) -> ReviewItem:
         return ReviewItem.model_validate(
             self._call("POST", f"/v1/review-items/{item_id}/reject", json={"reason": reason})

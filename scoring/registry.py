@@ -18,14 +18,18 @@ from scoring.features import FeatureSpec
 
 def closed_training_rows(session: Session) -> tuple[list[dict[str, Any]], list[Any], np.ndarray]:
     """(capture snapshots, capture times, won labels) of leads with a closed deal; won if any deal was won."""
+    # max() over 'won'/'lost' is 'won' when any of the lead's deals was won.
+    outcome = (
+        select(Deal.lead_id, func.max(Deal.outcome).label("outcome"))
+        .where(Deal.outcome.in_(("won", "lost")), Deal.lead_id.is_not(None))
+        .group_by(Deal.lead_id)
+        .subquery()
+    )
     stmt = (
-        select(Lead.id, Lead.capture_features, Lead.captured_at, func.max(Deal.outcome))
-        .join(Deal, Deal.lead_id == Lead.id)
-        .where(Deal.outcome.in_(("won", "lost")))
-        .group_by(Lead.id, Lead.capture_features, Lead.captured_at)
+        select(Lead.id, Lead.capture_features, Lead.captured_at, outcome.c.outcome)
+        .join(outcome, outcome.c.lead_id == Lead.id)
         .order_by(Lead.id)
     )
-    # max() over 'won'/'lost' is 'won' when any deal was won.
     rows = session.execute(stmt).all()
     return [r[1] or {} for r in rows], [r[2] for r in rows], np.array([1 if r[3] == "won" else 0 for r in rows])
 

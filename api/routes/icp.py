@@ -35,6 +35,12 @@ class RubricValidation(BaseModel):
     version: str | None = None
 
 
+class ActiveRubric(BaseModel):
+    version: str
+    content: str
+    origin: str = Field(description="'published' (a saved version) or 'file' (REVLOOP_RUBRIC_PATH)")
+
+
 class IcpRubric(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
@@ -53,9 +59,16 @@ def list_rubrics(session: SessionDep, _: Reader) -> list[Any]:
     return icp.list_rubrics(session)
 
 
-@router.get("/rubrics/active", response_model=RubricValidation, summary="The rubric leads are scored with now")
-def active_rubric(session: SessionDep, settings: SettingsDep, _: Reader) -> RubricValidation:
-    return RubricValidation(valid=True, errors=[], version=icp.active_rubric(session, settings).version)
+@router.get("/rubrics/active", response_model=ActiveRubric, summary="The rubric leads are scored with now")
+def active_rubric(session: SessionDep, settings: SettingsDep, _: Reader) -> ActiveRubric:
+    row = icp.published(session)
+    if row is not None:
+        return ActiveRubric(version=row.version, content=row.content, origin="published")
+    return ActiveRubric(
+        version=icp.active_rubric(session, settings).version,
+        content=settings.rubric_path.read_text(encoding="utf-8"),
+        origin="file",
+    )
 
 
 @router.post("/rubrics/validate", response_model=RubricValidation, summary="Check a rubric without saving it")

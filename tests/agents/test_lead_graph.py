@@ -27,6 +27,9 @@ def test_lead_graph_scores_briefs_drafts_and_stops_at_review(settings, worker):
     brief = item.brief
     assert brief["grade"] == "A" and 75 <= brief["score"] <= 100
     assert brief["next_action"] == "call_now"
+    assert brief["model"] is None and "rubric_only" in brief["flags"]
+    assert brief["fallback"] == "rubric only: the outcome model needs at least 100 closed deals (0 so far)"
+    assert "Scored by the rubric alone" in brief["summary"]
     assert "Jane Doe, VP Sales at Acme Software (Software, 250 employees)" in brief["summary"]
     met = {c["id"] for c in brief["criteria"] if c["met"]}
     assert {"industry", "company_size", "decision_maker", "buying_intent", "company_email"} <= met

@@ -99,3 +99,50 @@ def test_a_role_that_may_not_decide_sees_the_api_refusal(settings, live_server, 
     at.run()
     assert any("Not approved" in e.value and "may not" in e.value for e in at.error)
     assert outbox_files(settings) == []
+
+
+def test_icp_page_validates_backtests_and_publishes(settings, live_server, http):
+    from core.db import session_scope
+    from tools.imports import import_crm
+
+    root = Path(__file__).resolve().parents[2]
+    with session_scope(settings) as session:
+        import_crm(session, root.parent / "shared" / "datasets" / "maven-crm-sales-opportunities", "maven")
+    at = _signed_in(live_server, token(settings, "manager", "morgan"))
+    at.radio(key="page").set_value("ICP rubric")
+    at.run()
+    assert at.title[0].value == "ICP rubric"
+    assert "default-2026.11" in at.caption[0].value
+    assert at.text_area(key="icp_content").value.startswith("# revloop ICP rubric")
+
+    at.text_area(key="icp_content").input(
+        "version: x\ncriteria:\n  - {id: a, label: A, kind: present, field: lead.fax, weight: 1}\n"
+        "grades: {A: 75, B: 50, C: 30}\n"
+    )
+    at.button(key="icp_validate").click()
+    at.run()
+    assert any("criterion 'a': unknown field 'lead.fax'" in e.value for e in at.error)
+
+    maven_rubric = (root / "scoring" / "rubrics" / "examples" / "maven-sector-size.yaml").read_text()
+    at.text_area(key="icp_content").input(maven_rubric)
+    at.selectbox(key="icp_source").select("maven")
+    at.button(key="icp_run_backtest").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Backtest on 4984 closed deals (maven)" in s.value for s in at.subheader)
+    assert [m.label for m in at.metric][:2] == ["AUC maven-sector-size-1", "AUC default-2026.11 (published)"]
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # the win-rate chart is drawn
+
+    at.button(key="icp_save").click()
+    at.run()
+    at.button(key="icp_publish").click()
+    at.run()
+    assert any("Published maven-sector-size-1" in s.value for s in at.success)
+    manager = {"Authorization": f"Bearer {at.session_state['token']}"}
+    assert http.get("/v1/icp/rubrics/active", headers=manager).json()["version"] == "maven-sector-size-1"
+
+
+def test_closers_do_not_get_the_icp_page(settings, live_server):
+    at = _signed_in(live_server, token(settings, "closer"))
+    assert not at.radio  # a single page: no page switcher
+    assert at.title[0].value == "Review queue"
