@@ -15,7 +15,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Deal, IcpRubric, Lead, utcnow
 from core.settings import Settings
 from scoring.facts import build_facts
-from scoring.rubric import Rubric, load_rubric, parse, score_many
+from scoring.rubric import Rubric, load_rubric, parse, score_batch
 
 GRADES = ("A", "B", "C", "D")
 
@@ -173,11 +173,11 @@ def backtest(session: Session, draft: Rubric, current: Rubric, *, source: str | 
         "base_win_rate": round(sum(won) / len(won), 4),
     }
     for name, rubric in (("draft", draft), ("published", current)):
-        scored = score_many(rubric, facts)
-        result[name] = _summary(rubric, [s.score for s in scored], [s.grade for s in scored], won)
+        scored = score_batch(rubric, facts)
+        result[name] = _summary(rubric, [score for score, _ in scored], [grade for _, grade in scored], won)
     open_facts = open_lead_facts(session)
-    before = [s.grade for s in score_many(current, open_facts)] if open_facts else []
-    after = [s.grade for s in score_many(draft, open_facts)] if open_facts else []
+    before = [grade for _, grade in score_batch(current, open_facts)] if open_facts else []
+    after = [grade for _, grade in score_batch(draft, open_facts)] if open_facts else []
     changes = Counter(f"{b}->{a}" for b, a in zip(before, after, strict=True) if a != b)
     result["open_leads"] = len(open_facts)
     result["open_leads_changing_grade"] = sum(changes.values())

@@ -336,6 +336,28 @@ def compile_rubric(rubric: Rubric) -> CompiledRubric:
     return _compiled(rubric.model_dump_json())
 
 
+def _is_met(c: CompiledCriterion, value: Any, semantic: tuple[int, float] | None) -> bool:
+    """The hot path: whether a criterion holds, without building its explanation."""
+    kind = c.spec.kind
+    if kind == "present":
+        return value not in (None, "")
+    if value in (None, ""):
+        return False
+    if kind == "in_list":
+        return str(value).strip().lower() in c.values
+    if kind in ("keyword", "pattern"):
+        return c.regex.search(str(value).lower() if kind == "keyword" else str(value)) is not None
+    if kind == "semantic":
+        return semantic is not None and semantic[1] >= c.spec.threshold
+    if kind == "range":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return False
+        return (c.spec.min is None or number >= c.spec.min) and (c.spec.max is None or number <= c.spec.max)
+    return value == c.spec.value  # equals
+
+
 def _evaluate(c: CompiledCriterion, value: Any, semantic: tuple[int, float] | None) -> CriterionResult:
     spec = c.spec
     known = value not in (None, "")
@@ -384,12 +406,11 @@ def grade_for(score: float, rubric: Rubric) -> str:
     return "D"
 
 
-def score_many(rubric: Rubric, facts_list: list[dict[str, Any]]) -> list[ScoreResult]:
-    """Score a batch; semantic criteria embed the whole batch at once."""
-    compiled = compile_rubric(rubric)
-    everything = compiled.criteria + compiled.disqualifiers
-    values = [[field_value(facts, c.spec.field) for c in everything] for facts in facts_list]
-    semantic: dict[int, dict[int, tuple[int, float]]] = {}
+def _semantic_matches(
+    everything: tuple[CompiledCriterion, ...], values: list[list[Any]]
+) -> dict[int, dict[int, tuple[int, float]]]:
+    """For each semantic criterion j: lead index -> (closest statement, similarity), embedded in one batch."""
+    matches: dict[int, dict[int, tuple[int, float]]] = {}
     for j, c in enumerate(everything):
         if c.spec.kind != "semantic":
             continue
@@ -398,7 +419,46 @@ def score_many(rubric: Rubric, facts_list: list[dict[str, Any]]) -> list[ScoreRe
             from scoring.embedding import best_match  # scikit-learn loads only for semantic criteria
 
             best, similarity = best_match([str(values[i][j]) for i in rows], c.statements)
-            semantic[j] = {i: (int(b), float(s)) for i, b, s in zip(rows, best, similarity, strict=True)}
+            matches[j] = {i: (int(b), float(s)) for i, b, s in zip(rows, best, similarity, strict=True)}
+    return matches
+
+
+def _field_values(compiled: CompiledRubric, facts_list: list[dict[str, Any]]) -> list[list[Any]]:
+    everything = compiled.criteria + compiled.disqualifiers
+    return [[field_value(facts, c.spec.field) for c in everything] for facts in facts_list]
+
+
+def score_batch(rubric: Rubric, facts_list: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """(score, grade) per lead, fast: for backtests and bulk scoring, where no explanation is shown."""
+    compiled = compile_rubric(rubric)
+    everything = compiled.criteria + compiled.disqualifiers
+    values = _field_values(compiled, facts_list)
+    semantic = _semantic_matches(everything, values)
+    n = len(compiled.criteria)
+    weights = [c.spec.weight for c in compiled.criteria]
+    thresholds = (rubric.grades.A, rubric.grades.B, rubric.grades.C)
+    out = []
+    for i, row in enumerate(values):
+        met = sum(
+            w
+            for j, (c, w) in enumerate(zip(compiled.criteria, weights, strict=True))
+            if _is_met(c, row[j], semantic.get(j, {}).get(i))
+        )
+        score = max(1, min(100, round(100 * met / compiled.total_weight)))
+        if any(_is_met(c, row[n + k], semantic.get(n + k, {}).get(i)) for k, c in enumerate(compiled.disqualifiers)):
+            grade = "D"
+        else:
+            grade = next((g for g, t in zip("ABC", thresholds, strict=True) if score >= t), "D")
+        out.append((score, grade))
+    return out
+
+
+def score_many(rubric: Rubric, facts_list: list[dict[str, Any]]) -> list[ScoreResult]:
+    """Score a batch with an explanation per criterion (what a brief shows)."""
+    compiled = compile_rubric(rubric)
+    everything = compiled.criteria + compiled.disqualifiers
+    values = _field_values(compiled, facts_list)
+    semantic = _semantic_matches(everything, values)
     n = len(compiled.criteria)
     results = []
     for i, row in enumerate(values):

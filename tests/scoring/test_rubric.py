@@ -2,7 +2,7 @@ import pytest
 
 from core.errors import InvalidInput
 from core.settings import DEFAULT_RUBRIC
-from scoring.rubric import RubricError, field_value, load_rubric, parse, score_facts, score_many
+from scoring.rubric import RubricError, field_value, load_rubric, parse, score_batch, score_facts, score_many
 
 
 def facts(**lead):
@@ -150,3 +150,16 @@ def test_score_many_matches_scoring_one_by_one():
     rubric = load_rubric(DEFAULT_RUBRIC)
     batch = [facts(title="CEO", message="pricing please"), facts(free_mail=True), facts(custom={"employees": 40})]
     assert [r.score for r in score_many(rubric, batch)] == [score_facts(rubric, f).score for f in batch]
+
+
+def test_the_fast_batch_path_agrees_with_the_explained_one():
+    root = DEFAULT_RUBRIC.parent
+    batch = [
+        facts(title="CEO", message="pricing please", phone="1", custom={"industry": "software", "employees": 40}),
+        facts(title="student", message="my thesis on demos"),  # disqualified
+        facts(free_mail=True),
+        facts(title="Head of Ops", message="we want a trial", custom={"employees": "many"}),
+    ]
+    for path in (DEFAULT_RUBRIC, *sorted((root / "examples").glob("*.yaml"))):
+        rubric = load_rubric(path)
+        assert score_batch(rubric, batch) == [(r.score, r.grade) for r in score_many(rubric, batch)], path.name
