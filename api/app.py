@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import Principal
 from api.deps import get_principal
-from api.routes import icp, leads, review_items
+from api.routes import icp, leads, review_items, scoring
 from core.db import get_engine
 from core.errors import AppError
 from core.schemas import Me
@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(leads.router)
     app.include_router(review_items.router)
     app.include_router(icp.router)
+    app.include_router(scoring.router)
 
     @app.get("/v1/me", response_model=Me, tags=["auth"], summary="Who this token is")
     def me(principal: Annotated[Principal, Depends(get_principal)]) -> Me:

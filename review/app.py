@@ -52,6 +52,20 @@ def show_brief(brief: dict) -> None:
     cols[1].markdown(f"**Grade** :{GRADE_COLOUR.get(grade, 'gray')}[{grade}]")
     cols[2].markdown(f"**Next action**  \n{str(brief.get('next_action', '-')).replace('_', ' ')}")
     st.write(brief.get("summary", ""))
+    model = brief.get("model")
+    if model:
+
+        def factors(items: list) -> str:
+            return ", ".join(f"{f['field'].removeprefix('custom.')} = {f['value']} ({f['effect']:+.0%})" for f in items)
+
+        st.markdown(
+            f"**Model** {model['probability']:.0%} likely to close (model {model['version']}, rubric fit "
+            f"{brief.get('rubric_score', '-')})  \n"
+            f"For: {factors(model['for']) or 'nothing notable'}  \n"
+            f"Against: {factors(model['against']) or 'nothing notable'}"
+        )
+    elif brief.get("fallback"):
+        st.caption(brief["fallback"])
     if brief.get("flags"):
         st.warning("Flags: " + ", ".join(brief["flags"]))
     criteria = brief.get("criteria") or []
@@ -230,6 +244,50 @@ def icp_page(client: RevloopClient, role: str) -> None:
             st.info(f"Saved {draft['version']} ({draft['status']}).")
     if backtest := st.session_state.get("icp_backtest"):
         show_backtest(backtest)
+    models_section(client, role)
+
+
+def models_section(client: RevloopClient, role: str) -> None:
+    st.divider()
+    st.subheader("Outcome models")
+    try:
+        models = client.scoring_models()
+    except ApiError as exc:
+        st.error(exc.message)
+        return
+    if not models:
+        st.info(
+            "No model yet: import closed deals and run `revloop scoring train`. Until then the rubric scores alone."
+        )
+        return
+    st.dataframe(
+        [
+            {
+                "version": m["version"],
+                "status": m["status"],
+                "algorithm": m["algorithm"],
+                "AUC": m["auc"],
+                "Brier": m["brier"],
+                "ECE": m["calibration_error"],
+                "won/lost": f"{m['n_won']}/{m['n_lost']}",
+                "trained": m["trained_at"][:16].replace("T", " "),
+            }
+            for m in models
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+    challengers = [m["version"] for m in models if m["status"] == "challenger"]
+    if role in ("manager", "admin") and challengers:
+        version = st.selectbox("Challenger", challengers, key="promote_version")
+        if st.button(f"Promote {version} to champion", key="promote"):
+            try:
+                client.promote_model(version)
+            except ApiError as exc:
+                st.error(exc.message)
+            else:
+                st.success(f"{version} is now the champion.")
+                st.rerun()
 
 
 def queue() -> None:

@@ -69,6 +69,12 @@ class RevloopClient:
     def publish_rubric(self, rubric_id: int) -> dict[str, Any]:
         return self._call("POST", f"/v1/icp/rubrics/{rubric_id}/publish")
 
+    def scoring_models(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/scoring/models")
+
+    def promote_model(self, version: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/scoring/models/{version}/promote")
+
     def reject(self, item_id: int, reason: str) -> ReviewItem:
         return ReviewItem.model_validate(
             self._call("POST", f"/v1/review-items/{item_id}/reject", json={"reason": reason})

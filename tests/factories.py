@@ -46,3 +46,51 @@ def lead_payload(**overrides: Any) -> dict[str, Any]:
     }
     payload.update(overrides)
     return payload
+
+
+def closed_leads(settings: Settings, n: int = 160) -> None:
+    """n imported leads with outcomes where the source predicts the outcome (referrals win)."""
+    import random
+
+    from core.models import Deal, Lead
+    from scoring.features import capture_snapshot
+
+    rng = random.Random(3)
+    with session_scope(settings) as session:
+        for i in range(n):
+            source = rng.choice(["referral", "referral", "web_form", "ads", "ads"])
+            won = rng.random() < {"referral": 0.8, "web_form": 0.4, "ads": 0.1}[source]
+            custom = {"industry": rng.choice(["software", "retail"]), "employees": rng.randint(5, 500)}
+            lead = Lead(
+                external_source="test",
+                external_id=f"t{i}",
+                source=source,
+                status="imported",
+                custom=custom,
+                capture_features=capture_snapshot(
+                    source=source,
+                    consent_email=True,
+                    consent_call=True,
+                    free_mail=False,
+                    phone=None,
+                    company="X",
+                    title=None,
+                    custom=custom,
+                ),
+            )
+            session.add(lead)
+            session.add(Deal(name=f"deal {i}", lead=lead, stage="closed", outcome="won" if won else "lost"))
+
+
+def trained_models(settings: Settings, count: int = 2) -> list[str]:
+    """Train `count` models on closed_leads(); the first becomes the champion."""
+    from scoring.features import load_feature_spec
+    from scoring.registry import train_challenger
+
+    closed_leads(settings)
+    versions = []
+    for _ in range(count):
+        with session_scope(settings) as session:
+            result = train_challenger(session, load_feature_spec(), min_closed=100, actor="test")
+            versions.append(result["challenger"]["version"])
+    return versions

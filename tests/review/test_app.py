@@ -146,3 +146,26 @@ def test_closers_do_not_get_the_icp_page(settings, live_server):
     at = _signed_in(live_server, token(settings, "closer"))
     assert not at.radio  # a single page: no page switcher
     assert at.title[0].value == "Review queue"
+
+
+def test_brief_shows_the_model_and_managers_promote_a_challenger(settings, live_server, http, worker):
+    from tests.factories import trained_models
+
+    first, second = trained_models(settings)
+    _queue_a_lead(settings, http, worker, source="referral")
+    closer = _signed_in(live_server, token(settings, "closer"))
+    assert any(
+        m.value.startswith("**Model**") and "likely to close" in m.value and "For: source = referral" in m.value
+        for m in closer.markdown
+    )
+
+    at = _signed_in(live_server, token(settings, "manager"))
+    at.radio(key="page").set_value("ICP rubric")
+    at.run()
+    assert any("Outcome models" in s.value for s in at.subheader)
+    assert at.selectbox(key="promote_version").value == second
+    at.button(key="promote").click()
+    at.run()
+    assert not at.exception, at.exception
+    models = http.get("/v1/scoring/models", headers={"Authorization": f"Bearer {at.session_state['token']}"}).json()
+    assert {m["version"]: m["status"] for m in models} == {first: "retired", second: "champion"}
