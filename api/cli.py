@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +40,17 @@ app.add_typer(icp_app, name="icp")
 def _fail(message: str, code: int = 1) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """A mistake the user can fix (bad input, unknown version...) ends the command with its message, exit 2."""
+    from core.errors import AppError
+
+    try:
+        yield
+    except AppError as exc:
+        _fail(exc.message, code=2)
 
 
 def _logging(level: str = "INFO") -> None:
@@ -84,13 +97,10 @@ def tokens_create(
     """Create an API token and print it once (only its hash is stored)."""
     from api.auth import create_token
     from core.db import session_scope
-    from core.errors import AppError
 
-    try:
+    with _user_errors():
         with session_scope() as session:
             row, token = create_token(session, role=role, name=name, actor="cli")
-    except AppError as exc:
-        _fail(exc.message, code=2)
     typer.secho(f"token for {row.name} ({row.role}); it is shown only now:", err=True)
     typer.echo(token)
 
@@ -297,16 +307,13 @@ def import_leads_cmd(
 ) -> None:
     """Import leads; outcomes become closed deals, Do Not Email/Call become consent. Safe to re-run."""
     from core.db import session_scope
-    from core.errors import AppError
     from tools.imports import count_rows, import_leads, parse_mapping
 
     progress, advance = _progress(count_rows(path), f"importing {path.name}")
-    try:
+    with _user_errors():
         mapping = parse_mapping(map_ or [])
         with progress, session_scope() as session:
             report = import_leads(session, path, format, mapping=mapping, strict=strict, progress=advance)
-    except AppError as exc:
-        _fail(exc.message, code=2)
     _report_import(report, as_json, rejects)
 
 
@@ -320,15 +327,12 @@ def import_crm_cmd(
 ) -> None:
     """Import a CRM export (accounts, products, sales team, pipeline). Safe to re-run."""
     from core.db import session_scope
-    from core.errors import AppError
     from tools.imports import import_crm, maven_row_count
 
     progress, advance = _progress(maven_row_count(folder), f"importing {folder.name}")
-    try:
+    with _user_errors():
         with progress, session_scope() as session:
             report = import_crm(session, folder, format, strict=strict, progress=advance)
-    except AppError as exc:
-        _fail(exc.message, code=2)
     _report_import(report, as_json, rejects)
 
 
@@ -339,17 +343,14 @@ def scoring_train(
 ) -> None:
     """Train a challenger on closed deals; compare it with the champion and two baselines on a held-out split."""
     from core.db import session_scope
-    from core.errors import AppError
     from scoring.features import DEFAULT_FEATURE_SPEC, load_feature_spec
     from scoring.registry import train_challenger
 
     settings = get_settings()
-    try:
+    with _user_errors():
         spec = load_feature_spec(spec_path or DEFAULT_FEATURE_SPEC)
         with session_scope(settings) as session:
             result = train_challenger(session, spec, min_closed=settings.scoring_min_closed_deals, actor="cli")
-    except AppError as exc:
-        _fail(exc.message, code=2)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
@@ -379,14 +380,11 @@ def scoring_promote(
 ) -> None:
     """Make a trained model the champion (writes an audit event)."""
     from core.db import session_scope
-    from core.errors import AppError
     from scoring.registry import promote
 
-    try:
+    with _user_errors():
         with session_scope() as session:
             promote(session, version, actor="cli")
-    except AppError as exc:
-        _fail(exc.message, code=2)
     typer.echo(f"{version} is now the champion")
 
 
@@ -414,16 +412,13 @@ def scoring_evaluate(
     import numpy as np
 
     from core.db import session_scope
-    from core.errors import AppError
     from scoring.registry import evaluate_snapshots
     from tools.imports import read_labelled
 
-    try:
+    with _user_errors():
         snapshots, labels, rejected = read_labelled(dataset, format)
         with session_scope() as session:
             result = evaluate_snapshots(session, snapshots, np.array(labels))
-    except AppError as exc:
-        _fail(exc.message, code=2)
     if rejected:
         typer.echo(
             f"{len(rejected)} row(s) skipped as invalid (first: row {rejected[0]['row']}: {rejected[0]['reason']})",
@@ -471,16 +466,13 @@ def icp_backtest(
 ) -> None:
     """Re-score closed deals with the draft and the published rubric, side by side."""
     from core.db import session_scope
-    from core.errors import AppError
     from scoring.icp import active_rubric, backtest
 
     draft = _read_rubric(path)
     settings = get_settings()
-    try:
+    with _user_errors():
         with session_scope(settings) as session:
             result = backtest(session, draft, active_rubric(session, settings), source=source)
-    except AppError as exc:
-        _fail(exc.message, code=2)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -514,16 +506,13 @@ def icp_backtest(
 def icp_publish(path: Annotated[Path, typer.Argument(help="Rubric YAML", exists=True, dir_okay=False)]) -> None:
     """Save a rubric as a new version and publish it (the previous one is archived; audited)."""
     from core.db import session_scope
-    from core.errors import AppError
     from scoring.icp import publish, save_draft
 
     _read_rubric(path)
-    try:
+    with _user_errors():
         with session_scope() as session:
             row = publish(session, save_draft(session, path.read_text(encoding="utf-8"), actor="cli").id, actor="cli")
             version = row.version
-    except AppError as exc:
-        _fail(exc.message, code=2)
     typer.echo(f"published rubric {version}")
 
 
