@@ -254,6 +254,12 @@ class ReviewItem(TimestampMixin, Base):
     decided_at: Mapped[dt.datetime | None] = mapped_column()
     executed_at: Mapped[dt.datetime | None] = mapped_column()
     result: Mapped[dict[str, Any] | None] = mapped_column()
+    # main | exception (leads that fit no pattern wait for a human, not a cadence)
+    queue: Mapped[str] = mapped_column(String(20), default="main", server_default="main", index=True)
+    sla_due_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    assignee: Mapped[str | None] = mapped_column(String(200), index=True)
+    # Grounding-guard findings: anything in the draft no fact supports. Blocks one-click approval.
+    guard_flags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
     decision: Mapped[Decision | None] = relationship(back_populates="review_item", uselist=False)
     lead: Mapped[Lead | None] = relationship()
@@ -292,6 +298,24 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class LlmRun(Base):
+    """One LLM engine run for a lead: calls, tokens and cost, or the error that ended it."""
+
+    __tablename__ = "llm_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    tool_calls: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal("0"))
+    status: Mapped[str] = mapped_column(String(20), default="ok")  # ok | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class AuditEvent(Base):

@@ -1,13 +1,25 @@
-"""Tool metadata: every tool declares its permission scope and whether it has a side effect.
+"""Tools: typed functions with a permission scope, a side-effect flag and a timeout.
 
-Side-effect tools may only be called from an execute step after an approved review item.
+Two kinds share one registry:
+- internal tools (`@tool`) take a database session; services and graph nodes call them directly;
+- agent tools (`@agent_tool`) take a ToolContext and one pydantic argument model, so a model can
+  call them by name with JSON. A `Toolbox` runs agent tools for one graph: a call outside the graph's
+  allowlist, a side-effect tool outside an execute step, bad arguments, an error or a timeout comes
+  back as text for the model, and refusals are audited.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -19,16 +31,135 @@ class ToolSpec:
     side_effect: bool
     description: str
     func: Callable[..., Any]
+    args_model: type[BaseModel] | None = None
+    timeout: float = 10.0
+
+    def openai_schema(self) -> dict[str, Any]:
+        parameters = self.args_model.model_json_schema() if self.args_model else {"type": "object", "properties": {}}
+        parameters.pop("title", None)
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": parameters},
+        }
 
 
 TOOLS: dict[str, ToolSpec] = {}
 
 
 def tool(*, scope: str, side_effect: bool = False) -> Callable[[F], F]:
+    """Register an internal tool (called by code, with a session)."""
+
     def register(func: F) -> F:
-        spec = ToolSpec(func.__name__, scope, side_effect, (func.__doc__ or "").strip(), func)
+        spec = ToolSpec(func.__name__, scope, side_effect, inspect.getdoc(func) or "", func)
         TOOLS[spec.name] = spec
         func.tool_spec = spec  # type: ignore[attr-defined]
         return func
 
     return register
+
+
+def agent_tool(*, scope: str, side_effect: bool = False, timeout: float = 10.0) -> Callable[[F], F]:
+    """Register a tool a model may call: func(ctx, args: SomeModel) -> JSON-able dict."""
+
+    def register(func: F) -> F:
+        params = list(inspect.signature(func, eval_str=True).parameters.values())
+        args_model = params[1].annotation if len(params) > 1 else None
+        spec = ToolSpec(func.__name__, scope, side_effect, inspect.getdoc(func) or "", func, args_model, timeout)
+        TOOLS[spec.name] = spec
+        func.tool_spec = spec  # type: ignore[attr-defined]
+        return func
+
+    return register
+
+
+@dataclass
+class ToolContext:
+    """What an agent tool may use: settings, a session factory, and whose behalf it acts on."""
+
+    settings: Any
+    lead_id: int | None = None
+    actor: str = "agent"
+
+
+@dataclass
+class ToolResult:
+    name: str
+    ok: bool
+    content: str  # what goes back to the model
+    data: Any = None
+    refused: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class Toolbox:
+    """The tools one graph may call, and a record of every call made through it."""
+
+    graph: str
+    allowed: frozenset[str]
+    context: ToolContext
+    allow_side_effects: bool = False
+    calls: list[ToolResult] = field(default_factory=list)
+    audit: Callable[[str, dict[str, Any]], None] | None = None
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [
+            TOOLS[name].openai_schema()
+            for name in sorted(self.allowed)
+            if name in TOOLS and not TOOLS[name].side_effect
+        ]
+
+    def _refuse(self, name: str, reason: str, arguments: Any) -> ToolResult:
+        if self.audit:
+            self.audit(
+                "tool.refused",
+                {
+                    "graph": self.graph,
+                    "tool": name,
+                    "reason": reason,
+                    "arguments": arguments if isinstance(arguments, dict) else str(arguments)[:500],
+                },
+            )
+        result = ToolResult(name, False, f"error: {reason}", refused=True)
+        self.calls.append(result)
+        return result
+
+    def call(self, name: str, arguments: dict[str, Any] | str | None) -> ToolResult:
+        spec = TOOLS.get(name)
+        if spec is None:
+            return self._refuse(name, f"tool {name!r} does not exist", arguments)
+        if name not in self.allowed or spec.args_model is None:
+            return self._refuse(name, f"tool {name!r} is not allowed in the {self.graph} graph", arguments)
+        if spec.side_effect and not self.allow_side_effects:
+            return self._refuse(
+                name, f"tool {name!r} has side effects and runs only after an approved review", arguments
+            )
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments or "{}")
+            except json.JSONDecodeError as exc:
+                result = ToolResult(name, False, f"error: arguments are not valid JSON: {exc}")
+                self.calls.append(result)
+                return result
+        try:
+            args = spec.args_model.model_validate(arguments or {}) if spec.args_model else None
+        except ValidationError as exc:
+            fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            result = ToolResult(name, False, f"error: invalid arguments: {fields}")
+            self.calls.append(result)
+            return result
+        started = time.perf_counter()
+        pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            data = pool.submit(spec.func, self.context, args).result(timeout=spec.timeout)
+        except FutureTimeout:
+            result = ToolResult(name, False, f"error: {name} timed out after {spec.timeout:g}s")
+        except Exception as exc:  # a tool's failure goes back to the model as text
+            result = ToolResult(name, False, f"error: {type(exc).__name__}: {exc}")
+        else:
+            result = ToolResult(name, True, json.dumps(data, default=str)[:8000], data)
+        finally:
+            pool.shutdown(wait=False)
+        result.seconds = round(time.perf_counter() - started, 4)
+        self.calls.append(result)
+        return result

@@ -1,0 +1,147 @@
+"""Tools a model may call by name. Read tools return facts with the record they came from, so every
+claim in a brief can name its evidence; write tools exist but no lead graph may call them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from rapidfuzz import fuzz, process
+from sqlalchemy import func, select
+
+from core import audit
+from core.db import session_scope
+from core.models import Account, Activity, Contact, Deal
+from tools.enrichment import email_domain, is_free_mail, normalise_website
+from tools.registry import ToolContext, agent_tool
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ContactByEmail(_Args):
+    email: EmailStr = Field(description="The lead's email address")
+
+
+class AccountById(_Args):
+    account_id: int = Field(ge=1, description="CRM account id")
+
+
+class CompanyQuery(_Args):
+    name: str | None = Field(None, max_length=200, description="Company name, matched fuzzily")
+    domain: str | None = Field(None, max_length=253, description="Company web domain or website")
+
+
+class ContactUpdate(_Args):
+    contact_id: int = Field(ge=1)
+    field: str = Field(pattern="^(title|phone)$")
+    value: str = Field(max_length=200)
+
+
+def _account(a: Account) -> dict[str, Any]:
+    return {
+        "record": f"account:{a.id}",
+        "id": a.id,
+        "name": a.name,
+        "domain": a.domain,
+        "industry": a.industry,
+        "employees": a.employees,
+        "country": a.country,
+    }
+
+
+@agent_tool(scope="read_crm")
+def crm_find_contact(ctx: ToolContext, args: ContactByEmail) -> dict[str, Any]:
+    """Find the CRM contact for an email address, with its account and consent flags."""
+    with session_scope(ctx.settings) as session:
+        contact = session.scalar(select(Contact).where(Contact.email == str(args.email).lower()))
+        if contact is None:
+            return {"found": False}
+        return {
+            "found": True,
+            "record": f"contact:{contact.id}",
+            "id": contact.id,
+            "name": " ".join(p for p in (contact.first_name, contact.last_name) if p),
+            "title": contact.title,
+            "do_not_email": contact.do_not_email,
+            "do_not_call": contact.do_not_call,
+            "account": _account(contact.account) if contact.account else None,
+        }
+
+
+@agent_tool(scope="read_crm")
+def crm_account_history(ctx: ToolContext, args: AccountById) -> dict[str, Any]:
+    """Deals (won, lost, open) and the number of activities of a CRM account."""
+    with session_scope(ctx.settings) as session:
+        account = session.get(Account, args.account_id)
+        if account is None:
+            return {"found": False}
+        deals = session.scalars(select(Deal).where(Deal.account_id == account.id).order_by(Deal.id)).all()
+        activities = session.scalar(
+            select(func.count(Activity.id))
+            .join(Contact, Contact.id == Activity.contact_id)
+            .where(Contact.account_id == account.id)
+        )
+        return {
+            "found": True,
+            "account": _account(account),
+            "won": sum(d.outcome == "won" for d in deals),
+            "lost": sum(d.outcome == "lost" for d in deals),
+            "open": [{"record": f"deal:{d.id}", "name": d.name, "stage": d.stage} for d in deals if d.outcome is None],
+            "activities": activities or 0,
+        }
+
+
+@agent_tool(scope="read_directory")
+def company_lookup(ctx: ToolContext, args: CompanyQuery) -> dict[str, Any]:
+    """Firmographics of a company from the CRM and the imported company directory, by domain or fuzzy name."""
+    domain = normalise_website(args.domain) if args.domain else None
+    with session_scope(ctx.settings) as session:
+        if domain and not is_free_mail(domain):
+            account = session.scalar(select(Account).where(Account.domain == domain))
+            if account is not None:
+                return {"found": True, "match": "domain", "score": 100, **_account(account)}
+        if args.name and args.name.strip():
+            names = dict(session.execute(select(Account.id, Account.name)).all())
+            best = process.extractOne(args.name, names, scorer=fuzz.WRatio, score_cutoff=88)
+            if best is not None:
+                _, score, account_id = best
+                return {
+                    "found": True,
+                    "match": "name",
+                    "score": round(score),
+                    **_account(session.get(Account, account_id)),
+                }
+    return {"found": False, "domain": domain}
+
+
+@agent_tool(scope="write_crm", side_effect=True)
+def crm_update_contact(ctx: ToolContext, args: ContactUpdate) -> dict[str, Any]:
+    """Change a contact's title or phone (a write: only an execute step after approval may run it)."""
+    with session_scope(ctx.settings) as session:
+        contact = session.get(Contact, args.contact_id)
+        if contact is None:
+            return {"found": False}
+        before = {args.field: getattr(contact, args.field)}
+        setattr(contact, args.field, args.value)
+        audit.record(
+            session,
+            actor=ctx.actor,
+            action="contact.updated",
+            entity_type="contact",
+            entity_id=contact.id,
+            before=before,
+            after={args.field: args.value},
+        )
+        return {"found": True, "record": f"contact:{contact.id}", **{args.field: args.value}}
+
+
+LEAD_GRAPH_TOOLS = frozenset({"crm_find_contact", "crm_account_history", "company_lookup"})
+
+
+def email_company_domain(email: str | None) -> str | None:
+    if not email:
+        return None
+    domain = email_domain(email)
+    return None if is_free_mail(domain) else domain
