@@ -4,6 +4,7 @@ the background worker runs."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -112,6 +113,10 @@ class LeadGraphRunner:
                     template=payload.get("template"),
                     brief=payload["brief"],
                     draft=payload["draft"],
+                    queue=payload.get("queue", "main"),
+                    sla_due_at=dt.datetime.fromisoformat(payload["sla_due_at"]) if payload.get("sla_due_at") else None,
+                    assignee=payload.get("assignee"),
+                    guard_flags=payload.get("guard_flags"),
                 )
                 item_ids.append(item.id)
         return item_ids

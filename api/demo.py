@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from agents.lead.capture import capture_lead
 from api.auth import create_token
-from core.models import Account, Contact, Deal, Lead, utcnow
+from core.models import Account, Contact, Deal, Lead, SalesAgent, utcnow
 from core.schemas import LeadCreate
 from core.settings import Settings
 
@@ -127,6 +127,8 @@ def seed(session: Session, settings: Settings) -> dict[str, object]:
                 closed_at=utcnow() + dt.timedelta(days=days) if outcome else None,
             )
         )
+    for name, region in (("Casey Jordan", "AMER"), ("Robin Lee", "EMEA"), ("Sasha Patel", "APAC")):
+        session.add(SalesAgent(name=name, manager="Morgan Demo", regional_office=region))
     _, closer = create_token(session, role="closer", name="demo-closer", actor="demo")
     _, manager = create_token(session, role="manager", name="demo-manager", actor="demo")
     _, integration = create_token(session, role="integration", name="demo-web-form", actor="demo")

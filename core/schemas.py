@@ -100,6 +100,10 @@ class ReviewItem(BaseModel):
     executed_at: dt.datetime | None
     result: dict[str, Any] | None
     decision: DecisionRead | None
+    queue: str = "main"
+    sla_due_at: dt.datetime | None = None
+    assignee: str | None = None
+    guard_flags: list[str] = []
 
 
 class ReviewItemPage(BaseModel):
@@ -113,6 +117,9 @@ class ApproveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject: str | None = Field(None, min_length=1, max_length=300, description="Edited subject; omit to keep")
     body: str | None = Field(None, min_length=1, max_length=20_000, description="Edited body; omit to keep")
+    acknowledge_flags: bool = Field(
+        False, description="Required (true) to approve an item whose draft carries grounding-guard flags"
+    )
 
     _strip = field_validator("subject", "body", mode="before")(_strip)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +40,27 @@ class Settings(BaseSettings):
     scoring_model_weight: float = Field(
         0.5, ge=0, le=1, description="Share of the final score from the model probability (rest: rubric fit)."
     )
+
+    llm: str = Field("none", description="'none': the deterministic engine; 'openai': any OpenAI-compatible endpoint")
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint (REVLOOP_LLM_MODEL)")
+    llm_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("REVLOOP_LLM_BASE_URL", "OPENAI_BASE_URL"), description="OPENAI_BASE_URL"
+    )
+    llm_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("REVLOOP_LLM_API_KEY", "OPENAI_API_KEY"), description="OPENAI_API_KEY"
+    )
+    llm_timeout_seconds: float = 30.0
+    llm_max_retries: int = Field(2, description="Retries on 429, 5xx and timeouts (the openai SDK backs off)")
+    llm_max_tool_rounds: int = Field(4, description="Cap of the tool-calling loop")
+    llm_price_input_per_mtok: float = Field(0.15, description="USD per million prompt tokens, for cost records")
+    llm_price_output_per_mtok: float = Field(0.60, description="USD per million completion tokens")
+
+    sla_minutes_a: int = Field(5, description="First touch deadline for grade A leads")
+    sla_minutes_b: int = 60
+    sla_minutes_c: int = 24 * 60
+    sla_minutes_d: int = 72 * 60
+    sla_minutes_exception: int = 60
+    closer_capacity: int = Field(25, description="Pending items a closer holds before new ones go to the team queue")
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -87,6 +87,8 @@ def show_item(client: RevloopClient, item_id: int) -> None:
         st.error(exc.message)
         return
     st.subheader(f"#{item.id} · {item.kind.replace('_', ' ')} · {item.status}")
+    due = f" · first touch due {item.sla_due_at:%Y-%m-%d %H:%M} UTC" if item.sla_due_at else ""
+    st.caption(f"queue {item.queue} · assignee {item.assignee or 'team'}{due}")
     show_brief(item.brief)
     st.divider()
     draft = item.draft
@@ -117,6 +119,13 @@ def show_item(client: RevloopClient, item_id: int) -> None:
             key=f"ro_body_{item.id}",
         )
         return
+    acknowledged = True
+    if item.guard_flags:
+        st.error(
+            "Grounding guard: the draft says things no record supports:\n"
+            + "\n".join(f"- {flag}" for flag in item.guard_flags)
+        )
+        acknowledged = st.checkbox("I checked these and the draft is right", key=f"ack_{item.id}")
     subject = st.text_input("Subject", value=draft.get("subject", ""), key=f"subject_{item.id}")
     body = st.text_area("Body", value=draft.get("body", ""), height=320, key=f"body_{item.id}")
     approve_col, reject_col = st.columns(2)
@@ -128,6 +137,7 @@ def show_item(client: RevloopClient, item_id: int) -> None:
                 item.id,
                 subject=subject if subject != draft.get("subject") else None,
                 body=body if body != draft.get("body") else None,
+                acknowledge_flags=bool(item.guard_flags) and acknowledged,
             )
         except ApiError as exc:
             st.error(f"Not approved: {exc.message}")

@@ -47,8 +47,12 @@ class RevloopClient:
     def review_item(self, item_id: int) -> ReviewItem:
         return ReviewItem.model_validate(self._call("GET", f"/v1/review-items/{item_id}"))
 
-    def approve(self, item_id: int, subject: str | None = None, body: str | None = None) -> ReviewItem:
+    def approve(
+        self, item_id: int, subject: str | None = None, body: str | None = None, acknowledge_flags: bool = False
+    ) -> ReviewItem:
         edit = {k: v for k, v in (("subject", subject), ("body", body)) if v is not None}
+        if acknowledge_flags:
+            edit["acknowledge_flags"] = True
         return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/approve", json=edit or None))
 
     def active_rubric(self) -> dict[str, Any]:

@@ -18,13 +18,17 @@ PAST_TENSE = {"approve": "approved", "reject": "rejected"}
 STATUSES = ("pending", "approved", "rejected", "sent", "done", "cancelled", "failed")
 
 
-def list_items(session: Session, *, status: str | None, limit: int, offset: int) -> tuple[list[ReviewItem], int]:
+def list_items(
+    session: Session, *, status: str | None, limit: int, offset: int, queue: str | None = None
+) -> tuple[list[ReviewItem], int]:
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", details={"status": status})
     stmt = select(ReviewItem).options(selectinload(ReviewItem.decision))
     count = select(func.count(ReviewItem.id))
     if status:
         stmt, count = stmt.where(ReviewItem.status == status), count.where(ReviewItem.status == status)
+    if queue:
+        stmt, count = stmt.where(ReviewItem.queue == queue), count.where(ReviewItem.queue == queue)
     items = session.scalars(stmt.order_by(ReviewItem.created_at, ReviewItem.id).limit(limit).offset(offset)).all()
     return list(items), session.scalar(count) or 0
 
@@ -80,11 +84,23 @@ def _record(session: Session, item: ReviewItem, decision: Decision, before_statu
 
 
 def approve(
-    session: Session, item_id: int, *, actor: str, subject: str | None = None, body: str | None = None
+    session: Session,
+    item_id: int,
+    *,
+    actor: str,
+    subject: str | None = None,
+    body: str | None = None,
+    acknowledge_flags: bool = False,
 ) -> ReviewItem:
     item = get_item(session, item_id)
     if item.status != "pending":
         raise Conflict(f"review item {item_id} is already {item.status}; nothing was changed")
+    if item.guard_flags and not acknowledge_flags:
+        raise Conflict(
+            f"review item {item_id} has grounding flags ({'; '.join(item.guard_flags)}): check the draft, "
+            "then approve with acknowledge_flags=true",
+            details={"guard_flags": item.guard_flags},
+        )
     draft_subject, draft_body = item.draft.get("subject", ""), item.draft.get("body", "")
     final_subject = subject if subject is not None else draft_subject
     final_body = body if body is not None else draft_body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import select, update
@@ -35,6 +36,10 @@ def queue_for_review(
     template: str | None,
     brief: dict[str, Any],
     draft: dict[str, Any],
+    queue: str = "main",
+    sla_due_at: dt.datetime | None = None,
+    assignee: str | None = None,
+    guard_flags: list[str] | None = None,
 ) -> ReviewItem:
     """Create the review item for a graph interrupt, once (keyed by the interrupt id)."""
     item, created = insert_once(
@@ -48,6 +53,10 @@ def queue_for_review(
             template=template,
             brief=brief,
             draft=draft,
+            queue=queue,
+            sla_due_at=sla_due_at,
+            assignee=assignee,
+            guard_flags=list(guard_flags or []),
         ),
         select(ReviewItem).where(ReviewItem.interrupt_id == interrupt_id),
     )

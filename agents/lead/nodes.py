@@ -10,7 +10,10 @@ from typing import Any
 
 from langgraph.types import interrupt
 
-from agents.lead.prompts import TEMPLATE_FOR_ACTION, render, topics_phrase
+from agents.guard import injection_signals, ungrounded
+from agents.lead import routing
+from agents.lead.prompts import TEMPLATE_FOR_ACTION, render, template_text, topics_phrase
+from agents.lead.research import research
 from agents.lead.state import LeadState
 from core import audit
 from core.db import session_scope
@@ -39,13 +42,35 @@ def _company(facts: dict[str, Any]) -> str:
     return ((facts.get("account") or {}).get("name") or facts["lead"].get("company") or "your company").strip()
 
 
+def _strings(node: Any) -> list[str]:
+    """Every string and number in the facts: what a draft may mention."""
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in _strings(value)]
+    return [] if node is None or isinstance(node, bool) else [str(node)]
+
+
+def _record_of(evidence: str, facts: dict[str, Any]) -> str | None:
+    """Which record a criterion's evidence comes from (lead:ID, account:ID, contact:ID)."""
+    head = evidence.split(" ", 1)[0].split(".", 1)[0]
+    for source in ("account", "contact", "lead"):
+        if head == source and facts.get(source):
+            return f"{source}:{facts[source]['id']}"
+    if head in ("custom",):
+        return f"lead:{facts['lead']['id']}"
+    account = facts.get("account")
+    return f"account:{account['id']}" if account and head in ("industry", "employees", "country") else None
+
+
 class LeadNodes:
     def __init__(self, settings: Settings):
         self.settings = settings
 
     def enrich(self, state: LeadState) -> dict[str, Any]:
         with session_scope(self.settings) as session:
-            return {"facts": crm.lead_facts(session, state["lead_id"])}
+            facts = crm.lead_facts(session, state["lead_id"])
+        return {"facts": facts, "research": research(self.settings, facts)}
 
     def score(self, state: LeadState) -> dict[str, Any]:
         with session_scope(self.settings) as session:
@@ -75,6 +100,17 @@ class LeadNodes:
             flags.append(f"disqualified:{d['id']}")
         if scoring.get("fallback"):
             flags.append("rubric_only")
+        investigation = state.get("research") or {}
+        injection = injection_signals(lead.get("message"), lead.get("email"))
+        insight = investigation.get("insight") or {}
+        if insight.get("injection_suspected") and not injection:
+            injection = ["model_suspected"]
+        if injection:
+            flags.append("possible_prompt_injection:" + ",".join(injection))
+        if investigation.get("refused"):
+            flags.append("tool_calls_refused:" + ",".join(investigation["refused"]))
+        if investigation.get("llm_error"):
+            flags.append("llm_unavailable")
         next_action = NEXT_ACTION_FOR_GRADE[scoring["grade"]]
         _, full_name = _display_name(facts)
         who = full_name + (f", {lead['title']}" if lead.get("title") else "") + f" at {_company(facts)}"
@@ -100,7 +136,12 @@ class LeadNodes:
             + likelihood
             + f" Recommended: {NEXT_ACTION_LABEL[next_action].lower()}."
         )
+        if insight.get("summary"):
+            summary += f" Research notes: {insight['summary']}"
         brief = {
+            "engine": investigation.get("engine", "deterministic"),
+            "evidence": investigation.get("evidence", []),
+            "injection": injection,
             "score": scoring["score"],
             "grade": scoring["grade"],
             "summary": summary,
@@ -111,7 +152,13 @@ class LeadNodes:
             "model": model,
             "fallback": scoring.get("fallback"),
             "criteria": [
-                {"id": c["id"], "label": c["label"], "met": c["met"], "evidence": c["evidence"], "source": "rubric"}
+                {
+                    "id": c["id"],
+                    "label": c["label"],
+                    "met": c["met"],
+                    "evidence": c["evidence"],
+                    "source": _record_of(c["evidence"], facts),
+                }
                 for c in criteria
             ],
         }
@@ -154,14 +201,30 @@ class LeadNodes:
             and not contact.get("do_not_call", False)
             and bool(lead.get("phone") or contact.get("phone"))
         )
-        next_action = state["brief"]["next_action"]
+        brief = state["brief"]
+        next_action = brief["next_action"]
         if may_email:
             channel = "email"
         elif may_call and next_action != "polite_decline":
             channel = "call_task"
         else:
             channel = "none"
-        return {"route": {"next_action": next_action, "channel": channel, "may_email": may_email, "may_call": may_call}}
+        reasons = routing.exception_reasons(brief, facts, brief.get("injection", []))
+        queue = "exception" if reasons else "main"
+        region = routing.region_of(facts)
+        return {
+            "route": {
+                "next_action": next_action,
+                "channel": channel,
+                "may_email": may_email,
+                "may_call": may_call,
+                "queue": queue,
+                "exception_reasons": reasons,
+                "region": region,
+                "sla_due_at": routing.sla_due(self.settings, brief["grade"], queue),
+                "assignee": None if queue == "exception" else routing.pick_assignee(self.settings, region),
+            }
+        }
 
     def draft(self, state: LeadState) -> dict[str, Any]:
         facts, brief, route = state["facts"], state["brief"], state["route"]
@@ -185,9 +248,17 @@ class LeadNodes:
             "our_company": self.settings.company_name,
             "sender_name": self.settings.sender_name,
             "unsubscribe_url": self.settings.unsubscribe_url,
+            # LLM engine only; checked by the grounding guard like everything else.
+            "opening": ((state.get("research") or {}).get("insight") or {}).get("opening_line", "").strip(),
         }
         template = "call_task" if route["channel"] == "call_task" else TEMPLATE_FOR_ACTION[route["next_action"]]
         rendered = render(template, slots)
+        grounded_in = [
+            *template_text(template),
+            *_strings(facts),
+            *(str(v) for k, v in slots.items() if k not in ("opening", "summary")),
+        ]
+        flags = ungrounded(rendered["subject"] + "\n" + rendered["body"], grounded_in)
         return {
             "draft": {
                 "kind": route["channel"],
@@ -196,6 +267,7 @@ class LeadNodes:
                 "subject": rendered["subject"],
                 "body": rendered["body"],
                 "facts_used": {k: v for k, v in slots.items() if k not in ("summary",)},
+                "guard_flags": flags,
             }
         }
 
@@ -209,6 +281,10 @@ class LeadNodes:
                 "template": state["draft"]["template"],
                 "brief": state["brief"],
                 "draft": state["draft"],
+                "queue": state["route"]["queue"],
+                "sla_due_at": state["route"]["sla_due_at"],
+                "assignee": state["route"]["assignee"],
+                "guard_flags": state["draft"]["guard_flags"],
             }
         )
         return {"decision": decision}

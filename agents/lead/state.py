@@ -8,6 +8,7 @@ from typing import Any, TypedDict
 class LeadState(TypedDict, total=False):
     lead_id: int
     facts: dict[str, Any]  # enrich: what the CRM knows (read-only snapshot)
+    research: dict[str, Any]  # enrich: tool calls, evidence, LLM insight (or why it was not used)
     scoring: dict[str, Any]  # score: rubric result with evidence per criterion
     brief: dict[str, Any]  # brief: score, grade, summary, flags, next action
     route: dict[str, Any]  # route: next action and channel (email | call_task | none)

@@ -23,10 +23,11 @@ def list_review_items(
     session: SessionDep,
     _: Reader,
     status: Status | None = None,
+    queue: Literal["main", "exception"] | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ReviewItemPage:
-    items, total = service.list_items(session, status=status, limit=limit, offset=offset)
+    items, total = service.list_items(session, status=status, limit=limit, offset=offset, queue=queue)
     return ReviewItemPage(items=[ReviewItem.model_validate(i) for i in items], total=total, limit=limit, offset=offset)
 
 
@@ -44,7 +45,14 @@ def approve_review_item(
     item_id: int, session: SessionDep, principal: Decider, edit: Annotated[ApproveRequest | None, Body()] = None
 ) -> ReviewItem:
     edit = edit or ApproveRequest()
-    item = service.approve(session, item_id, actor=principal.actor, subject=edit.subject, body=edit.body)
+    item = service.approve(
+        session,
+        item_id,
+        actor=principal.actor,
+        subject=edit.subject,
+        body=edit.body,
+        acknowledge_flags=edit.acknowledge_flags,
+    )
     session.commit()
     return ReviewItem.model_validate(item)
 
