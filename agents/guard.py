@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-URL = re.compile(r"\bhttps?://[^\s<>\"')]+", re.IGNORECASE)
+URL = re.compile(r"\bhttps?://[^\s<>\"')]*[^\s<>\"').,;:!?]", re.IGNORECASE)
 EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 AMOUNT = re.compile(r"[$€£]\s?\d[\d,]*(?:\.\d+)?(?:\s?[kKmM]\b)?|\b\d[\d,]*(?:\.\d+)?\s?%|\b\d[\d,]*(?:\.\d+)?\b")
 MONTHS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*"
@@ -22,6 +22,17 @@ DATE = re.compile(
     rf"\b\d{{1,2}}\s{MONTHS}(?:\s\d{{4}})?\b|\b{MONTHS}\s\d{{1,2}}(?:,?\s\d{{4}})?\b|\b\d{{4}}-\d{{2}}-\d{{2}}\b"
 )
 NAME = re.compile(r"\b[A-Z][a-zA-Z'&-]+(?:\s+[A-Z][a-zA-Z'&-]+)*\b")
+
+
+# Ordinary words that start sentences in business email; capitalised there, they are not names.
+SENTENCE_STARTERS = frozenset(
+    """a about after again all also an and any as at based before best but by can congratulations could dear do
+    does every few first for from glad good great happy have having he hello her here hi his hope hoping how i if
+    in is it its just kind let looking lovely many may more most much my nice no not now of on once one our
+    perhaps please quick quite really regards she since sincerely so some sounds sure thank thanks that the their
+    then there these they this those to today together unfortunately we welcome well what when where whether which
+    while who why will with would yes yet you your""".split()
+)
 
 
 def _norm(text: str) -> str:
@@ -50,6 +61,10 @@ def ungrounded(draft: str, allowed: Iterable[str]) -> list[str]:
     for match in NAME.finditer(masked):
         # A capitalised run is a name when the approved text does not have those words.
         words = [w for w in match.group(0).split() if _norm(w) not in corpus]
+        before = masked[: match.start()].rstrip()
+        starts_sentence = not before or before[-1] in ".!?:" or "\n" in masked[len(before) : match.start()]
+        if starts_sentence and len(match.group(0).split()) == 1 and _norm(match.group(0)) in SENTENCE_STARTERS:
+            continue
         if words:
             check("name", match.group(0))
     return flags

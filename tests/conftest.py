@@ -122,6 +122,21 @@ def subprocess_env(settings) -> dict[str, str]:
 
 
 @pytest.fixture
+def llm(settings) -> Iterator:
+    """A scripted OpenAI-compatible server, and settings that send the lead graph's LLM engine to it."""
+    from tests.llm_server import ScriptedLLM
+
+    with ScriptedLLM() as server:
+        settings.llm = "openai"
+        settings.llm_base_url = server.url
+        settings.llm_api_key = "test-key"
+        settings.llm_model = "scripted-model"
+        settings.llm_timeout_seconds = 2
+        settings.llm_max_retries = 1
+        yield server
+
+
+@pytest.fixture
 def worker(settings) -> Iterator[Worker]:
     with lead_worker(settings) as w:
         yield w

@@ -1,0 +1,91 @@
+"""A scripted OpenAI-compatible server for tests: each request to /v1/chat/completions takes the
+next scripted step, so the real `openai` client, its retries and our parsing run over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+
+def tool_call(name: str, arguments: dict[str, Any] | str) -> dict[str, Any]:
+    return {"name": name, "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)}
+
+
+class ScriptedLLM:
+    def __init__(self) -> None:
+        self.script: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        app = FastAPI()
+
+        @app.post("/v1/chat/completions")
+        async def completions(request: Request) -> JSONResponse:
+            body = await request.json()
+            with self.lock:
+                self.requests.append(body)
+                step = self.script.pop(0) if self.script else {"content": "{}"}
+            if "sleep" in step:
+                time.sleep(step["sleep"])
+            if "status" in step:
+                return JSONResponse(
+                    {"error": {"message": step.get("message", "scripted error"), "type": "server"}},
+                    status_code=step["status"],
+                )
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": step.get("content"),
+                "refusal": step.get("refusal"),
+            }
+            if "tool_calls" in step:
+                message["tool_calls"] = [
+                    {"id": f"call_{uuid.uuid4().hex[:8]}", "type": "function", "function": call}
+                    for call in step["tool_calls"]
+                ]
+            return JSONResponse(
+                {
+                    "id": f"chatcmpl-{uuid.uuid4().hex[:10]}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model", "scripted"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "finish_reason": "tool_calls" if "tool_calls" in step else "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": step.get("prompt_tokens", 120),
+                        "completion_tokens": step.get("completion_tokens", 30),
+                        "total_tokens": step.get("prompt_tokens", 120) + step.get("completion_tokens", 30),
+                    },
+                }
+            )
+
+        from tests.conftest import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def add(self, *steps: dict[str, Any]) -> None:
+        with self.lock:
+            self.script.extend(steps)
+
+    def __enter__(self) -> ScriptedLLM:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
