@@ -253,9 +253,12 @@ class LeadNodes:
         }
         template = "call_task" if route["channel"] == "call_task" else TEMPLATE_FOR_ACTION[route["next_action"]]
         rendered = render(template, slots)
+        # Records ground a draft; the lead's own free text never does (it is untrusted: an address or a
+        # price written there must not make the same words in a draft look like facts).
+        trusted = {**facts, "lead": {k: v for k, v in facts["lead"].items() if k not in ("message", "custom")}}
         grounded_in = [
             *template_text(template),
-            *_strings(facts),
+            *_strings(trusted),
             *(str(v) for k, v in slots.items() if k not in ("opening", "summary")),
         ]
         flags = ungrounded(rendered["subject"] + "\n" + rendered["body"], grounded_in)
