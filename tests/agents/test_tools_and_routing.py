@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from agents.lead.capture import capture_lead
+from core.db import session_scope
+from core.models import ReviewItem, SalesAgent
+from core.schemas import LeadCreate
+from tests.factories import account, lead_payload
+from tools.registry import TOOLS, Toolbox, ToolContext, agent_tool
+
+
+class Nap(BaseModel):
+    seconds: float
+
+
+@agent_tool(scope="test", timeout=0.2)
+def nap_tool(ctx: ToolContext, args: Nap) -> dict:
+    """Sleep (a test tool)."""
+    time.sleep(args.seconds)
+    return {"slept": args.seconds}
+
+
+def test_toolbox_validates_times_out_and_refuses(settings):
+    refusals = []
+    box = Toolbox(
+        "test",
+        frozenset({"nap_tool", "crm_update_contact"}),
+        ToolContext(settings),
+        audit=lambda action, details: refusals.append(details),
+    )
+    assert box.call("nap_tool", {"seconds": 0}).ok
+    assert box.call("nap_tool", {"seconds": "long"}).content.startswith("error: invalid arguments: seconds")
+    assert box.call("nap_tool", {"seconds": 1}).content == "error: nap_tool timed out after 0.2s"
+    write = box.call("crm_update_contact", {"contact_id": 1, "field": "title", "value": "x"})
+    assert write.refused and "runs only after an approved review" in write.content
+    assert box.call("lead_facts", {}).refused  # internal tools are never callable by a model
+    assert [r["tool"] for r in refusals] == ["crm_update_contact", "lead_facts"]
+    schema = TOOLS["crm_find_contact"].openai_schema()
+    assert schema["function"]["parameters"]["required"] == ["email"]
+    assert "Find the CRM contact" in schema["function"]["description"]
+
+
+def capture(settings, **overrides) -> int:
+    with session_scope(settings) as session:
+        lead, _ = capture_lead(session, LeadCreate.model_validate(lead_payload(**overrides)), actor="test")
+        return lead.id
+
+
+def item(settings, lead_id) -> ReviewItem:
+    with session_scope(settings) as session:
+        return session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead_id)).one()
+
+
+def test_sla_by_grade_and_assignee_by_region_and_capacity(settings, worker):
+    settings.closer_capacity = 1
+    account(settings, country="Germany")
+    with session_scope(settings) as session:
+        session.add_all(
+            [SalesAgent(name="Robin", regional_office="EMEA"), SalesAgent(name="Casey", regional_office="AMER")]
+        )
+    before = dt.datetime.now(dt.UTC)
+    first = capture(settings)
+    worker.run_until_idle()
+    a = item(settings, first)
+    assert a.brief["grade"] == "A" and a.queue == "main" and a.assignee == "Robin"  # EMEA account
+    assert dt.timedelta(minutes=4) < a.sla_due_at - before < dt.timedelta(minutes=6)  # A: first touch in 5 min
+    second = capture(settings, email="kim@acme-software.com", first_name="Kim")
+    third = capture(settings, email="lee@acme-software.com", first_name="Lee")
+    worker.run_until_idle()
+    assert item(settings, second).assignee == "Casey"  # Robin is at capacity: anyone with room
+    assert item(settings, third).assignee is None  # everyone is full: the team queue
+    weak = capture(
+        settings,
+        email="pat@tinyshop.example",
+        company="Tiny Shop",
+        website=None,
+        title="Buyer",
+        message="just browsing",
+        phone=None,
+    )
+    worker.run_until_idle()
+    c = item(settings, weak)
+    assert c.brief["grade"] in ("C", "D") and c.sla_due_at - before > dt.timedelta(hours=20)
+
+
+def test_leads_that_fit_no_pattern_go_to_the_exception_queue(settings, worker, http):
+    from tests.factories import auth
+
+    lead_id = capture(
+        settings, email="someone@gmail.com", company=None, title=None, website=None, phone=None, message="hello"
+    )
+    worker.run_until_idle()
+    exc = item(settings, lead_id)
+    assert exc.queue == "exception" and exc.assignee is None
+    closer = auth(settings, "closer")
+    listed = http.get("/v1/review-items", params={"queue": "exception"}, headers=closer).json()
+    assert [i["id"] for i in listed["items"]] == [exc.id]
+    assert http.get("/v1/review-items", params={"queue": "main"}, headers=closer).json()["total"] == 0
