@@ -27,11 +27,11 @@ NAME = re.compile(r"\b[A-Z][a-zA-Z'&-]+(?:\s+[A-Z][a-zA-Z'&-]+)*\b")
 # Ordinary words that start sentences in business email; capitalised there, they are not names.
 SENTENCE_STARTERS = frozenset(
     """a about after again all also an and any as at based before best but by can congratulations could dear do
-    does every few first for from glad good great happy have having he hello her here hi his hope hoping how i if
-    in is it its just kind let looking lovely many may more most much my nice no not now of on once one our
-    perhaps please quick quite really regards she since sincerely so some sounds sure thank thanks that the their
-    then there these they this those to today together unfortunately we welcome well what when where whether which
-    while who why will with would yes yet you your""".split()
+    does every few first for from glad good great happy have having he hello her here hi his hope hoping how
+    i if in is it its just kind let looking lovely many may more most much my nice no not now of on once one
+    our perhaps please quick quite really regards she since sincerely so some sounds sure thank thanks that
+    the their then there these they this those to today together unfortunately we welcome well what when
+    where whether which while who why will with would yes yet you your""".split()
 )
 
 

@@ -126,8 +126,11 @@ def serve(
 @app.command()
 def worker(
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Run the due jobs, then exit")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=16, help="Jobs run at once (threads)")] = 2,
 ) -> None:
     """Run the background worker (lead graphs, resumes after review decisions)."""
+    import threading
+
     from agents.runtime import lead_worker
 
     _logging()
@@ -137,8 +140,13 @@ def worker(
             return
         signal.signal(signal.SIGTERM, lambda *_: w.stop())
         signal.signal(signal.SIGINT, lambda *_: w.stop())
-        logging.getLogger("revloop.worker").info("worker started (%s)", w.worker_id)
-        w.run_forever()
+        logging.getLogger("revloop.worker").info("worker started (%s, %d threads)", w.worker_id, concurrency)
+        threads = [threading.Thread(target=w.run_forever, name=f"worker-{i}") for i in range(concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=0.5)
 
 
 def _review_app_command(port: int) -> list[str]:

@@ -45,6 +45,9 @@ class ToolSpec:
 
 TOOLS: dict[str, ToolSpec] = {}
 
+# One pool for every toolbox: a timed-out call keeps its thread until it ends, the caller moves on.
+_EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
+
 
 def tool(*, scope: str, side_effect: bool = False) -> Callable[[F], F]:
     """Register an internal tool (called by code, with a session)."""
@@ -149,17 +152,14 @@ class Toolbox:
             self.calls.append(result)
             return result
         started = time.perf_counter()
-        pool = ThreadPoolExecutor(max_workers=1)
         try:
-            data = pool.submit(spec.func, self.context, args).result(timeout=spec.timeout)
+            data = _EXECUTOR.submit(spec.func, self.context, args).result(timeout=spec.timeout)
         except FutureTimeout:
             result = ToolResult(name, False, f"error: {name} timed out after {spec.timeout:g}s")
         except Exception as exc:  # a tool's failure goes back to the model as text
             result = ToolResult(name, False, f"error: {type(exc).__name__}: {exc}")
         else:
             result = ToolResult(name, True, json.dumps(data, default=str)[:8000], data)
-        finally:
-            pool.shutdown(wait=False)
         result.seconds = round(time.perf_counter() - started, 4)
         self.calls.append(result)
         return result

@@ -7,8 +7,9 @@ own rubric found in the lead's message, never from the lead's free text itself.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
@@ -109,9 +110,13 @@ def template_text(template: str) -> list[str]:
     return [re.sub(r"{[{%].*?[%}]}", " ", part) for part in TEMPLATES[template].values()]
 
 
+@lru_cache(maxsize=64)
+def _compiled(template: str, part: str) -> Template:
+    return _env.from_string(TEMPLATES[template][part])
+
+
 def render(template: str, slots: dict[str, object]) -> dict[str, str]:
-    parts = TEMPLATES[template]
-    return {name: _env.from_string(text).render(**slots).strip() for name, text in parts.items()}
+    return {part: _compiled(template, part).render(**slots).strip() for part in TEMPLATES[template]}
 
 
 RESEARCH_SYSTEM = """You research inbound sales leads for a B2B services company.
