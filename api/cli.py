@@ -33,6 +33,8 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(import_app, name="import")
 app.add_typer(scoring_app, name="scoring")
+kb_app = typer.Typer(help="Knowledge base: won deals, case studies, product facts (offline).", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
 icp_app = typer.Typer(help="The ICP rubric: validate, backtest against closed deals, publish.", no_args_is_help=True)
 app.add_typer(icp_app, name="icp")
 
@@ -325,6 +327,26 @@ def import_leads_cmd(
     _report_import(report, as_json, rejects)
 
 
+@import_app.command("companies")
+def import_companies_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV file", exists=True, dir_okay=False, readable=True)],
+    format: Annotated[
+        str, typer.Option("--format", help="fortune1000 | generic (name, domain, sector, ...)")
+    ] = "generic",
+    strict: Annotated[bool, typer.Option(help="Import nothing if any row is rejected")] = False,
+    rejects: Annotated[Path | None, typer.Option(help="Write every rejected row with its reason to this CSV")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Import firmographics into the offline company directory used to enrich leads. Safe to re-run."""
+    from core.db import session_scope
+    from tools.imports import count_rows, import_companies
+
+    progress, advance = _progress(count_rows(path), f"importing {path.name}")
+    with _user_errors(), progress, session_scope() as session:
+        report = import_companies(session, path, format, strict=strict, progress=advance)
+    _report_import(report, as_json, rejects)
+
+
 @import_app.command("crm")
 def import_crm_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder of the CRM export", exists=True, file_okay=False)],
@@ -536,6 +558,45 @@ def icp_list() -> None:
             typer.echo(f"{r.id:>4} {r.version:<30} {r.status:<10} by {r.created_by} {r.created_at:%Y-%m-%d %H:%M}")
         if not rows:
             typer.echo(f"no rubric saved yet; leads are scored with {get_settings().rubric_path}")
+
+
+@kb_app.command("add")
+def kb_add(
+    title: Annotated[str, typer.Option(help="Short title shown in briefs")],
+    text: Annotated[str | None, typer.Option(help="The document text")] = None,
+    file: Annotated[Path | None, typer.Option(help="Read the text from this file", exists=True, dir_okay=False)] = None,
+    kind: Annotated[str, typer.Option(help="case_study | product_fact | won_deal")] = "case_study",
+    doc_id: Annotated[str | None, typer.Option("--id", help="Document id (re-adding an id replaces it)")] = None,
+) -> None:
+    """Add (or replace) a document in the knowledge base."""
+    import re
+
+    from tools import kb
+
+    if (text is None) == (file is None):
+        _fail("give exactly one of --text or --file", code=2)
+    body = text if text is not None else file.read_text(encoding="utf-8")
+    identifier = doc_id or re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:80]
+    with _user_errors():
+        kb.add(get_settings(), doc_id=identifier, kind=kind, title=title, text=body)
+    typer.echo(f"added {kind} {identifier!r}")
+
+
+@kb_app.command("index-deals")
+def kb_index_deals() -> None:
+    """Put every won deal of the CRM in the knowledge base (safe to re-run)."""
+    from tools import kb
+
+    typer.echo(f"indexed {kb.index_won_deals(get_settings())} won deal(s)")
+
+
+@kb_app.command("search")
+def kb_search(text: Annotated[str, typer.Argument(help="What to look for")], limit: int = 3) -> None:
+    """The documents most similar to TEXT."""
+    from tools import kb
+
+    for match in kb.search(get_settings(), text, limit):
+        typer.echo(f"{match['similarity']:.3f}  {match['kind']:<12} {match['title']}  ({match['record']})")
 
 
 def main() -> None:

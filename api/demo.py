@@ -88,6 +88,35 @@ LEADS = [
 ]
 
 
+CASE_STUDIES = [
+    (
+        "northwind-follow-up",
+        "Northwind Analytics: follow-up within five minutes",
+        "A software analytics company with 240 employees automated lead follow-ups and pipeline reminders; "
+        "first touch went from two days to five minutes and demo bookings doubled.",
+    ),
+    (
+        "cobalt-collections",
+        "Cobalt Health: collections without awkward calls",
+        "A healthcare provider reduced late invoices and days sales outstanding with automated, polite collection "
+        "reminders approved by its finance team.",
+    ),
+    (
+        "tallis-proposals",
+        "Tallis & Reed: proposals in hours, not days",
+        "A consulting firm cut proposal turnaround from three days to four hours with drafted proposals from its "
+        "price book.",
+    ),
+]
+
+
+def _seed_knowledge_base(settings: Settings) -> None:
+    from tools import kb
+
+    for doc_id, title, text in CASE_STUDIES:
+        kb.add(settings, doc_id=doc_id, kind="case_study", title=title, text=text)
+
+
 def is_empty(session: Session) -> bool:
     return not session.scalar(select(func.count(Lead.id))) and not session.scalar(select(func.count(Account.id)))
 
@@ -138,6 +167,7 @@ def seed(session: Session, settings: Settings) -> dict[str, object]:
         lead_ids.append(lead.id)
     session.flush()
     tokens = {"closer": closer, "manager": manager, "integration": integration}
+    _seed_knowledge_base(settings)
     path = credentials_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"tokens": tokens}, indent=2))

@@ -168,6 +168,31 @@ class Deal(TimestampMixin, Base):
     account: Mapped[Account | None] = relationship()
 
 
+class Company(TimestampMixin, Base):
+    """The offline company directory used for enrichment (firmographics), separate from CRM accounts."""
+
+    __tablename__ = "companies"
+    __table_args__ = (UniqueConstraint("source", "name", name="uq_companies_source_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(50))  # fortune1000 | generic:<file>
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    domain: Mapped[str | None] = mapped_column(String(253), index=True)
+    sector: Mapped[str | None] = mapped_column(String(100))
+    industry: Mapped[str | None] = mapped_column(String(100))
+    employees: Mapped[int | None] = mapped_column(Integer)
+    revenue_musd: Mapped[Decimal | None] = mapped_column()
+    region: Mapped[str | None] = mapped_column(String(100))  # state or country
+
+
+class EnrichmentCache(Base):
+    """Lookup results kept for a while, so a burst of leads from one company costs one lookup."""
+
+    __tablename__ = "enrichment_cache"
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column()
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
 class Product(TimestampMixin, Base):
     """The price book: proposals and invoices take prices from here, never from text."""
 

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     llm_price_input_per_mtok: float = Field(0.15, description="USD per million prompt tokens, for cost records")
     llm_price_output_per_mtok: float = Field(0.60, description="USD per million completion tokens")
 
+    kb_url: str | None = Field(None, description="chromadb server URL; unset = an embedded store under var/kb")
+    enrichment_ttl_hours: float = Field(24, description="How long a company lookup result is reused")
+
     sla_minutes_a: int = Field(5, description="First touch deadline for grade A leads")
     sla_minutes_b: int = 60
     sla_minutes_c: int = 24 * 60

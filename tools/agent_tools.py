@@ -3,6 +3,8 @@ claim in a brief can name its evidence; write tools exist but no lead graph may 
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -11,7 +13,7 @@ from sqlalchemy import func, select
 
 from core import audit
 from core.db import session_scope
-from core.models import Account, Activity, Contact, Deal
+from core.models import Account, Activity, Company, Contact, Deal, EnrichmentCache, utcnow
 from tools.enrichment import email_domain, is_free_mail, normalise_website
 from tools.registry import ToolContext, agent_tool
 
@@ -93,27 +95,77 @@ def crm_account_history(ctx: ToolContext, args: AccountById) -> dict[str, Any]:
         }
 
 
+def _company(c: Company) -> dict[str, Any]:
+    return {
+        "record": f"company:{c.id}",
+        "id": c.id,
+        "name": c.name,
+        "domain": c.domain,
+        "industry": c.industry,
+        "sector": c.sector,
+        "employees": c.employees,
+        "region": c.region,
+        "source": c.source,
+    }
+
+
+def _cached(session: Any, key: str) -> dict[str, Any] | None:
+    row = session.get(EnrichmentCache, key)
+    return dict(row.value, cached=True) if row is not None and row.expires_at > utcnow() else None
+
+
+def _remember(session: Any, key: str, value: dict[str, Any], hours: float) -> dict[str, Any]:
+    row = session.get(EnrichmentCache, key) or EnrichmentCache(key=key)
+    row.value, row.expires_at = value, utcnow() + dt.timedelta(hours=hours)
+    session.merge(row)
+    return value
+
+
+LEGAL_SUFFIXES = re.compile(
+    r"\b(inc|incorporated|corp|corporation|co|company|llc|ltd|limited|plc|gmbh|group|holdings)\b\.?", re.IGNORECASE
+)
+
+
+def _plain(name: str) -> str:
+    return re.sub(r"\s+", " ", LEGAL_SUFFIXES.sub(" ", name.replace("&", " and ")).lower()).strip(" ,.")
+
+
 @agent_tool(scope="read_directory")
 def company_lookup(ctx: ToolContext, args: CompanyQuery) -> dict[str, Any]:
     """Firmographics of a company from the CRM and the imported company directory, by domain or fuzzy name."""
     domain = normalise_website(args.domain) if args.domain else None
+    if domain and is_free_mail(domain):
+        domain = None
+    name = (args.name or "").strip()
+    key = f"company:{domain or ''}:{_plain(name)}"
     with session_scope(ctx.settings) as session:
-        if domain and not is_free_mail(domain):
+        if cached := _cached(session, key):
+            return cached
+        result: dict[str, Any] = {"found": False, "domain": domain}
+        if domain:
             account = session.scalar(select(Account).where(Account.domain == domain))
-            if account is not None:
-                return {"found": True, "match": "domain", "score": 100, **_account(account)}
-        if args.name and args.name.strip():
-            names = dict(session.execute(select(Account.id, Account.name)).all())
-            best = process.extractOne(args.name, names, scorer=fuzz.WRatio, score_cutoff=88)
-            if best is not None:
-                _, score, account_id = best
-                return {
+            company = None if account else session.scalar(select(Company).where(Company.domain == domain))
+            if account or company:
+                result = {
                     "found": True,
-                    "match": "name",
-                    "score": round(score),
-                    **_account(session.get(Account, account_id)),
+                    "match": "domain",
+                    "score": 100,
+                    **(_account(account) if account else _company(company)),
                 }
-    return {"found": False, "domain": domain}
+        if not result["found"] and name:
+            candidates = {("account", i): _plain(n) for i, n in session.execute(select(Account.id, Account.name))}
+            candidates |= {("company", i): _plain(n) for i, n in session.execute(select(Company.id, Company.name))}
+            # token_sort_ratio, not WRatio: partial matching would take "Bakery of Nowhere" for "NOW Inc."
+            best = process.extractOne(_plain(name), candidates, scorer=fuzz.token_sort_ratio, score_cutoff=88)
+            if best is not None:
+                _, score, (kind, row_id) = best
+                record = (
+                    _account(session.get(Account, row_id))
+                    if kind == "account"
+                    else _company(session.get(Company, row_id))
+                )
+                result = {"found": True, "match": "name", "score": round(score), **record}
+        return _remember(session, key, result, ctx.settings.enrichment_ttl_hours)
 
 
 @agent_tool(scope="write_crm", side_effect=True)
@@ -137,7 +189,7 @@ def crm_update_contact(ctx: ToolContext, args: ContactUpdate) -> dict[str, Any]:
         return {"found": True, "record": f"contact:{contact.id}", **{args.field: args.value}}
 
 
-LEAD_GRAPH_TOOLS = frozenset({"crm_find_contact", "crm_account_history", "company_lookup"})
+LEAD_GRAPH_TOOLS = frozenset({"crm_find_contact", "crm_account_history", "company_lookup", "similar_won_cases"})
 
 
 def email_company_domain(email: str | None) -> str | None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.models import Account, Activity, Contact, Deal, Lead
 from scoring.facts import build_facts
-from tools.enrichment import company_domain, email_domain, is_free_mail
+from tools.enrichment import company_domain, email_domain, is_disposable, is_free_mail
 from tools.registry import tool
 
 
@@ -27,7 +27,9 @@ def lead_facts(session: Session, lead_id: int) -> dict[str, Any]:
         session.scalars(select(Activity).where(Activity.lead_id == lead.id).order_by(Activity.occurred_at))
     )
     free_mail = is_free_mail(email_domain(lead.email)) if lead.email else None
-    return build_facts(lead, lead.contact, lead.account, free_mail=free_mail, deals=deals, activities=activities)
+    facts = build_facts(lead, lead.contact, lead.account, free_mail=free_mail, deals=deals, activities=activities)
+    facts["lead"]["disposable_email"] = is_disposable(email_domain(lead.email)) if lead.email else False
+    return facts
 
 
 @tool(scope="write_crm")

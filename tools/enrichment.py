@@ -44,6 +44,13 @@ FREE_MAIL_DOMAINS = frozenset(
 )
 
 
+def is_disposable(domain: str) -> bool:
+    """Throwaway mailbox providers (mailinator & co), from the maintained disposable-email-domains list."""
+    from disposable_email_domains import blocklist
+
+    return domain.lower() in blocklist
+
+
 def email_domain(email: str) -> str:
     return email.rsplit("@", 1)[-1].strip().lower()
 

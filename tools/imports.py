@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.errors import InvalidInput
-from core.models import Account, Deal, Lead, Product, SalesAgent, utcnow
+from core.models import Account, Company, Deal, Lead, Product, SalesAgent, utcnow
 from scoring.features import capture_snapshot
 from tools.crm import link_lead_to_crm
 from tools.enrichment import email_domain, is_free_mail
@@ -31,6 +31,7 @@ from tools.registry import tool
 Progress = Callable[[int], None]
 
 LEAD_FORMATS = ("x-education", "generic")
+COMPANY_FORMATS = ("fortune1000", "generic")
 CRM_FORMATS = ("maven",)
 
 
@@ -656,3 +657,81 @@ def _finish(session: Session, report: ImportReport, strict: bool, actor: str) ->
         entity_id=report.format,
         after={k: v for k, v in report.as_dict().items() if k != "rejections"},
     )
+
+
+# --- company directory ----------------------------------------------------------------------------
+
+COMPANY_COLUMNS = {
+    "fortune1000": {
+        "name": "Company",
+        "sector": "Sector",
+        "industry": "Industry",
+        "employees": "Employees",
+        "revenue_musd": "Revenue (M)",
+        "region": "State",
+    },
+    "generic": {
+        "name": "name",
+        "domain": "domain",
+        "sector": "sector",
+        "industry": "industry",
+        "employees": "employees",
+        "revenue_musd": "revenue_musd",
+        "region": "region",
+    },
+}
+
+
+@tool(scope="write_directory")
+def import_companies(
+    session: Session,
+    path: Path,
+    fmt: str,
+    *,
+    strict: bool = False,
+    progress: Progress | None = None,
+    actor: str = "cli",
+) -> ImportReport:
+    """Import firmographics into the offline company directory (matched by email domain and fuzzy name)."""
+    from tools.enrichment import normalise_website
+
+    if fmt not in COMPANY_FORMATS:
+        raise InvalidInput(f"--format must be one of {', '.join(COMPANY_FORMATS)}, got {fmt!r}")
+    columns = COMPANY_COLUMNS[fmt]
+    header, rows = read_csv(path)
+    _require_columns(path, header, [columns["name"]])
+    source = "fortune1000" if fmt == "fortune1000" else f"generic:{path.stem}"
+    existing = {c.name: c for c in session.scalars(select(Company).where(Company.source == source))}
+    report = ImportReport(kind="companies", format=fmt, path=str(path))
+    seen: dict[str, int] = {}
+
+    def handle(number: int, row: dict[str, str]) -> None:
+        name = row.get(columns["name"], "")
+        if not name:
+            raise RowError("company name is empty")
+        if name in seen:
+            raise RowError(f"company {name!r} repeats row {seen[name]}")
+        seen[name] = number
+        employees = _number(row.get(columns["employees"], ""), columns["employees"])
+        revenue = _number(row.get(columns["revenue_musd"], ""), columns["revenue_musd"])
+        domain_column = columns.get("domain")
+        values = {
+            "name": name,
+            "domain": normalise_website(row.get(domain_column, "")) if domain_column else None,
+            "sector": row.get(columns["sector"]) or None,
+            "industry": row.get(columns["industry"]) or None,
+            "employees": int(employees) if employees is not None else None,
+            "revenue_musd": Decimal(str(revenue)) if revenue is not None else None,
+            "region": row.get(columns["region"]) or None,
+        }
+        company = existing.get(name)
+        if company is None:
+            existing[name] = Company(source=source, **values)
+            session.add(existing[name])
+            report.count("created", "companies")
+        else:
+            report.count("updated" if _set_fields(company, values) else "unchanged", "companies")
+
+    _each(report, path.name, rows, progress, handle)
+    _finish(session, report, strict, actor)
+    return report

@@ -89,6 +89,8 @@ class LeadNodes:
                 flags.append(f"missing_{label}")
         if lead.get("free_mail"):
             flags.append("free_mail_domain")
+        if lead.get("disposable_email"):
+            flags.append("disposable_email")
         known = sum(c["weight"] for c in criteria if c["known"]) / (sum(c["weight"] for c in criteria) or 1)
         if known < 0.6:
             flags.append("low_confidence")
@@ -138,9 +140,13 @@ class LeadNodes:
         )
         if insight.get("summary"):
             summary += f" Research notes: {insight['summary']}"
+        case = investigation.get("similar_case")
+        if case:
+            summary += f" Most similar won case: {case['title']} ({case['record']})."
         brief = {
             "engine": investigation.get("engine", "deterministic"),
             "evidence": investigation.get("evidence", []),
+            "similar_case": investigation.get("similar_case"),
             "injection": injection,
             "score": scoring["score"],
             "grade": scoring["grade"],

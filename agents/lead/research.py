@@ -14,6 +14,7 @@ from core import audit
 from core.db import session_scope
 from core.models import LlmRun
 from core.settings import Settings
+from tools import kb  # noqa: F401 - registers the similar_won_cases tool
 from tools.agent_tools import LEAD_GRAPH_TOOLS, email_company_domain
 from tools.registry import Toolbox, ToolContext
 
@@ -35,6 +36,15 @@ def _toolbox(settings: Settings, lead_id: int) -> Toolbox:
             )
 
     return Toolbox("lead", LEAD_GRAPH_TOOLS, ToolContext(settings, lead_id=lead_id, actor="agent:lead"), audit=record)
+
+
+def similar_case(toolbox: Toolbox, threshold: float = 0.15) -> dict[str, Any] | None:
+    """The best knowledge-base match found during research, if it is close enough to mention."""
+    for call in reversed(toolbox.calls):
+        if call.name == "similar_won_cases" and call.ok and call.data.get("matches"):
+            best = call.data["matches"][0]
+            return best if best["similarity"] >= threshold else None
+    return None
 
 
 def _evidence(toolbox: Toolbox) -> list[dict[str, Any]]:
@@ -59,6 +69,14 @@ def deterministic(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
             "company_lookup",
             {"name": lead.get("company"), "domain": lead.get("website") or email_company_domain(lead.get("email"))},
         )
+    # The lead's words only steer a similarity search over our own records; nothing of theirs is copied.
+    profile = " ".join(
+        str(p)
+        for p in ((account or {}).get("industry"), lead.get("company"), lead.get("title"), lead.get("message"))
+        if p
+    )
+    if profile:
+        toolbox.call("similar_won_cases", {"text": profile[:2000], "limit": 1})
     return {
         "engine": "deterministic",
         "evidence": _evidence(toolbox),
@@ -66,6 +84,7 @@ def deterministic(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
         "refused": [c.name for c in toolbox.calls if c.refused],
         "insight": None,
         "llm_error": None,
+        "similar_case": similar_case(toolbox),
     }
 
 
@@ -123,6 +142,7 @@ def with_llm(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
         "refused": [c.name for c in toolbox.calls if c.refused],
         "insight": insight.model_dump(),
         "llm_error": None,
+        "similar_case": similar_case(toolbox),
     }
 
 

@@ -51,6 +51,8 @@ def exception_reasons(brief: dict[str, Any], facts: dict[str, Any], injection: l
     reasons = []
     if injection:
         reasons.append("lead text tries to steer the agent")
+    if lead.get("disposable_email"):
+        reasons.append("disposable email address")
     if not lead.get("company") and not lead.get("title") and (lead.get("free_mail") or not lead.get("email")):
         reasons.append("incomplete: no company, no title, no company email")
     if "low_confidence" in brief["flags"] and brief["grade"] in ("A", "B"):

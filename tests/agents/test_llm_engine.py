@@ -69,6 +69,7 @@ def test_tool_calls_then_structured_insight(settings, llm, worker):
         "crm_find_contact",
         "crm_account_history",
         "company_lookup",
+        "similar_won_cases",
     }  # no write tool is offered
     assert "<lead_text>\nWe need a demo and pricing" in first["messages"][1]["content"]
     assert last["response_format"]["type"] == "json_schema"

@@ -8,7 +8,7 @@ from core.models import Base
 
 
 def test_migrations_reach_head_and_match_the_models(settings):
-    assert current_revision(settings) == "0003"
+    assert current_revision(settings) == "0004"
     engine = get_engine(settings)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"include_name": include_name}), Base.metadata)

@@ -1,0 +1,117 @@
+"""Enrichment: company directory (Fortune 1000), fuzzy matching, TTL cache, disposable mail, knowledge base."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import select
+
+from agents.lead.capture import capture_lead
+from core.db import session_scope
+from core.models import EnrichmentCache, ReviewItem
+from core.schemas import LeadCreate
+from tests.factories import lead_payload
+from tools import kb
+from tools.imports import import_companies
+from tools.registry import Toolbox, ToolContext
+
+FORTUNE = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "fortune1000-firmographics" / "fortune1000.csv"
+
+
+def lookup(settings, **query):
+    box = Toolbox("test", frozenset({"company_lookup"}), ToolContext(settings))
+    return box.call("company_lookup", query).data
+
+
+def test_fortune_1000_directory_matches_by_fuzzy_name_and_domain_with_a_cache(settings, tmp_path):
+    with session_scope(settings) as session:
+        report = import_companies(session, FORTUNE, "fortune1000")
+    assert report.created == {"companies": 1000} and not report.rejected
+    exxon = lookup(settings, name="ExxonMobil Corporation")
+    assert exxon["found"] and exxon["name"] == "Exxon Mobil" and exxon["match"] == "name"
+    assert (exxon["sector"], exxon["employees"], exxon["region"]) == ("Energy", 71200, "TX")
+    assert not lookup(settings, name="Tiny Bakery of Nowhere")["found"]
+    assert lookup(settings, name="ExxonMobil Corporation")["cached"] is True
+    with session_scope(settings) as session:
+        assert session.query(EnrichmentCache).count() == 2
+
+    generic = tmp_path / "directory.csv"
+    generic.write_text(
+        "name,domain,sector,employees\nAcme Robotics,https://www.acme-robotics.example/,Industrials,"
+        "450\n,nameless.example,Retail,10\n"
+    )
+    with session_scope(settings) as session:
+        report = import_companies(session, generic, "generic")
+    assert report.created == {"companies": 1} and report.rejected[0]["reason"] == "company name is empty"
+    by_domain = lookup(settings, domain="acme-robotics.example")
+    assert by_domain["match"] == "domain" and by_domain["employees"] == 450
+    assert not lookup(settings, domain="gmail.com")["found"]  # free-mail domains identify nobody
+
+
+def test_directory_cli_is_idempotent(settings, subprocess_env):
+    run = [sys.executable, "-m", "api.cli", "import", "companies", str(FORTUNE), "--format", "fortune1000"]
+    first = subprocess.run(run, env=subprocess_env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and "created 1000 companies" in first.stdout
+    again = subprocess.run(run, env=subprocess_env, capture_output=True, text=True, timeout=120)
+    assert "unchanged 1000 companies" in again.stdout
+
+
+def test_disposable_addresses_are_flagged_and_go_to_exceptions(settings, worker):
+    with session_scope(settings) as session:
+        lead, _ = capture_lead(
+            session, LeadCreate.model_validate(lead_payload(email="x9@mailinator.com")), actor="test"
+        )
+    worker.run_until_idle()
+    with session_scope(settings) as session:
+        item = session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead.id)).one()
+    assert "disposable_email" in item.brief["flags"] and item.queue == "exception"
+
+
+def test_the_brief_names_the_most_similar_won_case(settings, worker, subprocess_env):
+    added = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "kb",
+            "add",
+            "--title",
+            "Cobalt: collections done right",
+            "--text",
+            "A healthcare provider reduced late invoices and overdue payments with automated collection reminders",
+        ],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+    )
+    assert added.returncode == 0, added.stderr
+    kb.add(
+        settings,
+        doc_id="farm",
+        kind="case_study",
+        title="Farm co-op",
+        text="An agricultural cooperative sells tractors",
+    )
+    with session_scope(settings) as session:
+        lead, _ = capture_lead(
+            session,
+            LeadCreate.model_validate(
+                lead_payload(message="Our invoices are paid late and chasing overdue payments takes hours")
+            ),
+            actor="test",
+        )
+    worker.run_until_idle()
+    with session_scope(settings) as session:
+        item = session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead.id)).one()
+    case = item.brief["similar_case"]
+    assert case["title"] == "Cobalt: collections done right" and case["similarity"] >= 0.15
+    assert "Most similar won case: Cobalt: collections done right" in item.brief["summary"]
+    found = subprocess.run(
+        [sys.executable, "-m", "api.cli", "kb", "search", "tractors for farms"],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+    )
+    assert found.stdout.splitlines()[0].endswith("Farm co-op  (farm)")
