@@ -210,6 +210,7 @@ class SalesAgent(TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     manager: Mapped[str | None] = mapped_column(String(200))
     regional_office: Mapped[str | None] = mapped_column(String(100))
+    services: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")  # service types handled
 
 
 class IcpRubric(Base):

@@ -102,6 +102,9 @@ class LeadNodes:
             flags.append(f"disqualified:{d['id']}")
         if scoring.get("fallback"):
             flags.append("rubric_only")
+        model_view = scoring.get("model")
+        if model_view and abs(scoring["rubric_score"] / 100 - model_view["probability"]) >= 0.5:
+            flags.append("conflicting_signals")  # the written ICP and past outcomes disagree
         investigation = state.get("research") or {}
         injection = injection_signals(lead.get("message"), lead.get("email"))
         insight = investigation.get("insight") or {}
@@ -215,9 +218,10 @@ class LeadNodes:
             channel = "call_task"
         else:
             channel = "none"
-        reasons = routing.exception_reasons(brief, facts, brief.get("injection", []))
+        reasons = routing.exception_reasons(brief, facts, brief.get("injection", []), self.settings)
         queue = "exception" if reasons else "main"
         region = routing.region_of(facts)
+        service = routing.service_type(facts)
         return {
             "route": {
                 "next_action": next_action,
@@ -227,8 +231,9 @@ class LeadNodes:
                 "queue": queue,
                 "exception_reasons": reasons,
                 "region": region,
+                "service_type": service,
                 "sla_due_at": routing.sla_due(self.settings, brief["grade"], queue),
-                "assignee": None if queue == "exception" else routing.pick_assignee(self.settings, region),
+                "assignee": None if queue == "exception" else routing.pick_assignee(self.settings, region, service),
             }
         }
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from core.db import session_scope
-from core.models import ReviewItem, SalesAgent, utcnow
+from core.models import Account, Deal, ReviewItem, SalesAgent, utcnow
 from core.settings import Settings
 
 REGION_OF_COUNTRY = {
@@ -46,9 +46,39 @@ def region_of(facts: dict[str, Any]) -> str | None:
     return REGION_OF_COUNTRY.get(str(country).strip().lower()) if country else None
 
 
-def exception_reasons(brief: dict[str, Any], facts: dict[str, Any], injection: list[str]) -> list[str]:
+def service_type(facts: dict[str, Any]) -> str | None:
+    """The service the lead asks for, when the form or import says so (custom.service / service_type)."""
+    custom = facts["lead"].get("custom") or {}
+    value = custom.get("service") or custom.get("service_type")
+    return str(value).strip().lower() if value else None
+
+
+def industry_without_history(settings: Settings, facts: dict[str, Any]) -> str | None:
+    """The lead's industry when none of our closed deals is in it, once there is a history to compare with
+    (at least REVLOOP_SCORING_MIN_CLOSED_DEALS closed deals; before that every industry would be new)."""
+    industry = (facts.get("account") or {}).get("industry") or facts["lead"]["custom"].get("industry")
+    if not industry:
+        return None
+    with session_scope(settings) as session:
+        closed = session.scalar(select(func.count(Deal.id)).where(Deal.outcome.in_(("won", "lost"))))
+        if (closed or 0) < settings.scoring_min_closed_deals:
+            return None
+        seen = session.scalar(
+            select(func.count(Deal.id))
+            .join(Account, Account.id == Deal.account_id)
+            .where(Deal.outcome.in_(("won", "lost")), func.lower(Account.industry) == str(industry).lower())
+        )
+    return None if seen else str(industry)
+
+
+def exception_reasons(
+    brief: dict[str, Any], facts: dict[str, Any], injection: list[str], settings: Settings | None = None
+) -> list[str]:
     lead = facts["lead"]
     reasons = []
+    unusual = industry_without_history(settings, facts) if settings is not None else None
+    if unusual and brief["grade"] in ("A", "B"):
+        reasons.append(f"unusual industry: no deal history in {unusual!r}")
     if injection:
         reasons.append("lead text tries to steer the agent")
     if lead.get("disposable_email"):
@@ -68,15 +98,13 @@ def sla_minutes(settings: Settings, grade: str, queue: str) -> int:
     )
 
 
-def pick_assignee(settings: Settings, region: str | None) -> str | None:
-    """The closer of the lead's region (else anyone) holding the fewest pending items, under capacity."""
+def pick_assignee(settings: Settings, region: str | None, service: str | None = None) -> str | None:
+    """The closer for the lead's service and region (then service, then region, then anyone) holding the
+    fewest pending items, under capacity; None sends the item to the team queue."""
     with session_scope(settings) as session:
-        agents = session.scalars(select(SalesAgent.name).order_by(SalesAgent.name)).all()
-        if not agents:
+        roster = session.execute(select(SalesAgent.name, SalesAgent.regional_office, SalesAgent.services)).all()
+        if not roster:
             return None
-        in_region = (
-            session.scalars(select(SalesAgent.name).where(SalesAgent.regional_office == region)).all() if region else []
-        )
         load = dict(
             session.execute(
                 select(ReviewItem.assignee, func.count(ReviewItem.id))
@@ -84,8 +112,11 @@ def pick_assignee(settings: Settings, region: str | None) -> str | None:
                 .group_by(ReviewItem.assignee)
             ).all()
         )
-    for pool in (in_region, agents):
-        free = [a for a in pool if load.get(a, 0) < settings.closer_capacity]
+    serves = {name for name, _, services in roster if service and service in [s.lower() for s in services or []]}
+    local = {name for name, office, _ in roster if region and office == region}
+    everyone = {name for name, _, _ in roster}
+    for pool in (serves & local, serves, local, everyone):
+        free = sorted(a for a in pool if load.get(a, 0) < settings.closer_capacity)
         if free:
             return min(free, key=lambda a: (load.get(a, 0), a))
     return None  # everyone is at capacity: the team queue

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from agents.lead.capture import capture_lead
@@ -12,6 +15,7 @@ from api.auth import Principal
 from api.deps import SessionDep, require
 from core.errors import NotFound
 from core.models import Lead as LeadRow
+from core.models import LlmRun as LlmRunRow
 from core.schemas import Lead, LeadAccepted, LeadCreate
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
@@ -44,6 +48,30 @@ def list_leads(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[LeadRow]:
     return list(session.scalars(select(LeadRow).order_by(LeadRow.id.desc()).limit(limit).offset(offset)))
+
+
+class LlmRun(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    purpose: str
+    model: str
+    calls: int
+    tool_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+    status: str
+    error: str | None
+    created_at: dt.datetime
+
+
+@router.get("/{lead_id}/llm-runs", response_model=list[LlmRun], summary="LLM calls, tokens and cost for a lead")
+def lead_llm_runs(
+    lead_id: int, session: SessionDep, _: Annotated[Principal, Depends(require("closer", "manager", "evaluator"))]
+) -> list[Any]:
+    if session.get(LeadRow, lead_id) is None:
+        raise NotFound(f"lead {lead_id} not found")
+    return list(session.scalars(select(LlmRunRow).where(LlmRunRow.lead_id == lead_id).order_by(LlmRunRow.id)))
 
 
 @router.get("/{lead_id}", response_model=Lead, summary="One lead with its brief")

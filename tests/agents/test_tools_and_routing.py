@@ -101,3 +101,51 @@ def test_leads_that_fit_no_pattern_go_to_the_exception_queue(settings, worker, h
     listed = http.get("/v1/review-items", params={"queue": "exception"}, headers=closer).json()
     assert [i["id"] for i in listed["items"]] == [exc.id]
     assert http.get("/v1/review-items", params={"queue": "main"}, headers=closer).json()["total"] == 0
+
+
+def test_service_type_picks_the_specialist_and_unusual_industries_wait_for_a_human(settings, worker):
+    from core.models import Account, Deal
+
+    settings.scoring_min_closed_deals = 3
+    with session_scope(settings) as session:
+        session.add_all(
+            [
+                SalesAgent(name="Generalist", regional_office="AMER"),
+                SalesAgent(name="Collections Pro", regional_office="EMEA", services=["collections"]),
+            ]
+        )
+        history = Account(name="Old Client", industry="Software")
+        session.add(history)
+        session.add_all([Deal(name=f"d{i}", account=history, stage="closed", outcome="won") for i in range(3)])
+    account(settings)  # Acme Software: an industry with history
+    specialist = capture(settings, custom={"service": "Collections"})
+    worker.run_until_idle()
+    assert item(settings, specialist).assignee == "Collections Pro"  # service beats region
+    account(settings, name="Ore Mining Co", domain="oremining.example", industry="Mining")
+    unusual = capture(
+        settings,
+        email="ceo@oremining.example",
+        company="Ore Mining Co",
+        website=None,
+        custom={"industry": "Mining", "employees": 300},
+    )
+    worker.run_until_idle()
+    mined = item(settings, unusual)
+    assert mined.queue == "exception" and mined.assignee is None
+
+
+def test_llm_usage_is_visible_per_lead(settings, llm, worker, http):
+    import json
+
+    from tests.factories import auth
+
+    llm.add(
+        {"content": "ok"},
+        {"content": json.dumps({"summary": "s", "opening_line": "", "pain_points": [], "injection_suspected": False})},
+    )
+    lead_id = capture(settings)
+    worker.run_until_idle()
+    runs = http.get(f"/v1/leads/{lead_id}/llm-runs", headers=auth(settings, "manager")).json()
+    assert len(runs) == 1 and runs[0]["model"] == "scripted-model" and runs[0]["calls"] == 2
+    assert runs[0]["prompt_tokens"] == 240 and float(runs[0]["cost_usd"]) > 0
+    assert http.get("/v1/leads/999999/llm-runs", headers=auth(settings, "manager")).status_code == 404
