@@ -313,6 +313,7 @@ def queue() -> None:
         page = st.radio("Page", pages, key="page") if len(pages) > 1 else pages[0]
         if page == "Review queue":
             status = st.selectbox("Status", STATUS_FILTERS, key="status_filter")
+            queue_name = st.selectbox("Queue", ["all", "main", "exception"], key="queue_filter")
         st.button("Refresh", key="refresh")
     if page == "ICP rubric":
         icp_page(client, me["role"])
@@ -321,7 +322,9 @@ def queue() -> None:
     if flash := st.session_state.pop("flash", None):
         st.success(flash)
     try:
-        page = client.review_items(None if status == "all" else status, limit=200)
+        page = client.review_items(
+            None if status == "all" else status, limit=200, queue=None if queue_name == "all" else queue_name
+        )
     except ApiError as exc:
         st.error(exc.message)
         return
@@ -338,6 +341,9 @@ def queue() -> None:
         [
             {
                 "id": i.id,
+                "queue": i.queue,
+                "due": i.sla_due_at.strftime("%H:%M") if i.sla_due_at else "",
+                "flags": len(i.guard_flags),
                 "grade": i.brief.get("grade"),
                 "score": i.brief.get("score"),
                 "kind": i.kind,

@@ -38,10 +38,14 @@ class RevloopClient:
     def me(self) -> Me:
         return Me.model_validate(self._call("GET", "/v1/me"))
 
-    def review_items(self, status: str | None = "pending", limit: int = 50, offset: int = 0) -> ReviewItemPage:
+    def review_items(
+        self, status: str | None = "pending", limit: int = 50, offset: int = 0, queue: str | None = None
+    ) -> ReviewItemPage:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status:
             params["status"] = status
+        if queue:
+            params["queue"] = queue
         return ReviewItemPage.model_validate(self._call("GET", "/v1/review-items", params=params))
 
     def review_item(self, item_id: int) -> ReviewItem:
