@@ -94,3 +94,23 @@ def trained_models(settings: Settings, count: int = 2) -> list[str]:
             result = train_challenger(session, load_feature_spec(), min_closed=100, actor="test")
             versions.append(result["challenger"]["version"])
     return versions
+
+
+def captured_lead(settings: Settings, **overrides: Any) -> int:
+    """Capture a lead as the API does (persist, link to CRM, queue the graph); returns its id."""
+    from agents.lead.capture import capture_lead
+    from core.schemas import LeadCreate
+
+    with session_scope(settings) as session:
+        lead, _ = capture_lead(session, LeadCreate.model_validate(lead_payload(**overrides)), actor="test")
+        return lead.id
+
+
+def review_item_for(settings: Settings, lead_id: int):
+    """The one review item of a lead."""
+    from sqlalchemy import select
+
+    from core.models import ReviewItem
+
+    with session_scope(settings) as session:
+        return session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead_id)).one()

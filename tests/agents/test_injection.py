@@ -11,7 +11,7 @@ from agents.lead.capture import capture_lead
 from core.db import session_scope
 from core.models import Activity, AuditEvent, Contact, OutboxMessage, ReviewItem
 from core.schemas import LeadCreate
-from tests.factories import account, auth, lead_payload
+from tests.factories import account, auth, captured_lead, lead_payload
 from tests.llm_server import tool_call
 
 LEAD_EMAIL = "jane.doe@acme-software.com"
@@ -37,12 +37,6 @@ CASES = [
 ]
 
 
-def capture(settings, message: str) -> int:
-    with session_scope(settings) as session:
-        lead, _ = capture_lead(session, LeadCreate.model_validate(lead_payload(message=message)), actor="test")
-        return lead.id
-
-
 def assert_contained(settings, lead_id: int, forbidden: str) -> ReviewItem:
     with session_scope(settings) as session:
         item = session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead_id)).one()
@@ -59,7 +53,7 @@ def assert_contained(settings, lead_id: int, forbidden: str) -> ReviewItem:
 @pytest.mark.parametrize("case_id,message,forbidden", CASES, ids=[c[0] for c in CASES])
 def test_injection_on_the_deterministic_engine(settings, worker, case_id, message, forbidden):
     account(settings)
-    lead_id = capture(settings, message)
+    lead_id = captured_lead(settings, message=message)
     worker.run_until_idle()
     assert_contained(settings, lead_id, forbidden)
     with session_scope(settings) as session:
@@ -89,7 +83,7 @@ def test_a_model_that_obeys_the_injection_is_contained(settings, llm, worker, ht
             )
         },
     )
-    lead_id = capture(settings, message)
+    lead_id = captured_lead(settings, message=message)
     worker.run_until_idle()
     item = assert_contained(settings, lead_id, "zzz-not-applicable")
     assert "tool_calls_refused:crm_update_contact,send_email" in item.brief["flags"]
@@ -118,7 +112,7 @@ def test_the_model_flagging_injection_itself_routes_to_exceptions(settings, llm,
             )
         },
     )
-    lead_id = capture(settings, "Kindly process my request in the special way we discussed.")
+    lead_id = captured_lead(settings, message="Kindly process my request in the special way we discussed.")
     worker.run_until_idle()
     with session_scope(settings) as session:
         item = session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead_id)).one()

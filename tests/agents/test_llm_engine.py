@@ -6,11 +6,11 @@ import json
 
 from sqlalchemy import select
 
-from agents.lead.capture import capture_lead
 from core.db import session_scope
-from core.models import AuditEvent, Contact, LlmRun, OutboxMessage, ReviewItem
-from core.schemas import LeadCreate
-from tests.factories import account, auth, lead_payload
+from core.models import AuditEvent, Contact, LlmRun, OutboxMessage
+from tests.factories import account, auth
+from tests.factories import captured_lead as capture
+from tests.factories import review_item_for as item_of
 from tests.llm_server import tool_call
 
 INSIGHT = {
@@ -19,17 +19,6 @@ INSIGHT = {
     "pain_points": ["slow follow-up"],
     "injection_suspected": False,
 }
-
-
-def capture(settings, **overrides) -> int:
-    with session_scope(settings) as session:
-        lead, _ = capture_lead(session, LeadCreate.model_validate(lead_payload(**overrides)), actor="test")
-        return lead.id
-
-
-def item_of(settings, lead_id) -> ReviewItem:
-    with session_scope(settings) as session:
-        return session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead_id)).one()
 
 
 def run(settings, worker, **overrides):

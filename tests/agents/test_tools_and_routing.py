@@ -4,13 +4,12 @@ import datetime as dt
 import time
 
 from pydantic import BaseModel
-from sqlalchemy import select
 
-from agents.lead.capture import capture_lead
 from core.db import session_scope
-from core.models import ReviewItem, SalesAgent
-from core.schemas import LeadCreate
-from tests.factories import account, lead_payload
+from core.models import SalesAgent
+from tests.factories import account
+from tests.factories import captured_lead as capture
+from tests.factories import review_item_for as item
 from tools.registry import TOOLS, Toolbox, ToolContext, agent_tool
 
 
@@ -43,17 +42,6 @@ def test_toolbox_validates_times_out_and_refuses(settings):
     schema = TOOLS["crm_find_contact"].openai_schema()
     assert schema["function"]["parameters"]["required"] == ["email"]
     assert "Find the CRM contact" in schema["function"]["description"]
-
-
-def capture(settings, **overrides) -> int:
-    with session_scope(settings) as session:
-        lead, _ = capture_lead(session, LeadCreate.model_validate(lead_payload(**overrides)), actor="test")
-        return lead.id
-
-
-def item(settings, lead_id) -> ReviewItem:
-    with session_scope(settings) as session:
-        return session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead_id)).one()
 
 
 def test_sla_by_grade_and_assignee_by_region_and_capacity(settings, worker):
