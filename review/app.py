@@ -90,6 +90,16 @@ def show_item(client: RevloopClient, item_id: int) -> None:
     due = f" · first touch due {item.sla_due_at:%Y-%m-%d %H:%M} UTC" if item.sla_due_at else ""
     st.caption(f"queue {item.queue} · assignee {item.assignee or 'team'}{due}")
     show_brief(item.brief)
+    if item.brief.get("engine") == "llm" or "llm_unavailable" in item.brief.get("flags", []):
+        runs = client.lead_llm_runs(item.lead_id) if item.lead_id else []
+        if runs:
+            tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in runs)
+            cost = sum(float(r["cost_usd"]) for r in runs)
+            failed = [r["error"] for r in runs if r["status"] == "failed"]
+            st.caption(
+                f"LLM {runs[-1]['model']}: {sum(r['calls'] for r in runs)} call(s), {tokens} tokens, "
+                f"${cost:.4f}" + (f" — failed: {failed[-1]}" if failed else "")
+            )
     st.divider()
     draft = item.draft
     st.markdown(f"**To:** {draft.get('to') or '(contact record)'}  ·  template `{item.template}`")

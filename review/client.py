@@ -59,6 +59,9 @@ class RevloopClient:
             edit["acknowledge_flags"] = True
         return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/approve", json=edit or None))
 
+    def lead_llm_runs(self, lead_id: int) -> list[dict[str, Any]]:
+        return self._call("GET", f"/v1/leads/{lead_id}/llm-runs")
+
     def active_rubric(self) -> dict[str, Any]:
         return self._call("GET", "/v1/icp/rubrics/active")
 

@@ -169,3 +169,28 @@ def test_brief_shows_the_model_and_managers_promote_a_challenger(settings, live_
     assert not at.exception, at.exception
     models = http.get("/v1/scoring/models", headers={"Authorization": f"Bearer {at.session_state['token']}"}).json()
     assert {m["version"]: m["status"] for m in models} == {first: "retired", second: "champion"}
+
+
+def test_item_page_shows_llm_usage_and_blocks_flagged_drafts_until_checked(settings, live_server, http, worker, llm):
+    import json
+
+    llm.add(
+        {"content": "ok"},
+        {
+            "content": json.dumps(
+                {"summary": "s", "opening_line": "Save 30% today!", "pain_points": [], "injection_suspected": False}
+            )
+        },
+    )
+    _queue_a_lead(settings, http, worker)
+    at = _signed_in(live_server, token(settings, "closer"))
+    item_id = at.selectbox(key="selected").value
+    assert any("LLM scripted-model: 2 call(s), 300 tokens" in c.value for c in at.caption)
+    assert any("ungrounded number '30%'" in e.value for e in at.error)
+    at.button(key=f"approve_{item_id}").click()
+    at.run()
+    assert any("Not approved" in e.value and "grounding flags" in e.value for e in at.error)
+    at.checkbox(key=f"ack_{item_id}").check()
+    at.button(key=f"approve_{item_id}").click()
+    at.run()
+    assert any(f"Approved item #{item_id}" in s.value for s in at.success)
