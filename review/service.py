@@ -29,7 +29,9 @@ def list_items(
         stmt, count = stmt.where(ReviewItem.status == status), count.where(ReviewItem.status == status)
     if queue:
         stmt, count = stmt.where(ReviewItem.queue == queue), count.where(ReviewItem.queue == queue)
-    items = session.scalars(stmt.order_by(ReviewItem.created_at, ReviewItem.id).limit(limit).offset(offset)).all()
+    # Most urgent first: the nearest first-touch deadline, then the oldest.
+    order = (ReviewItem.sla_due_at.is_(None), ReviewItem.sla_due_at, ReviewItem.created_at, ReviewItem.id)
+    items = session.scalars(stmt.order_by(*order).limit(limit).offset(offset)).all()
     return list(items), session.scalar(count) or 0
 
 

@@ -272,7 +272,12 @@ class LeadNodes:
             *_strings(trusted),
             *(str(v) for k, v in slots.items() if k not in ("opening", "summary")),
         ]
-        flags = ungrounded(rendered["subject"] + "\n" + rendered["body"], grounded_in)
+        # The guard checks what reaches a customer; a call task is an internal note for the closer.
+        flags = (
+            ungrounded(rendered["subject"] + "\n" + rendered["body"], grounded_in)
+            if route["channel"] == "email"
+            else []
+        )
         return {
             "draft": {
                 "kind": route["channel"],

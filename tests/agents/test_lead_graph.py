@@ -97,6 +97,7 @@ def test_no_email_consent_gets_no_email_draft_but_a_call_task(settings, worker):
     [item] = _items(settings, lead_id)
     assert item.kind == "call_task" and item.draft["kind"] == "call_task"
     assert "do not send email" in item.draft["body"].lower()
+    assert item.guard_flags == []  # an internal call note, not a message to the customer
 
 
 def test_no_consent_at_all_queues_nothing(settings, worker):

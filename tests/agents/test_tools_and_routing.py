@@ -137,3 +137,23 @@ def test_llm_usage_is_visible_per_lead(settings, llm, worker, http):
     assert len(runs) == 1 and runs[0]["model"] == "scripted-model" and runs[0]["calls"] == 2
     assert runs[0]["prompt_tokens"] == 240 and float(runs[0]["cost_usd"]) > 0
     assert http.get("/v1/leads/999999/llm-runs", headers=auth(settings, "manager")).status_code == 404
+
+
+def test_the_queue_lists_the_most_urgent_first(settings, worker, http):
+    from tests.factories import auth
+
+    later = capture(
+        settings,
+        email="pat@tinyshop.example",
+        company="Tiny Shop",
+        website=None,
+        title="Buyer",
+        message="just browsing",
+        phone=None,
+    )  # arrives first, a weak lead: due in a day
+    account(settings)
+    urgent = capture(settings)  # arrives second, grade A: due in five minutes
+    worker.run_until_idle()
+    listed = http.get("/v1/review-items", params={"status": "pending"}, headers=auth(settings, "closer")).json()
+    order = [i["lead_id"] for i in listed["items"]]
+    assert order == [urgent, later]
