@@ -143,3 +143,20 @@ def test_calibration_error_and_safe_artifacts():
 
     with pytest.raises(InvalidInput, match="outside the allowlist"):
         load(sio.dumps({"model": model, "payload": Path("/etc/passwd")}))
+
+
+def test_the_holdout_is_the_newest_quarter_when_capture_dates_vary():
+    import datetime as dt
+
+    from scoring.model import holdout_split
+
+    start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    times = [start + dt.timedelta(days=i) for i in range(100)][::-1]  # newest first, as exports often are
+    y = np.array([i % 2 for i in range(100)])
+    split = holdout_split(times, y)
+    assert split.kind == "time" and len(split.test) == 25
+    newest = sorted(range(100), key=lambda i: times[i])[-25:]
+    assert sorted(split.test.tolist()) == sorted(newest)
+    assert max(times[i] for i in split.train) < min(times[i] for i in split.test)
+    same_day = holdout_split([start] * 100, y)  # no dates to order by: a seeded stratified split
+    assert same_day.kind == "stratified" and len(same_day.test) == 25 and y[same_day.test].sum() in (12, 13)
