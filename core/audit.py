@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import AuditEvent
@@ -26,12 +25,3 @@ def record(
     session.add(event)
     session.flush()
     return event
-
-
-def events_for(session: Session, entity_type: str, entity_id: Any) -> list[AuditEvent]:
-    stmt = (
-        select(AuditEvent)
-        .where(AuditEvent.entity_type == entity_type, AuditEvent.entity_id == str(entity_id))
-        .order_by(AuditEvent.id)
-    )
-    return list(session.scalars(stmt))

@@ -6,8 +6,6 @@ from typing import Any
 
 from core.models import Account, Activity, Contact, Deal, Lead
 
-FREE_MAIL_UNKNOWN = None
-
 
 def _money(value: Any) -> str | None:
     return None if value is None else f"{value:.2f}"
