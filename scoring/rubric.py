@@ -260,6 +260,7 @@ class CriterionResult(BaseModel):
     known: bool  # False when the field had no value at all
     evidence: str
     hits: list[str] = []  # keyword criteria: which keywords were found
+    record: str | None = None  # where the value came from: lead:ID, contact:ID or account:ID
 
 
 class ScoreResult(BaseModel):
@@ -268,6 +269,19 @@ class ScoreResult(BaseModel):
     rubric_version: str
     criteria: list[CriterionResult]
     disqualified_by: list[CriterionResult] = []
+
+
+def field_record(facts: dict[str, Any], field: str) -> str | None:
+    """The record a field's value is read from (a bare name is the first source that has a value)."""
+    if "." not in field:
+        for source in ("account", "contact", "custom"):
+            if field_value(facts, f"{source}.{field}") not in (None, ""):
+                return field_record(facts, f"{source}.{field}")
+        return None
+    head = field.split(".", 1)[0]
+    part = "lead" if head == "custom" else head
+    row = facts.get(part) or {}
+    return f"{part}:{row['id']}" if row.get("id") is not None else None
 
 
 def field_value(facts: dict[str, Any], field: str) -> Any:
@@ -462,7 +476,12 @@ def score_many(rubric: Rubric, facts_list: list[dict[str, Any]]) -> list[ScoreRe
     n = len(compiled.criteria)
     results = []
     for i, row in enumerate(values):
-        evaluated = [_evaluate(c, row[j], semantic.get(j, {}).get(i)) for j, c in enumerate(everything)]
+        evaluated = [
+            _evaluate(c, row[j], semantic.get(j, {}).get(i)).model_copy(
+                update={"record": field_record(facts_list[i], c.spec.field)}
+            )
+            for j, c in enumerate(everything)
+        ]
         criteria, disqualifiers = evaluated[:n], evaluated[n:]
         met = sum(r.weight for r in criteria if r.met)
         score = max(1, min(100, round(100 * met / compiled.total_weight)))

@@ -51,18 +51,6 @@ def _strings(node: Any) -> list[str]:
     return [] if node is None or isinstance(node, bool) else [str(node)]
 
 
-def _record_of(evidence: str, facts: dict[str, Any]) -> str | None:
-    """Which record a criterion's evidence comes from (lead:ID, account:ID, contact:ID)."""
-    head = evidence.split(" ", 1)[0].split(".", 1)[0]
-    for source in ("account", "contact", "lead"):
-        if head == source and facts.get(source):
-            return f"{source}:{facts[source]['id']}"
-    if head in ("custom",):
-        return f"lead:{facts['lead']['id']}"
-    account = facts.get("account")
-    return f"account:{account['id']}" if account and head in ("industry", "employees", "country") else None
-
-
 class LeadNodes:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -166,7 +154,7 @@ class LeadNodes:
                     "label": c["label"],
                     "met": c["met"],
                     "evidence": c["evidence"],
-                    "source": _record_of(c["evidence"], facts),
+                    "source": c["record"],
                 }
                 for c in criteria
             ],

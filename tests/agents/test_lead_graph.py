@@ -32,6 +32,10 @@ def test_lead_graph_scores_briefs_drafts_and_stops_at_review(settings, worker):
     assert "Scored by the rubric alone" in brief["summary"]
     assert "Jane Doe, VP Sales at Acme Software (Software, 250 employees)" in brief["summary"]
     met = {c["id"] for c in brief["criteria"] if c["met"]}
+    sources = {c["id"]: c["source"] for c in brief["criteria"]}
+    with session_scope(settings) as session:
+        account_id = session.get(Lead, lead_id).account_id
+    assert sources["industry"] == f"account:{account_id}" and sources["decision_maker"] == f"lead:{lead_id}"
     assert {"industry", "company_size", "decision_maker", "buying_intent", "company_email"} <= met
     draft = item.draft
     assert draft["to"] == "jane.doe@acme-software.com"

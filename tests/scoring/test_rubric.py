@@ -2,7 +2,16 @@ import pytest
 
 from core.errors import InvalidInput
 from core.settings import DEFAULT_RUBRIC
-from scoring.rubric import RubricError, field_value, load_rubric, parse, score_batch, score_facts, score_many
+from scoring.rubric import (
+    RubricError,
+    field_record,
+    field_value,
+    load_rubric,
+    parse,
+    score_batch,
+    score_facts,
+    score_many,
+)
 
 
 def facts(**lead):
@@ -163,3 +172,14 @@ def test_the_fast_batch_path_agrees_with_the_explained_one():
     for path in (DEFAULT_RUBRIC, *sorted((root / "examples").glob("*.yaml"))):
         rubric = load_rubric(path)
         assert score_batch(rubric, batch) == [(r.score, r.grade) for r in score_many(rubric, batch)], path.name
+
+
+def test_each_result_names_the_record_its_value_came_from():
+    f = facts(custom={"industry": "Retail"})
+    f["lead"]["id"], f["account"] = 7, {"id": 3, "industry": None, "employees": 40}
+    assert field_record(f, "industry") == "lead:7"  # the account has no industry: the lead's own attribute
+    assert field_record(f, "employees") == "account:3"
+    assert field_record(f, "custom.industry") == "lead:7" and field_record(f, "lead.title") == "lead:7"
+    assert field_record(f, "contact.title") is None
+    result = score_many(load_rubric(DEFAULT_RUBRIC), [f])[0]
+    assert {c.id: c.record for c in result.criteria}["company_size"] == "account:3"
