@@ -26,7 +26,9 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
-import_app = typer.Typer(help="Import real data (CSV): leads with outcomes, a CRM export.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import real data (CSV): leads with outcomes, a CRM export, a company directory.", no_args_is_help=True
+)
 scoring_app = typer.Typer(help="The outcome model: train, compare, promote, evaluate.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
