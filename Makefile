@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The real-browser test drives Debian's Chromium (never a downloaded browser).
+CHROMIUM ?= /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: up test install clean
+.PHONY: up test install browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +20,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+$(CHROMIUM):
+	$(APT) install -y -qq chromium chromium-driver >/dev/null || \
+	  ($(APT) update -qq && $(APT) install -y -qq chromium chromium-driver >/dev/null)
+
+browser: $(CHROMIUM)
+
 ## Install, migrate, seed a demo if the database is empty, start API + worker + review app.
 up: install
 	$(BIN)/revloop up
 
-## Install what the tests need and run them (SQLite and PostgreSQL).
-test: install
+## Install what the tests need (Python packages, Debian Chromium) and run them (SQLite and PostgreSQL).
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

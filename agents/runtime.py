@@ -117,6 +117,7 @@ class LeadGraphRunner:
                     sla_due_at=dt.datetime.fromisoformat(payload["sla_due_at"]) if payload.get("sla_due_at") else None,
                     assignee=payload.get("assignee"),
                     guard_flags=payload.get("guard_flags"),
+                    redraft_of=payload.get("redraft_of"),
                 )
                 item_ids.append(item.id)
         return item_ids
@@ -131,6 +132,10 @@ class LeadGraphRunner:
                 raise LookupError(f"review item {review_item_id} has no decision to resume with")
             thread_id, interrupt_id, lead_id = item.thread_id, item.interrupt_id, item.lead_id
             value = {"action": decision.action, "review_item_id": item.id, "decision_id": decision.id}
+            if decision.redraft:
+                value.update(
+                    redraft=True, template=decision.redraft_template, reason=decision.reason, actor=decision.actor
+                )
         config = self._config(thread_id)
         snapshot = self.graph.get_state(config)
         if interrupt_id in {i.id for i in snapshot.interrupts}:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import Principal
-from api.deps import get_principal
-from api.routes import icp, leads, review_items, scoring
+from api.routes import audit, auth, icp, kpis, leads, review_items, scoring, users, webhooks
 from core.db import get_engine
 from core.errors import AppError
-from core.schemas import Me
 from core.settings import Settings, get_settings
 
 
@@ -81,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="revloop API",
         version="0.1.0",
         description="Lead-to-cash with AI agents and a human approving every outbound action. "
-        "Every /v1 call needs `Authorization: Bearer <token>` (create one with `revloop tokens create`).",
+        "Every /v1 call needs `Authorization: Bearer <token>`: an API token (`revloop tokens create`) or a "
+        "session token from `POST /v1/auth/login`. Webhooks (`/v1/webhooks/*`) are HMAC-signed instead.",
     )
     app.state.settings = settings
 
@@ -118,14 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=422,
         )
 
-    app.include_router(leads.router)
-    app.include_router(review_items.router)
-    app.include_router(icp.router)
-    app.include_router(scoring.router)
-
-    @app.get("/v1/me", response_model=Me, tags=["auth"], summary="Who this token is")
-    def me(principal: Annotated[Principal, Depends(get_principal)]) -> Me:
-        return Me(name=principal.name, role=principal.role)
+    for module in (auth, users, leads, review_items, icp, scoring, kpis, audit, webhooks):
+        app.include_router(module.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database check (no auth)")
     def healthz() -> dict[str, str]:

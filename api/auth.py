@@ -17,15 +17,19 @@ from core import audit
 from core.errors import InvalidInput
 from core.models import ApiToken
 from core.schemas import ROLES
+from core.settings import Settings
+from core.users import SESSION_PREFIX, session_user
 
 TOKEN_PREFIX = "rl_"
 
 
 @dataclass(frozen=True)
 class Principal:
-    token_id: int
+    token_id: int | None
     name: str
     role: str
+    user_id: int | None = None  # set for people signed in with a password (sessions), None for API tokens
+    email: str | None = None
 
     @property
     def actor(self) -> str:
@@ -56,7 +60,13 @@ def create_token(session: Session, *, role: str, name: str, actor: str = "cli") 
     return row, plaintext
 
 
-def authenticate(session: Session, plaintext: str) -> Principal | None:
+def authenticate(session: Session, plaintext: str, settings: Settings | None = None) -> Principal | None:
+    """An API token (rl_...) or, with settings, a review-app session (rs_...)."""
+    if settings is not None and plaintext.startswith(SESSION_PREFIX):
+        user = session_user(session, settings, plaintext)
+        if user is None:
+            return None
+        return Principal(token_id=None, name=user.name, role=user.role, user_id=user.id, email=user.email)
     row = session.scalar(
         select(ApiToken).where(ApiToken.token_hash == hash_token(plaintext), ApiToken.revoked_at.is_(None))
     )

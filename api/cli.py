@@ -39,6 +39,10 @@ kb_app = typer.Typer(help="Knowledge base: won deals, case studies, product fact
 app.add_typer(kb_app, name="kb")
 icp_app = typer.Typer(help="The ICP rubric: validate, backtest against closed deals, publish.", no_args_is_help=True)
 app.add_typer(icp_app, name="icp")
+users_app = typer.Typer(help="People who sign in to the review app (passwords, roles).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+webhooks_app = typer.Typer(help="Signed webhooks: sign a payload to test an integration.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -91,6 +95,8 @@ def demo_seed() -> None:
     typer.echo(f"seeded {result['accounts']} accounts, {result['deals']} deals, {len(result['leads'])} leads")
     for role, token in result["tokens"].items():
         typer.echo(f"  {role:<12} token: {token}")
+    for user in result["users"]:
+        typer.echo(f"  {user['role']:<12} sign-in: {user['email']} / {user['password']}")
 
 
 @tokens_app.command("create")
@@ -107,6 +113,113 @@ def tokens_create(
             row, token = create_token(session, role=role, name=name, actor="cli")
     typer.secho(f"token for {row.name} ({row.role}); it is shown only now:", err=True)
     typer.echo(token)
+
+
+def _read_password(password_stdin: bool, generate: bool) -> tuple[str, bool]:
+    """The new password and whether it was generated (then it is printed once)."""
+    import getpass
+    import secrets
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        if not password:
+            _fail("--password-stdin: nothing was read from stdin", code=2)
+        return password, False
+    if generate or not sys.stdin.isatty():
+        return secrets.token_urlsafe(15), True
+    password = getpass.getpass("Password (at least 10 characters): ")
+    if getpass.getpass("Repeat it: ") != password:
+        _fail("the two passwords differ; nothing was changed", code=2)
+    return password, False
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Argument(help="Sign-in email")],
+    role: Annotated[str, typer.Option("--role", help="closer | manager | evaluator | admin")],
+    name: Annotated[
+        str | None,
+        typer.Option(help="Queue name (routing assigns leads to sales-agent names) [default: email's local part]"),
+    ] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+    generate: Annotated[
+        bool, typer.Option("--generate-password", help="Generate a password and print it once")
+    ] = False,
+) -> None:
+    """Create a user. Asks for the password on a terminal; without one, generates it and prints it once."""
+    from core.db import session_scope
+    from core.users import create_user
+
+    password, generated = _read_password(password_stdin, generate)
+    with _user_errors():
+        with session_scope() as session:
+            user = create_user(session, email=email, role=role, password=password, name=name, actor="cli")
+            summary = f"created {user.role} {user.name} <{user.email}>"
+    typer.echo(summary)
+    if generated:
+        typer.secho("password (shown only now):", err=True)
+        typer.echo(password)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users: email, name, role, active, last sign-in."""
+    from core.db import session_scope
+    from core.users import list_users
+
+    with session_scope() as session:
+        for u in list_users(session):
+            last = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
+            typer.echo(f"{u.email:<36} {u.name:<24} {u.role:<10} {'active' if u.active else 'inactive':<9} {last}")
+
+
+@users_app.command("set-password")
+def users_set_password(
+    email: Annotated[str, typer.Argument(help="Sign-in email")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+    generate: Annotated[
+        bool, typer.Option("--generate-password", help="Generate a password and print it once")
+    ] = False,
+) -> None:
+    """Set a new password (signs the user out everywhere and clears a lockout)."""
+    from core.db import session_scope
+    from core.users import get_user, update_user
+
+    password, generated = _read_password(password_stdin, generate)
+    with _user_errors():
+        with session_scope() as session:
+            update_user(session, get_user(session, email=email).id, actor="cli", password=password)
+    typer.echo(f"password of {email} changed")
+    if generated:
+        typer.secho("password (shown only now):", err=True)
+        typer.echo(password)
+
+
+@users_app.command("deactivate")
+def users_deactivate(email: Annotated[str, typer.Argument(help="Sign-in email")]) -> None:
+    """Deactivate a user (signs them out; their history stays)."""
+    from core.db import session_scope
+    from core.users import get_user, update_user
+
+    with _user_errors():
+        with session_scope() as session:
+            update_user(session, get_user(session, email=email).id, actor="cli", active=False)
+    typer.echo(f"{email} deactivated")
+
+
+@webhooks_app.command("sign")
+def webhooks_sign(
+    source: Annotated[str, typer.Argument(help="Which webhook: leads")],
+    body: Annotated[Path, typer.Argument(help="The JSON body file to sign", exists=True, dir_okay=False)],
+) -> None:
+    """Print the X-Revloop-Timestamp and X-Revloop-Signature headers for BODY, signed with the source's secret."""
+    from core import webhooks
+
+    secret = getattr(get_settings(), f"webhook_secret_{source.replace('-', '_')}", None)
+    if not secret:
+        _fail(f"no secret for {source!r}: set REVLOOP_WEBHOOK_SECRET_{source.upper()}", code=2)
+    for name, value in webhooks.signed_headers(secret, body.read_bytes()).items():
+        typer.echo(f"{name}: {value}")
 
 
 @app.command()
@@ -237,7 +350,8 @@ def up(
     try:
         _wait_for_api(settings.resolved_api_url, procs)
         creds = demo.credentials_path(settings)
-        tokens = json.loads(creds.read_text())["tokens"] if creds.exists() else {}
+        stored = json.loads(creds.read_text()) if creds.exists() else {}
+        tokens, demo_users = stored.get("tokens", {}), stored.get("users", [])
         lines = [
             "",
             "revloop is running:",
@@ -247,10 +361,12 @@ def up(
         if not no_review_app:
             lines.append(f"  review app  http://127.0.0.1:{settings.review_app_port}")
         lines.append(f"  outbox      {settings.resolved_outbox_dir if not settings.smtp_url else settings.smtp_url}")
+        for user in demo_users:
+            lines.append(f"  demo {user['role']:<10} sign-in: {user['email']} / {user['password']}")
         for role, token in tokens.items():
             lines.append(f"  demo {role} token: {token}")
-        if tokens:
-            lines.append(f"  (stored in {creds}; paste the closer token into the review app)")
+        if tokens or demo_users:
+            lines.append(f"  (stored in {creds}; sign in to the review app as the closer)")
         lines.append("Press Ctrl-C to stop.")
         typer.echo("\n".join(lines))
         while all(p.poll() is None for p in procs):

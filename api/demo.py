@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import secrets
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from api.auth import create_token
 from core.models import Account, Contact, Deal, Lead, SalesAgent, utcnow
 from core.schemas import LeadCreate
 from core.settings import Settings
+from core.users import create_user
 
 ACCOUNTS = [
     ("Northwind Analytics", "northwind-analytics.com", "Software", 240, "United States"),
@@ -125,6 +127,16 @@ def credentials_path(settings: Settings) -> Path:
     return settings.var_dir / "demo-credentials.json"
 
 
+# Closers carry the sales-agent names routing assigns leads to, so those leads land in their queue.
+DEMO_USERS = (
+    ("casey@revloop.example", "Casey Jordan", "closer"),
+    ("robin@revloop.example", "Robin Lee", "closer"),
+    ("morgan@revloop.example", "Morgan Demo", "manager"),
+    ("eve@revloop.example", "Eve Evaluator", "evaluator"),
+    ("admin@revloop.example", "Admin", "admin"),
+)
+
+
 def seed(session: Session, settings: Settings) -> dict[str, object]:
     """Create the demo business. Returns the demo tokens (also written to var/ for `revloop up`)."""
     by_domain: dict[str, Account] = {}
@@ -158,18 +170,21 @@ def seed(session: Session, settings: Settings) -> dict[str, object]:
         )
     for name, region in (("Casey Jordan", "AMER"), ("Robin Lee", "EMEA"), ("Sasha Patel", "APAC")):
         session.add(SalesAgent(name=name, manager="Morgan Demo", regional_office=region))
-    _, closer = create_token(session, role="closer", name="demo-closer", actor="demo")
-    _, manager = create_token(session, role="manager", name="demo-manager", actor="demo")
     _, integration = create_token(session, role="integration", name="demo-web-form", actor="demo")
+    users = []
+    for email, name, role in DEMO_USERS:
+        password = secrets.token_urlsafe(12)
+        create_user(session, email=email, name=name, role=role, password=password, actor="demo")
+        users.append({"email": email, "name": name, "role": role, "password": password})
     lead_ids = []
     for payload in LEADS:
         lead, _ = capture_lead(session, LeadCreate.model_validate(payload), actor="demo")
         lead_ids.append(lead.id)
     session.flush()
-    tokens = {"closer": closer, "manager": manager, "integration": integration}
+    tokens = {"integration": integration}
     _seed_knowledge_base(settings)
     path = credentials_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"tokens": tokens}, indent=2))
+    path.write_text(json.dumps({"tokens": tokens, "users": users}, indent=2))
     os.chmod(path, 0o600)
-    return {"tokens": tokens, "leads": lead_ids, "accounts": len(ACCOUNTS), "deals": len(DEALS)}
+    return {"tokens": tokens, "users": users, "leads": lead_ids, "accounts": len(ACCOUNTS), "deals": len(DEALS)}

@@ -14,7 +14,9 @@ from core.db import session_factory
 from core.errors import Forbidden, Unauthorized
 from core.settings import Settings
 
-bearer = HTTPBearer(auto_error=False, description="An API token from `revloop tokens create`.")
+bearer = HTTPBearer(
+    auto_error=False, description="An API token (`revloop tokens create`) or a session token from POST /v1/auth/login."
+)
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -42,11 +44,11 @@ def get_principal(
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     session = session_factory(request.app.state.settings)()
     try:
-        principal = authenticate(session, credentials.credentials)
+        principal = authenticate(session, credentials.credentials, request.app.state.settings)
     finally:
         session.close()
     if principal is None:
-        raise Unauthorized("invalid or revoked token")
+        raise Unauthorized("invalid, expired or revoked token: sign in again")
     return principal
 
 

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from core.db import insert_once, session_scope
@@ -31,12 +31,21 @@ class RetryLater(Exception):
     """Raised by a handler that cannot proceed yet; the job is retried without counting as an error."""
 
 
-def enqueue(session: Session, kind: str, payload: dict[str, Any], *, dedupe_key: str) -> Job:
+def enqueue(
+    session: Session, kind: str, payload: dict[str, Any], *, dedupe_key: str, run_after: dt.datetime | None = None
+) -> Job:
     """Queue a job once: a second call with the same dedupe key returns the existing job."""
     job, _ = insert_once(
-        session, Job(kind=kind, payload=payload, dedupe_key=dedupe_key), select(Job).where(Job.dedupe_key == dedupe_key)
+        session,
+        Job(kind=kind, payload=payload, dedupe_key=dedupe_key, run_after=run_after or utcnow()),
+        select(Job).where(Job.dedupe_key == dedupe_key),
     )
     return job
+
+
+def cancel_queued(session: Session, dedupe_key: str) -> bool:
+    """Delete a job that no worker has claimed yet; False if it is running or done (too late)."""
+    return session.execute(delete(Job).where(Job.dedupe_key == dedupe_key, Job.status == "queued")).rowcount == 1
 
 
 def claim_next(settings: Settings, worker_id: str, kinds: list[str]) -> Job | None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -159,6 +160,7 @@ class Deal(TimestampMixin, Base):
     outcome: Mapped[str | None] = mapped_column(String(10))  # won | lost | None while open
     closed_at: Mapped[dt.datetime | None] = mapped_column()
     engaged_at: Mapped[dt.date | None] = mapped_column(Date)
+    stage_changed_at: Mapped[dt.datetime | None] = mapped_column()  # for stage aging
     product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id"), index=True)
     sales_agent_id: Mapped[int | None] = mapped_column(ForeignKey("sales_agents.id"), index=True)
     external_source: Mapped[str | None] = mapped_column(String(50))
@@ -266,6 +268,8 @@ class Activity(Base):
 
 class ReviewItem(TimestampMixin, Base):
     __tablename__ = "review_items"
+    # The queue page: pending items by deadline.
+    __table_args__ = (Index("ix_review_items_status_sla_due_at", "status", "sla_due_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(30))  # email | call_task
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
@@ -284,6 +288,13 @@ class ReviewItem(TimestampMixin, Base):
     queue: Mapped[str] = mapped_column(String(20), default="main", server_default="main", index=True)
     sla_due_at: Mapped[dt.datetime | None] = mapped_column(index=True)
     assignee: Mapped[str | None] = mapped_column(String(200), index=True)
+    # Copied from the brief at queue time so the queue filters and sorts by it without a join.
+    grade: Mapped[str | None] = mapped_column(String(1), index=True)
+    snoozed_until: Mapped[dt.datetime | None] = mapped_column()
+    # When a reviewer first opened the item: review time is measured from here to the decision.
+    first_opened_at: Mapped[dt.datetime | None] = mapped_column()
+    # The rejected item this one redrafts (reject with redraft=true), so the timeline links them.
+    redraft_of: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"))
     # Grounding-guard findings: anything in the draft no fact supports. Blocks one-click approval.
     guard_flags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
@@ -304,6 +315,9 @@ class Decision(Base):
     edited: Mapped[bool] = mapped_column(Boolean, default=False)
     edit_diff: Mapped[str | None] = mapped_column(Text)
     decided_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Reject only: ask the agent for a new draft, optionally with another template.
+    redraft: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    redraft_template: Mapped[str | None] = mapped_column(String(100))
 
     review_item: Mapped[ReviewItem] = relationship(back_populates="decision")
 
@@ -369,6 +383,48 @@ class ApiToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+class User(Base):
+    """A person who signs in to the review app. `name` is what the queue's assignee holds (and the
+    sales-agent roster name routing assigns leads to)."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class UserSession(Base):
+    """A signed-in session: a random token stored as a SHA-256 hash, with absolute and idle expiry."""
+
+    __tablename__ = "user_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+
+    user: Mapped[User] = relationship()
+
+
+class WebhookDelivery(Base):
+    """Signatures already accepted: a delivery replayed inside the timestamp window is refused."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(30))
+    signature: Mapped[str] = mapped_column(String(64), unique=True)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Job(Base):
     """Durable background work: the worker claims rows; a sweep takes back abandoned ones."""
 
@@ -401,5 +457,8 @@ __all__ = [
     "Lead",
     "OutboxMessage",
     "ReviewItem",
+    "User",
+    "UserSession",
+    "WebhookDelivery",
     "utcnow",
 ]

@@ -65,6 +65,21 @@ class Settings(BaseSettings):
     sla_minutes_exception: int = 60
     closer_capacity: int = Field(25, description="Pending items a closer holds before new ones go to the team queue")
 
+    sla_due_soon_minutes: int = Field(15, description="Queue marks an item 'due soon' with less time left than this")
+    undo_seconds: int = Field(
+        30, ge=0, le=3600, description="Approved messages wait this long before sending; undo is possible until then"
+    )
+
+    session_hours: float = Field(12, description="A review-app sign-in expires this long after login")
+    session_idle_minutes: float = Field(60, description="...or after this long without a request")
+    login_max_failures: int = Field(5, description="Wrong passwords in a row before the account is locked")
+    login_lockout_minutes: float = Field(15, description="How long a locked account stays locked")
+
+    webhook_secret_leads: str | None = Field(None, description="HMAC secret of POST /v1/webhooks/leads")
+    webhook_tolerance_seconds: int = Field(
+        300, description="Signed webhooks older or newer than this are refused (replay window)"
+    )
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     review_app_port: int = 8501

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import httpx
 
-from core.schemas import Me, ReviewItem, ReviewItemPage
+from core.schemas import LoginResult, Me, ReviewItem, ReviewItemPage
 
 
 class ApiError(Exception):
-    def __init__(self, status_code: int, message: str):
+    def __init__(self, status_code: int, message: str, fields: dict[str, str] | None = None):
         super().__init__(f"{status_code}: {message}")
-        self.status_code, self.message = status_code, message
+        self.status_code, self.message, self.fields = status_code, message, fields or {}
+
+
+def login(base_url: str, email: str, password: str, timeout: float = 15.0) -> LoginResult:
+    """Exchange email and password for a session token."""
+    client = RevloopClient(base_url, None, timeout)
+    return LoginResult.model_validate(
+        client._call("POST", "/v1/auth/login", json={"email": email, "password": password})
+    )
 
 
 class RevloopClient:
-    def __init__(self, base_url: str, token: str, timeout: float = 15.0):
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"), timeout=timeout, headers={"Authorization": f"Bearer {token}"}
-        )
+    def __init__(self, base_url: str, token: str | None, timeout: float = 15.0):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -27,26 +35,79 @@ class RevloopClient:
         except httpx.HTTPError as exc:
             raise ApiError(0, f"cannot reach the API at {self._http.base_url}: {exc}") from exc
         if response.status_code >= 400:
+            fields = {}
             try:
                 body = response.json()
                 message = body.get("message") or str(body)
+                fields = body.get("fields") or {}
             except ValueError:
                 message = response.text[:300]
-            raise ApiError(response.status_code, message)
-        return response.json()
+            raise ApiError(response.status_code, message, fields)
+        return response.json() if response.content else None
 
     def me(self) -> Me:
         return Me.model_validate(self._call("GET", "/v1/me"))
 
+    def logout(self) -> None:
+        self._call("POST", "/v1/auth/logout")
+
     def review_items(
-        self, status: str | None = "pending", limit: int = 50, offset: int = 0, queue: str | None = None
+        self,
+        status: str | None = "pending",
+        limit: int = 50,
+        offset: int = 0,
+        queue: str | None = None,
+        **filters: Any,
     ) -> ReviewItemPage:
+        """filters: view (my|team|exception), kind, grade, sla, assignee, snoozed."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status:
             params["status"] = status
         if queue:
             params["queue"] = queue
+        params.update({k: v for k, v in filters.items() if v not in (None, "", False)})
         return ReviewItemPage.model_validate(self._call("GET", "/v1/review-items", params=params))
+
+    def assignees(self) -> list[str]:
+        return self._call("GET", "/v1/review-items/assignees")
+
+    def assign(self, item_id: int, assignee: str | None) -> ReviewItem:
+        return ReviewItem.model_validate(
+            self._call("POST", f"/v1/review-items/{item_id}/assign", json={"assignee": assignee})
+        )
+
+    def snooze(self, item_id: int, until: dt.datetime | None) -> ReviewItem:
+        body = {"until": until.isoformat() if until else None}
+        return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/snooze", json=body))
+
+    def open_item(self, item_id: int) -> ReviewItem:
+        return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/open"))
+
+    def undo(self, item_id: int) -> ReviewItem:
+        return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/undo"))
+
+    def bulk_approve(self, ids: list[int]) -> dict[str, Any]:
+        return self._call("POST", "/v1/review-items/bulk-approve", json={"ids": ids, "confirm": True})
+
+    def timeline(self, item_id: int) -> list[dict[str, Any]]:
+        return self._call("GET", f"/v1/review-items/{item_id}/timeline")
+
+    def kpis(self, days: int = 30) -> dict[str, Any]:
+        return self._call("GET", "/v1/kpis", params={"days": days})
+
+    def users(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/users")
+
+    def create_user(self, email: str, role: str, password: str, name: str | None = None) -> dict[str, Any]:
+        body = {"email": email, "role": role, "password": password, **({"name": name} if name else {})}
+        return self._call("POST", "/v1/users", json=body)
+
+    def update_user(self, user_id: int, **changes: Any) -> dict[str, Any]:
+        return self._call("PATCH", f"/v1/users/{user_id}", json=changes)
+
+    def audit_events(self, **filters: Any) -> dict[str, Any]:
+        params = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in filters.items() if v}
+        return self._call("GET", "/v1/audit-events", params=params)
 
     def review_item(self, item_id: int) -> ReviewItem:
         return ReviewItem.model_validate(self._call("GET", f"/v1/review-items/{item_id}"))
@@ -86,7 +147,10 @@ class RevloopClient:
     def promote_model(self, version: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/scoring/models/{version}/promote")
 
-    def reject(self, item_id: int, reason: str) -> ReviewItem:
-        return ReviewItem.model_validate(
-            self._call("POST", f"/v1/review-items/{item_id}/reject", json={"reason": reason})
-        )
+    def reject(self, item_id: int, reason: str, redraft: bool = False, template: str | None = None) -> ReviewItem:
+        body: dict[str, Any] = {"reason": reason}
+        if redraft:
+            body["redraft"] = True
+            if template:
+                body["template"] = template
+        return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/reject", json=body))

@@ -2,37 +2,130 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from agents.kinds import REVIEW_RESUME
-from core import audit, jobs
-from core.errors import Conflict, InvalidInput, NotFound
-from core.models import Decision, ReviewItem, utcnow
+from core import audit, jobs, schemas
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from core.models import Activity, AuditEvent, Decision, Lead, OutboxMessage, ReviewItem, utcnow
+from core.settings import Settings
+from core.users import assignable_names
 from tools.crm import set_lead_status
 
 PAST_TENSE = {"approve": "approved", "reject": "rejected"}
 STATUSES = ("pending", "approved", "rejected", "sent", "done", "cancelled", "failed")
 
 
+GRADE_ORDER = {"A": 0, "B": 1, "C": 2, "D": 3}
+VIEWS = ("my", "team", "exception")
+
+
+def sla_state(item: ReviewItem, settings: Settings, now: dt.datetime) -> str:
+    """breached | due_soon | on_track | none. Decided items are judged at their decision time."""
+    if item.sla_due_at is None:
+        return "none"
+    at = now if item.status == "pending" or item.decided_at is None else item.decided_at
+    if at >= item.sla_due_at:
+        return "breached"
+    if item.status == "pending" and item.sla_due_at - at <= dt.timedelta(minutes=settings.sla_due_soon_minutes):
+        return "due_soon"
+    return "on_track"
+
+
+def is_low_risk(item: ReviewItem) -> bool:
+    """Bulk approval is for the plain cases only: nothing flagged, nothing exceptional, not a decline."""
+    return item.status == "pending" and item.queue == "main" and not item.guard_flags and item.grade in ("A", "B", "C")
+
+
+def present(item: ReviewItem, settings: Settings, now: dt.datetime | None = None) -> schemas.ReviewItem:
+    now = now or utcnow()
+    out = schemas.ReviewItem.model_validate(item)
+    out.sla_state = sla_state(item, settings, now)  # type: ignore[assignment]
+    out.low_risk = is_low_risk(item)
+    if item.status == "approved" and item.decided_at is not None:
+        until = item.decided_at + dt.timedelta(seconds=settings.undo_seconds)
+        out.undo_until = until if until > now else None
+    return out
+
+
 def list_items(
-    session: Session, *, status: str | None, limit: int, offset: int, queue: str | None = None
+    session: Session,
+    settings: Settings,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    queue: str | None = None,
+    view: str | None = None,
+    me: str | None = None,
+    kind: str | None = None,
+    grade: str | None = None,
+    sla: str | None = None,
+    assignee: str | None = None,
+    snoozed: bool = False,
+    now: dt.datetime | None = None,
 ) -> tuple[list[ReviewItem], int]:
+    """The queue, most urgent first: nearest SLA deadline (breaches first), then better grade, then oldest.
+
+    view: my (assigned to `me`), team (main queue), exception. Snoozed items are hidden until their
+    time comes, unless snoozed=True (then only snoozed items are listed).
+    """
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", details={"status": status})
-    stmt = select(ReviewItem).options(selectinload(ReviewItem.decision))
-    count = select(func.count(ReviewItem.id))
+    if view is not None and view not in VIEWS:
+        raise InvalidInput(f"view must be one of {', '.join(VIEWS)}", details={"view": view})
+    now = now or utcnow()
+    conditions = []
     if status:
-        stmt, count = stmt.where(ReviewItem.status == status), count.where(ReviewItem.status == status)
+        conditions.append(ReviewItem.status == status)
     if queue:
-        stmt, count = stmt.where(ReviewItem.queue == queue), count.where(ReviewItem.queue == queue)
-    # Most urgent first: the nearest first-touch deadline, then the oldest.
-    order = (ReviewItem.sla_due_at.is_(None), ReviewItem.sla_due_at, ReviewItem.created_at, ReviewItem.id)
+        conditions.append(ReviewItem.queue == queue)
+    if view == "my":
+        if not me:
+            raise InvalidInput("view=my needs a signed-in person", details={"view": view})
+        conditions.append(ReviewItem.assignee == me)
+    elif view == "team":
+        conditions.append(ReviewItem.queue == "main")
+    elif view == "exception":
+        conditions.append(ReviewItem.queue == "exception")
+    if kind:
+        conditions.append(ReviewItem.kind == kind)
+    if grade:
+        conditions.append(ReviewItem.grade == grade)
+    if assignee == "unassigned":
+        conditions.append(ReviewItem.assignee.is_(None))
+    elif assignee:
+        conditions.append(ReviewItem.assignee == assignee)
+    soon = now + dt.timedelta(minutes=settings.sla_due_soon_minutes)
+    if sla == "breached":
+        conditions.append(ReviewItem.sla_due_at <= now)
+    elif sla == "due_soon":
+        conditions += [ReviewItem.sla_due_at > now, ReviewItem.sla_due_at <= soon]
+    elif sla == "on_track":
+        conditions.append(ReviewItem.sla_due_at > soon)
+    elif sla == "none":
+        conditions.append(ReviewItem.sla_due_at.is_(None))
+    if snoozed:
+        conditions.append(ReviewItem.snoozed_until > now)
+    else:
+        conditions.append(or_(ReviewItem.snoozed_until.is_(None), ReviewItem.snoozed_until <= now))
+    grade_rank = case(GRADE_ORDER, value=ReviewItem.grade, else_=4)
+    order = (
+        ReviewItem.sla_due_at.is_(None),
+        ReviewItem.sla_due_at,
+        grade_rank,
+        ReviewItem.created_at,
+        ReviewItem.id,
+    )
+    stmt = select(ReviewItem).options(selectinload(ReviewItem.decision)).where(*conditions)
     items = session.scalars(stmt.order_by(*order).limit(limit).offset(offset)).all()
-    return list(items), session.scalar(count) or 0
+    total = session.scalar(select(func.count(ReviewItem.id)).where(*conditions)) or 0
+    return list(items), total
 
 
 def get_item(session: Session, item_id: int) -> ReviewItem:
@@ -64,13 +157,22 @@ def _claim(session: Session, item: ReviewItem, new_status: str) -> None:
     session.refresh(item)
 
 
-def _record(session: Session, item: ReviewItem, decision: Decision, before_status: str) -> ReviewItem:
+def _resume_key(item_id: int) -> str:
+    return f"{REVIEW_RESUME}:{item_id}"
+
+
+def _record(
+    session: Session, item: ReviewItem, decision: Decision, before_status: str, run_after: dt.datetime | None = None
+) -> ReviewItem:
     try:
         with session.begin_nested():
             session.add(decision)
             session.flush()
     except IntegrityError as exc:
         raise Conflict(f"review item {item.id} already has a decision") from exc
+    after = {"status": item.status, "edited": decision.edited, "reason": decision.reason, "decision_id": decision.id}
+    if decision.redraft:
+        after.update(redraft=True, template=decision.redraft_template)
     audit.record(
         session,
         actor=decision.actor,
@@ -78,11 +180,19 @@ def _record(session: Session, item: ReviewItem, decision: Decision, before_statu
         entity_type="review_item",
         entity_id=item.id,
         before={"status": before_status},
-        after={"status": item.status, "edited": decision.edited, "reason": decision.reason, "decision_id": decision.id},
+        after=after,
     )
-    jobs.enqueue(session, REVIEW_RESUME, {"review_item_id": item.id}, dedupe_key=f"{REVIEW_RESUME}:{item.id}")
+    # The resume job is what sends: an approval's job waits out the undo window first.
+    jobs.enqueue(
+        session, REVIEW_RESUME, {"review_item_id": item.id}, dedupe_key=_resume_key(item.id), run_after=run_after
+    )
     session.refresh(item)
     return item
+
+
+def _pending(item: ReviewItem, verb: str = "decide") -> None:
+    if item.status != "pending":
+        raise Conflict(f"review item {item.id} is already {item.status}; cannot {verb} it")
 
 
 def approve(
@@ -93,6 +203,7 @@ def approve(
     subject: str | None = None,
     body: str | None = None,
     acknowledge_flags: bool = False,
+    undo_seconds: int = 0,
 ) -> ReviewItem:
     item = get_item(session, item_id)
     if item.status != "pending":
@@ -119,15 +230,267 @@ def approve(
         edited=bool(diff),
         edit_diff=diff or None,
     )
-    return _record(session, item, decision, "pending")
+    send_at = item.decided_at + dt.timedelta(seconds=undo_seconds) if undo_seconds else None
+    return _record(session, item, decision, "pending", run_after=send_at)
 
 
-def reject(session: Session, item_id: int, *, actor: str, reason: str) -> ReviewItem:
+def reject(
+    session: Session,
+    item_id: int,
+    *,
+    actor: str,
+    reason: str,
+    redraft: bool = False,
+    template: str | None = None,
+) -> ReviewItem:
+    from agents.lead.prompts import TEMPLATES
+
     item = get_item(session, item_id)
     if item.status != "pending":
         raise Conflict(f"review item {item_id} is already {item.status}; nothing was changed")
+    if template is not None and not redraft:
+        raise InvalidInput("template is only used with redraft=true", details={"field": "template"})
+    if template is not None and template not in TEMPLATES:
+        raise InvalidInput(
+            f"template must be one of {', '.join(sorted(TEMPLATES))}, got {template!r}", details={"field": "template"}
+        )
+    if redraft and item.lead_id is None:
+        raise InvalidInput("only lead drafts can be redrafted", details={"field": "redraft"})
     _claim(session, item, "rejected")
     if item.lead_id is not None:
         set_lead_status(session, item.lead_id, "draft_rejected", actor=actor)
-    decision = Decision(review_item_id=item.id, action="reject", actor=actor, reason=reason)
+    decision = Decision(
+        review_item_id=item.id,
+        action="reject",
+        actor=actor,
+        reason=reason,
+        redraft=redraft,
+        redraft_template=template if redraft else None,
+    )
     return _record(session, item, decision, "pending")
+
+
+def undo(session: Session, settings: Settings, item_id: int, *, actor: str) -> ReviewItem:
+    """Take back an approval inside the undo window: the send is cancelled and the item is pending again."""
+    item = get_item(session, item_id)
+    if item.status != "approved" or item.decision is None:
+        raise Conflict(f"review item {item_id} is {item.status}: only an approval waiting to be sent can be undone")
+    deadline = item.decided_at + dt.timedelta(seconds=settings.undo_seconds)
+    if utcnow() >= deadline or not jobs.cancel_queued(session, _resume_key(item.id)):
+        raise Conflict(f"review item {item_id}: the undo window has closed and the message is being sent")
+    decision = item.decision
+    reverted = session.execute(
+        update(ReviewItem)
+        .where(ReviewItem.id == item.id, ReviewItem.status == "approved")
+        .values(status="pending", decided_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if reverted != 1:
+        raise Conflict(f"review item {item_id} changed while undoing; reload it")
+    snapshot = {
+        "decision_id": decision.id,
+        "approved_by": decision.actor,
+        "final_subject": decision.final_subject,
+        "final_body": decision.final_body,
+        "edited": decision.edited,
+    }
+    session.execute(delete(Decision).where(Decision.id == decision.id))
+    session.expire(item)
+    if item.lead_id is not None:
+        set_lead_status(session, item.lead_id, "in_review", actor=actor)
+    audit.record(
+        session,
+        actor=actor,
+        action="review_item.undone",
+        entity_type="review_item",
+        entity_id=item.id,
+        before={"status": "approved", **snapshot},
+        after={"status": "pending"},
+    )
+    return get_item(session, item_id)
+
+
+def assign(session: Session, item_id: int, *, assignee: str | None, actor: str, role: str, me: str) -> ReviewItem:
+    """Managers assign anything; a closer takes unassigned items or hands on their own."""
+    item = get_item(session, item_id)
+    _pending(item, "assign")
+    if assignee is not None and assignee not in assignable_names(session):
+        raise InvalidInput(f"assignee {assignee!r} is not an active closer or manager", details={"field": "assignee"})
+    if role == "closer" and item.assignee not in (None, me):
+        raise Forbidden(f"review item {item_id} belongs to {item.assignee}; ask a manager to reassign it")
+    before = item.assignee
+    item.assignee = assignee
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="review_item.assigned",
+        entity_type="review_item",
+        entity_id=item.id,
+        before={"assignee": before},
+        after={"assignee": assignee},
+    )
+    return item
+
+
+def snooze(session: Session, item_id: int, *, until: dt.datetime | None, actor: str) -> ReviewItem:
+    item = get_item(session, item_id)
+    _pending(item, "snooze")
+    now = utcnow()
+    until = until.astimezone(dt.UTC) if until is not None else None  # stored as UTC (SQLite keeps no offset)
+    if until is not None and until <= now:
+        raise InvalidInput("until must be in the future", details={"field": "until"})
+    if until is not None and until - now > dt.timedelta(days=30):
+        raise InvalidInput("until must be within 30 days", details={"field": "until"})
+    before = item.snoozed_until
+    item.snoozed_until = until
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="review_item.snoozed" if until else "review_item.unsnoozed",
+        entity_type="review_item",
+        entity_id=item.id,
+        before={"snoozed_until": before.isoformat() if before else None},
+        after={"snoozed_until": until.isoformat() if until else None},
+    )
+    return item
+
+
+def mark_opened(session: Session, item_id: int) -> ReviewItem:
+    """Start the review clock the first time a reviewer opens the item."""
+    get_item(session, item_id)
+    session.execute(
+        update(ReviewItem)
+        .where(ReviewItem.id == item_id, ReviewItem.first_opened_at.is_(None))
+        .values(first_opened_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    item = get_item(session, item_id)
+    session.refresh(item)
+    return item
+
+
+def bulk_approve(
+    session: Session, ids: list[int], *, actor: str, undo_seconds: int
+) -> tuple[list[int], dict[int, str]]:
+    """Approve each low-risk item as drafted; anything else is skipped with the reason."""
+    approved: list[int] = []
+    skipped: dict[int, str] = {}
+    for item_id in dict.fromkeys(ids):
+        item = session.get(ReviewItem, item_id)
+        if item is None:
+            skipped[item_id] = "not found"
+            continue
+        if item.status != "pending":
+            skipped[item_id] = f"already {item.status}"
+        elif item.guard_flags:
+            skipped[item_id] = "has grounding flags: open it and check the draft"
+        elif item.queue != "main":
+            skipped[item_id] = "exception queue items are reviewed one by one"
+        elif not is_low_risk(item):
+            skipped[item_id] = f"grade {item.grade or '?'} drafts are reviewed one by one"
+        if item_id in skipped:
+            continue
+        try:
+            with session.begin_nested():
+                approve(session, item_id, actor=actor, undo_seconds=undo_seconds)
+        except Conflict as exc:
+            skipped[item_id] = exc.message
+        else:
+            approved.append(item_id)
+    return approved, skipped
+
+
+def timeline(session: Session, item_id: int) -> list[schemas.TimelineEntry]:
+    """Everything that happened to the item's lead: capture, drafts, decisions, messages, activities."""
+    item = get_item(session, item_id)
+    entries: list[schemas.TimelineEntry] = []
+    lead = session.get(Lead, item.lead_id) if item.lead_id is not None else None
+    if lead is not None:
+        entries.append(
+            schemas.TimelineEntry(
+                at=lead.captured_at,
+                kind="captured",
+                summary=f"Lead captured from {lead.source or lead.external_source or 'unknown source'}",
+            )
+        )
+        items = session.scalars(
+            select(ReviewItem).options(selectinload(ReviewItem.decision)).where(ReviewItem.lead_id == lead.id)
+        ).all()
+    else:
+        items = [item]
+    item_ids = [i.id for i in items]
+    for other in items:
+        entries.append(
+            schemas.TimelineEntry(
+                at=other.created_at,
+                kind="review_item",
+                summary=f"Draft #{other.id} queued: {other.kind} '{other.draft.get('subject', '')}'"
+                + (f" (redraft of #{other.redraft_of})" if other.redraft_of else ""),
+                review_item_id=other.id,
+            )
+        )
+    for event in session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.entity_type == "review_item", AuditEvent.entity_id.in_([str(i) for i in item_ids]))
+        .where(AuditEvent.action != "review_item.created")
+        .order_by(AuditEvent.at, AuditEvent.id)
+    ).all():
+        entries.append(
+            schemas.TimelineEntry(
+                at=event.at,
+                kind="decision" if event.action in DECISION_ACTIONS else "audit",
+                summary=_describe(event),
+                actor=event.actor,
+                review_item_id=int(event.entity_id),
+            )
+        )
+    if item_ids:
+        for message in session.scalars(
+            select(OutboxMessage).where(OutboxMessage.review_item_id.in_(item_ids), OutboxMessage.status == "sent")
+        ).all():
+            entries.append(
+                schemas.TimelineEntry(
+                    at=message.sent_at or message.created_at,
+                    kind="message",
+                    summary=f"Email '{message.subject}' sent to {message.to_addr}",
+                    review_item_id=message.review_item_id,
+                )
+            )
+    if lead is not None:
+        for activity in session.scalars(select(Activity).where(Activity.lead_id == lead.id)).all():
+            if activity.kind == "email_sent":
+                continue  # the outbox message above says it with the recipient
+            entries.append(
+                schemas.TimelineEntry(
+                    at=activity.occurred_at,
+                    kind="activity",
+                    summary=f"{activity.kind.replace('_', ' ')}: {activity.summary}",
+                    review_item_id=activity.review_item_id,
+                )
+            )
+    return sorted(entries, key=lambda e: e.at)
+
+
+DECISION_ACTIONS = {"review_item.approved", "review_item.rejected", "review_item.undone"}
+
+
+def _describe(event: AuditEvent) -> str:
+    after, before = event.after or {}, event.before or {}
+    verb = event.action.removeprefix("review_item.")
+    if verb == "approved":
+        return "Approved" + (" with edits" if after.get("edited") else " as drafted")
+    if verb == "rejected":
+        return f"Rejected: {after.get('reason')}" + (" (redraft requested)" if after.get("redraft") else "")
+    if verb == "undone":
+        return "Approval undone before sending"
+    if verb == "assigned":
+        return f"Assigned to {after.get('assignee') or 'the team queue'} (was {before.get('assignee') or 'unassigned'})"
+    if verb == "snoozed":
+        return f"Snoozed until {after.get('snoozed_until')}"
+    if verb == "unsnoozed":
+        return "Snooze cleared"
+    if verb in ("sent", "done", "cancelled", "failed"):
+        return f"Executed: {verb}" + (f" ({after.get('reason')})" if after.get("reason") else "")
+    return verb.replace("_", " ")

@@ -101,6 +101,7 @@ def settings(database, tmp_path) -> Settings:
         checkpoint_url=database["checkpoint_url"],
         outbox_dir=tmp_path / "outbox",
         job_lease_seconds=300,
+        undo_seconds=0,  # tests of the undo window set their own
     )
     _truncate(s)
     return s

@@ -114,3 +114,27 @@ def review_item_for(settings: Settings, lead_id: int):
 
     with session_scope(settings) as session:
         return session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead_id)).one()
+
+
+PASSWORD = "correct-horse-battery"
+
+
+def user(settings: Settings, role: str = "closer", name: str | None = None, password: str = PASSWORD) -> str:
+    """A user with a known password; returns the email."""
+    from core.users import create_user
+
+    name = name or f"Test {role.title()}"
+    email = f"{name.lower().replace(' ', '.')}@revloop.test"
+    with session_scope(settings) as session:
+        create_user(session, email=email, role=role, password=password, name=name, actor="test")
+    return email
+
+
+def session_token(settings: Settings, role: str = "closer", name: str | None = None) -> str:
+    """Sign a new user in (the real login path) and return the session token."""
+    from core.users import login
+
+    email = user(settings, role, name)
+    with session_scope(settings) as session:
+        _, plaintext = login(session, settings, email=email, password=PASSWORD)
+    return plaintext

@@ -40,6 +40,7 @@ def queue_for_review(
     sla_due_at: dt.datetime | None = None,
     assignee: str | None = None,
     guard_flags: list[str] | None = None,
+    redraft_of: int | None = None,
 ) -> ReviewItem:
     """Create the review item for a graph interrupt, once (keyed by the interrupt id)."""
     item, created = insert_once(
@@ -57,6 +58,8 @@ def queue_for_review(
             sla_due_at=sla_due_at,
             assignee=assignee,
             guard_flags=list(guard_flags or []),
+            grade=(str(brief.get("grade") or "")[:1] or None),
+            redraft_of=redraft_of,
         ),
         select(ReviewItem).where(ReviewItem.interrupt_id == interrupt_id),
     )

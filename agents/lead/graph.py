@@ -13,8 +13,16 @@ def _after_route(state: LeadState) -> str:
     return "finish" if state["route"]["channel"] == "none" else "draft"
 
 
+MAX_REDRAFTS = 3
+
+
 def _after_review(state: LeadState) -> str:
-    return "execute" if (state.get("decision") or {}).get("action") == "approve" else "finish"
+    decision = state.get("decision") or {}
+    if decision.get("action") == "approve":
+        return "execute"
+    if decision.get("redraft") and len(state.get("redrafts") or []) < MAX_REDRAFTS:
+        return "draft"
+    return "finish"
 
 
 def build_lead_graph(settings: Settings) -> StateGraph:
@@ -34,7 +42,7 @@ def build_lead_graph(settings: Settings) -> StateGraph:
     graph.add_edge("brief", "route")
     graph.add_conditional_edges("route", _after_route, ["draft", "finish"])
     graph.add_edge("draft", "review")
-    graph.add_conditional_edges("review", _after_review, ["execute", "finish"])
+    graph.add_conditional_edges("review", _after_review, ["execute", "draft", "finish"])
     graph.add_edge("execute", "finish")
     graph.add_edge("finish", END)
     return graph

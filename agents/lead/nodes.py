@@ -251,6 +251,25 @@ class LeadNodes:
             "opening": ((state.get("research") or {}).get("insight") or {}).get("opening_line", "").strip(),
         }
         template = "call_task" if route["channel"] == "call_task" else TEMPLATE_FOR_ACTION[route["next_action"]]
+        redrafts = list(state.get("redrafts") or [])
+        decision = state.get("decision") or {}
+        if decision.get("redraft"):
+            # A reviewer rejected the last draft and asked for another: use the template they chose, and
+            # drop the model-written opening line (the one part of a draft no template controls).
+            previous = state["draft"]["template"]
+            template = decision.get("template") or previous
+            if route["channel"] != "email":
+                template = "call_task"  # email is not allowed for this contact, whatever was asked
+            slots["opening"] = ""
+            redrafts.append(
+                {
+                    "review_item_id": decision.get("review_item_id"),
+                    "reason": decision.get("reason"),
+                    "by": decision.get("actor"),
+                    "from_template": previous,
+                    "template": template,
+                }
+            )
         rendered = render(template, slots)
         # Records ground a draft; the lead's own free text never does (it is untrusted: an address or a
         # price written there must not make the same words in a draft look like facts).
@@ -262,20 +281,21 @@ class LeadNodes:
         ]
         # The guard checks what reaches a customer; a call task is an internal note for the closer.
         flags = (
-            ungrounded(rendered["subject"] + "\n" + rendered["body"], grounded_in)
-            if route["channel"] == "email"
-            else []
+            ungrounded(rendered["subject"] + "\n" + rendered["body"], grounded_in) if template != "call_task" else []
         )
         return {
+            "redrafts": redrafts,
             "draft": {
-                "kind": route["channel"],
+                "kind": "call_task" if template == "call_task" else "email",
+                "redraft_of": redrafts[-1]["review_item_id"] if redrafts else None,
+                "redraft_reason": redrafts[-1]["reason"] if redrafts else None,
                 "template": template,
                 "to": contact.get("email"),  # shown to the reviewer; the send re-reads the contact record
                 "subject": rendered["subject"],
                 "body": rendered["body"],
                 "facts_used": {k: v for k, v in slots.items() if k not in ("summary",)},
                 "guard_flags": flags,
-            }
+            },
         }
 
     def review(self, state: LeadState) -> dict[str, Any]:
@@ -292,6 +312,7 @@ class LeadNodes:
                 "sla_due_at": state["route"]["sla_due_at"],
                 "assignee": state["route"]["assignee"],
                 "guard_flags": state["draft"]["guard_flags"],
+                "redraft_of": state["draft"].get("redraft_of"),
             }
         )
         return {"decision": decision}

@@ -14,4 +14,5 @@ class LeadState(TypedDict, total=False):
     route: dict[str, Any]  # route: next action and channel (email | call_task | none)
     draft: dict[str, Any] | None  # draft: what the closer will review
     decision: dict[str, Any] | None  # review: the closer's decision, passed in on resume
+    redrafts: list[dict[str, Any]]  # draft: rejected drafts redrafted on request (reason, template, item)
     outcome: dict[str, Any]  # execute / finish: what happened

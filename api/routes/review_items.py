@@ -1,4 +1,6 @@
-"""The review queue over HTTP: list, read, approve (optionally edited), reject (with a reason)."""
+"""The review queue over HTTP: my/team/exception queues, item pages with a timeline, decisions
+(approve with edits, reject with an optional redraft, undo inside the window), assignment, snooze
+and bulk approval of low-risk items."""
 
 from __future__ import annotations
 
@@ -7,8 +9,20 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Depends, Query
 
 from api.auth import Principal
-from api.deps import SessionDep, require
-from core.schemas import ApproveRequest, RejectRequest, ReviewItem, ReviewItemPage
+from api.deps import SessionDep, SettingsDep, require
+from core.schemas import (
+    ApproveRequest,
+    AssignRequest,
+    BulkApproveRequest,
+    BulkApproveResult,
+    RejectRequest,
+    ReviewItem,
+    ReviewItemPage,
+    SlaState,
+    SnoozeRequest,
+    TimelineEntry,
+)
+from core.users import assignable_names
 from review import service
 
 router = APIRouter(prefix="/v1/review-items", tags=["review"])
@@ -18,31 +32,95 @@ Reader = Annotated[Principal, Depends(require("closer", "manager", "evaluator"))
 Decider = Annotated[Principal, Depends(require("closer", "manager"))]
 
 
-@router.get("", response_model=ReviewItemPage, summary="The queue, oldest first")
+@router.get(
+    "",
+    response_model=ReviewItemPage,
+    summary="The queue, most urgent first (SLA deadline, then grade, then age)",
+)
 def list_review_items(
     session: SessionDep,
-    _: Reader,
+    settings: SettingsDep,
+    principal: Reader,
     status: Status | None = None,
+    view: Annotated[
+        Literal["my", "team", "exception"] | None,
+        Query(description="my: assigned to me; team: the main queue; exception: the exception queue"),
+    ] = None,
     queue: Literal["main", "exception"] | None = None,
+    kind: Annotated[str | None, Query(max_length=30)] = None,
+    grade: Literal["A", "B", "C", "D"] | None = None,
+    sla: SlaState | None = None,
+    assignee: Annotated[str | None, Query(max_length=200, description="A name, or 'unassigned'")] = None,
+    snoozed: Annotated[bool, Query(description="true: list only snoozed items (hidden otherwise)")] = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ReviewItemPage:
-    items, total = service.list_items(session, status=status, limit=limit, offset=offset, queue=queue)
-    return ReviewItemPage(items=[ReviewItem.model_validate(i) for i in items], total=total, limit=limit, offset=offset)
+    items, total = service.list_items(
+        session,
+        settings,
+        status=status,
+        limit=limit,
+        offset=offset,
+        queue=queue,
+        view=view,
+        me=principal.name,
+        kind=kind,
+        grade=grade,
+        sla=sla,
+        assignee=assignee,
+        snoozed=snoozed,
+    )
+    return ReviewItemPage(items=[service.present(i, settings) for i in items], total=total, limit=limit, offset=offset)
+
+
+@router.get("/assignees", response_model=list[str], summary="People an item can be assigned to")
+def list_assignees(session: SessionDep, _: Reader) -> list[str]:
+    return assignable_names(session)
+
+
+@router.post(
+    "/bulk-approve",
+    response_model=BulkApproveResult,
+    summary="Approve selected low-risk items as drafted (never items with guard flags)",
+)
+def bulk_approve(
+    data: BulkApproveRequest, session: SessionDep, settings: SettingsDep, principal: Decider
+) -> BulkApproveResult:
+    approved, skipped = service.bulk_approve(
+        session, data.ids, actor=principal.actor, undo_seconds=settings.undo_seconds
+    )
+    session.commit()
+    return BulkApproveResult(approved=approved, skipped=skipped)
 
 
 @router.get("/{item_id}", response_model=ReviewItem)
-def get_review_item(item_id: int, session: SessionDep, _: Reader) -> ReviewItem:
-    return ReviewItem.model_validate(service.get_item(session, item_id))
+def get_review_item(item_id: int, session: SessionDep, settings: SettingsDep, _: Reader) -> ReviewItem:
+    return service.present(service.get_item(session, item_id), settings)
+
+
+@router.get("/{item_id}/timeline", response_model=list[TimelineEntry], summary="The lead's history, oldest first")
+def get_timeline(item_id: int, session: SessionDep, _: Reader) -> list[TimelineEntry]:
+    return service.timeline(session, item_id)
+
+
+@router.post("/{item_id}/open", response_model=ReviewItem, summary="Start the review clock (first open only)")
+def open_review_item(item_id: int, session: SessionDep, settings: SettingsDep, _: Decider) -> ReviewItem:
+    item = service.mark_opened(session, item_id)
+    session.commit()
+    return service.present(item, settings)
 
 
 @router.post(
     "/{item_id}/approve",
     response_model=ReviewItem,
-    summary="Approve (optionally with an edited subject/body); the action runs once",
+    summary="Approve (optionally edited); it is sent after the undo window, once",
 )
 def approve_review_item(
-    item_id: int, session: SessionDep, principal: Decider, edit: Annotated[ApproveRequest | None, Body()] = None
+    item_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Decider,
+    edit: Annotated[ApproveRequest | None, Body()] = None,
 ) -> ReviewItem:
     edit = edit or ApproveRequest()
     item = service.approve(
@@ -52,13 +130,53 @@ def approve_review_item(
         subject=edit.subject,
         body=edit.body,
         acknowledge_flags=edit.acknowledge_flags,
+        undo_seconds=settings.undo_seconds,
     )
     session.commit()
-    return ReviewItem.model_validate(item)
+    return service.present(item, settings)
 
 
-@router.post("/{item_id}/reject", response_model=ReviewItem, summary="Reject with a reason; nothing is sent")
-def reject_review_item(item_id: int, data: RejectRequest, session: SessionDep, principal: Decider) -> ReviewItem:
-    item = service.reject(session, item_id, actor=principal.actor, reason=data.reason)
+@router.post(
+    "/{item_id}/undo",
+    response_model=ReviewItem,
+    summary="Take back an approval inside the undo window; the item is pending again and nothing is sent",
+)
+def undo_review_item(item_id: int, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
+    item = service.undo(session, settings, item_id, actor=principal.actor)
     session.commit()
-    return ReviewItem.model_validate(item)
+    return service.present(item, settings)
+
+
+@router.post(
+    "/{item_id}/reject",
+    response_model=ReviewItem,
+    summary="Reject with a reason; nothing is sent. redraft=true asks the agent for a new draft",
+)
+def reject_review_item(
+    item_id: int, data: RejectRequest, session: SessionDep, settings: SettingsDep, principal: Decider
+) -> ReviewItem:
+    item = service.reject(
+        session, item_id, actor=principal.actor, reason=data.reason, redraft=data.redraft, template=data.template
+    )
+    session.commit()
+    return service.present(item, settings)
+
+
+@router.post("/{item_id}/assign", response_model=ReviewItem, summary="Assign, reassign or return to the team queue")
+def assign_review_item(
+    item_id: int, data: AssignRequest, session: SessionDep, settings: SettingsDep, principal: Decider
+) -> ReviewItem:
+    item = service.assign(
+        session, item_id, assignee=data.assignee, actor=principal.actor, role=principal.role, me=principal.name
+    )
+    session.commit()
+    return service.present(item, settings)
+
+
+@router.post("/{item_id}/snooze", response_model=ReviewItem, summary="Hide until a time (null wakes it now)")
+def snooze_review_item(
+    item_id: int, data: SnoozeRequest, session: SessionDep, settings: SettingsDep, principal: Decider
+) -> ReviewItem:
+    item = service.snooze(session, item_id, until=data.until, actor=principal.actor)
+    session.commit()
+    return service.present(item, settings)

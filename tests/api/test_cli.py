@@ -85,9 +85,12 @@ def test_up_migrates_seeds_serves_and_stops_on_ctrl_c(tmp_path):
         text = "".join(lines)
         assert "Press Ctrl-C to stop." in text, text
         assert f"http://127.0.0.1:{api_port}" in text and f"http://127.0.0.1:{app_port}" in text
-        token = next(line.split("token: ")[1].strip() for line in lines if "demo closer token" in line)
+        sign_in = next(line.split("sign-in: ")[1].strip() for line in lines if "demo closer" in line)
+        email, password = sign_in.split(" / ")
+        login = httpx.post(f"http://127.0.0.1:{api_port}/v1/auth/login", json={"email": email, "password": password})
+        assert login.status_code == 200, login.text
         # The worker drafts the five demo leads into the queue.
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {login.json()['token']}"}
         total = 0
         for _ in range(100):
             total = httpx.get(f"http://127.0.0.1:{api_port}/v1/review-items?status=pending", headers=headers).json()[

@@ -110,7 +110,7 @@ def test_tokens_are_stored_hashed(settings, http):
         assert row.token_hash != plaintext and plaintext not in row.token_hash and len(row.token_hash) == 64
         assert plaintext.startswith(row.prefix)
     me = http.get("/v1/me", headers={"Authorization": f"Bearer {plaintext}"})
-    assert me.json() == {"name": "hash-check", "role": "manager"}
+    assert me.json() == {"name": "hash-check", "role": "manager", "email": None, "kind": "token"}
 
 
 def test_get_lead_and_unknown_lead(settings, http):

@@ -8,7 +8,7 @@ from core.models import Base
 
 
 def test_migrations_reach_head_and_match_the_models(settings):
-    assert current_revision(settings) == "0004"
+    assert current_revision(settings) == "0005"
     engine = get_engine(settings)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"include_name": include_name}), Base.metadata)
@@ -25,6 +25,9 @@ def test_migrations_reach_head_and_match_the_models(settings):
         "outbox_messages",
         "audit_events",
         "api_tokens",
+        "users",
+        "user_sessions",
+        "webhook_deliveries",
         "jobs",
     ):
         assert table in tables
@@ -69,5 +72,34 @@ def test_upgrading_a_database_with_data_keeps_it(scratch_database_url):
             assert str(row.captured_at).startswith("2026-01-02 03:04:05")
             assert row.capture_features in ({}, "{}")
             assert conn.execute(text("SELECT name FROM accounts")).scalar_one() == "Acme"
+    finally:
+        engine.dispose()
+
+
+def test_0005_backfills_the_queue_grade_from_each_brief(scratch_database_url):
+    from sqlalchemy import text
+
+    from core.db import make_engine
+    from core.migrate import upgrade
+    from core.settings import Settings
+
+    settings = Settings(database_url=scratch_database_url)
+    upgrade(settings, "0004")
+    engine = make_engine(scratch_database_url)
+    try:
+        with engine.begin() as conn:
+            for n, brief in enumerate(('{"grade": "B", "score": 61}', "{}")):
+                conn.execute(
+                    text(
+                        "INSERT INTO review_items (kind, status, thread_id, interrupt_id, brief, draft, created_at,"
+                        " updated_at) VALUES ('email', 'pending', 't', :iid, :brief, '{}', CURRENT_TIMESTAMP,"
+                        " CURRENT_TIMESTAMP)"
+                    ),
+                    {"iid": f"i{n}", "brief": brief},
+                )
+        upgrade(settings)
+        with engine.connect() as conn:
+            grades = conn.execute(text("SELECT grade FROM review_items ORDER BY id")).scalars().all()
+        assert grades == ["B", None]
     finally:
         engine.dispose()

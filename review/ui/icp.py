@@ -1,0 +1,145 @@
+"""The ICP rubric page (managers edit and publish, evaluators backtest) and the outcome models."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from review.client import ApiError, RevloopClient
+from review.ui.common import show_error
+
+GRADES = ["A", "B", "C", "D"]
+BACKTEST_SOURCES = ["all", "maven", "x-education"]
+
+
+def show_backtest(result: dict) -> None:
+    import pandas as pd
+
+    draft, published = result["draft"], result["published"]
+    st.subheader(
+        f"Backtest on {result['closed_deals']} closed deals"
+        + (f" ({result['source']})" if result.get("source") else "")
+    )
+    cols = st.columns(4)
+    auc = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    cols[0].metric(
+        f"AUC {draft['version']}",
+        auc(draft["auc"]),
+        None if draft["auc"] is None or published["auc"] is None else f"{draft['auc'] - published['auc']:+.3f}",
+    )
+    cols[1].metric(f"AUC {published['version']} (published)", auc(published["auc"]))
+    cols[2].metric("Base win rate", f"{result['base_win_rate']:.1%}")
+    cols[3].metric("Open leads changing grade", f"{result['open_leads_changing_grade']} / {result['open_leads']}")
+    rows = []
+    for grade in GRADES:
+        for label, side in ((f"draft {draft['version']}", draft), (f"published {published['version']}", published)):
+            g = side["grades"][grade]
+            rows.append(
+                {
+                    "grade": grade,
+                    "rubric": label,
+                    "deals": g["n"],
+                    "won": g["won"],
+                    "win rate": g["win_rate"],
+                    "lift": g["lift"],
+                }
+            )
+    table = pd.DataFrame(rows)
+    st.bar_chart(table.fillna({"win rate": 0}), x="grade", y="win rate", color="rubric", stack=False)
+    st.dataframe(table, hide_index=True, width="stretch")
+    if result["grade_changes"]:
+        st.caption("Open leads changing grade: " + ", ".join(f"{k}: {v}" for k, v in result["grade_changes"].items()))
+
+
+def page(client: RevloopClient, role: str) -> None:
+    st.title("ICP rubric")
+    try:
+        active = client.active_rubric()
+    except ApiError as exc:
+        show_error(exc)
+        return
+    st.caption(
+        f"Leads are scored with **{active['version']}** "
+        f"({'published' if active['origin'] == 'published' else 'rubric file, nothing published yet'})."
+    )
+    content = st.text_area("Rubric (YAML)", value=active["content"], height=420, key="icp_content")
+    source = st.selectbox("Backtest against closed deals from", BACKTEST_SOURCES, key="icp_source")
+    cols = st.columns(4)
+    if cols[0].button("Validate", key="icp_validate"):
+        result = client.validate_rubric(content)
+        if result["valid"]:
+            st.success(f"Valid: version {result['version']}")
+        else:
+            st.error(f"{len(result['errors'])} error(s):\n" + "\n".join(f"- {e}" for e in result["errors"]))
+    if cols[1].button("Backtest", key="icp_run_backtest"):
+        try:
+            st.session_state["icp_backtest"] = client.backtest_rubric(content, None if source == "all" else source)
+        except ApiError as exc:
+            st.session_state.pop("icp_backtest", None)
+            show_error(exc)
+    if role in ("manager", "admin"):
+        if cols[2].button("Save draft", key="icp_save"):
+            try:
+                st.session_state["icp_draft"] = client.save_rubric(content)
+            except ApiError as exc:
+                show_error(exc)
+        draft = st.session_state.get("icp_draft")
+        if (
+            draft
+            and draft["status"] == "draft"
+            and cols[3].button(f"Publish {draft['version']}", type="primary", key="icp_publish")
+        ):
+            try:
+                published = client.publish_rubric(draft["id"])
+            except ApiError as exc:
+                show_error(exc)
+            else:
+                st.session_state["icp_draft"] = published
+                st.success(f"Published {published['version']}; new leads are scored with it.")
+        elif draft:
+            st.info(f"Saved {draft['version']} ({draft['status']}).")
+    if backtest := st.session_state.get("icp_backtest"):
+        show_backtest(backtest)
+    models_section(client, role)
+
+
+def models_section(client: RevloopClient, role: str) -> None:
+    st.divider()
+    st.subheader("Outcome models")
+    try:
+        models = client.scoring_models()
+    except ApiError as exc:
+        show_error(exc)
+        return
+    if not models:
+        st.info(
+            "No model yet: import closed deals and run `revloop scoring train`. Until then the rubric scores alone."
+        )
+        return
+    st.dataframe(
+        [
+            {
+                "version": m["version"],
+                "status": m["status"],
+                "algorithm": m["algorithm"],
+                "AUC": m["auc"],
+                "Brier": m["brier"],
+                "ECE": m["calibration_error"],
+                "won/lost": f"{m['n_won']}/{m['n_lost']}",
+                "trained": m["trained_at"][:16].replace("T", " "),
+            }
+            for m in models
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+    challengers = [m["version"] for m in models if m["status"] == "challenger"]
+    if role in ("manager", "admin") and challengers:
+        version = st.selectbox("Challenger", challengers, key="promote_version")
+        if st.button(f"Promote {version} to champion", key="promote"):
+            try:
+                client.promote_model(version)
+            except ApiError as exc:
+                show_error(exc)
+            else:
+                st.success(f"{version} is now the champion.")
+                st.rerun()

@@ -1,0 +1,310 @@
+"""One review item: brief, the data the draft used, the editable draft with its diff, decisions
+(approve, reject with redraft, undo inside the window), assignment, snooze and the lead's timeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+
+import streamlit as st
+
+from core.schemas import ReviewItem
+from review.client import ApiError, RevloopClient
+from review.ui.common import GRADE_COLOUR, relative, show_error, sla_label
+
+DECIDERS = ("closer", "manager", "admin")
+REDRAFT_TEMPLATES = ["(same template)", "first_touch_fast", "first_touch_nurture", "polite_decline", "call_task"]
+
+
+def show_brief(brief: dict) -> None:
+    grade = brief.get("grade", "?")
+    cols = st.columns(3)
+    cols[0].metric("Score", brief.get("score", "-"))
+    cols[1].markdown(f"**Grade** :{GRADE_COLOUR.get(grade, 'gray')}[{grade}]")
+    cols[2].markdown(f"**Next action**  \n{str(brief.get('next_action', '-')).replace('_', ' ')}")
+    st.write(brief.get("summary", ""))
+    model = brief.get("model")
+    if model:
+
+        def factors(items: list) -> str:
+            return ", ".join(f"{f['field'].removeprefix('custom.')} = {f['value']} ({f['effect']:+.0%})" for f in items)
+
+        st.markdown(
+            f"**Model** {model['probability']:.0%} likely to close (model {model['version']}, rubric fit "
+            f"{brief.get('rubric_score', '-')})  \n"
+            f"For: {factors(model['for']) or 'nothing notable'}  \n"
+            f"Against: {factors(model['against']) or 'nothing notable'}"
+        )
+    elif brief.get("fallback"):
+        st.caption(brief["fallback"])
+    if brief.get("flags"):
+        st.warning("Flags: " + ", ".join(brief["flags"]))
+    criteria = brief.get("criteria") or []
+    if criteria:
+        st.dataframe(
+            [
+                {"criterion": c["label"], "met": "yes" if c["met"] else "no", "evidence": c["evidence"]}
+                for c in criteria
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+
+
+def edit_diff(draft: dict, subject: str, body: str) -> str:
+    parts = []
+    for name, old, new in (("subject", draft.get("subject", ""), subject), ("body", draft.get("body", ""), body)):
+        parts.extend(
+            difflib.unified_diff(
+                (old + "\n").splitlines(keepends=True),
+                (new + "\n").splitlines(keepends=True),
+                f"draft/{name}",
+                f"final/{name}",
+            )
+        )
+    return "".join(parts)
+
+
+def _llm_usage(client: RevloopClient, item: ReviewItem) -> None:
+    if not (item.brief.get("engine") == "llm" or "llm_unavailable" in item.brief.get("flags", [])):
+        return
+    runs = client.lead_llm_runs(item.lead_id) if item.lead_id else []
+    if runs:
+        tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in runs)
+        cost = sum(float(r["cost_usd"]) for r in runs)
+        failed = [r["error"] for r in runs if r["status"] == "failed"]
+        st.caption(
+            f"LLM {runs[-1]['model']}: {sum(r['calls'] for r in runs)} call(s), {tokens} tokens, "
+            f"${cost:.4f}" + (f" — failed: {failed[-1]}" if failed else "")
+        )
+
+
+def _assignment(client: RevloopClient, me: dict, item: ReviewItem) -> None:
+    try:
+        people = client.assignees()
+    except ApiError as exc:
+        show_error(exc)
+        return
+    left, right = st.columns(2)
+    with left:
+        options = ["(team queue)", *people]
+        current = item.assignee if item.assignee in people else "(team queue)"
+        can_take = me["role"] == "closer" and item.assignee is None and me["name"] in people
+        if can_take and st.button("Take it", key=f"take_{item.id}"):
+            _act(lambda: client.assign(item.id, me["name"]), f"#{item.id} is yours.")
+        target = st.selectbox("Assign to", options, index=options.index(current), key=f"assignee_{item.id}")
+        if st.button("Assign", key=f"assign_{item.id}"):
+            _act(
+                lambda: client.assign(item.id, None if target == "(team queue)" else target),
+                f"#{item.id} assigned to {target}.",
+            )
+    with right:
+        if item.snoozed_until:
+            st.caption(f"Snoozed until {item.snoozed_until:%Y-%m-%d %H:%M} UTC")
+            if st.button("Wake now", key=f"wake_{item.id}"):
+                _act(lambda: client.snooze(item.id, None), f"#{item.id} is back in the queue.")
+        tomorrow = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+        day = st.date_input("Snooze until (UTC)", value=tomorrow.date(), key=f"snooze_day_{item.id}")
+        at = st.time_input("at", value=dt.time(9, 0), key=f"snooze_time_{item.id}")
+        if st.button("Snooze", key=f"snooze_{item.id}"):
+            until = dt.datetime.combine(day, at, tzinfo=dt.UTC)
+            _act(lambda: client.snooze(item.id, until), f"#{item.id} snoozed until {until:%Y-%m-%d %H:%M} UTC.")
+
+
+def _act(call, flash: str, prefix: str = "") -> None:
+    try:
+        call()
+    except ApiError as exc:
+        show_error(exc, prefix)
+        return
+    st.session_state["flash"] = flash
+    st.rerun()
+
+
+@st.fragment(run_every=2)
+def undo_banner(client: RevloopClient, item_id: int) -> None:
+    """Counts down the undo window and offers Undo; refreshes itself until the message is sent."""
+    try:
+        item = client.review_item(item_id)
+    except ApiError as exc:
+        show_error(exc)
+        return
+    if item.status == "approved" and item.undo_until is not None:
+        left = item.undo_until - dt.datetime.now(dt.UTC)
+        st.warning(f"Approved. Sending in {relative(left)} — you can still undo.")
+        if st.button("Undo", key=f"undo_{item.id}", type="primary"):
+            try:
+                client.undo(item.id)
+            except ApiError as exc:
+                show_error(exc, "Too late: ")
+                return
+            st.session_state["flash"] = f"Approval of #{item.id} undone: nothing was sent; the draft is back."
+            st.session_state["follow_item"] = ("pending", item.id)
+            st.rerun(scope="app")
+    elif item.status == "approved":
+        st.info("Sending now…")
+    elif item.status in ("sent", "done"):
+        st.success(f"{'Sent' if item.status == 'sent' else 'Done'} at {item.executed_at:%H:%M:%S} UTC: {item.result}")
+    else:
+        st.info(f"Status: {item.status}" + (f" — {item.result}" if item.result else ""))
+
+
+def _decided(client: RevloopClient, item: ReviewItem) -> None:
+    decision = item.decision
+    if item.status == "approved":
+        undo_banner(client, item.id)
+    if decision is not None:
+        verb = {"approve": "Approved", "reject": "Rejected"}.get(decision.action, decision.action)
+        st.info(
+            f"{verb} by {decision.actor} at {decision.decided_at:%Y-%m-%d %H:%M UTC}"
+            + (f" — reason: {decision.reason}" if decision.reason else "")
+            + (" — a redraft was requested" if decision.redraft else "")
+        )
+        if decision.edit_diff:
+            st.markdown("**Edits made before approval**")
+            st.code(decision.edit_diff, language="diff")
+    if item.result and item.status != "approved":
+        st.success(f"Result: {item.result}")
+    draft = item.draft
+    st.text_input(
+        "Subject",
+        value=(decision.final_subject if decision else None) or draft.get("subject", ""),
+        disabled=True,
+        key=f"ro_subject_{item.id}",
+    )
+    st.text_area(
+        "Body",
+        value=(decision.final_body if decision else None) or draft.get("body", ""),
+        height=300,
+        disabled=True,
+        key=f"ro_body_{item.id}",
+    )
+
+
+def _pending(client: RevloopClient, me: dict, item: ReviewItem) -> None:
+    draft = item.draft
+    if me["role"] not in DECIDERS:
+        st.text_area("Body", value=draft.get("body", ""), height=300, disabled=True, key=f"ro_body_{item.id}")
+        st.caption("Evaluators can read the queue; closers and managers decide.")
+        return
+    acknowledged = True
+    if item.guard_flags:
+        st.error(
+            "Grounding guard: the draft says things no record supports:\n"
+            + "\n".join(f"- {flag}" for flag in item.guard_flags)
+        )
+        acknowledged = st.checkbox("I checked these and the draft is right", key=f"ack_{item.id}")
+    subject = st.text_input("Subject", value=draft.get("subject", ""), key=f"subject_{item.id}")
+    body = st.text_area("Body", value=draft.get("body", ""), height=320, key=f"body_{item.id}")
+    diff = edit_diff(draft, subject, body)
+    if diff:
+        st.markdown("**Your edits** (stored with the approval)")
+        st.code(diff, language="diff")
+    approve_col, reject_col = st.columns(2)
+    label = "Approve and send" if item.kind == "email" else "Approve"
+    if approve_col.button(label, type="primary", key=f"approve_{item.id}"):
+        try:
+            done = client.approve(
+                item.id,
+                subject=subject if subject != draft.get("subject") else None,
+                body=body if body != draft.get("body") else None,
+                acknowledge_flags=bool(item.guard_flags) and acknowledged,
+            )
+        except ApiError as exc:
+            show_error(exc, "Not approved: ")
+        else:
+            st.session_state["flash"] = (
+                f"Approved item #{done.id}"
+                + (" (edited)" if done.decision and done.decision.edited else "")
+                + (
+                    f"; it is sent at {done.undo_until:%H:%M:%S} UTC unless you undo it."
+                    if done.undo_until
+                    else "; it is sent in the background."
+                )
+            )
+            st.session_state["follow_item"] = ("approved", done.id)  # keep Undo in reach
+            st.rerun()
+    with reject_col:
+        reason = st.text_input("Reason for rejecting", key=f"reason_{item.id}")
+        redraft = st.checkbox("Ask the agent for a new draft", key=f"redraft_{item.id}")
+        template = None
+        if redraft:
+            choice = st.selectbox("New draft's template", REDRAFT_TEMPLATES, key=f"redraft_template_{item.id}")
+            template = None if choice == REDRAFT_TEMPLATES[0] else choice
+        if st.button("Reject", key=f"reject_{item.id}"):
+            if len(reason.strip()) < 3:
+                st.error("A rejection needs a reason (at least 3 characters).")
+            else:
+                try:
+                    client.reject(item.id, reason.strip(), redraft=redraft, template=template)
+                except ApiError as exc:
+                    show_error(exc, "Not rejected: ")
+                else:
+                    st.session_state["flash"] = f"Rejected item #{item.id}." + (
+                        " A new draft will appear in the queue." if redraft else ""
+                    )
+                    st.rerun()
+
+
+def _timeline(client: RevloopClient, item_id: int) -> None:
+    try:
+        entries = client.timeline(item_id)
+    except ApiError as exc:
+        show_error(exc)
+        return
+    st.markdown("**Timeline**")
+    st.dataframe(
+        [
+            {
+                "when": e["at"][:19].replace("T", " "),
+                "what": e["kind"],
+                "detail": e["summary"],
+                "by": e.get("actor") or "",
+                "item": e.get("review_item_id"),
+            }
+            for e in entries
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+
+
+def page(client: RevloopClient, me: dict, item_id: int) -> None:
+    try:
+        item = client.review_item(item_id)
+        opened = st.session_state.setdefault("opened", set())
+        if item.status == "pending" and me["role"] in DECIDERS and item_id not in opened:
+            client.open_item(item_id)  # starts the review clock (first open only)
+            opened.add(item_id)
+    except ApiError as exc:
+        show_error(exc)
+        return
+    st.subheader(f"#{item.id} · {item.kind.replace('_', ' ')} · {item.status}")
+    sla = sla_label(item.sla_due_at, item.sla_state)
+    sla_text = f":red[**{sla}**]" if item.sla_state == "breached" else sla
+    st.markdown(
+        f"SLA: {sla_text} · queue {item.queue} · assignee {item.assignee or 'team'}"
+        + (f" · redraft of #{item.redraft_of}" if item.redraft_of else "")
+    )
+    if item.status == "pending" and me["role"] in DECIDERS:
+        with st.expander("Assign or snooze"):
+            _assignment(client, me, item)
+    show_brief(item.brief)
+    _llm_usage(client, item)
+    if item.draft.get("redraft_reason"):
+        st.info(f"Redrafted after a rejection: “{item.draft['redraft_reason']}”")
+    st.divider()
+    st.markdown(f"**To:** {item.draft.get('to') or '(contact record)'}  ·  template `{item.template}`")
+    with st.expander("Data this draft used"):
+        used = item.draft.get("facts_used") or {}
+        st.dataframe(
+            [{"field": k, "value": str(v)} for k, v in used.items() if v not in (None, "")],
+            hide_index=True,
+            width="stretch",
+        )
+        st.caption("Recipient, names and company come from CRM records; the lead's own message is never quoted.")
+    if item.status == "pending":
+        _pending(client, me, item)
+    else:
+        _decided(client, item)
+    _timeline(client, item.id)
