@@ -138,3 +138,27 @@ def session_token(settings: Settings, role: str = "closer", name: str | None = N
     with session_scope(settings) as session:
         _, plaintext = login(session, settings, email=email, password=PASSWORD)
     return plaintext
+
+
+def queued_item(settings: Settings, **fields: Any) -> int:
+    """A pending review item inserted directly (no graph behind it): for queue listing tests."""
+    import uuid
+
+    from core.models import ReviewItem
+
+    values: dict[str, Any] = {
+        "kind": "email",
+        "thread_id": f"t-{uuid.uuid4().hex[:12]}",
+        "interrupt_id": uuid.uuid4().hex,
+        "template": "first_touch_fast",
+        "brief": {"grade": fields.get("grade") or "B", "score": 60},
+        "draft": {"subject": "Hello", "body": "Hi there", "to": "x@example.com"},
+        "queue": "main",
+        "grade": "B",
+    }
+    values.update(fields)
+    with session_scope(settings) as session:
+        row = ReviewItem(**values)
+        session.add(row)
+        session.flush()
+        return row.id

@@ -1,0 +1,129 @@
+"""Every route x every role (and no token) -> the expected status, over a real socket.
+
+Roles sign in as people (session tokens); integration is a machine (API token). Requests for an
+allowed role use ids that do not exist or bodies that are empty, so each answers with a known status
+(404 or 422) that proves the request got past authorization without changing anything.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from core.settings import Settings
+from tests.factories import session_token, token
+
+HUMAN_ROLES = ("closer", "manager", "evaluator", "admin")
+ALL = (*HUMAN_ROLES, "integration")
+READERS = ("closer", "manager", "evaluator", "admin")
+DECIDERS = ("closer", "manager", "admin")
+ICP = ("manager", "evaluator", "admin")
+MISSING = 999_999
+
+# (method, path template in the OpenAPI schema) -> (concrete path, json body, roles allowed, status when allowed)
+MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
+    ("POST", "/v1/auth/logout"): ("/v1/auth/logout", None, ALL, 204),
+    ("GET", "/v1/me"): ("/v1/me", None, ALL, 200),
+    ("GET", "/v1/users"): ("/v1/users", None, ("admin",), 200),
+    ("POST", "/v1/users"): ("/v1/users", {}, ("admin",), 422),
+    ("PATCH", "/v1/users/{user_id}"): (f"/v1/users/{MISSING}", {}, ("admin",), 404),
+    ("POST", "/v1/leads"): ("/v1/leads", {}, ("integration", "closer", "manager", "admin"), 422),
+    ("GET", "/v1/leads"): ("/v1/leads", None, READERS, 200),
+    ("GET", "/v1/leads/{lead_id}/llm-runs"): (f"/v1/leads/{MISSING}/llm-runs", None, READERS, 404),
+    ("GET", "/v1/leads/{lead_id}"): (f"/v1/leads/{MISSING}", None, READERS, 404),
+    ("GET", "/v1/review-items"): ("/v1/review-items", None, READERS, 200),
+    ("GET", "/v1/review-items/assignees"): ("/v1/review-items/assignees", None, READERS, 200),
+    ("POST", "/v1/review-items/bulk-approve"): ("/v1/review-items/bulk-approve", {}, DECIDERS, 422),
+    ("GET", "/v1/review-items/{item_id}"): (f"/v1/review-items/{MISSING}", None, READERS, 404),
+    ("GET", "/v1/review-items/{item_id}/timeline"): (f"/v1/review-items/{MISSING}/timeline", None, READERS, 404),
+    ("POST", "/v1/review-items/{item_id}/open"): (f"/v1/review-items/{MISSING}/open", None, DECIDERS, 404),
+    ("POST", "/v1/review-items/{item_id}/approve"): (f"/v1/review-items/{MISSING}/approve", None, DECIDERS, 404),
+    ("POST", "/v1/review-items/{item_id}/undo"): (f"/v1/review-items/{MISSING}/undo", None, DECIDERS, 404),
+    ("POST", "/v1/review-items/{item_id}/reject"): (f"/v1/review-items/{MISSING}/reject", {}, DECIDERS, 422),
+    ("POST", "/v1/review-items/{item_id}/assign"): (f"/v1/review-items/{MISSING}/assign", {}, DECIDERS, 422),
+    ("POST", "/v1/review-items/{item_id}/snooze"): (f"/v1/review-items/{MISSING}/snooze", {}, DECIDERS, 422),
+    ("GET", "/v1/icp/rubrics"): ("/v1/icp/rubrics", None, ICP, 200),
+    ("POST", "/v1/icp/rubrics"): ("/v1/icp/rubrics", {}, ("manager", "admin"), 422),
+    ("GET", "/v1/icp/rubrics/active"): ("/v1/icp/rubrics/active", None, ICP, 200),
+    ("POST", "/v1/icp/rubrics/validate"): ("/v1/icp/rubrics/validate", {}, ICP, 422),
+    ("POST", "/v1/icp/rubrics/backtest"): ("/v1/icp/rubrics/backtest", {}, ICP, 422),
+    ("POST", "/v1/icp/rubrics/{rubric_id}/publish"): (
+        f"/v1/icp/rubrics/{MISSING}/publish",
+        None,
+        ("manager", "admin"),
+        404,
+    ),
+    ("GET", "/v1/scoring/models"): ("/v1/scoring/models", None, ICP, 200),
+    ("POST", "/v1/scoring/models/{version}/promote"): (
+        "/v1/scoring/models/no-such-model/promote",
+        None,
+        ("manager", "admin"),
+        404,
+    ),
+    ("GET", "/v1/kpis"): ("/v1/kpis", None, ("manager", "admin"), 200),
+    ("GET", "/v1/audit-events"): ("/v1/audit-events", None, ("admin",), 200),
+}
+# Routes that authenticate otherwise: the same answer whatever bearer token is sent (or none).
+UNAUTHENTICATED: dict[tuple[str, str], tuple[str, object, int]] = {
+    ("POST", "/v1/auth/login"): ("/v1/auth/login", {}, 422),  # the password is the credential
+    ("POST", "/v1/webhooks/leads"): ("/v1/webhooks/leads", {}, 401),  # HMAC signature missing
+    ("GET", "/healthz"): ("/healthz", None, 200),
+}
+
+
+def _credentials(settings: Settings) -> dict[str, str | None]:
+    creds: dict[str, str | None] = {role: session_token(settings, role, f"Matrix {role}") for role in HUMAN_ROLES}
+    creds["integration"] = token(settings, "integration", "matrix-machine")
+    creds["none"] = None
+    return creds
+
+
+def _call(http, method: str, path: str, body: object, bearer: str | None):
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    return (
+        http.request(method, path, json=body, headers=headers)
+        if body is not None
+        else http.request(method, path, headers=headers)
+    )
+
+
+def test_the_matrix_covers_every_route():
+    from api.app import create_app
+
+    schema = create_app(Settings(database_url="sqlite://")).openapi()
+    routes = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
+    assert routes == set(MATRIX) | set(UNAUTHENTICATED), "add new routes to the authorization matrix"
+
+
+def test_every_route_for_every_role(settings, live_server, http):
+    settings.webhook_secret_leads = "matrix-secret"
+    creds = _credentials(settings)
+    failures = []
+    for (method, template), (path, body, allowed, ok_status) in MATRIX.items():
+        for role, bearer in creds.items():
+            if template == "/v1/auth/logout" and bearer is not None:
+                # Logging out ends the session: use a fresh one so later rows keep theirs.
+                bearer = (
+                    session_token(settings, role, f"Logout {role}")
+                    if role in HUMAN_ROLES
+                    else token(settings, role, "logout-machine")
+                )
+            expected = 401 if role == "none" else ok_status if role in allowed else 403
+            got = _call(http, method, path, body, bearer).status_code
+            if got != expected:
+                failures.append(f"{method} {template} as {role}: expected {expected}, got {got}")
+    for (method, template), (path, body, expected) in UNAUTHENTICATED.items():
+        for role, bearer in creds.items():
+            got = _call(http, method, path, body, bearer).status_code
+            if got != expected:
+                failures.append(f"{method} {template} as {role}: expected {expected}, got {got}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("role", ["closer", "evaluator"])
+def test_an_api_token_and_a_session_of_the_same_role_get_the_same_answers(settings, http, role):
+    by_token, by_session = token(settings, role), session_token(settings, role)
+    for path in ("/v1/review-items", "/v1/users", "/v1/kpis", "/v1/icp/rubrics"):
+        assert (
+            http.get(path, headers={"Authorization": f"Bearer {by_token}"}).status_code
+            == http.get(path, headers={"Authorization": f"Bearer {by_session}"}).status_code
+        ), path
