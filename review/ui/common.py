@@ -52,16 +52,17 @@ def relative(delta: dt.timedelta) -> str:
     return f"{seconds // 86400} d"
 
 
-def sla_label(sla_due_at: dt.datetime | None, state: str, now: dt.datetime | None = None) -> str:
-    """'12 min left', 'due soon: 3 min left', 'BREACHED 5 min ago' (decided items: met / missed)."""
+def sla_label(
+    sla_due_at: dt.datetime | None, state: str, status: str = "pending", now: dt.datetime | None = None
+) -> str:
+    """'12 min left', 'due soon: 3 min left', 'BREACHED 5 min ago'; decided items: 'met' or 'missed'."""
     if sla_due_at is None:
         return "no SLA"
-    now = now or dt.datetime.now(dt.UTC)
-    left = sla_due_at - now
+    if status != "pending":
+        return "missed" if state == "breached" else "met"
+    left = sla_due_at - (now or dt.datetime.now(dt.UTC))
     if state == "breached":
-        return f"BREACHED {relative(left)} ago" if left.total_seconds() <= 0 else "missed"
+        return f"BREACHED {relative(left)} ago"
     if state == "due_soon":
         return f"due soon: {relative(left)} left"
-    if left.total_seconds() <= 0:
-        return "met"
     return f"{relative(left)} left"

@@ -123,30 +123,29 @@ def _act(call, flash: str, prefix: str = "") -> None:
 
 @st.fragment(run_every=2)
 def undo_banner(client: RevloopClient, item_id: int) -> None:
-    """Counts down the undo window and offers Undo; refreshes itself until the message is sent."""
+    """Counts down the undo window and offers Undo; reloads the page once the item has moved on."""
     try:
         item = client.review_item(item_id)
     except ApiError as exc:
         show_error(exc)
         return
-    if item.status == "approved" and item.undo_until is not None:
-        left = item.undo_until - dt.datetime.now(dt.UTC)
-        st.warning(f"Approved. Sending in {relative(left)} — you can still undo.")
-        if st.button("Undo", key=f"undo_{item.id}", type="primary"):
-            try:
-                client.undo(item.id)
-            except ApiError as exc:
-                show_error(exc, "Too late: ")
-                return
-            st.session_state["flash"] = f"Approval of #{item.id} undone: nothing was sent; the draft is back."
-            st.session_state["follow_item"] = ("pending", item.id)
-            st.rerun(scope="app")
-    elif item.status == "approved":
+    if item.status != "approved":  # sent (or cancelled): show its final state and timeline
+        st.session_state["follow_item"] = (item.status, item.id)
+        st.rerun(scope="app")
+    if item.undo_until is None:
         st.info("Sending now…")
-    elif item.status in ("sent", "done"):
-        st.success(f"{'Sent' if item.status == 'sent' else 'Done'} at {item.executed_at:%H:%M:%S} UTC: {item.result}")
-    else:
-        st.info(f"Status: {item.status}" + (f" — {item.result}" if item.result else ""))
+        return
+    left = item.undo_until - dt.datetime.now(dt.UTC)
+    st.warning(f"Approved. Sending in {relative(left)} — you can still undo.")
+    if st.button("Undo", key=f"undo_{item.id}", type="primary"):
+        try:
+            client.undo(item.id)
+        except ApiError as exc:
+            show_error(exc, "Too late: ")
+            return
+        st.session_state["flash"] = f"Approval of #{item.id} undone: nothing was sent; the draft is back."
+        st.session_state["follow_item"] = ("pending", item.id)
+        st.rerun(scope="app")
 
 
 def _decided(client: RevloopClient, item: ReviewItem) -> None:
@@ -163,8 +162,12 @@ def _decided(client: RevloopClient, item: ReviewItem) -> None:
         if decision.edit_diff:
             st.markdown("**Edits made before approval**")
             st.code(decision.edit_diff, language="diff")
-    if item.result and item.status != "approved":
-        st.success(f"Result: {item.result}")
+    if item.status == "sent" and item.result:
+        st.success(f"Sent at {item.executed_at:%H:%M:%S} UTC to {item.result.get('to')}")
+    elif item.status == "done":
+        st.success(f"Done at {item.executed_at:%H:%M:%S} UTC: {item.result}")
+    elif item.result and item.status != "approved":
+        st.info(f"{item.status.title()}: {item.result}")
     draft = item.draft
     st.text_input(
         "Subject",
@@ -260,7 +263,7 @@ def _timeline(client: RevloopClient, item_id: int) -> None:
                 "what": e["kind"],
                 "detail": e["summary"],
                 "by": e.get("actor") or "",
-                "item": e.get("review_item_id"),
+                "item": f"#{e['review_item_id']}" if e.get("review_item_id") else "",
             }
             for e in entries
         ],
@@ -280,7 +283,7 @@ def page(client: RevloopClient, me: dict, item_id: int) -> None:
         show_error(exc)
         return
     st.subheader(f"#{item.id} · {item.kind.replace('_', ' ')} · {item.status}")
-    sla = sla_label(item.sla_due_at, item.sla_state)
+    sla = sla_label(item.sla_due_at, item.sla_state, item.status)
     sla_text = f":red[**{sla}**]" if item.sla_state == "breached" else sla
     st.markdown(
         f"SLA: {sla_text} · queue {item.queue} · assignee {item.assignee or 'team'}"

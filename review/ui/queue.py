@@ -9,7 +9,7 @@ from review.ui import item as item_page
 from review.ui.common import show_error, sla_label
 
 VIEWS = {"My queue": "my", "Team queue": "team", "Exception queue": "exception", "Everything": None}
-STATUSES = ["pending", "approved", "sent", "done", "rejected", "cancelled", "all"]
+STATUSES = ["pending", "approved", "sent", "done", "rejected", "cancelled", "failed", "all"]
 KINDS = ["any", "email", "call_task"]
 GRADES = ["any", "A", "B", "C", "D"]
 SLA_STATES = {"any": None, "breached": "breached", "due soon": "due_soon", "on track": "on_track", "no SLA": "none"}
@@ -108,7 +108,7 @@ def page(client: RevloopClient, me: dict) -> None:
                 "id": i.id,
                 "grade": i.grade,
                 "score": i.brief.get("score"),
-                "SLA": sla_label(i.sla_due_at, i.sla_state),
+                "SLA": sla_label(i.sla_due_at, i.sla_state, i.status),
                 "assignee": i.assignee or "team",
                 "kind": i.kind,
                 "to": i.draft.get("to"),
@@ -125,8 +125,8 @@ def page(client: RevloopClient, me: dict) -> None:
     if me["role"] in DECIDERS and filters["status"] == "pending":
         _bulk_approve(client, result.items)
     labels = {
-        i.id: f"#{i.id} · {i.grade or '?'} {i.brief.get('score', '')} · {sla_label(i.sla_due_at, i.sla_state)} · "
-        f"{i.draft.get('subject', '')[:60]}"
+        i.id: f"#{i.id} · {i.grade or '?'} {i.brief.get('score', '')} · "
+        f"{sla_label(i.sla_due_at, i.sla_state, i.status)} · {i.draft.get('subject', '')[:60]}"
         for i in result.items
     }
     ids = list(labels)

@@ -1,0 +1,139 @@
+"""One real-browser test: Debian Chromium driven by Playwright (no browser download).
+
+A closer signs in, opens an item, edits the draft, approves it, watches the undo countdown and sees
+the message sent once the window has passed. API, worker and Streamlit all run for real.
+Needs /usr/bin/chromium (`make test` installs Debian's chromium and chromium-driver).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.factories import PASSWORD, lead_payload, token, user
+from tools.mail import outbox_files
+
+CHROMIUM = os.environ.get("REVLOOP_TEST_CHROMIUM", "/usr/bin/chromium")
+APP = Path(__file__).resolve().parents[2] / "review" / "app.py"
+
+
+@pytest.fixture
+def review_app(live_server, subprocess_env):
+    port = free_port()
+    env = {**subprocess_env, "REVLOOP_API_URL": live_server.url}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.address",
+            "127.0.0.1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the review app did not start")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture
+def background_worker(settings, worker):
+    settings.worker_poll_seconds = 0.2
+    thread = threading.Thread(target=worker.run_forever, daemon=True)
+    thread.start()
+    yield worker
+    worker.stop()
+    thread.join(timeout=20)
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)"
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def test_closer_signs_in_edits_approves_and_sees_it_sent_after_the_undo_window(
+    settings, http, review_app, background_worker, browser
+):
+    settings.undo_seconds = 4
+    email = user(settings, "closer", "Casey Jordan")
+    r = http.post(
+        "/v1/leads", json=lead_payload(), headers={"Authorization": f"Bearer {token(settings, 'integration')}"}
+    )
+    assert r.status_code == 202
+    deadline = time.monotonic() + 30
+    while _pending_items(http, settings) == 0:
+        assert time.monotonic() < deadline, "the worker did not draft the lead"
+        time.sleep(0.3)
+
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(review_app)
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Signed in as").wait_for()
+
+    page.get_by_text("Everything", exact=True).click()  # the lead sits in whichever queue routing chose
+    body = page.get_by_label("Body", exact=True)
+    body.wait_for()
+    assert "Best regards" in body.input_value()
+    body.fill(body.input_value().replace("Best regards", "Warm regards from the browser"))
+    body.press("Control+Enter")  # Streamlit applies a text area on Ctrl+Enter (or blur)
+    page.get_by_text("+Warm regards from the browser").first.wait_for()  # the diff preview
+
+    page.get_by_role("button", name="Approve and send").click()
+    page.get_by_text(re.compile(r"^Approved\. Sending in")).wait_for()  # the undo countdown
+    assert outbox_files(settings) == []  # nothing leaves during the undo window
+    page.get_by_text(re.compile(r"^Sent at \d")).wait_for(timeout=30_000)  # the banner refreshes itself
+
+    [eml] = outbox_files(settings)
+    text = eml.read_text()
+    assert "Warm regards from the browser" in text and "To: jane.doe@acme-software.com" in text
+
+
+def _pending_items(http, settings) -> int:
+    headers = {"Authorization": f"Bearer {token(settings, 'manager', 'browser-test-probe')}"}
+    return http.get("/v1/review-items?status=pending", headers=headers).json()["total"]
