@@ -25,7 +25,7 @@ def run(args, env, **kw):
 
 def test_help_lists_every_command():
     out = run(["--help"], os.environ.copy()).stdout
-    for command in ("up", "serve", "worker", "review-app", "db", "demo", "tokens"):
+    for command in ("up", "serve", "worker", "review-app", "db", "demo", "tokens", "users", "webhooks"):
         assert f" {command} " in out
     assert "upgrade" in run(["db", "--help"], os.environ.copy()).stdout
     assert "seed" in run(["demo", "--help"], os.environ.copy()).stdout
