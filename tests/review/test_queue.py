@@ -14,8 +14,6 @@ from core.models import AuditEvent, Decision, Job, ReviewItem
 from tests.factories import captured_lead, queued_item, review_item_for, session_token, user
 from tools.mail import outbox_files
 
-NOW = dt.datetime.now(dt.UTC)
-
 
 def _h(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
@@ -27,6 +25,7 @@ def _ids(response) -> list[int]:
 
 
 def test_priority_breaches_first_then_deadline_then_grade(settings, http):
+    NOW = dt.datetime.now(dt.UTC)  # per test: the PostgreSQL run starts minutes later
     closer = session_token(settings, "closer")
     later_a = queued_item(settings, grade="A", sla_due_at=NOW + dt.timedelta(hours=2))
     breached_c = queued_item(settings, grade="C", sla_due_at=NOW - dt.timedelta(minutes=5))
@@ -46,6 +45,7 @@ def test_priority_breaches_first_then_deadline_then_grade(settings, http):
 
 
 def test_views_and_filters(settings, http):
+    NOW = dt.datetime.now(dt.UTC)  # per test: the PostgreSQL run starts minutes later
     closer = session_token(settings, "closer", "Casey Jordan")
     mine = queued_item(settings, assignee="Casey Jordan", grade="A", sla_due_at=NOW + dt.timedelta(hours=3))
     theirs = queued_item(settings, assignee="Robin Lee", kind="call_task", sla_due_at=NOW - dt.timedelta(hours=1))
@@ -94,6 +94,7 @@ def test_assignment_rules_and_audit(settings, http):
 
 
 def test_snooze_hides_until_the_time_and_rejects_bad_times(settings, http):
+    NOW = dt.datetime.now(dt.UTC)  # per test: the PostgreSQL run starts minutes later
     closer = session_token(settings, "closer")
     item = queued_item(settings)
     until = (NOW + dt.timedelta(hours=1)).isoformat()
@@ -245,6 +246,7 @@ def test_a_redraft_never_turns_a_call_only_contact_into_an_email(settings, http,
 
 
 def test_kpis_from_a_known_history(settings, http, worker):
+    NOW = dt.datetime.now(dt.UTC)  # per test: the PostgreSQL run starts minutes later
     manager = session_token(settings, "manager")
     user(settings, "closer", "Casey Jordan")
     lead = captured_lead(settings)
