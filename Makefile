@@ -8,7 +8,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: up test install browser clean
+.PHONY: up test eval install browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ up: install
 test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) eval
+
+## Run the offline eval suites; exits non-zero when a suite misses its thresholds.
+eval: install
+	$(BIN)/revloop eval run all
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 URL = re.compile(r"\bhttps?://[^\s<>\"')]*[^\s<>\"').,;:!?]", re.IGNORECASE)
 EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
@@ -82,7 +83,7 @@ INJECTION_PATTERNS: dict[str, re.Pattern[str]] = {
     ),
     "change_price": re.compile(
         r"\b(change|set|lower|reduce|cut|waive|make)\b.{0,40}\b(price|pricing|cost|fee|amount|invoice|discount)\b"
-        r"|\b(\d{2,3}\s?%|free of charge|for free|100% off)\b.{0,30}\b(discount|off)\b"
+        r"|(\b\d{1,3}\s?%|\bfree of charge\b|\bfor free\b).{0,30}\b(discount|off)\b"
         r"|\bdiscount of\b",
         re.IGNORECASE,
     ),
@@ -91,16 +92,31 @@ INJECTION_PATTERNS: dict[str, re.Pattern[str]] = {
         r"scoring|score(?:s)? you|internal|api key|token|password|other (?:leads|customers))\b",
         re.IGNORECASE,
     ),
+    # A promise nobody on record made ("as agreed, the first year is free"): a human checks it.
+    "claimed_commitment": re.compile(
+        r"\b(as (?:agreed|promised)|you (?:promised|agreed)|your (?:rep|colleague|team) (?:promised|agreed|said)|"
+        r"pre-?approved)\b",
+        re.IGNORECASE,
+    ),
     "invoke_tools": re.compile(
         r"\b(call|use|invoke|run|execute|trigger)\b.{0,30}\b(tool|function|api|crm_\w+|send_\w+|update_\w+|webhook)\b",
         re.IGNORECASE,
     ),
     "skip_approval": re.compile(
-        r"\b(skip|bypass|without|no need for|auto-?approve|approve (?:this|it) automatically)\b.{0,30}"
-        r"\b(approval|review|human|checks?|confirmation)\b",
+        r"\b(skip|bypass|without|no need for)\b.{0,30}\b(approval|review|human|checks?|confirmation)\b"
+        r"|\bauto-?approve|\bapprove (?:this |it )?automatically\b",
         re.IGNORECASE,
     ),
 }
+
+
+def lead_text(lead: dict[str, Any]) -> str:
+    """Everything the lead typed, for the injection screen: not only the message (a company or title field
+    can carry an instruction too)."""
+    custom = lead.get("custom") or {}
+    parts = [lead.get(k) for k in ("message", "company", "title", "first_name", "last_name", "website")]
+    parts += [v for v in custom.values() if isinstance(v, str)]
+    return "\n".join(str(p) for p in parts if p)
 
 
 def injection_signals(text: str | None, own_email: str | None = None) -> list[str]:
@@ -109,6 +125,8 @@ def injection_signals(text: str | None, own_email: str | None = None) -> list[st
         return []
     found = [name for name, pattern in INJECTION_PATTERNS.items() if pattern.search(text)]
     others = {e.lower() for e in EMAIL.findall(text)} - {(own_email or "").lower()}
+    if "redirect_recipient" in found and not others:
+        found.remove("redirect_recipient")  # "reply to me at <my own address>" redirects nothing
     if others and "redirect_recipient" not in found:
         found.append("foreign_email_address")
     return found

@@ -425,6 +425,24 @@ class WebhookDelivery(Base):
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
+class EvalRun(Base):
+    """One eval suite run: metrics, thresholds, per-case verdicts and what it ran against."""
+
+    __tablename__ = "eval_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(80), unique=True)
+    suite: Mapped[str] = mapped_column(String(30), index=True)
+    engine: Mapped[str] = mapped_column(String(20))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    metrics: Mapped[dict[str, Any]] = mapped_column()
+    thresholds: Mapped[list[Any]] = mapped_column(JSON)
+    failures: Mapped[list[Any]] = mapped_column(JSON)  # thresholds not met
+    cases: Mapped[list[Any]] = mapped_column(JSON)  # {id, passed, detail}
+    meta: Mapped[dict[str, Any]] = mapped_column()  # revision, rubric, model, engine, LLM, tokens, cost, duration
+    report_path: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Job(Base):
     """Durable background work: the worker claims rows; a sweep takes back abandoned ones."""
 
@@ -453,6 +471,7 @@ __all__ = [
     "Contact",
     "Deal",
     "Decision",
+    "EvalRun",
     "Job",
     "Lead",
     "OutboxMessage",

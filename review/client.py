@@ -29,7 +29,7 @@ class RevloopClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, *, text: bool = False, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -43,6 +43,8 @@ class RevloopClient:
             except ValueError:
                 message = response.text[:300]
             raise ApiError(response.status_code, message, fields)
+        if text:
+            return response.text
         return response.json() if response.content else None
 
     def me(self) -> Me:
@@ -104,6 +106,19 @@ class RevloopClient:
 
     def update_user(self, user_id: int, **changes: Any) -> dict[str, Any]:
         return self._call("PATCH", f"/v1/users/{user_id}", json=changes)
+
+    def eval_runs(self, suite: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, **({"suite": suite} if suite else {})}
+        return self._call("GET", "/v1/evals/runs", params=params)
+
+    def eval_run(self, run_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/evals/runs/{run_id}")
+
+    def eval_report(self, run_id: str) -> str:
+        return self._call("GET", f"/v1/evals/runs/{run_id}/report", text=True)
+
+    def eval_compare(self, a: str, b: str) -> dict[str, Any]:
+        return self._call("GET", "/v1/evals/compare", params={"a": a, "b": b})
 
     def audit_events(self, **filters: Any) -> dict[str, Any]:
         params = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in filters.items() if v}

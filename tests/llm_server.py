@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -21,6 +22,8 @@ def tool_call(name: str, arguments: dict[str, Any] | str) -> dict[str, Any]:
 class ScriptedLLM:
     def __init__(self) -> None:
         self.script: list[dict[str, Any]] = []
+        # Answers requests once the script is used up (e.g. the same reply for every lead of an eval suite).
+        self.responder: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         app = FastAPI()
@@ -30,7 +33,12 @@ class ScriptedLLM:
             body = await request.json()
             with self.lock:
                 self.requests.append(body)
-                step = self.script.pop(0) if self.script else {"content": "{}"}
+                if self.script:
+                    step = self.script.pop(0)
+                elif self.responder is not None:
+                    step = self.responder(body)
+                else:
+                    step = {"content": "{}"}
             if "sleep" in step:
                 time.sleep(step["sleep"])
             if "status" in step:

@@ -211,21 +211,24 @@ def x_education_snapshot(record: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def read_labelled(path: Path, fmt: str) -> tuple[list[dict[str, Any]], list[int], list[dict[str, Any]]]:
-    """A labelled lead file as (capture snapshots, won labels, rejections), without touching the database."""
+def read_labelled_records(path: Path, fmt: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A labelled lead file as (records with source, consent, custom and won; rejections), read only."""
     if fmt != "x-education":
         raise InvalidInput(f"--format must be x-education for a labelled dataset, got {fmt!r}")
     _, rows, passthrough = _x_education_columns(path)
-    snapshots, labels, rejected = [], [], []
+    records, rejected = [], []
     for number, row in enumerate(rows, start=2):
         try:
-            record = x_education_record(row, passthrough)
+            records.append(x_education_record(row, passthrough))
         except RowError as exc:
             rejected.append({"file": path.name, "row": number, "reason": str(exc)})
-            continue
-        snapshots.append(x_education_snapshot(record))
-        labels.append(int(record["won"]))
-    return snapshots, labels, rejected
+    return records, rejected
+
+
+def read_labelled(path: Path, fmt: str) -> tuple[list[dict[str, Any]], list[int], list[dict[str, Any]]]:
+    """A labelled lead file as (capture snapshots, won labels, rejections), without touching the database."""
+    records, rejected = read_labelled_records(path, fmt)
+    return [x_education_snapshot(r) for r in records], [int(r["won"]) for r in records], rejected
 
 
 def _import_x_education(session: Session, path: Path, report: ImportReport, progress: Progress | None) -> None:

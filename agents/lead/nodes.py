@@ -6,11 +6,12 @@ interrupt, in its own node, re-reading the approval from the database.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from langgraph.types import interrupt
 
-from agents.guard import injection_signals, ungrounded
+from agents.guard import injection_signals, lead_text, ungrounded
 from agents.lead import routing
 from agents.lead.prompts import TEMPLATE_FOR_ACTION, render, template_text, topics_phrase
 from agents.lead.research import research
@@ -31,15 +32,25 @@ NEXT_ACTION_LABEL = {
 }
 
 
+# What a name or company typed into a form may look like to be quoted in a draft: letters, digits, spaces and
+# ordinary name punctuation. Anything else (an address, a URL, an instruction, symbols) is not quoted.
+PLAIN_NAME = re.compile(r"^[^\W_][\w .,'&()\-]{0,79}$")
+
+
+def plain(value: Any) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text if PLAIN_NAME.match(text) and "@" not in text and "://" not in text else None
+
+
 def _display_name(facts: dict[str, Any]) -> tuple[str, str]:
     person = facts.get("contact") or facts["lead"]
-    first = (person.get("first_name") or "").strip() or "there"
-    full = " ".join(p for p in (person.get("first_name"), person.get("last_name")) if p) or facts["lead"]["email"]
-    return first, full
+    first, last = plain(person.get("first_name")), plain(person.get("last_name"))
+    full = " ".join(p for p in (first, last) if p) or facts["lead"]["email"]
+    return first or "there", full
 
 
 def _company(facts: dict[str, Any]) -> str:
-    return ((facts.get("account") or {}).get("name") or facts["lead"].get("company") or "your company").strip()
+    return plain((facts.get("account") or {}).get("name")) or plain(facts["lead"].get("company")) or "your company"
 
 
 def _strings(node: Any) -> list[str]:
@@ -94,7 +105,7 @@ class LeadNodes:
         if model_view and abs(scoring["rubric_score"] / 100 - model_view["probability"]) >= 0.5:
             flags.append("conflicting_signals")  # the written ICP and past outcomes disagree
         investigation = state.get("research") or {}
-        injection = injection_signals(lead.get("message"), lead.get("email"))
+        injection = injection_signals(lead_text(lead), lead.get("email"))
         insight = investigation.get("insight") or {}
         if insight.get("injection_suspected") and not injection:
             injection = ["model_suspected"]

@@ -61,6 +61,15 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
     ),
     ("GET", "/v1/kpis"): ("/v1/kpis", None, ("manager", "admin"), 200),
     ("GET", "/v1/audit-events"): ("/v1/audit-events", None, ("admin",), 200),
+    ("GET", "/v1/evals/runs"): ("/v1/evals/runs", None, ("evaluator", "manager", "admin"), 200),
+    ("GET", "/v1/evals/compare"): ("/v1/evals/compare?a=x&b=y", None, ("evaluator", "manager", "admin"), 404),
+    ("GET", "/v1/evals/runs/{run_id}"): ("/v1/evals/runs/missing", None, ("evaluator", "manager", "admin"), 404),
+    ("GET", "/v1/evals/runs/{run_id}/report"): (
+        "/v1/evals/runs/missing/report",
+        None,
+        ("evaluator", "manager", "admin"),
+        404,
+    ),
 }
 # Routes that authenticate otherwise: the same answer whatever bearer token is sent (or none).
 UNAUTHENTICATED: dict[tuple[str, str], tuple[str, object, int]] = {

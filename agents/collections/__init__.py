@@ -1,0 +1,1 @@
+"""Collections: the dunning policy and the ladder decision for one invoice."""

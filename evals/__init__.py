@@ -1,0 +1,1 @@
+"""Offline eval suites: quality on datasets and written cases, separate from tests; CI gates on thresholds."""
