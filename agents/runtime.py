@@ -15,11 +15,12 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 
+from agents.collections import scheduler as collections
 from agents.kinds import LEAD_RUN, REVIEW_RESUME
 from agents.lead.graph import build_lead_graph
 from core.db import session_scope
 from core.jobs import Worker
-from core.models import Decision, Lead, ReviewItem
+from core.models import Decision, Lead, ReviewItem, utcnow
 from core.settings import Settings, get_settings
 from tools.crm import set_lead_status
 from tools.review_queue import queue_for_review
@@ -127,6 +128,13 @@ class LeadGraphRunner:
             item = session.get(ReviewItem, review_item_id)
             if item is None:
                 raise LookupError(f"review item {review_item_id} not found")
+            reminder = item.thread_id.startswith("dunning-")  # a payment reminder: no graph thread behind it
+        if reminder:
+            if decision_action(self.settings, review_item_id) == "approve":
+                collections.execute(self.settings, review_item_id)
+            return
+        with session_scope(self.settings) as session:
+            item = session.get(ReviewItem, review_item_id)
             decision = session.query(Decision).filter_by(review_item_id=review_item_id).one_or_none()
             if decision is None:
                 raise LookupError(f"review item {review_item_id} has no decision to resume with")
@@ -146,6 +154,12 @@ class LeadGraphRunner:
             self._queue_interrupts(thread_id, lead_id)
 
 
+def decision_action(settings: Settings, review_item_id: int) -> str | None:
+    with session_scope(settings) as session:
+        decision = session.query(Decision).filter_by(review_item_id=review_item_id).one_or_none()
+        return decision.action if decision else None
+
+
 @contextmanager
 def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
     """A worker wired to the lead graph, with its checkpointer open for the worker's lifetime."""
@@ -155,5 +169,7 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
         handlers = {
             LEAD_RUN: lambda payload: runner.run_lead(int(payload["lead_id"])),
             REVIEW_RESUME: lambda payload: runner.resume(int(payload["review_item_id"])),
+            collections.SCAN: lambda payload: collections.run_scan_job(settings, payload),
         }
+        collections.schedule_scan(settings, utcnow().date())  # today's scan, once; each scan queues the next
         yield Worker(handlers, settings)

@@ -27,7 +27,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 import_app = typer.Typer(
-    help="Import real data (CSV): leads with outcomes, a CRM export, a company directory.", no_args_is_help=True
+    help="Import real data (CSV): leads with outcomes, a CRM export, a company directory, billing history.",
+    no_args_is_help=True,
 )
 scoring_app = typer.Typer(help="The outcome model: train, compare, promote, evaluate.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -41,6 +42,8 @@ icp_app = typer.Typer(help="The ICP rubric: validate, backtest against closed de
 app.add_typer(icp_app, name="icp")
 users_app = typer.Typer(help="People who sign in to the review app (passwords, roles).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+collections_app = typer.Typer(help="Collections: the daily reminder scan.", no_args_is_help=True)
+app.add_typer(collections_app, name="collections")
 eval_app = typer.Typer(
     help="Offline eval suites (scoring, routing, drafting, safety, collections): run, list, compare.",
     no_args_is_help=True,
@@ -487,6 +490,44 @@ def import_crm_cmd(
         with progress, session_scope() as session:
             report = import_crm(session, folder, format, strict=strict, progress=advance)
     _report_import(report, as_json, rejects)
+
+
+@import_app.command("invoices")
+def import_invoices_cmd(
+    path: Annotated[Path, typer.Argument(help="Billing history CSV", exists=True, dir_okay=False)],
+    format: Annotated[str, typer.Option("--format", help="ibm-ar")] = "ibm-ar",
+    strict: Annotated[bool, typer.Option(help="Import nothing if any row is rejected")] = False,
+    rejects: Annotated[Path | None, typer.Option(help="Write every rejected row with its reason to this CSV")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Import billing history (customers, invoices, settled payments). Safe to re-run."""
+    from core.db import session_scope
+    from tools.billing import import_invoices
+    from tools.imports import count_rows
+
+    progress, advance = _progress(count_rows(path), f"importing {path.name}")
+    with _user_errors():
+        with progress, session_scope() as session:
+            report = import_invoices(session, path, format, strict=strict, progress=advance)
+    _report_import(report, as_json, rejects)
+
+
+@collections_app.command("scan")
+def collections_scan(
+    today: Annotated[str | None, typer.Option(help="Run as of this day (YYYY-MM-DD) [default: today]")] = None,
+) -> None:
+    """Draft the payment reminders due today into the review queue (the worker also does this daily)."""
+    import datetime as dt
+
+    from agents.collections.scheduler import scan
+
+    with _user_errors():
+        try:
+            day = dt.date.fromisoformat(today) if today else None
+        except ValueError:
+            _fail(f"--today must be YYYY-MM-DD, got {today!r}", code=2)
+        counts = scan(get_settings(), day)
+    typer.echo(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
 
 
 @scoring_app.command("train")

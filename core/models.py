@@ -425,6 +425,66 @@ class WebhookDelivery(Base):
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
+class Invoice(Base):
+    """An invoice in the built-in billing. The balance is the amount minus the payments allocated to it."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (UniqueConstraint("external_source", "external_id", name="uq_invoices_external"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(50), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    deal_id: Mapped[int | None] = mapped_column(ForeignKey("deals.id"), index=True)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    issued_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    due_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    status: Mapped[str] = mapped_column(String(20), default="issued", index=True)  # issued | paid | void
+    disputed: Mapped[bool] = mapped_column(Boolean, default=False)
+    payment_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    paid_on: Mapped[dt.date | None] = mapped_column(Date)
+    payment_link: Mapped[str | None] = mapped_column(String(500))
+    external_source: Mapped[str | None] = mapped_column(String(50))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    account: Mapped[Account] = relationship()
+
+
+class Payment(Base):
+    """Money received. `external_id` (the provider's payment id) makes a re-delivered webhook count once."""
+
+    __tablename__ = "payments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    received_on: Mapped[dt.date] = mapped_column(Date)
+    reference: Mapped[str | None] = mapped_column(String(200))  # e.g. the invoice number the payer quoted
+    unallocated: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0"))  # credit left over
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PaymentAllocation(Base):
+    __tablename__ = "payment_allocations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+
+
+class DunningTouch(Base):
+    """One ladder step drafted for one invoice, once: the scheduler's guard against double drafts."""
+
+    __tablename__ = "dunning_touches"
+    __table_args__ = (UniqueConstraint("invoice_id", "step", name="uq_dunning_touches_invoice_step"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    review_item_id: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class EvalRun(Base):
     """One eval suite run: metrics, thresholds, per-case verdicts and what it ran against."""
 
@@ -471,7 +531,11 @@ __all__ = [
     "Contact",
     "Deal",
     "Decision",
+    "DunningTouch",
     "EvalRun",
+    "Invoice",
+    "Payment",
+    "PaymentAllocation",
     "Job",
     "Lead",
     "OutboxMessage",

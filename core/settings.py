@@ -76,8 +76,16 @@ class Settings(BaseSettings):
     login_lockout_minutes: float = Field(15, description="How long a locked account stays locked")
 
     webhook_secret_leads: str | None = Field(None, description="HMAC secret of POST /v1/webhooks/leads")
+    webhook_secret_payments: str | None = Field(None, description="HMAC secret of POST /v1/webhooks/payments")
     webhook_tolerance_seconds: int = Field(
         300, description="Signed webhooks older or newer than this are refused (replay window)"
+    )
+
+    dunning_policy_path: Path = Field(
+        PROJECT_ROOT / "agents" / "collections" / "policy.yaml", description="The collections ladder (YAML)"
+    )
+    payment_link_base: str = Field(
+        "https://pay.revloop.example/invoices", description="Payment links are this plus the invoice number"
     )
 
     api_host: str = "127.0.0.1"

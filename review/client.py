@@ -107,6 +107,10 @@ class RevloopClient:
     def update_user(self, user_id: int, **changes: Any) -> dict[str, Any]:
         return self._call("PATCH", f"/v1/users/{user_id}", json=changes)
 
+    def cash(self, as_of: dt.date | None = None, weeks: int = 8) -> dict[str, Any]:
+        params: dict[str, Any] = {"weeks": weeks, **({"as_of": as_of.isoformat()} if as_of else {})}
+        return self._call("GET", "/v1/cash", params=params)
+
     def eval_runs(self, suite: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit, **({"suite": suite} if suite else {})}
         return self._call("GET", "/v1/evals/runs", params=params)

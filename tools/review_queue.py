@@ -41,6 +41,7 @@ def queue_for_review(
     assignee: str | None = None,
     guard_flags: list[str] | None = None,
     redraft_of: int | None = None,
+    actor: str = "agent:lead",
 ) -> ReviewItem:
     """Create the review item for a graph interrupt, once (keyed by the interrupt id)."""
     item, created = insert_once(
@@ -67,14 +68,14 @@ def queue_for_review(
         return item
     audit.record(
         session,
-        actor="agent:lead",
+        actor=actor,
         action="review_item.created",
         entity_type="review_item",
         entity_id=item.id,
         after={"kind": kind, "status": item.status, "lead_id": lead_id},
     )
     if lead_id is not None:
-        set_lead_status(session, lead_id, "in_review", actor="agent:lead")
+        set_lead_status(session, lead_id, "in_review", actor=actor)
     return item
 
 
@@ -92,7 +93,9 @@ def approved_action(session: Session, review_item_id: int) -> tuple[ReviewItem, 
     return item, decision
 
 
-def mark_executed(session: Session, item: ReviewItem, *, status: str, result: dict[str, Any]) -> bool:
+def mark_executed(
+    session: Session, item: ReviewItem, *, status: str, result: dict[str, Any], actor: str = "agent:lead"
+) -> bool:
     """Move an approved item to its final state once; False if it was already there."""
     done = session.execute(
         update(ReviewItem)
@@ -104,7 +107,7 @@ def mark_executed(session: Session, item: ReviewItem, *, status: str, result: di
     session.refresh(item)
     audit.record(
         session,
-        actor="agent:lead",
+        actor=actor,
         action=f"review_item.{status}",
         entity_type="review_item",
         entity_id=item.id,
@@ -112,7 +115,7 @@ def mark_executed(session: Session, item: ReviewItem, *, status: str, result: di
         after={"status": status, **result},
     )
     if item.lead_id is not None and status in ("sent", "done"):
-        set_lead_status(session, item.lead_id, "contacted", actor="agent:lead")
+        set_lead_status(session, item.lead_id, "contacted", actor=actor)
     return True
 
 

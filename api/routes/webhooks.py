@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.lead.capture import capture_lead
 from api.deps import SessionDep, SettingsDep
 from core import webhooks
 from core.schemas import LeadAccepted, LeadCreate
+from tools import billing
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -60,3 +63,57 @@ def lead_webhook(
     session.commit()
     response.headers["Location"] = f"/v1/leads/{lead.id}"
     return LeadAccepted(id=lead.id, status=lead.status, duplicate=duplicate)
+
+
+class PaymentNotice(BaseModel):
+    """What a payment provider tells us. payment_id makes a re-delivery count once."""
+
+    model_config = ConfigDict(extra="ignore")
+    payment_id: str = Field(min_length=1, max_length=200)
+    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+    currency: str = Field("USD", min_length=3, max_length=3)
+    received_on: dt.date
+    invoice_number: str | None = Field(None, max_length=50)
+    account_id: int | None = None
+
+
+@router.post(
+    "/payments",
+    summary="Record a payment from the provider (HMAC-signed); reconciles it and stops the reminders",
+    description="Sign with REVLOOP_WEBHOOK_SECRET_PAYMENTS (same scheme as /v1/webhooks/leads). The payment is "
+    "allocated to the quoted invoice, then to the customer's oldest open invoices; a paid invoice's pending "
+    "reminders are cancelled. The same payment_id again answers 200 with duplicate=true and changes nothing.",
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": PaymentNotice.model_json_schema()}}}},
+)
+def payment_webhook(
+    body: RawBody,
+    session: SessionDep,
+    settings: SettingsDep,
+    timestamp: Timestamp = None,
+    signature: Signature = None,
+) -> dict[str, Any]:
+    webhooks.verify(
+        session,
+        source="payments",
+        secret=settings.webhook_secret_payments,
+        timestamp=timestamp,
+        signature=signature,
+        body=body,
+        tolerance_seconds=settings.webhook_tolerance_seconds,
+    )
+    try:
+        notice = PaymentNotice.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+    payment, duplicate = billing.record_payment(
+        session,
+        external_id=notice.payment_id,
+        amount=notice.amount,
+        received_on=notice.received_on,
+        currency=notice.currency.upper(),
+        account_id=notice.account_id,
+        reference=notice.invoice_number,
+        actor="webhook:payments",
+    )
+    session.commit()
+    return {"payment_id": notice.payment_id, "duplicate": duplicate, "unallocated": str(payment.unallocated)}

@@ -61,6 +61,8 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
     ),
     ("GET", "/v1/kpis"): ("/v1/kpis", None, ("manager", "admin"), 200),
     ("GET", "/v1/audit-events"): ("/v1/audit-events", None, ("admin",), 200),
+    ("GET", "/v1/invoices"): ("/v1/invoices", None, ("manager", "admin"), 200),
+    ("GET", "/v1/cash"): ("/v1/cash", None, ("manager", "admin"), 200),
     ("GET", "/v1/evals/runs"): ("/v1/evals/runs", None, ("evaluator", "manager", "admin"), 200),
     ("GET", "/v1/evals/compare"): ("/v1/evals/compare?a=x&b=y", None, ("evaluator", "manager", "admin"), 404),
     ("GET", "/v1/evals/runs/{run_id}"): ("/v1/evals/runs/missing", None, ("evaluator", "manager", "admin"), 404),
@@ -75,6 +77,7 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
 UNAUTHENTICATED: dict[tuple[str, str], tuple[str, object, int]] = {
     ("POST", "/v1/auth/login"): ("/v1/auth/login", {}, 422),  # the password is the credential
     ("POST", "/v1/webhooks/leads"): ("/v1/webhooks/leads", {}, 401),  # HMAC signature missing
+    ("POST", "/v1/webhooks/payments"): ("/v1/webhooks/payments", {}, 401),
     ("GET", "/healthz"): ("/healthz", None, 200),
 }
 
@@ -104,7 +107,7 @@ def test_the_matrix_covers_every_route():
 
 
 def test_every_route_for_every_role(settings, live_server, http):
-    settings.webhook_secret_leads = "matrix-secret"
+    settings.webhook_secret_leads = settings.webhook_secret_payments = "matrix-secret"
     creds = _credentials(settings)
     failures = []
     for (method, template), (path, body, allowed, ok_status) in MATRIX.items():

@@ -1,0 +1,213 @@
+"""The collections scheduler: finds the ladder steps due today, drafts each once into the review queue,
+and executes approved reminders after re-reading the balance (a paid invoice is never chased).
+
+It runs in the worker as a daily job (`collections.scan`, one per day by dedupe key, so restarts and
+double runs draft nothing twice: a (invoice, step) pair is unique in `dunning_touches`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from agents.collections.dunning import InvoiceState, decide, load_policy
+from agents.collections.templates import render
+from core import audit, jobs
+from core.db import session_scope
+from core.models import Contact, DunningTouch, Invoice, utcnow
+from core.settings import Settings
+from tools import billing, mail, review_queue
+
+log = logging.getLogger("revloop.collections")
+SCAN = "collections.scan"
+SLA_HOURS = {"high": 4, "normal": 24, "low": 72}
+
+
+def schedule_scan(settings: Settings, day: dt.date, at_hour: int = 6) -> None:
+    """Queue the scan of `day` (once, whatever restarts happen)."""
+    run_after = dt.datetime.combine(day, dt.time(at_hour), tzinfo=dt.UTC)
+    with session_scope(settings) as session:
+        jobs.enqueue(
+            session, SCAN, {"day": day.isoformat()}, dedupe_key=f"{SCAN}:{day.isoformat()}", run_after=run_after
+        )
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    return f"{currency} {amount:,.2f}"
+
+
+def _billing_contact(session, account_id: int) -> Contact | None:
+    return session.scalar(
+        select(Contact)
+        .where(Contact.account_id == account_id, Contact.do_not_email.is_(False))
+        .order_by(Contact.id)
+        .limit(1)
+    )
+
+
+def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
+    """Draft every ladder step due `today`; returns counts (drafted, skipped, waiting, already)."""
+    today = today or utcnow().date()
+    policy = load_policy(settings.dunning_policy_path)
+    counts = {"drafted": 0, "skipped": 0, "waiting": 0, "already_drafted": 0, "no_contact": 0}
+    with session_scope(settings) as session:
+        invoice_ids = session.scalars(
+            select(Invoice.id).where(Invoice.status == "issued", Invoice.issued_on <= today)
+        ).all()
+    for invoice_id in invoice_ids:
+        with session_scope(settings) as session:
+            outcome = _scan_one(session, settings, policy, invoice_id, today)
+        counts[outcome] += 1
+    log.info("collections scan %s: %s", today, counts)
+    return counts
+
+
+def _scan_one(session, settings: Settings, policy, invoice_id: int, today: dt.date) -> str:
+    invoice = session.get(Invoice, invoice_id)
+    owed = billing.balance(session, invoice)
+    sent = tuple(s for (s,) in session.execute(select(DunningTouch.step).where(DunningTouch.invoice_id == invoice.id)))
+    status = "disputed" if invoice.disputed else "payment_pending" if invoice.payment_pending else invoice.status
+    if status == "issued":
+        status = "open"
+    history = billing.payment_history(session, invoice.account_id, today)
+    decision = decide(policy, InvoiceState(invoice.due_on, owed, status, sent), history, today)
+    if decision.action == "skip":
+        return "skipped"
+    if decision.action == "wait":
+        return "waiting"
+    contact = _billing_contact(session, invoice.account_id)
+    if contact is None:
+        return "no_contact"
+    try:
+        with session.begin_nested():
+            touch = DunningTouch(invoice_id=invoice.id, step=decision.step)
+            session.add(touch)
+            session.flush()
+    except IntegrityError:
+        return "already_drafted"
+    days_overdue = (today - invoice.due_on).days
+    template = f"dunning_{decision.tone}"
+    slots = {
+        "first_name": (contact.first_name or "there").strip(),
+        "full_name": " ".join(p for p in (contact.first_name, contact.last_name) if p) or contact.email,
+        "company": invoice.account.name,
+        "phone": contact.phone or "",
+        "number": invoice.number,
+        "amount": _money(owed, invoice.currency),
+        "due_on": invoice.due_on.strftime("%d %b %Y"),
+        "days_overdue": max(0, days_overdue),
+        "payment_link": invoice.payment_link or f"{settings.payment_link_base.rstrip('/')}/{invoice.number}",
+        "reference": invoice.number,
+        "history": (
+            f"Pays late {history.late_share:.0%} of the time ({history.avg_days_late:.0f} days on average)."
+            if history.invoices
+            else "No payment history."
+        ),
+        "sender_name": settings.sender_name,
+        "our_company": settings.company_name,
+    }
+    rendered = render(template, slots)
+    kind = "call_task" if decision.channel == "call_task" else "email"
+    item = review_queue.queue_for_review(
+        session,
+        thread_id=f"dunning-{invoice.id}",
+        interrupt_id=f"dunning-{invoice.id}-{decision.step}",
+        lead_id=None,
+        contact_id=contact.id,
+        kind=kind,
+        template=template,
+        brief={
+            "summary": f"Invoice {invoice.number}: {slots['amount']} open, {decision.reason}.",
+            "next_action": "escalate_to_human" if decision.action == "escalate" else f"send_{decision.tone}_reminder",
+            "priority": decision.priority,
+            "invoice": {
+                "id": invoice.id,
+                "number": invoice.number,
+                "balance": str(owed),
+                "due_on": str(invoice.due_on),
+            },
+            "history": {
+                "invoices": history.invoices,
+                "late_share": history.late_share,
+                "avg_days_late": history.avg_days_late,
+            },
+            "flags": [f"priority_{decision.priority}"],
+        },
+        draft={
+            "kind": kind,
+            "template": template,
+            "to": contact.email,
+            "subject": rendered["subject"],
+            "body": rendered["body"],
+            "facts_used": {k: str(v) for k, v in slots.items()},
+            "amount": str(owed),
+            "invoice_id": invoice.id,
+        },
+        queue="main",
+        sla_due_at=utcnow() + dt.timedelta(hours=SLA_HOURS[decision.priority]),
+        actor="agent:collections",
+    )
+    touch.review_item_id = item.id
+    return "drafted"
+
+
+def execute(settings: Settings, review_item_id: int) -> str:
+    """Run an approved reminder once: re-read the balance first; cancel when it is paid or changed."""
+    with session_scope(settings) as session:
+        item, _ = review_queue.approved_action(session, review_item_id)
+        if item.status != "approved":
+            return item.status  # already executed
+        invoice = session.get(Invoice, int(item.draft["invoice_id"]))
+        owed = billing.balance(session, invoice)
+        reason = None
+        if invoice.status in ("paid", "void") or owed <= 0:
+            reason = f"invoice {invoice.number} is paid"
+        elif invoice.disputed:
+            reason = f"invoice {invoice.number} is disputed"
+        elif invoice.payment_pending:
+            reason = f"a payment is pending on invoice {invoice.number}"
+        elif str(owed) != item.draft.get("amount"):
+            reason = f"the balance changed to {owed} since the reminder was drafted"
+        if reason:
+            review_queue.mark_executed(
+                session, item, status="cancelled", result={"reason": reason}, actor="agent:collections"
+            )
+            return "cancelled"
+        kind = item.kind
+    if kind == "email":
+        try:
+            sent = mail.send_approved_email(settings, review_item_id)
+        except review_queue.RecipientOptedOut as exc:
+            with session_scope(settings) as session:
+                item, _ = review_queue.approved_action(session, review_item_id)
+                review_queue.mark_executed(
+                    session, item, status="cancelled", result={"reason": exc.message}, actor="agent:collections"
+                )
+            return "cancelled"
+        result, status, activity = (
+            {"outbox_id": sent.id, "to": sent.to_addr},
+            "sent",
+            ("email_sent", f"Sent '{sent.subject}' to {sent.to_addr}"),
+        )
+    else:
+        result, status, activity = {"task": "call"}, "done", ("call_task", "Collections call")
+    with session_scope(settings) as session:
+        item, _ = review_queue.approved_action(session, review_item_id)
+        review_queue.log_activity(session, item, kind=activity[0], summary=activity[1])
+        review_queue.mark_executed(session, item, status=status, result=result, actor="agent:collections")
+    return status
+
+
+def run_scan_job(settings: Settings, payload: dict[str, Any]) -> None:
+    day = dt.date.fromisoformat(payload["day"])
+    scan(settings, day)
+    schedule_scan(settings, day + dt.timedelta(days=1))  # the next day's scan; deduped, restart-safe
+    audit_day = day.isoformat()
+    with session_scope(settings) as session:
+        audit.record(
+            session, actor="agent:collections", action="collections.scanned", entity_type="scan", entity_id=audit_day
+        )
