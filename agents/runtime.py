@@ -20,7 +20,7 @@ from agents.kinds import LEAD_RUN, REVIEW_RESUME
 from agents.lead.graph import build_lead_graph
 from core.db import session_scope
 from core.jobs import Worker
-from core.models import Decision, Lead, ReviewItem, utcnow
+from core.models import Decision, Lead, ReviewItem
 from core.settings import Settings, get_settings
 from tools.crm import set_lead_status
 from tools.review_queue import queue_for_review
@@ -171,5 +171,4 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
             REVIEW_RESUME: lambda payload: runner.resume(int(payload["review_item_id"])),
             collections.SCAN: lambda payload: collections.run_scan_job(settings, payload),
         }
-        collections.schedule_scan(settings, utcnow().date())  # today's scan, once; each scan queues the next
         yield Worker(handlers, settings)

@@ -11,7 +11,20 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.routes import audit, auth, billing, evals, icp, kpis, leads, review_items, scoring, users, webhooks
+from api.routes import (
+    audit,
+    auth,
+    billing,
+    evals,
+    icp,
+    kpis,
+    leads,
+    review_items,
+    scoring,
+    templates,
+    users,
+    webhooks,
+)
 from core.db import get_engine
 from core.errors import AppError
 from core.settings import Settings, get_settings
@@ -116,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=422,
         )
 
-    for module in (auth, users, leads, review_items, icp, scoring, kpis, billing, audit, evals, webhooks):
+    for module in (auth, users, leads, review_items, icp, scoring, templates, kpis, billing, audit, evals, webhooks):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database check (no auth)")

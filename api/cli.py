@@ -253,13 +253,16 @@ def worker(
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Run the due jobs, then exit")] = False,
     concurrency: Annotated[int, typer.Option(min=1, max=16, help="Jobs run at once (threads)")] = 2,
 ) -> None:
-    """Run the background worker (lead graphs, resumes after review decisions)."""
+    """Run the background worker (lead graphs, resumes after review decisions, the daily collections scan)."""
     import threading
 
+    from agents.collections.scheduler import schedule_scan
     from agents.runtime import lead_worker
+    from core.models import utcnow
 
     _logging()
     with lead_worker() as w:
+        schedule_scan(get_settings(), utcnow().date())  # today's scan, once whatever restarts; each queues the next
         if until_idle:
             typer.echo(f"ran {w.run_until_idle()} job(s)")
             return

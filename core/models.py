@@ -485,6 +485,24 @@ class DunningTouch(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class MessageTemplate(Base):
+    """A version of a message template (Jinja2). Drafts use the latest approved version of their key,
+    else the built-in text; a manager edits and approves, and every save is checked for merge fields."""
+
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("key", "version", name="uq_message_templates_key_version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(50), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="draft")  # draft | approved | archived
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[dt.datetime | None] = mapped_column()
+
+
 class EvalRun(Base):
     """One eval suite run: metrics, thresholds, per-case verdicts and what it ran against."""
 
@@ -538,6 +556,7 @@ __all__ = [
     "PaymentAllocation",
     "Job",
     "Lead",
+    "MessageTemplate",
     "OutboxMessage",
     "ReviewItem",
     "User",

@@ -11,14 +11,14 @@ import contextlib
 import streamlit as st
 
 from review.client import ApiError
-from review.ui import audit, cash, evals, icp, kpis, login, queue, users
+from review.ui import audit, cash, evals, icp, kpis, login, queue, templates, users
 from review.ui.common import client, show_error, sign_out
 
 PAGES_BY_ROLE = {
     "closer": ["Review queue"],
-    "manager": ["Review queue", "KPIs", "Cash", "ICP rubric", "Evals"],
+    "manager": ["Review queue", "KPIs", "Cash", "Templates", "ICP rubric", "Evals"],
     "evaluator": ["Review queue", "Evals", "ICP rubric"],
-    "admin": ["Review queue", "KPIs", "Cash", "ICP rubric", "Evals", "Users", "Audit"],
+    "admin": ["Review queue", "KPIs", "Cash", "Templates", "ICP rubric", "Evals", "Users", "Audit"],
 }
 
 
@@ -44,6 +44,8 @@ def signed_in() -> None:
             icp.page(api, me["role"])
         elif page == "Cash":
             cash.page(api)
+        elif page == "Templates":
+            templates.page(api)
         elif page == "Evals":
             evals.page(api)
         elif page == "Users":

@@ -107,6 +107,18 @@ class RevloopClient:
     def update_user(self, user_id: int, **changes: Any) -> dict[str, Any]:
         return self._call("PATCH", f"/v1/users/{user_id}", json=changes)
 
+    def templates(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/templates")
+
+    def preview_template(self, key: str, subject: str, body: str) -> dict[str, Any]:
+        return self._call("POST", "/v1/templates/preview", json={"key": key, "subject": subject, "body": body})
+
+    def save_template(self, key: str, subject: str, body: str) -> dict[str, Any]:
+        return self._call("POST", "/v1/templates", json={"key": key, "subject": subject, "body": body})
+
+    def approve_template(self, template_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/v1/templates/{template_id}/approve")
+
     def cash(self, as_of: dt.date | None = None, weeks: int = 8) -> dict[str, Any]:
         params: dict[str, Any] = {"weeks": weeks, **({"as_of": as_of.isoformat()} if as_of else {})}
         return self._call("GET", "/v1/cash", params=params)

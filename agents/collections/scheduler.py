@@ -15,12 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from agents.collections.dunning import InvoiceState, decide, load_policy
-from agents.collections.templates import render
 from core import audit, jobs
 from core.db import session_scope
 from core.models import Contact, DunningTouch, Invoice, utcnow
 from core.settings import Settings
-from tools import billing, mail, review_queue
+from tools import billing, mail, review_queue, templates
 
 log = logging.getLogger("revloop.collections")
 SCAN = "collections.scan"
@@ -110,7 +109,8 @@ def _scan_one(session, settings: Settings, policy, invoice_id: int, today: dt.da
         "sender_name": settings.sender_name,
         "our_company": settings.company_name,
     }
-    rendered = render(template, slots)
+    parts, template_version = templates.active(session, template)
+    rendered = templates.render_parts(parts, slots)
     kind = "call_task" if decision.channel == "call_task" else "email"
     item = review_queue.queue_for_review(
         session,
@@ -140,6 +140,7 @@ def _scan_one(session, settings: Settings, policy, invoice_id: int, today: dt.da
         draft={
             "kind": kind,
             "template": template,
+            "template_version": template_version,
             "to": contact.email,
             "subject": rendered["subject"],
             "body": rendered["body"],

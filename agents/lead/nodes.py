@@ -13,7 +13,7 @@ from langgraph.types import interrupt
 
 from agents.guard import injection_signals, lead_text, ungrounded
 from agents.lead import routing
-from agents.lead.prompts import TEMPLATE_FOR_ACTION, render, template_text, topics_phrase
+from agents.lead.prompts import TEMPLATE_FOR_ACTION, topics_phrase
 from agents.lead.research import research
 from agents.lead.state import LeadState
 from core import audit
@@ -22,6 +22,7 @@ from core.models import Lead
 from core.settings import Settings
 from scoring.scorer import score_lead
 from tools import crm, mail, review_queue
+from tools import templates as message_templates
 
 NEXT_ACTION_FOR_GRADE = {"A": "call_now", "B": "fast_cadence", "C": "nurture", "D": "polite_decline"}
 NEXT_ACTION_LABEL = {
@@ -281,12 +282,14 @@ class LeadNodes:
                     "template": template,
                 }
             )
-        rendered = render(template, slots)
+        with session_scope(self.settings) as session:
+            parts, template_version = message_templates.active(session, template)  # approved version, else built-in
+        rendered = message_templates.render_parts(parts, slots)
         # Records ground a draft; the lead's own free text never does (it is untrusted: an address or a
         # price written there must not make the same words in a draft look like facts).
         trusted = {**facts, "lead": {k: v for k, v in facts["lead"].items() if k not in ("message", "custom")}}
         grounded_in = [
-            *template_text(template),
+            *message_templates.template_words(parts),
             *_strings(trusted),
             *(str(v) for k, v in slots.items() if k not in ("opening", "summary")),
         ]
@@ -301,6 +304,7 @@ class LeadNodes:
                 "redraft_of": redrafts[-1]["review_item_id"] if redrafts else None,
                 "redraft_reason": redrafts[-1]["reason"] if redrafts else None,
                 "template": template,
+                "template_version": template_version,
                 "to": contact.get("email"),  # shown to the reviewer; the send re-reads the contact record
                 "subject": rendered["subject"],
                 "body": rendered["body"],

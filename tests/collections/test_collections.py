@@ -250,20 +250,22 @@ def test_overpayment_is_kept_as_credit_after_paying_oldest_first(settings):
 
 
 def test_the_worker_runs_the_daily_scan_and_queues_the_next_one_once(settings, worker):
-    today = dt.datetime.now(dt.UTC).date()
-    with session_scope(settings) as session:
+    from agents.collections.scheduler import schedule_scan
+
+    _customer(settings)
+    schedule_scan(settings, DUE + dt.timedelta(days=7), at_hour=0)
+    schedule_scan(settings, DUE + dt.timedelta(days=7), at_hour=0)  # a restart schedules nothing twice
+    with session_scope(settings) as session:  # the clock reaches that day
         session.execute(
             Job.__table__.update().where(Job.kind == SCAN).values(run_after=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
         )
     worker.run_until_idle()
-    from agents.runtime import lead_worker
-
-    with lead_worker(settings):  # a restart schedules nothing twice
-        pass
     with session_scope(settings) as session:
         scans = {j.dedupe_key: j.status for j in session.scalars(select(Job).where(Job.kind == SCAN))}
-    tomorrow = today + dt.timedelta(days=1)
-    assert scans == {f"{SCAN}:{today}": "done", f"{SCAN}:{tomorrow}": "queued"}
+    day, next_day = DUE + dt.timedelta(days=7), DUE + dt.timedelta(days=8)
+    assert scans == {f"{SCAN}:{day}": "done", f"{SCAN}:{next_day}": "queued"}
+    [item] = _items(settings)
+    assert item.template == "dunning_neutral"  # the +7 step: the scan's day comes from the job, not the clock
 
 
 def test_cash_view_on_the_ibm_history(settings, http):

@@ -1,0 +1,182 @@
+"""Template governance: versioned message templates (Jinja2, sandboxed). A manager saves a draft, which
+is checked on save (syntax, merge fields against the facts that exist for its kind, required fields),
+previews it with sample data, and approves it; drafts then use the latest approved version, else the
+built-in text. An unknown merge field is an error when saving, never a blank at send time."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.exceptions import UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from agents.collections.templates import TEMPLATES as DUNNING_TEMPLATES
+from agents.lead.prompts import TEMPLATES as LEAD_TEMPLATES
+from core import audit
+from core.errors import Conflict, InvalidInput, NotFound
+from core.models import MessageTemplate, utcnow
+
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+
+BUILT_IN: dict[str, dict[str, str]] = {**LEAD_TEMPLATES, **DUNNING_TEMPLATES}
+LEAD_FIELDS = {
+    "first_name": "Jane",
+    "full_name": "Jane Doe",
+    "title": "VP Sales",
+    "company": "Acme Software",
+    "industry": "software",
+    "phone": "+1 415 555 0100",
+    "topics": "pricing and a demo",
+    "score": 82,
+    "grade": "A",
+    "summary": "Jane Doe, VP Sales at Acme Software. Score 82 (A).",
+    "our_company": "Revloop Demo Co",
+    "sender_name": "Alex Morgan",
+    "unsubscribe_url": "https://revloop.example/unsubscribe",
+    "opening": "",
+}
+DUNNING_FIELDS = {
+    "first_name": "Pat",
+    "full_name": "Pat Payer",
+    "company": "Globex Ltd",
+    "phone": "+1 415 555 0199",
+    "number": "INV-1001",
+    "amount": "USD 1,200.00",
+    "due_on": "01 Dec 2026",
+    "days_overdue": 8,
+    "payment_link": "https://pay.revloop.example/invoices/INV-1001",
+    "reference": "INV-1001",
+    "history": "Pays late 20% of the time (3 days on average).",
+    "sender_name": "Alex Morgan",
+    "our_company": "Revloop Demo Co",
+}
+REQUIRED = {
+    "first_touch_fast": {"unsubscribe_url", "sender_name"},
+    "first_touch_nurture": {"unsubscribe_url", "sender_name"},
+    "polite_decline": {"unsubscribe_url", "sender_name"},
+    "dunning_friendly": {"number", "amount", "payment_link"},
+    "dunning_neutral": {"number", "amount", "payment_link"},
+    "dunning_firm": {"number", "amount", "payment_link"},
+    "dunning_final": {"number", "amount"},
+    "call_task": set(),
+}
+
+
+def sample_facts(key: str) -> dict[str, Any]:
+    return dict(DUNNING_FIELDS if key.startswith("dunning_") else LEAD_FIELDS)
+
+
+def _check_key(key: str) -> None:
+    if key not in BUILT_IN:
+        raise NotFound(f"no template {key!r}; templates: {', '.join(sorted(BUILT_IN))}")
+
+
+def validate(key: str, subject: str, body: str) -> list[str]:
+    """Every problem with a template text: syntax, unknown merge fields, missing required fields."""
+    _check_key(key)
+    allowed = set(sample_facts(key))
+    errors, used = [], set()
+    for part, text in (("subject", subject), ("body", body)):
+        if not text.strip():
+            errors.append(f"{part}: must not be empty")
+            continue
+        try:
+            used |= meta.find_undeclared_variables(_env.parse(text))
+        except TemplateSyntaxError as exc:
+            errors.append(f"{part}: line {exc.lineno}: {exc.message}")
+            continue
+        for field in sorted(meta.find_undeclared_variables(_env.parse(text)) - allowed):
+            errors.append(f"{part}: unknown merge field {field!r} (available: {', '.join(sorted(allowed))})")
+    if not errors:
+        for field in sorted(REQUIRED[key] - used):
+            errors.append(f"missing required merge field {field!r}")
+        try:
+            render_parts({"subject": subject, "body": body}, sample_facts(key))
+        except (UndefinedError, TypeError, ValueError) as exc:
+            errors.append(f"does not render with sample data: {exc}")
+    return errors
+
+
+@lru_cache(maxsize=128)
+def _compiled(text: str):
+    return _env.from_string(text)
+
+
+def render_parts(parts: dict[str, str], slots: dict[str, Any]) -> dict[str, str]:
+    return {name: _compiled(text).render(**slots).strip() for name, text in parts.items()}
+
+
+def template_words(parts: dict[str, str]) -> list[str]:
+    """The template's own words (tags removed): text a draft may contain without a fact behind it."""
+    return [re.sub(r"{[{%].*?[%}]}", " ", text) for text in parts.values()]
+
+
+def active(session: Session, key: str) -> tuple[dict[str, str], str]:
+    """(parts, version label) drafts use now: the latest approved version, else the built-in text."""
+    row = session.scalar(
+        select(MessageTemplate)
+        .where(MessageTemplate.key == key, MessageTemplate.status == "approved")
+        .order_by(MessageTemplate.version.desc())
+        .limit(1)
+    )
+    if row is None:
+        return dict(BUILT_IN[key]), "built-in"
+    return {"subject": row.subject, "body": row.body}, f"v{row.version}"
+
+
+def save_draft(session: Session, key: str, subject: str, body: str, *, actor: str) -> MessageTemplate:
+    errors = validate(key, subject, body)
+    if errors:
+        raise InvalidInput(f"template {key} not saved: " + "; ".join(errors), details={"errors": errors})
+    version = (session.scalar(select(func.max(MessageTemplate.version)).where(MessageTemplate.key == key)) or 0) + 1
+    row = MessageTemplate(key=key, version=version, subject=subject, body=body, created_by=actor)
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="template.saved",
+        entity_type="template",
+        entity_id=row.id,
+        after={"key": key, "version": version},
+    )
+    return row
+
+
+def approve(session: Session, template_id: int, *, actor: str) -> MessageTemplate:
+    row = session.get(MessageTemplate, template_id)
+    if row is None:
+        raise NotFound(f"template version {template_id} not found")
+    if row.status != "draft":
+        raise Conflict(f"{row.key} v{row.version} is {row.status}; only a draft can be approved")
+    errors = validate(row.key, row.subject, row.body)  # the allowed fields may have changed since saving
+    if errors:
+        raise InvalidInput("; ".join(errors), details={"errors": errors})
+    session.execute(
+        update(MessageTemplate)
+        .where(MessageTemplate.key == row.key, MessageTemplate.status == "approved")
+        .values(status="archived")
+    )
+    row.status, row.approved_by, row.approved_at = "approved", actor, utcnow()
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="template.approved",
+        entity_type="template",
+        entity_id=row.id,
+        after={"key": row.key, "version": row.version},
+    )
+    return row
+
+
+def versions(session: Session, key: str | None = None) -> list[MessageTemplate]:
+    stmt = select(MessageTemplate).order_by(MessageTemplate.key, MessageTemplate.version.desc())
+    if key:
+        stmt = stmt.where(MessageTemplate.key == key)
+    return list(session.scalars(stmt).all())
