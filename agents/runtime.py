@@ -15,6 +15,8 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 
+from agents import daily
+from agents.cadences import scheduler as cadences
 from agents.collections import scheduler as collections
 from agents.kinds import LEAD_RUN, REVIEW_RESUME
 from agents.lead.graph import build_lead_graph
@@ -128,10 +130,11 @@ class LeadGraphRunner:
             item = session.get(ReviewItem, review_item_id)
             if item is None:
                 raise LookupError(f"review item {review_item_id} not found")
-            reminder = item.thread_id.startswith("dunning-")  # a payment reminder: no graph thread behind it
-        if reminder:
+            # Payment reminders and follow-ups have no graph thread behind them: their own executors send them.
+            executor = {"dunning": collections.execute, "cadence": cadences.execute}.get(item.thread_id.split("-")[0])
+        if executor is not None:
             if decision_action(self.settings, review_item_id) == "approve":
-                collections.execute(self.settings, review_item_id)
+                executor(self.settings, review_item_id)
             return
         with session_scope(self.settings) as session:
             item = session.get(ReviewItem, review_item_id)
@@ -169,6 +172,6 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
         handlers = {
             LEAD_RUN: lambda payload: runner.run_lead(int(payload["lead_id"])),
             REVIEW_RESUME: lambda payload: runner.resume(int(payload["review_item_id"])),
-            collections.SCAN: lambda payload: collections.run_scan_job(settings, payload),
+            daily.DAILY: lambda payload: daily.run(settings, payload),
         }
         yield Worker(handlers, settings)

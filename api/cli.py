@@ -44,6 +44,8 @@ users_app = typer.Typer(help="People who sign in to the review app (passwords, r
 app.add_typer(users_app, name="users")
 collections_app = typer.Typer(help="Collections: the daily reminder scan.", no_args_is_help=True)
 app.add_typer(collections_app, name="collections")
+cadences_app = typer.Typer(help="Follow-up cadences: the daily follow-up scan.", no_args_is_help=True)
+app.add_typer(cadences_app, name="cadences")
 eval_app = typer.Typer(
     help="Offline eval suites (scoring, routing, drafting, safety, collections): run, list, compare.",
     no_args_is_help=True,
@@ -256,13 +258,13 @@ def worker(
     """Run the background worker (lead graphs, resumes after review decisions, the daily collections scan)."""
     import threading
 
-    from agents.collections.scheduler import schedule_scan
+    from agents import daily
     from agents.runtime import lead_worker
     from core.models import utcnow
 
     _logging()
     with lead_worker() as w:
-        schedule_scan(get_settings(), utcnow().date())  # today's scan, once whatever restarts; each queues the next
+        daily.schedule(get_settings(), utcnow().date())  # today's scan, once whatever restarts; each queues the next
         if until_idle:
             typer.echo(f"ran {w.run_until_idle()} job(s)")
             return
@@ -529,6 +531,24 @@ def collections_scan(
             day = dt.date.fromisoformat(today) if today else None
         except ValueError:
             _fail(f"--today must be YYYY-MM-DD, got {today!r}", code=2)
+        counts = scan(get_settings(), day)
+    typer.echo(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+
+
+@cadences_app.command("scan")
+def cadences_scan(
+    today: Annotated[str | None, typer.Option(help="Run as of this day (YYYY-MM-DD) [default: today]")] = None,
+) -> None:
+    """Draft the follow-ups (and stale-deal reactivations) due today (the worker also does this daily)."""
+    import datetime as dt
+
+    from agents.cadences.scheduler import scan
+
+    try:
+        day = dt.date.fromisoformat(today) if today else None
+    except ValueError:
+        _fail(f"--today must be YYYY-MM-DD, got {today!r}", code=2)
+    with _user_errors():
         counts = scan(get_settings(), day)
     typer.echo(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
 

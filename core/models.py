@@ -131,6 +131,9 @@ class Lead(TimestampMixin, Base):
     custom: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(30), default="new", index=True)
     duplicate_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Automated follow-ups stop for good on a reply, a booked meeting, an unsubscribe or a bounce.
+    cadence_stopped_at: Mapped[dt.datetime | None] = mapped_column()
+    cadence_stop_reason: Mapped[str | None] = mapped_column(String(100))
     score: Mapped[int | None] = mapped_column(Integer)
     grade: Mapped[str | None] = mapped_column(String(1))
     brief: Mapped[dict[str, Any] | None] = mapped_column()
@@ -503,6 +506,32 @@ class MessageTemplate(Base):
     approved_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+class LeadEvent(Base):
+    """Something the lead did (reply, meeting booked, proposal opened, unsubscribed, bounced)."""
+
+    __tablename__ = "lead_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    type: Mapped[str] = mapped_column(String(30))
+    occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)
+    # The sender's event id: a re-delivered event is recorded once.
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CadenceTouch(Base):
+    """One follow-up step drafted for one lead (or one reactivation for one deal), once."""
+
+    __tablename__ = "cadence_touches"
+    __table_args__ = (UniqueConstraint("lead_id", "step", name="uq_cadence_touches_lead_step"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    step: Mapped[str] = mapped_column(String(40))  # "day-2", "break-up", "proposal-opened", "reactivate-2026-11"
+    review_item_id: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class EvalRun(Base):
     """One eval suite run: metrics, thresholds, per-case verdicts and what it ran against."""
 
@@ -555,7 +584,9 @@ __all__ = [
     "Payment",
     "PaymentAllocation",
     "Job",
+    "CadenceTouch",
     "Lead",
+    "LeadEvent",
     "MessageTemplate",
     "OutboxMessage",
     "ReviewItem",

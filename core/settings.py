@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     dunning_policy_path: Path = Field(
         PROJECT_ROOT / "agents" / "collections" / "policy.yaml", description="The collections ladder (YAML)"
     )
+    stale_deal_days: int = Field(21, description="An open deal this long without activity gets a reactivation draft")
     payment_link_base: str = Field(
         "https://pay.revloop.example/invoices", description="Payment links are this plus the invoice number"
     )

@@ -15,6 +15,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from agents.cadences.templates import TEMPLATES as CADENCE_TEMPLATES
 from agents.collections.templates import TEMPLATES as DUNNING_TEMPLATES
 from agents.lead.prompts import TEMPLATES as LEAD_TEMPLATES
 from core import audit
@@ -23,7 +24,7 @@ from core.models import MessageTemplate, utcnow
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
 
-BUILT_IN: dict[str, dict[str, str]] = {**LEAD_TEMPLATES, **DUNNING_TEMPLATES}
+BUILT_IN: dict[str, dict[str, str]] = {**LEAD_TEMPLATES, **CADENCE_TEMPLATES, **DUNNING_TEMPLATES}
 LEAD_FIELDS = {
     "first_name": "Jane",
     "full_name": "Jane Doe",
@@ -55,7 +56,17 @@ DUNNING_FIELDS = {
     "sender_name": "Alex Morgan",
     "our_company": "Revloop Demo Co",
 }
+CADENCE_FIELDS = {
+    **LEAD_FIELDS,
+    "last_subject": "Acme Software and Revloop Demo Co: a quick call this week?",
+    "days_since_first_touch": 5,
+    "history": "'Acme Software and Revloop Demo Co: a quick call this week?'",
+    "days_quiet": 30,
+    "note": "Thanks, can we talk Thursday?",
+}
 REQUIRED = {
+    **{key: {"unsubscribe_url", "sender_name"} for key in CADENCE_TEMPLATES if key != "reply_handoff"},
+    "reply_handoff": set(),
     "first_touch_fast": {"unsubscribe_url", "sender_name"},
     "first_touch_nurture": {"unsubscribe_url", "sender_name"},
     "polite_decline": {"unsubscribe_url", "sender_name"},
@@ -68,7 +79,9 @@ REQUIRED = {
 
 
 def sample_facts(key: str) -> dict[str, Any]:
-    return dict(DUNNING_FIELDS if key.startswith("dunning_") else LEAD_FIELDS)
+    if key.startswith("dunning_"):
+        return dict(DUNNING_FIELDS)
+    return dict(CADENCE_FIELDS if key in CADENCE_TEMPLATES else LEAD_FIELDS)
 
 
 def _check_key(key: str) -> None:

@@ -1,38 +1,26 @@
 """The collections scheduler: finds the ladder steps due today, drafts each once into the review queue,
 and executes approved reminders after re-reading the balance (a paid invoice is never chased).
 
-It runs in the worker as a daily job (`collections.scan`, one per day by dedupe key, so restarts and
-double runs draft nothing twice: a (invoice, step) pair is unique in `dunning_touches`)."""
+It runs in the worker's daily job (agents/daily.py); a (invoice, step) pair is unique in
+`dunning_touches`, so a second run drafts nothing twice."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from agents.collections.dunning import InvoiceState, decide, load_policy
-from core import audit, jobs
 from core.db import session_scope
 from core.models import Contact, DunningTouch, Invoice, utcnow
 from core.settings import Settings
 from tools import billing, mail, review_queue, templates
 
 log = logging.getLogger("revloop.collections")
-SCAN = "collections.scan"
 SLA_HOURS = {"high": 4, "normal": 24, "low": 72}
-
-
-def schedule_scan(settings: Settings, day: dt.date, at_hour: int = 6) -> None:
-    """Queue the scan of `day` (once, whatever restarts happen)."""
-    run_after = dt.datetime.combine(day, dt.time(at_hour), tzinfo=dt.UTC)
-    with session_scope(settings) as session:
-        jobs.enqueue(
-            session, SCAN, {"day": day.isoformat()}, dedupe_key=f"{SCAN}:{day.isoformat()}", run_after=run_after
-        )
 
 
 def _money(amount: Decimal, currency: str) -> str:
@@ -201,14 +189,3 @@ def execute(settings: Settings, review_item_id: int) -> str:
         review_queue.log_activity(session, item, kind=activity[0], summary=activity[1])
         review_queue.mark_executed(session, item, status=status, result=result, actor="agent:collections")
     return status
-
-
-def run_scan_job(settings: Settings, payload: dict[str, Any]) -> None:
-    day = dt.date.fromisoformat(payload["day"])
-    scan(settings, day)
-    schedule_scan(settings, day + dt.timedelta(days=1))  # the next day's scan; deduped, restart-safe
-    audit_day = day.isoformat()
-    with session_scope(settings) as session:
-        audit.record(
-            session, actor="agent:collections", action="collections.scanned", entity_type="scan", entity_id=audit_day
-        )

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from agents.cadences import scheduler as cadences
 from agents.lead.capture import capture_lead
 from api.auth import Principal
-from api.deps import SessionDep, require
+from api.deps import SessionDep, SettingsDep, require
 from core.errors import NotFound
 from core.models import Lead as LeadRow
 from core.models import LlmRun as LlmRunRow
@@ -72,6 +73,40 @@ def lead_llm_runs(
     if session.get(LeadRow, lead_id) is None:
         raise NotFound(f"lead {lead_id} not found")
     return list(session.scalars(select(LlmRunRow).where(LlmRunRow.lead_id == lead_id).order_by(LlmRunRow.id)))
+
+
+class LeadEventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["reply", "meeting_booked", "proposal_opened", "unsubscribed", "bounced"]
+    note: str | None = Field(None, max_length=5000, description="e.g. the reply's text, shown to the closer")
+    occurred_at: dt.datetime | None = None
+    event_id: str | None = Field(None, max_length=200, description="The sender's id: a re-delivery counts once")
+
+
+@router.post(
+    "/{lead_id}/events",
+    summary="Something the lead did: a reply hands it to its closer; reply, meeting, unsubscribe or bounce "
+    "stop the follow-ups; an opened proposal gets a timely follow-up",
+)
+def lead_event(
+    lead_id: int,
+    data: LeadEventIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Annotated[Principal, Depends(require("integration", "manager", "closer"))],
+) -> dict[str, Any]:
+    result = cadences.record_event(
+        session,
+        settings,
+        lead_id,
+        type=data.type,
+        note=data.note,
+        occurred_at=data.occurred_at,
+        external_id=data.event_id,
+        actor=principal.actor,
+    )
+    session.commit()
+    return result
 
 
 @router.get("/{lead_id}", response_model=Lead, summary="One lead with its brief")

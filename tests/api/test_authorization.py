@@ -29,6 +29,12 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
     ("POST", "/v1/leads"): ("/v1/leads", {}, ("integration", "closer", "manager", "admin"), 422),
     ("GET", "/v1/leads"): ("/v1/leads", None, READERS, 200),
     ("GET", "/v1/leads/{lead_id}/llm-runs"): (f"/v1/leads/{MISSING}/llm-runs", None, READERS, 404),
+    ("POST", "/v1/leads/{lead_id}/events"): (
+        f"/v1/leads/{MISSING}/events",
+        {"type": "reply"},
+        ("integration", "closer", "manager", "admin"),
+        404,
+    ),
     ("GET", "/v1/leads/{lead_id}"): (f"/v1/leads/{MISSING}", None, READERS, 404),
     ("GET", "/v1/review-items"): ("/v1/review-items", None, READERS, 200),
     ("GET", "/v1/review-items/assignees"): ("/v1/review-items/assignees", None, READERS, 200),

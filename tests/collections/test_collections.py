@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from agents.collections.scheduler import SCAN, scan
+from agents.collections.scheduler import scan
+from agents.daily import DAILY as SCAN
 from core import webhooks
 from core.db import session_scope
 from core.models import Account, Contact, Invoice, Job, Payment, PaymentAllocation, ReviewItem
@@ -250,7 +251,7 @@ def test_overpayment_is_kept_as_credit_after_paying_oldest_first(settings):
 
 
 def test_the_worker_runs_the_daily_scan_and_queues_the_next_one_once(settings, worker):
-    from agents.collections.scheduler import schedule_scan
+    from agents.daily import schedule as schedule_scan
 
     _customer(settings)
     schedule_scan(settings, DUE + dt.timedelta(days=7), at_hour=0)

@@ -1,0 +1,320 @@
+"""Follow-up cadences. After a first touch is sent, the daily scan drafts the sequence's steps for the
+lead's next action into the review queue, each once; events stop or change the sequence.
+
+- reply: the lead goes to its closer with the full context (a hand-off task), automation stops
+- meeting_booked: automation stops
+- unsubscribed: automation stops and the contact is marked do-not-email
+- bounced: automation stops and the contact is marked do-not-email (the address does not work)
+- proposal_opened: a timely "questions about the proposal?" follow-up is drafted
+A deal with no activity for REVLOOP_STALE_DEAL_DAYS gets a reactivation draft (once per month).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.db import session_scope
+from core.errors import InvalidInput, NotFound
+from core.models import Activity, CadenceTouch, Deal, Lead, LeadEvent, ReviewItem, utcnow
+from core.settings import Settings
+from tools import review_queue, templates
+
+# next action -> (day after the first touch, template); the last step is the break-up note
+SEQUENCES: dict[str, list[tuple[int, str]]] = {
+    "call_now": [(2, "follow_up_light"), (5, "follow_up_value"), (10, "follow_up_direct"), (15, "break_up")],
+    "fast_cadence": [(2, "follow_up_light"), (5, "follow_up_value"), (10, "follow_up_direct"), (15, "break_up")],
+    "nurture": [(7, "follow_up_light"), (21, "follow_up_value"), (45, "break_up")],
+    "polite_decline": [],
+}
+EVENT_TYPES = ("reply", "meeting_booked", "proposal_opened", "unsubscribed", "bounced")
+STOPPING = {"reply", "meeting_booked", "unsubscribed", "bounced"}
+
+
+def _first_touch(session: Session, lead_id: int) -> ReviewItem | None:
+    return session.scalar(
+        select(ReviewItem)
+        .where(
+            ReviewItem.lead_id == lead_id,
+            ReviewItem.status == "sent",
+            ReviewItem.kind == "email",
+            ReviewItem.thread_id.not_like("cadence-%"),
+        )
+        .order_by(ReviewItem.executed_at)
+        .limit(1)
+    )
+
+
+def _slots(
+    session: Session, settings: Settings, lead: Lead, first: ReviewItem | None, today: dt.date, **extra: Any
+) -> dict[str, Any]:
+    used = dict((first.draft.get("facts_used") if first else None) or {})
+    contact = lead.contact
+    history = session.scalars(
+        select(ReviewItem.draft)
+        .where(ReviewItem.lead_id == lead.id, ReviewItem.status == "sent")
+        .order_by(ReviewItem.id)
+    ).all()
+    slots = {
+        **{k: used.get(k, "") for k in ("first_name", "full_name", "company", "title", "industry", "phone", "topics")},
+        "first_name": used.get("first_name") or (contact.first_name if contact else None) or "there",
+        "full_name": used.get("full_name") or lead.email,
+        "company": used.get("company") or lead.company or "your company",
+        "our_company": settings.company_name,
+        "sender_name": settings.sender_name,
+        "unsubscribe_url": settings.unsubscribe_url,
+        "last_subject": (first.draft.get("subject") if first else "") or "our last note",
+        "days_since_first_touch": (today - first.executed_at.date()).days if first and first.executed_at else 0,
+        "history": "; ".join(f"'{d.get('subject', '')}'" for d in history) or "nothing yet",
+        "days_quiet": 0,
+        "note": "",
+    }
+    slots.update(extra)
+    return slots
+
+
+def _draft(
+    session: Session,
+    settings: Settings,
+    lead: Lead,
+    step: str,
+    template: str,
+    *,
+    kind: str = "email",
+    assignee: str | None = None,
+    sla_hours: int = 24,
+    today: dt.date | None = None,
+    **extra: Any,
+) -> ReviewItem | None:
+    """Queue one step once; None when it was drafted before."""
+    try:
+        with session.begin_nested():
+            touch = CadenceTouch(lead_id=lead.id, step=step)
+            session.add(touch)
+            session.flush()
+    except IntegrityError:
+        return None
+    first = _first_touch(session, lead.id)
+    slots = _slots(session, settings, lead, first, today or utcnow().date(), **extra)
+    parts, version = templates.active(session, template)
+    rendered = templates.render_parts(parts, slots)
+    item = review_queue.queue_for_review(
+        session,
+        thread_id=f"cadence-{lead.id}",
+        interrupt_id=f"cadence-{lead.id}-{step}",
+        lead_id=lead.id,
+        contact_id=lead.contact_id,
+        kind=kind,
+        template=template,
+        brief={
+            **(lead.brief or {}),
+            "summary": f"Follow-up '{step}' for {slots['full_name']} ({slots['company']}). "
+            f"Sent so far: {slots['history']}.",
+            "next_action": "follow_up" if kind == "email" else "personal_reply",
+        },
+        draft={
+            "kind": kind,
+            "template": template,
+            "template_version": version,
+            "to": lead.contact.email if lead.contact else lead.email,
+            "subject": rendered["subject"],
+            "body": rendered["body"],
+            "facts_used": {k: str(v) for k, v in slots.items()},
+            "step": step,
+        },
+        queue="main",
+        sla_due_at=utcnow() + dt.timedelta(hours=sla_hours),
+        assignee=assignee,
+        actor="agent:cadence",
+    )
+    touch.review_item_id = item.id
+    return item
+
+
+def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
+    """Draft every follow-up step that is due, once; and reactivation drafts for stale deals."""
+    today = today or utcnow().date()
+    counts = {"drafted": 0, "reactivations": 0}
+    with session_scope(settings) as session:
+        lead_ids = session.scalars(
+            select(ReviewItem.lead_id)
+            .where(ReviewItem.status == "sent", ReviewItem.lead_id.is_not(None))
+            .group_by(ReviewItem.lead_id)
+        ).all()
+    for lead_id in lead_ids:
+        with session_scope(settings) as session:
+            lead = session.get(Lead, lead_id)
+            first = _first_touch(session, lead_id)
+            if lead.cadence_stopped_at is not None or first is None or not lead.consent_email:
+                continue
+            if lead.contact is not None and lead.contact.do_not_email:
+                continue
+            sequence = SEQUENCES.get((lead.brief or {}).get("next_action", ""), [])
+            days = (today - first.executed_at.date()).days
+            due = [(day, template) for day, template in sequence if day <= days]
+            if due:
+                day, template = due[-1]  # only the latest due step: a missed earlier one is not sent late
+                step = "break-up" if template == "break_up" else f"day-{day}"
+                if _draft(session, settings, lead, step, template, today=today):
+                    counts["drafted"] += 1
+    counts["reactivations"] = reactivate_stale_deals(settings, today)
+    return counts
+
+
+def reactivate_stale_deals(settings: Settings, today: dt.date) -> int:
+    cutoff = dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=settings.stale_deal_days)
+    drafted = 0
+    with session_scope(settings) as session:
+        last_activity = (
+            select(Activity.lead_id, func.max(Activity.occurred_at).label("at")).group_by(Activity.lead_id).subquery()
+        )
+        rows = session.execute(
+            select(Deal.id, Deal.lead_id, last_activity.c.at, Deal.updated_at)
+            .outerjoin(last_activity, last_activity.c.lead_id == Deal.lead_id)
+            .where(Deal.outcome.is_(None), Deal.lead_id.is_not(None))
+        ).all()
+    for deal_id, lead_id, last_at, updated in rows:
+        quiet_since = max(t for t in (last_at, updated) if t is not None)
+        if quiet_since > cutoff:
+            continue
+        with session_scope(settings) as session:
+            lead = session.get(Lead, lead_id)
+            if lead.cadence_stopped_at is not None and lead.cadence_stop_reason in ("unsubscribed", "bounced"):
+                continue
+            if lead.contact is not None and lead.contact.do_not_email:
+                continue
+            step = f"reactivate-{deal_id}-{today:%Y-%m}"
+            quiet = (today - quiet_since.date()).days
+            if _draft(session, settings, lead, step, "reactivation", today=today, days_quiet=quiet):
+                drafted += 1
+    return drafted
+
+
+def _stop(session: Session, lead: Lead, reason: str) -> int:
+    if lead.cadence_stopped_at is None:
+        lead.cadence_stopped_at, lead.cadence_stop_reason = utcnow(), reason
+    cancelled = session.execute(
+        update(ReviewItem)
+        .where(
+            ReviewItem.lead_id == lead.id,
+            ReviewItem.status == "pending",
+            ReviewItem.thread_id.like("cadence-%"),
+            ReviewItem.kind == "email",
+        )
+        .values(status="cancelled", result={"reason": f"cadence stopped: {reason}"}, executed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return cancelled
+
+
+def record_event(
+    session: Session,
+    settings: Settings,
+    lead_id: int,
+    *,
+    type: str,
+    note: str | None = None,
+    occurred_at: dt.datetime | None = None,
+    external_id: str | None = None,
+    actor: str,
+) -> dict[str, Any]:
+    if type not in EVENT_TYPES:
+        raise InvalidInput(f"type must be one of {', '.join(EVENT_TYPES)}", details={"field": "type"})
+    lead = session.get(Lead, lead_id)
+    if lead is None:
+        raise NotFound(f"lead {lead_id} not found")
+    if external_id and session.scalar(select(LeadEvent.id).where(LeadEvent.external_id == external_id)):
+        return {"lead_id": lead_id, "type": type, "duplicate": True, "cancelled_drafts": 0, "handoff_item": None}
+    session.add(
+        LeadEvent(lead_id=lead_id, type=type, note=note, occurred_at=occurred_at or utcnow(), external_id=external_id)
+    )
+    session.flush()
+    cancelled, handoff = 0, None
+    if type in STOPPING:
+        cancelled = _stop(session, lead, type)
+    if type in ("unsubscribed", "bounced"):
+        lead.consent_email = False
+        if lead.contact is not None:
+            lead.contact.do_not_email = True
+    if type == "reply":
+        owner = session.scalar(
+            select(ReviewItem.assignee).where(ReviewItem.lead_id == lead_id, ReviewItem.assignee.is_not(None)).limit(1)
+        )
+        item = _draft(
+            session,
+            settings,
+            lead,
+            f"reply-{utcnow():%Y%m%d%H%M%S%f}",
+            "reply_handoff",
+            kind="call_task",
+            assignee=owner,
+            sla_hours=2,
+            note=(note or "")[:500],
+        )
+        handoff = item.id if item else None
+    if type == "proposal_opened" and lead.cadence_stopped_at is None:
+        item = _draft(session, settings, lead, "proposal-opened", "proposal_follow_up", sla_hours=4)
+        handoff = item.id if item else None
+    audit.record(
+        session,
+        actor=actor,
+        action=f"lead.event.{type}",
+        entity_type="lead",
+        entity_id=lead_id,
+        after={"note": note, "cancelled_drafts": cancelled},
+    )
+    return {
+        "lead_id": lead_id,
+        "type": type,
+        "duplicate": False,
+        "cancelled_drafts": cancelled,
+        "handoff_item": handoff,
+    }
+
+
+def execute(settings: Settings, review_item_id: int) -> str:
+    """Send an approved follow-up once, unless the cadence stopped after it was approved."""
+    from tools import mail
+
+    with session_scope(settings) as session:
+        item, _ = review_queue.approved_action(session, review_item_id)
+        if item.status != "approved":
+            return item.status
+        lead = session.get(Lead, item.lead_id)
+        if item.kind == "email" and lead.cadence_stopped_at is not None:
+            review_queue.mark_executed(
+                session,
+                item,
+                status="cancelled",
+                result={"reason": f"cadence stopped: {lead.cadence_stop_reason}"},
+                actor="agent:cadence",
+            )
+            return "cancelled"
+        kind = item.kind
+    if kind == "email":
+        try:
+            sent = mail.send_approved_email(settings, review_item_id)
+        except review_queue.RecipientOptedOut as exc:
+            with session_scope(settings) as session:
+                item, _ = review_queue.approved_action(session, review_item_id)
+                review_queue.mark_executed(
+                    session, item, status="cancelled", result={"reason": exc.message}, actor="agent:cadence"
+                )
+            return "cancelled"
+        result, status, activity = (
+            {"outbox_id": sent.id, "to": sent.to_addr},
+            "sent",
+            ("email_sent", f"Sent '{sent.subject}'"),
+        )
+    else:
+        result, status, activity = {"task": "call"}, "done", ("call_task", "Reply hand-off")
+    with session_scope(settings) as session:
+        item, _ = review_queue.approved_action(session, review_item_id)
+        review_queue.log_activity(session, item, kind=activity[0], summary=activity[1])
+        review_queue.mark_executed(session, item, status=status, result=result, actor="agent:cadence")
+    return status

@@ -1,0 +1,40 @@
+"""The daily job the worker runs: payment reminders and follow-ups due that day, then the next day's job.
+
+One job per day (dedupe key), so a restart or a second worker schedules nothing twice; the drafts
+themselves are unique per (invoice, step) and (lead, step)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from agents.cadences import scheduler as cadences
+from agents.collections import scheduler as collections
+from core import audit, jobs
+from core.db import session_scope
+from core.settings import Settings
+
+DAILY = "daily.scan"
+
+
+def schedule(settings: Settings, day: dt.date, at_hour: int = 6) -> None:
+    run_after = dt.datetime.combine(day, dt.time(at_hour), tzinfo=dt.UTC)
+    with session_scope(settings) as session:
+        jobs.enqueue(
+            session, DAILY, {"day": day.isoformat()}, dedupe_key=f"{DAILY}:{day.isoformat()}", run_after=run_after
+        )
+
+
+def run(settings: Settings, payload: dict[str, Any]) -> None:
+    day = dt.date.fromisoformat(payload["day"])
+    counts = {"collections": collections.scan(settings, day), "cadences": cadences.scan(settings, day)}
+    schedule(settings, day + dt.timedelta(days=1))
+    with session_scope(settings) as session:
+        audit.record(
+            session,
+            actor="agent:daily",
+            action="daily.scanned",
+            entity_type="scan",
+            entity_id=day.isoformat(),
+            after=counts,
+        )
