@@ -23,7 +23,7 @@ from core.db import session_scope
 from core.errors import InvalidInput, NotFound
 from core.models import Activity, CadenceTouch, Deal, Lead, LeadEvent, ReviewItem, utcnow
 from core.settings import Settings
-from tools import review_queue, templates
+from tools import outbound, review_queue, templates
 
 # next action -> (day after the first touch, template); the last step is the break-up note
 SEQUENCES: dict[str, list[tuple[int, str]]] = {
@@ -277,44 +277,13 @@ def record_event(
     }
 
 
+def _cadence_running(session: Session, item: ReviewItem) -> str | None:
+    lead = session.get(Lead, item.lead_id)
+    if item.kind == "email" and lead.cadence_stopped_at is not None:
+        return f"cadence stopped: {lead.cadence_stop_reason}"
+    return None
+
+
 def execute(settings: Settings, review_item_id: int) -> str:
     """Send an approved follow-up once, unless the cadence stopped after it was approved."""
-    from tools import mail
-
-    with session_scope(settings) as session:
-        item, _ = review_queue.approved_action(session, review_item_id)
-        if item.status != "approved":
-            return item.status
-        lead = session.get(Lead, item.lead_id)
-        if item.kind == "email" and lead.cadence_stopped_at is not None:
-            review_queue.mark_executed(
-                session,
-                item,
-                status="cancelled",
-                result={"reason": f"cadence stopped: {lead.cadence_stop_reason}"},
-                actor="agent:cadence",
-            )
-            return "cancelled"
-        kind = item.kind
-    if kind == "email":
-        try:
-            sent = mail.send_approved_email(settings, review_item_id)
-        except review_queue.RecipientOptedOut as exc:
-            with session_scope(settings) as session:
-                item, _ = review_queue.approved_action(session, review_item_id)
-                review_queue.mark_executed(
-                    session, item, status="cancelled", result={"reason": exc.message}, actor="agent:cadence"
-                )
-            return "cancelled"
-        result, status, activity = (
-            {"outbox_id": sent.id, "to": sent.to_addr},
-            "sent",
-            ("email_sent", f"Sent '{sent.subject}'"),
-        )
-    else:
-        result, status, activity = {"task": "call"}, "done", ("call_task", "Reply hand-off")
-    with session_scope(settings) as session:
-        item, _ = review_queue.approved_action(session, review_item_id)
-        review_queue.log_activity(session, item, kind=activity[0], summary=activity[1])
-        review_queue.mark_executed(session, item, status=status, result=result, actor="agent:cadence")
-    return status
+    return outbound.execute_approved(settings, review_item_id, actor="agent:cadence", check=_cadence_running)

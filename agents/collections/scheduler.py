@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 
 from agents.collections.dunning import InvoiceState, decide, load_policy
 from core.db import session_scope
-from core.models import Contact, DunningTouch, Invoice, utcnow
+from core.models import Contact, DunningTouch, Invoice, ReviewItem, utcnow
 from core.settings import Settings
-from tools import billing, mail, review_queue, templates
+from tools import billing, outbound, review_queue, templates
 
 log = logging.getLogger("revloop.collections")
 SLA_HOURS = {"high": 4, "normal": 24, "low": 72}
@@ -144,48 +144,21 @@ def _scan_one(session, settings: Settings, policy, invoice_id: int, today: dt.da
     return "drafted"
 
 
+def _still_owed(session, item: ReviewItem) -> str | None:
+    """A reminder goes out only for the balance it states, on an invoice still open and undisputed."""
+    invoice = session.get(Invoice, int(item.draft["invoice_id"]))
+    owed = billing.balance(session, invoice)
+    if invoice.status in ("paid", "void") or owed <= 0:
+        return f"invoice {invoice.number} is paid"
+    if invoice.disputed:
+        return f"invoice {invoice.number} is disputed"
+    if invoice.payment_pending:
+        return f"a payment is pending on invoice {invoice.number}"
+    if str(owed) != item.draft.get("amount"):
+        return f"the balance changed to {owed} since the reminder was drafted"
+    return None
+
+
 def execute(settings: Settings, review_item_id: int) -> str:
     """Run an approved reminder once: re-read the balance first; cancel when it is paid or changed."""
-    with session_scope(settings) as session:
-        item, _ = review_queue.approved_action(session, review_item_id)
-        if item.status != "approved":
-            return item.status  # already executed
-        invoice = session.get(Invoice, int(item.draft["invoice_id"]))
-        owed = billing.balance(session, invoice)
-        reason = None
-        if invoice.status in ("paid", "void") or owed <= 0:
-            reason = f"invoice {invoice.number} is paid"
-        elif invoice.disputed:
-            reason = f"invoice {invoice.number} is disputed"
-        elif invoice.payment_pending:
-            reason = f"a payment is pending on invoice {invoice.number}"
-        elif str(owed) != item.draft.get("amount"):
-            reason = f"the balance changed to {owed} since the reminder was drafted"
-        if reason:
-            review_queue.mark_executed(
-                session, item, status="cancelled", result={"reason": reason}, actor="agent:collections"
-            )
-            return "cancelled"
-        kind = item.kind
-    if kind == "email":
-        try:
-            sent = mail.send_approved_email(settings, review_item_id)
-        except review_queue.RecipientOptedOut as exc:
-            with session_scope(settings) as session:
-                item, _ = review_queue.approved_action(session, review_item_id)
-                review_queue.mark_executed(
-                    session, item, status="cancelled", result={"reason": exc.message}, actor="agent:collections"
-                )
-            return "cancelled"
-        result, status, activity = (
-            {"outbox_id": sent.id, "to": sent.to_addr},
-            "sent",
-            ("email_sent", f"Sent '{sent.subject}' to {sent.to_addr}"),
-        )
-    else:
-        result, status, activity = {"task": "call"}, "done", ("call_task", "Collections call")
-    with session_scope(settings) as session:
-        item, _ = review_queue.approved_action(session, review_item_id)
-        review_queue.log_activity(session, item, kind=activity[0], summary=activity[1])
-        review_queue.mark_executed(session, item, status=status, result=result, actor="agent:collections")
-    return status
+    return outbound.execute_approved(settings, review_item_id, actor="agent:collections", check=_still_owed)
