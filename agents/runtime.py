@@ -18,12 +18,14 @@ from langgraph.types import Command
 from agents import daily
 from agents.cadences import scheduler as cadences
 from agents.collections import scheduler as collections
+from agents.deals import flow as deals
 from agents.kinds import LEAD_RUN, REVIEW_RESUME
 from agents.lead.graph import build_lead_graph
 from core.db import session_scope
 from core.jobs import Worker
-from core.models import Decision, Lead, ReviewItem
+from core.models import Decision, Lead, ReviewItem, utcnow
 from core.settings import Settings, get_settings
+from tools import outbound
 from tools.crm import set_lead_status
 from tools.review_queue import queue_for_review
 
@@ -131,7 +133,7 @@ class LeadGraphRunner:
             if item is None:
                 raise LookupError(f"review item {review_item_id} not found")
             # Payment reminders and follow-ups have no graph thread behind them: their own executors send them.
-            executor = {"dunning": collections.execute, "cadence": cadences.execute}.get(item.thread_id.split("-")[0])
+            executor = EXECUTORS.get(item.thread_id.split("-")[0])
         if executor is not None:
             if decision_action(self.settings, review_item_id) == "approve":
                 executor(self.settings, review_item_id)
@@ -155,6 +157,37 @@ class LeadGraphRunner:
             self.graph.invoke(None, config)  # resumed before but stopped mid-execute: finish the run
         if lead_id is not None:
             self._queue_interrupts(thread_id, lead_id)
+
+
+def _deal_open_and_offer_valid(session, item) -> str | None:
+    from core.models import Deal, Proposal
+
+    proposal = session.get(Proposal, int(item.draft["attachments"][0]["proposal_id"]))
+    deal = session.get(Deal, proposal.deal_id)
+    if deal.outcome is not None:
+        return f"deal {deal.id} is already {deal.outcome}"
+    if proposal.valid_until < utcnow().date():
+        return f"proposal {proposal.number} expired on {proposal.valid_until}"
+    return None
+
+
+def _issue(settings: Settings):
+    def action(session, item) -> dict[str, Any]:
+        invoice = deals.issue_invoice(session, settings, int(item.draft["milestone_id"]))
+        return {"invoice_number": invoice.number, "due_on": str(invoice.due_on), "summary": f"Issued {invoice.number}"}
+
+    return action
+
+
+# Approved items without a graph thread, by thread prefix: how each is executed.
+EXECUTORS = {
+    "dunning": collections.execute,
+    "cadence": cadences.execute,
+    "proposal": lambda s, i: outbound.execute_approved(s, i, actor="agent:deals", check=_deal_open_and_offer_valid),
+    "onboarding": lambda s, i: outbound.execute_approved(s, i, actor="agent:deals"),
+    "update": lambda s, i: outbound.execute_approved(s, i, actor="agent:deals"),
+    "invoice": lambda s, i: outbound.execute_approved(s, i, actor="agent:deals", action=_issue(s)),
+}
 
 
 def decision_action(settings: Settings, review_item_id: int) -> str | None:

@@ -15,6 +15,7 @@ from api.routes import (
     audit,
     auth,
     billing,
+    deals,
     evals,
     icp,
     kpis,
@@ -129,7 +130,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=422,
         )
 
-    for module in (auth, users, leads, review_items, icp, scoring, templates, kpis, billing, audit, evals, webhooks):
+    for module in (
+        auth,
+        users,
+        leads,
+        review_items,
+        deals,
+        icp,
+        scoring,
+        templates,
+        kpis,
+        billing,
+        audit,
+        evals,
+        webhooks,
+    ):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database check (no auth)")

@@ -532,6 +532,55 @@ class CadenceTouch(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class Proposal(Base):
+    """A proposal drafted from an opportunity: lines priced from the price book, discount within the
+    limit, terms, validity; rendered to HTML and PDF and attached to its review item and email."""
+
+    __tablename__ = "proposals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(50), unique=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), index=True)
+    lines: Mapped[list[Any]] = mapped_column(JSON)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    subtotal: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    discount_pct: Mapped[Decimal] = mapped_column(Numeric(5, 2), default=Decimal("0"))
+    total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    terms: Mapped[str] = mapped_column(Text)
+    valid_until: Mapped[dt.date] = mapped_column(Date)
+    html: Mapped[str] = mapped_column(Text)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    review_item_id: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Project(Base):
+    """The delivery hand-off created when the deal is signed: scope, contacts, tasks, kickoff."""
+
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), unique=True)
+    brief: Mapped[dict[str, Any]] = mapped_column()
+    tasks: Mapped[list[Any]] = mapped_column(JSON)
+    kickoff_on: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Milestone(Base):
+    """A billing milestone of a signed deal; completing it drafts its invoice and a client update."""
+
+    __tablename__ = "milestones"
+    __table_args__ = (UniqueConstraint("deal_id", "seq", name="uq_milestones_deal_seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(100))
+    percent: Mapped[Decimal] = mapped_column(Numeric(5, 2))
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    status: Mapped[str] = mapped_column(String(20), default="planned")  # planned | completed | invoiced
+    completed_at: Mapped[dt.datetime | None] = mapped_column()
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
+
+
 class EvalRun(Base):
     """One eval suite run: metrics, thresholds, per-case verdicts and what it ran against."""
 
@@ -581,7 +630,10 @@ __all__ = [
     "DunningTouch",
     "EvalRun",
     "Invoice",
+    "Milestone",
     "Payment",
+    "Project",
+    "Proposal",
     "PaymentAllocation",
     "Job",
     "CadenceTouch",

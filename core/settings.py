@@ -77,6 +77,7 @@ class Settings(BaseSettings):
 
     webhook_secret_leads: str | None = Field(None, description="HMAC secret of POST /v1/webhooks/leads")
     webhook_secret_payments: str | None = Field(None, description="HMAC secret of POST /v1/webhooks/payments")
+    webhook_secret_esign: str | None = Field(None, description="HMAC secret of POST /v1/webhooks/esign")
     webhook_tolerance_seconds: int = Field(
         300, description="Signed webhooks older or newer than this are refused (replay window)"
     )
@@ -84,6 +85,13 @@ class Settings(BaseSettings):
     dunning_policy_path: Path = Field(
         PROJECT_ROOT / "agents" / "collections" / "policy.yaml", description="The collections ladder (YAML)"
     )
+    max_discount_pct: float = Field(15, ge=0, le=100, description="The largest discount a proposal may carry")
+    proposal_valid_days: int = Field(30, description="A proposal is valid this many days")
+    payment_terms_days: int = Field(30, description="Invoices are due this many days after issue")
+    milestone_plan: str = Field(
+        "Kickoff:30,Delivery:40,Acceptance:30", description="Billing milestones of a signed deal: name:percent,..."
+    )
+    kickoff_days: int = Field(7, description="Kickoff this many days after signature")
     stale_deal_days: int = Field(21, description="An open deal this long without activity gets a reactivation draft")
     payment_link_base: str = Field(
         "https://pay.revloop.example/invoices", description="Payment links are this plus the invoice number"

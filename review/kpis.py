@@ -141,7 +141,21 @@ def compute(session: Session, *, days: int = 30, now: dt.datetime | None = None)
         ),
         key=lambda row: -(row["edit_rate"] or 0) - (row["reject_rate"] or 0),
     )
+    # Proposal turnaround: proposal requested (the deal entered the proposal stage) -> proposal email sent.
+    from core.models import Proposal
+
+    turnaround = [
+        (sent - entered).total_seconds() / 3600
+        for entered, sent in session.execute(
+            select(Proposal.created_at, ReviewItem.executed_at)
+            .join(ReviewItem, ReviewItem.id == Proposal.review_item_id)
+            .where(ReviewItem.status == "sent", ReviewItem.executed_at >= since)
+        ).all()
+        if entered is not None and sent is not None and sent >= entered
+    ]
     return {
+        "median_proposal_turnaround_hours": _median(turnaround),
+        "proposals_sent": len(turnaround),
         "window_days": days,
         "since": since,
         "generated_at": now,

@@ -25,7 +25,7 @@ from tools.registry import tool
 from tools.review_queue import NotApproved, RecipientOptedOut, approved_action
 
 
-def build_message(settings: Settings, row: OutboxMessage) -> EmailMessage:
+def build_message(settings: Settings, row: OutboxMessage, attachments: list[tuple[str, bytes]] = ()) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = settings.mail_from
     msg["To"] = row.to_addr
@@ -35,7 +35,21 @@ def build_message(settings: Settings, row: OutboxMessage) -> EmailMessage:
     msg["List-Unsubscribe"] = f"<{settings.unsubscribe_url}>"
     msg["X-Revloop-Review-Item"] = str(row.review_item_id)
     msg.set_content(row.body)
+    for filename, data in attachments:
+        msg.add_attachment(data, maintype="application", subtype="pdf", filename=filename)
     return msg
+
+
+def _attachments(session, item) -> list[tuple[str, bytes]]:
+    """Documents the approved item carries (e.g. its proposal's PDF), read from their records."""
+    from core.models import Proposal
+
+    found = []
+    for ref in item.draft.get("attachments") or []:
+        proposal = session.get(Proposal, int(ref["proposal_id"]))
+        if proposal is not None:
+            found.append((f"{proposal.number}.pdf", proposal.pdf))
+    return found
 
 
 def _deliver_file(settings: Settings, row: OutboxMessage, msg: EmailMessage) -> str:
@@ -99,8 +113,9 @@ def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessag
             return row
         row.status = "sending"
         row.attempts += 1
+        attachments = _attachments(session, item)
     try:
-        msg = build_message(settings, row)
+        msg = build_message(settings, row, attachments)
         location = _deliver_smtp(settings, msg) if row.transport == "smtp" else _deliver_file(settings, row, msg)
     except Exception as exc:
         with session_scope(settings) as session:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from agents.cadences.templates import TEMPLATES as CADENCE_TEMPLATES
 from agents.collections.templates import TEMPLATES as DUNNING_TEMPLATES
+from agents.deals.templates import TEMPLATES as DEAL_TEMPLATES
 from agents.lead.prompts import TEMPLATES as LEAD_TEMPLATES
 from core import audit
 from core.errors import Conflict, InvalidInput, NotFound
@@ -24,7 +25,7 @@ from core.models import MessageTemplate, utcnow
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
 
-BUILT_IN: dict[str, dict[str, str]] = {**LEAD_TEMPLATES, **CADENCE_TEMPLATES, **DUNNING_TEMPLATES}
+BUILT_IN: dict[str, dict[str, str]] = {**LEAD_TEMPLATES, **CADENCE_TEMPLATES, **DUNNING_TEMPLATES, **DEAL_TEMPLATES}
 LEAD_FIELDS = {
     "first_name": "Jane",
     "full_name": "Jane Doe",
@@ -64,7 +65,24 @@ CADENCE_FIELDS = {
     "days_quiet": 30,
     "note": "Thanks, can we talk Thursday?",
 }
+DEAL_FIELDS = {
+    "first_name": "Pat",
+    "company": "Globex Ltd",
+    "sender_name": "Alex Morgan",
+    "our_company": "Revloop Demo Co",
+    "number": "P-12-1",
+    "total": "USD 10,200.00",
+    "valid_until": "2026-12-23",
+    "kickoff_on": "30 Nov 2026",
+    "milestones": "Kickoff, Delivery, Acceptance",
+    "owner": "Casey Jordan",
+    "milestone": "Delivery",
+    "next_step": "Acceptance",
+}
 REQUIRED = {
+    "proposal_cover": {"number", "total", "valid_until"},
+    "onboarding_welcome": {"kickoff_on", "owner"},
+    "client_update": {"milestone"},
     **{key: {"unsubscribe_url", "sender_name"} for key in CADENCE_TEMPLATES if key != "reply_handoff"},
     "reply_handoff": set(),
     "first_touch_fast": {"unsubscribe_url", "sender_name"},
@@ -81,6 +99,8 @@ REQUIRED = {
 def sample_facts(key: str) -> dict[str, Any]:
     if key.startswith("dunning_"):
         return dict(DUNNING_FIELDS)
+    if key in DEAL_TEMPLATES:
+        return dict(DEAL_FIELDS)
     return dict(CADENCE_FIELDS if key in CADENCE_TEMPLATES else LEAD_FIELDS)
 
 

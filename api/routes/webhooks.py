@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agents.deals import flow as deals
 from agents.lead.capture import capture_lead
 from api.deps import SessionDep, SettingsDep
 from core import webhooks
@@ -117,3 +118,50 @@ def payment_webhook(
     )
     session.commit()
     return {"payment_id": notice.payment_id, "duplicate": duplicate, "unallocated": str(payment.unallocated)}
+
+
+class SignatureNotice(BaseModel):
+    """What the e-signature provider tells us; only a completed envelope acts."""
+
+    model_config = ConfigDict(extra="ignore")
+    envelope_id: str = Field(min_length=1, max_length=200)
+    deal_id: int
+    status: str = Field(max_length=30, description="completed | declined | voided | ...")
+    signed_at: dt.datetime
+
+
+@router.post(
+    "/esign",
+    summary="E-signature notice (HMAC-signed): a completed envelope wins the deal and starts delivery and billing",
+    description="Sign with REVLOOP_WEBHOOK_SECRET_ESIGN. A completed envelope marks the deal won, creates the "
+    "delivery hand-off and the billing milestones, and drafts the onboarding welcome for review. A repeated "
+    "notice changes nothing.",
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": SignatureNotice.model_json_schema()}}}},
+)
+def esign_webhook(
+    body: RawBody,
+    session: SessionDep,
+    settings: SettingsDep,
+    timestamp: Timestamp = None,
+    signature: Signature = None,
+) -> dict[str, Any]:
+    webhooks.verify(
+        session,
+        source="esign",
+        secret=settings.webhook_secret_esign,
+        timestamp=timestamp,
+        signature=signature,
+        body=body,
+        tolerance_seconds=settings.webhook_tolerance_seconds,
+    )
+    try:
+        notice = SignatureNotice.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+    if notice.status != "completed":
+        session.commit()  # the delivery is recorded (no replay), nothing else changes
+        return {"deal_id": notice.deal_id, "status": notice.status, "acted": False}
+    signed_at = notice.signed_at if notice.signed_at.tzinfo else notice.signed_at.replace(tzinfo=dt.UTC)
+    result = deals.signed(session, settings, notice.deal_id, signed_at=signed_at, actor="webhook:esign")
+    session.commit()
+    return {**result, "status": notice.status, "acted": not result["duplicate"]}

@@ -67,6 +67,27 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
     ),
     ("GET", "/v1/kpis"): ("/v1/kpis", None, ("manager", "admin"), 200),
     ("GET", "/v1/audit-events"): ("/v1/audit-events", None, ("admin",), 200),
+    ("GET", "/v1/deals/{deal_id}"): (f"/v1/deals/{MISSING}", None, DECIDERS, 404),
+    ("POST", "/v1/deals/{deal_id}/stage"): (f"/v1/deals/{MISSING}/stage", {}, DECIDERS, 422),
+    ("POST", "/v1/deals/{deal_id}/proposals"): (f"/v1/deals/{MISSING}/proposals", {}, DECIDERS, 404),
+    ("GET", "/v1/deals/{deal_id}/proposals/{number}/pdf"): (
+        f"/v1/deals/{MISSING}/proposals/P-1/pdf",
+        None,
+        DECIDERS,
+        404,
+    ),
+    ("GET", "/v1/deals/{deal_id}/proposals/{number}/html"): (
+        f"/v1/deals/{MISSING}/proposals/P-1/html",
+        None,
+        DECIDERS,
+        404,
+    ),
+    ("POST", "/v1/deals/{deal_id}/milestones/{milestone}/complete"): (
+        f"/v1/deals/{MISSING}/milestones/1/complete",
+        None,
+        DECIDERS,
+        404,
+    ),
     ("GET", "/v1/templates"): ("/v1/templates", None, ("manager", "admin"), 200),
     ("POST", "/v1/templates"): ("/v1/templates", {}, ("manager", "admin"), 422),
     ("POST", "/v1/templates/preview"): ("/v1/templates/preview", {}, ("manager", "admin"), 422),
@@ -93,6 +114,7 @@ UNAUTHENTICATED: dict[tuple[str, str], tuple[str, object, int]] = {
     ("POST", "/v1/auth/login"): ("/v1/auth/login", {}, 422),  # the password is the credential
     ("POST", "/v1/webhooks/leads"): ("/v1/webhooks/leads", {}, 401),  # HMAC signature missing
     ("POST", "/v1/webhooks/payments"): ("/v1/webhooks/payments", {}, 401),
+    ("POST", "/v1/webhooks/esign"): ("/v1/webhooks/esign", {}, 401),
     ("GET", "/healthz"): ("/healthz", None, 200),
 }
 
@@ -122,7 +144,7 @@ def test_the_matrix_covers_every_route():
 
 
 def test_every_route_for_every_role(settings, live_server, http):
-    settings.webhook_secret_leads = settings.webhook_secret_payments = "matrix-secret"
+    settings.webhook_secret_leads = settings.webhook_secret_payments = settings.webhook_secret_esign = "matrix-secret"
     creds = _credentials(settings)
     failures = []
     for (method, template), (path, body, allowed, ok_status) in MATRIX.items():

@@ -1,0 +1,1 @@
+"""From proposal to cash: proposals (HTML + PDF), signature, delivery hand-off, milestones, invoices."""

@@ -1,0 +1,436 @@
+"""The deal flow after the first conversations. Everything client-facing is drafted into the review
+queue; nothing is sent without approval. Prices come from the price book, never from the request or a
+model; the discount is capped by REVLOOP_MAX_DISCOUNT_PCT.
+
+- proposal stage -> a proposal (lines, discount, terms, validity) rendered to HTML and PDF, with a cover
+  email that carries the PDF
+- signature (e-sign webhook) -> deal won, delivery hand-off (project brief, tasks, kickoff), billing
+  schedule (milestones), onboarding welcome email
+- milestone completed -> an invoice to approve (approval issues it in the billing) and a client update
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from fpdf import FPDF
+from jinja2 import Environment, select_autoescape
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.errors import Conflict, InvalidInput, NotFound
+from core.models import Contact, Deal, Invoice, Milestone, Product, Project, Proposal, SalesAgent, utcnow
+from core.settings import Settings
+from tools import review_queue, templates
+
+CENT = Decimal("0.01")
+_html = Environment(autoescape=select_autoescape(default=True))
+PROPOSAL_HTML = _html.from_string(
+    """<!doctype html><html><head><meta charset="utf-8"><title>Proposal {{ p.number }}</title>
+<style>body{font-family:sans-serif;margin:2rem}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;
+padding:.4rem;text-align:left}td.n{text-align:right}</style></head><body>
+<h1>Proposal {{ p.number }}</h1><p>{{ our_company }} for {{ company }} &middot; valid until {{ p.valid_until }}</p>
+<table><tr><th>Item</th><th>Quantity</th><th>Unit price</th><th>Amount</th></tr>
+{% for line in p.lines %}<tr><td>{{ line.product }}</td><td class="n">{{ line.quantity }}</td>
+<td class="n">{{ line.unit_price }}</td><td class="n">{{ line.amount }}</td></tr>{% endfor %}
+<tr><td colspan="3">Subtotal</td><td class="n">{{ p.subtotal }}</td></tr>
+<tr><td colspan="3">Discount ({{ p.discount_pct }}%)</td><td class="n">-{{ discount }}</td></tr>
+<tr><th colspan="3">Total ({{ p.currency }})</th><th class="n">{{ p.total }}</th></tr></table>
+<h2>Terms</h2><p>{{ p.terms }}</p></body></html>"""
+)
+
+
+def _latin1(text: str) -> str:
+    # The PDF uses the core Helvetica font (no font files to ship): characters outside Latin-1 become "?".
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def render_pdf(p: Proposal, company: str, our_company: str) -> bytes:
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 10, _latin1(f"Proposal {p.number}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=10)
+    pdf.cell(0, 6, _latin1(f"{our_company} for {company} - valid until {p.valid_until}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    with pdf.table(col_widths=(90, 25, 35, 35), text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT")) as table:
+        table.row(["Item", "Quantity", "Unit price", "Amount"])
+        for line in p.lines:
+            table.row([_latin1(str(line["product"])), str(line["quantity"]), line["unit_price"], line["amount"]])
+        table.row(["Subtotal", "", "", str(p.subtotal)])
+        table.row([f"Discount ({p.discount_pct}%)", "", "", f"-{(p.subtotal - p.total).quantize(CENT)}"])
+        table.row([f"Total ({p.currency})", "", "", str(p.total)])
+    pdf.ln(4)
+    pdf.multi_cell(0, 5, _latin1(f"Terms: {p.terms}"))
+    return bytes(pdf.output())
+
+
+def _recipient(session: Session, deal: Deal) -> Contact:
+    contact = session.get(Contact, deal.contact_id) if deal.contact_id else None
+    if contact is None and deal.lead is not None:
+        contact = deal.lead.contact
+    if contact is None:
+        raise InvalidInput(f"deal {deal.id} has no contact record to send to", details={"field": "contact_id"})
+    return contact
+
+
+def _deal(session: Session, deal_id: int) -> Deal:
+    deal = session.get(Deal, deal_id)
+    if deal is None:
+        raise NotFound(f"deal {deal_id} not found")
+    return deal
+
+
+def _queue(
+    session: Session,
+    *,
+    thread: str,
+    step: str,
+    deal: Deal,
+    contact: Contact,
+    kind: str,
+    template: str | None,
+    slots: dict[str, Any],
+    brief: dict[str, Any],
+    extra_draft: dict[str, Any] | None = None,
+    sla_hours: int = 24,
+):
+    if template is not None:
+        parts, version = templates.active(session, template)
+        rendered = templates.render_parts(parts, slots)
+    else:
+        version, rendered = None, {"subject": slots["subject"], "body": slots["body"]}
+    return review_queue.queue_for_review(
+        session,
+        thread_id=thread,
+        interrupt_id=step,
+        lead_id=deal.lead_id,
+        contact_id=contact.id,
+        kind=kind,
+        template=template,
+        brief={"summary": brief.pop("summary"), "next_action": brief.pop("next_action"), "deal_id": deal.id, **brief},
+        draft={
+            "kind": kind,
+            "template": template,
+            "template_version": version,
+            "to": contact.email,
+            "subject": rendered["subject"],
+            "body": rendered["body"],
+            "facts_used": {k: str(v) for k, v in slots.items()},
+            **(extra_draft or {}),
+        },
+        queue="main",
+        sla_due_at=utcnow() + dt.timedelta(hours=sla_hours),
+        actor="agent:deals",
+    )
+
+
+def _base_slots(settings: Settings, deal: Deal, contact: Contact) -> dict[str, Any]:
+    return {
+        "first_name": contact.first_name or "there",
+        "company": deal.account.name if deal.account else deal.name,
+        "sender_name": settings.sender_name,
+        "our_company": settings.company_name,
+    }
+
+
+def draft_proposal(
+    session: Session,
+    settings: Settings,
+    deal_id: int,
+    *,
+    lines: list[dict[str, Any]] | None = None,
+    discount_pct: Decimal = Decimal("0"),
+    actor: str,
+) -> Proposal:
+    deal = _deal(session, deal_id)
+    if deal.outcome is not None:
+        raise Conflict(f"deal {deal_id} is already {deal.outcome}")
+    if discount_pct < 0 or discount_pct > Decimal(str(settings.max_discount_pct)):
+        raise InvalidInput(
+            f"discount_pct must be between 0 and {settings.max_discount_pct} (REVLOOP_MAX_DISCOUNT_PCT)",
+            details={"field": "discount_pct"},
+        )
+    if not lines:
+        product = session.get(Product, deal.product_id) if deal.product_id else None
+        if product is None:
+            raise InvalidInput(f"deal {deal_id} has no product: send lines", details={"field": "lines"})
+        lines = [{"product": product.name, "quantity": 1}]
+    priced, currency = [], None
+    for n, line in enumerate(lines):
+        product = session.scalar(select(Product).where(Product.name == str(line.get("product", ""))))
+        if product is None:
+            raise InvalidInput(
+                f"lines[{n}].product {line.get('product')!r} is not in the price book",
+                details={"field": f"lines.{n}.product"},
+            )
+        quantity = int(line.get("quantity", 1))
+        if quantity < 1:
+            raise InvalidInput(f"lines[{n}].quantity must be at least 1", details={"field": f"lines.{n}.quantity"})
+        if currency not in (None, product.currency):
+            raise InvalidInput("all lines must have one currency", details={"field": f"lines.{n}.product"})
+        currency = product.currency
+        amount = (product.price * quantity).quantize(CENT)
+        priced.append(
+            {"product": product.name, "quantity": quantity, "unit_price": str(product.price), "amount": str(amount)}
+        )
+    subtotal = sum((Decimal(line["amount"]) for line in priced), Decimal("0"))
+    total = (subtotal * (1 - discount_pct / 100)).quantize(CENT, rounding=ROUND_HALF_UP)
+    contact = _recipient(session, deal)
+    count = session.scalar(select(func.count(Proposal.id)).where(Proposal.deal_id == deal.id)) or 0
+    today = utcnow().date()
+    proposal = Proposal(
+        number=f"P-{deal.id}-{count + 1}",
+        deal_id=deal.id,
+        lines=priced,
+        currency=currency or "USD",
+        subtotal=subtotal,
+        discount_pct=discount_pct,
+        total=total,
+        terms=f"Payment {settings.payment_terms_days} days from invoice, billed by milestone "
+        f"({settings.milestone_plan.replace(':', ' ').replace(',', '%, ')}%).",
+        valid_until=today + dt.timedelta(days=settings.proposal_valid_days),
+        html="",
+        pdf=b"",
+    )
+    session.add(proposal)
+    session.flush()
+    slots = _base_slots(settings, deal, contact)
+    proposal.html = PROPOSAL_HTML.render(
+        p=proposal, company=slots["company"], our_company=settings.company_name, discount=subtotal - total
+    )
+    proposal.pdf = render_pdf(proposal, slots["company"], settings.company_name)
+    slots.update(
+        number=proposal.number, total=f"{proposal.currency} {total:,.2f}", valid_until=str(proposal.valid_until)
+    )
+    item = _queue(
+        session,
+        thread=f"proposal-{proposal.id}",
+        step=f"proposal-{proposal.id}",
+        deal=deal,
+        contact=contact,
+        kind="email",
+        template="proposal_cover",
+        slots=slots,
+        brief={
+            "summary": f"Proposal {proposal.number} for {slots['company']}: {slots['total']} "
+            f"({len(priced)} line(s), {discount_pct}% discount).",
+            "next_action": "send_proposal",
+            "proposal": {"id": proposal.id, "lines": priced, "subtotal": str(subtotal), "total": str(total)},
+        },
+        extra_draft={"attachments": [{"proposal_id": proposal.id, "filename": f"{proposal.number}.pdf"}]},
+        sla_hours=4,
+    )
+    proposal.review_item_id = item.id
+    audit.record(
+        session,
+        actor=actor,
+        action="proposal.drafted",
+        entity_type="deal",
+        entity_id=deal.id,
+        after={"proposal": proposal.number, "total": str(total)},
+    )
+    return proposal
+
+
+def change_stage(session: Session, settings: Settings, deal_id: int, stage: str, *, actor: str) -> dict[str, Any]:
+    deal = _deal(session, deal_id)
+    if deal.outcome is not None:
+        raise Conflict(f"deal {deal_id} is closed ({deal.outcome})")
+    before = deal.stage
+    if stage == before:
+        return {"deal_id": deal.id, "stage": stage, "proposal": None}
+    deal.stage, deal.stage_changed_at = stage, utcnow()
+    audit.record(
+        session,
+        actor=actor,
+        action="deal.stage_changed",
+        entity_type="deal",
+        entity_id=deal.id,
+        before={"stage": before},
+        after={"stage": stage},
+    )
+    proposal = draft_proposal(session, settings, deal.id, actor=actor) if stage == "proposal" else None
+    return {"deal_id": deal.id, "stage": stage, "proposal": proposal.number if proposal else None}
+
+
+def _plan(settings: Settings) -> list[tuple[str, Decimal]]:
+    plan = []
+    for part in settings.milestone_plan.split(","):
+        name, _, percent = part.partition(":")
+        plan.append((name.strip(), Decimal(percent.strip())))
+    if sum(p for _, p in plan) != 100:
+        raise InvalidInput("REVLOOP_MILESTONE_PLAN percentages must add up to 100")
+    return plan
+
+
+def signed(session: Session, settings: Settings, deal_id: int, *, signed_at: dt.datetime, actor: str) -> dict[str, Any]:
+    """The client signed: won, delivery hand-off, milestones, onboarding. A second notice changes nothing."""
+    deal = _deal(session, deal_id)
+    if deal.outcome == "won":
+        return {"deal_id": deal.id, "duplicate": True}
+    if deal.outcome == "lost":
+        raise Conflict(f"deal {deal_id} is lost; a signature cannot reopen it")
+    proposal = session.scalar(select(Proposal).where(Proposal.deal_id == deal.id).order_by(Proposal.id.desc()).limit(1))
+    value = proposal.total if proposal is not None else (deal.amount or Decimal("0"))
+    deal.outcome, deal.stage, deal.closed_at, deal.stage_changed_at = "won", "won", signed_at, signed_at
+    if proposal is not None:
+        deal.amount = proposal.total
+    contact = _recipient(session, deal)
+    owner = session.get(SalesAgent, deal.sales_agent_id).name if deal.sales_agent_id else settings.sender_name
+    kickoff = signed_at.date() + dt.timedelta(days=settings.kickoff_days)
+    plan = _plan(settings)
+    milestones = []
+    for seq, (name, percent) in enumerate(plan, start=1):
+        amount = (value * percent / 100).quantize(CENT)
+        milestones.append(Milestone(deal_id=deal.id, seq=seq, name=name, percent=percent, amount=amount))
+    if milestones:  # rounding: the last milestone takes the remainder so the schedule adds up to the total
+        milestones[-1].amount = value - sum((m.amount for m in milestones[:-1]), Decimal("0"))
+    session.add_all(milestones)
+    scope = proposal.lines if proposal is not None else [{"product": deal.name, "quantity": 1}]
+    session.add(
+        Project(
+            deal_id=deal.id,
+            brief={
+                "scope": scope,
+                "value": str(value),
+                "contacts": [
+                    {
+                        "name": f"{contact.first_name or ''} {contact.last_name or ''}".strip(),
+                        "email": contact.email,
+                        "phone": contact.phone,
+                    }
+                ],
+                "owner": owner,
+            },
+            tasks=[
+                {"task": "Schedule the kickoff call", "due": str(kickoff)},
+                {"task": "Set up client access and shared folder", "due": str(kickoff)},
+                *({"task": f"Deliver milestone: {m.name}", "due": None} for m in milestones),
+            ],
+            kickoff_on=kickoff,
+        )
+    )
+    session.flush()
+    slots = {
+        **_base_slots(settings, deal, contact),
+        "kickoff_on": kickoff.strftime("%d %b %Y"),
+        "milestones": ", ".join(m.name for m in milestones),
+        "owner": owner,
+    }
+    _queue(
+        session,
+        thread=f"onboarding-{deal.id}",
+        step=f"onboarding-{deal.id}-welcome",
+        deal=deal,
+        contact=contact,
+        kind="email",
+        template="onboarding_welcome",
+        slots=slots,
+        brief={"summary": f"{slots['company']} signed: welcome email with the kickoff date.", "next_action": "welcome"},
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="deal.won",
+        entity_type="deal",
+        entity_id=deal.id,
+        after={"value": str(value), "milestones": len(milestones), "kickoff_on": str(kickoff)},
+    )
+    return {"deal_id": deal.id, "duplicate": False, "milestones": len(milestones), "kickoff_on": str(kickoff)}
+
+
+def complete_milestone(session: Session, settings: Settings, deal_id: int, seq: int, *, actor: str) -> dict[str, Any]:
+    deal = _deal(session, deal_id)
+    milestone = session.scalar(select(Milestone).where(Milestone.deal_id == deal_id, Milestone.seq == seq))
+    if milestone is None:
+        raise NotFound(f"deal {deal_id} has no milestone {seq}")
+    if milestone.status != "planned":
+        raise Conflict(f"milestone {seq} of deal {deal_id} is already {milestone.status}")
+    milestone.status, milestone.completed_at = "completed", utcnow()
+    contact = _recipient(session, deal)
+    company = deal.account.name if deal.account else deal.name
+    due = utcnow().date() + dt.timedelta(days=settings.payment_terms_days)
+    invoice_item = _queue(
+        session,
+        thread=f"invoice-{milestone.id}",
+        step=f"invoice-{milestone.id}",
+        deal=deal,
+        contact=contact,
+        kind="invoice",
+        template=None,
+        slots={
+            "subject": f"Invoice {company}: {milestone.name} ({milestone.amount})",
+            "body": f"Issue an invoice to {company} for milestone {seq} '{milestone.name}': {milestone.amount} "
+            f"({milestone.percent}% of the deal), due {due} ({settings.payment_terms_days} days).",
+        },
+        brief={
+            "summary": f"Milestone '{milestone.name}' complete: invoice {milestone.amount}.",
+            "next_action": "issue_invoice",
+            "milestone_id": milestone.id,
+        },
+        extra_draft={"milestone_id": milestone.id, "amount": str(milestone.amount)},
+    )
+    later = session.scalar(
+        select(Milestone.name).where(Milestone.deal_id == deal_id, Milestone.seq > seq).order_by(Milestone.seq).limit(1)
+    )
+    update_item = _queue(
+        session,
+        thread=f"update-{deal.id}",
+        step=f"update-{milestone.id}",
+        deal=deal,
+        contact=contact,
+        kind="email",
+        template="client_update",
+        slots={
+            **_base_slots(settings, deal, contact),
+            "milestone": milestone.name,
+            "next_step": later or "we wrap up the project with you",
+        },
+        brief={"summary": f"Status update to {company}: {milestone.name} complete.", "next_action": "client_update"},
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="milestone.completed",
+        entity_type="deal",
+        entity_id=deal.id,
+        after={"milestone": seq, "amount": str(milestone.amount)},
+    )
+    return {"milestone": seq, "invoice_item": invoice_item.id, "update_item": update_item.id}
+
+
+def issue_invoice(session: Session, settings: Settings, milestone_id: int) -> Invoice:
+    """The approved invoice of a milestone, issued once in the built-in billing."""
+    milestone = session.get(Milestone, milestone_id)
+    if milestone.invoice_id is not None:
+        return session.get(Invoice, milestone.invoice_id)
+    deal = session.get(Deal, milestone.deal_id)
+    today = utcnow().date()
+    count = session.scalar(select(func.count(Invoice.id)).where(Invoice.number.like(f"INV-{today:%Y}-%"))) or 0
+    number = f"INV-{today:%Y}-{count + 1:05d}"
+    invoice = Invoice(
+        number=number,
+        account_id=deal.account_id,
+        deal_id=deal.id,
+        amount=milestone.amount,
+        currency=deal.currency,
+        issued_on=today,
+        due_on=today + dt.timedelta(days=settings.payment_terms_days),
+        payment_link=f"{settings.payment_link_base.rstrip('/')}/{number}",
+    )
+    session.add(invoice)
+    session.flush()
+    milestone.invoice_id, milestone.status = invoice.id, "invoiced"
+    audit.record(
+        session,
+        actor="agent:deals",
+        action="invoice.issued",
+        entity_type="invoice",
+        entity_id=invoice.id,
+        after={"number": number, "amount": str(invoice.amount), "due_on": str(invoice.due_on)},
+    )
+    return invoice

@@ -1,0 +1,143 @@
+"""The deal flow over HTTP: stage changes (the proposal stage drafts a proposal), proposals with their
+PDF, the delivery hand-off and milestones (completing one drafts its invoice and a client update)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from agents.deals import flow
+from api.auth import Principal
+from api.deps import SessionDep, SettingsDep, require
+from core.errors import NotFound
+from core.models import Deal, Milestone, Project, Proposal
+
+router = APIRouter(prefix="/v1/deals", tags=["deals"])
+Seller = Annotated[Principal, Depends(require("closer", "manager"))]
+
+STAGES = Literal["prospecting", "engaging", "qualified", "proposal", "negotiation"]
+
+
+class StageChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stage: STAGES
+
+
+class ProposalLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product: str = Field(min_length=1, max_length=200, description="A product name from the price book")
+    quantity: int = Field(1, ge=1, le=100_000)
+
+
+class ProposalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lines: list[ProposalLine] = Field(default_factory=list, max_length=50)
+    discount_pct: Decimal = Field(Decimal("0"), ge=0, le=100, decimal_places=2)
+
+
+def _proposal(row: Proposal) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "number": row.number,
+        "deal_id": row.deal_id,
+        "lines": row.lines,
+        "currency": row.currency,
+        "subtotal": str(row.subtotal),
+        "discount_pct": str(row.discount_pct),
+        "total": str(row.total),
+        "terms": row.terms,
+        "valid_until": row.valid_until,
+        "review_item_id": row.review_item_id,
+    }
+
+
+@router.get("/{deal_id}", summary="A deal with its proposals, delivery hand-off and milestones")
+def get_deal(deal_id: int, session: SessionDep, _: Seller) -> dict[str, Any]:
+    deal = session.get(Deal, deal_id)
+    if deal is None:
+        raise NotFound(f"deal {deal_id} not found")
+    project = session.scalar(select(Project).where(Project.deal_id == deal_id))
+    return {
+        "id": deal.id,
+        "name": deal.name,
+        "stage": deal.stage,
+        "outcome": deal.outcome,
+        "amount": str(deal.amount) if deal.amount is not None else None,
+        "proposals": [_proposal(p) for p in session.scalars(select(Proposal).where(Proposal.deal_id == deal_id))],
+        "project": None
+        if project is None
+        else {"brief": project.brief, "tasks": project.tasks, "kickoff_on": project.kickoff_on},
+        "milestones": [
+            {
+                "seq": m.seq,
+                "name": m.name,
+                "percent": str(m.percent),
+                "amount": str(m.amount),
+                "status": m.status,
+                "invoice_id": m.invoice_id,
+            }
+            for m in session.scalars(select(Milestone).where(Milestone.deal_id == deal_id).order_by(Milestone.seq))
+        ],
+    }
+
+
+@router.post("/{deal_id}/stage", summary="Move a deal; entering 'proposal' drafts a proposal for review")
+def change_stage(
+    deal_id: int, data: StageChange, session: SessionDep, settings: SettingsDep, principal: Seller
+) -> dict[str, Any]:
+    result = flow.change_stage(session, settings, deal_id, data.stage, actor=principal.actor)
+    session.commit()
+    return result
+
+
+@router.post("/{deal_id}/proposals", status_code=201, summary="Draft a proposal (prices from the price book)")
+def draft_proposal(
+    deal_id: int, data: ProposalRequest, session: SessionDep, settings: SettingsDep, principal: Seller
+) -> dict[str, Any]:
+    row = flow.draft_proposal(
+        session,
+        settings,
+        deal_id,
+        lines=[line.model_dump() for line in data.lines],
+        discount_pct=data.discount_pct,
+        actor=principal.actor,
+    )
+    session.commit()
+    return _proposal(row)
+
+
+def _find(session, deal_id: int, number: str) -> Proposal:
+    row = session.scalar(select(Proposal).where(Proposal.deal_id == deal_id, Proposal.number == number))
+    if row is None:
+        raise NotFound(f"deal {deal_id} has no proposal {number}")
+    return row
+
+
+@router.get("/{deal_id}/proposals/{number}/pdf", response_class=Response, summary="The proposal as PDF")
+def proposal_pdf(deal_id: int, number: str, session: SessionDep, _: Seller) -> Response:
+    row = _find(session, deal_id, number)
+    return Response(
+        row.pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{row.number}.pdf"'}
+    )
+
+
+@router.get("/{deal_id}/proposals/{number}/html", response_class=HTMLResponse, summary="The proposal as HTML")
+def proposal_html(deal_id: int, number: str, session: SessionDep, _: Seller) -> HTMLResponse:
+    return HTMLResponse(_find(session, deal_id, number).html)
+
+
+@router.post(
+    "/{deal_id}/milestones/{milestone}/complete",
+    summary="Complete a milestone: its invoice and a client update are drafted for review",
+)
+def complete_milestone(
+    deal_id: int, milestone: int, session: SessionDep, settings: SettingsDep, principal: Seller
+) -> dict[str, Any]:
+    result = flow.complete_milestone(session, settings, deal_id, milestone, actor=principal.actor)
+    session.commit()
+    return result

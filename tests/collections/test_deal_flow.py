@@ -1,0 +1,179 @@
+"""Proposal (HTML + PDF from the price book) -> signature webhook -> won, hand-off, milestones,
+onboarding -> milestone completed -> invoice approved and issued -> reminders; all through review."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import json
+import time
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from core import webhooks
+from core.db import session_scope
+from core.models import Account, Contact, Deal, Invoice, Product, ReviewItem
+from tests.factories import session_token
+from tools.mail import outbox_files
+
+SECRET = "whsec-esign"
+
+
+def _h(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _deal(settings) -> int:
+    with session_scope(settings) as session:
+        account = Account(name="Initech", domain="initech.example")
+        session.add(account)
+        session.flush()
+        contact = Contact(email="bill@initech.example", first_name="Bill", last_name="Lumbergh", account_id=account.id)
+        session.add_all(
+            [
+                contact,
+                Product(name="GTX Basic", price=Decimal("550.00")),
+                Product(name="GTX Pro", price=Decimal("4821.00")),
+            ]
+        )
+        session.flush()
+        deal = Deal(
+            name="Initech rollout",
+            account_id=account.id,
+            contact_id=contact.id,
+            stage="qualified",
+            product_id=session.scalar(select(Product.id).where(Product.name == "GTX Pro")),
+        )
+        session.add(deal)
+        session.flush()
+        return deal.id
+
+
+def _items(settings, prefix: str) -> list[ReviewItem]:
+    with session_scope(settings) as session:
+        return list(
+            session.scalars(
+                select(ReviewItem).where(ReviewItem.thread_id.like(f"{prefix}-%")).order_by(ReviewItem.id)
+            ).all()
+        )
+
+
+def _sign(http, deal_id: int, status: str = "completed", seconds_ago: int = 0):
+    raw = json.dumps(
+        {"envelope_id": "env-1", "deal_id": deal_id, "status": status, "signed_at": "2026-11-20T10:00:00Z"}
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        **webhooks.signed_headers(SECRET, raw, int(time.time()) - seconds_ago),
+    }
+    return http.post("/v1/webhooks/esign", content=raw, headers=headers)
+
+
+def test_proposal_prices_come_from_the_price_book_and_the_discount_is_capped(settings, http):
+    closer = _h(session_token(settings, "closer"))
+    deal_id = _deal(settings)
+    too_much = http.post(f"/v1/deals/{deal_id}/proposals", json={"discount_pct": "25"}, headers=closer)
+    assert too_much.status_code == 422 and too_much.json()["details"] == {"field": "discount_pct"}
+    unknown = http.post(f"/v1/deals/{deal_id}/proposals", json={"lines": [{"product": "GTX Ultra"}]}, headers=closer)
+    assert unknown.status_code == 422 and "not in the price book" in unknown.json()["message"]
+    r = http.post(
+        f"/v1/deals/{deal_id}/proposals",
+        json={
+            "lines": [{"product": "GTX Pro", "quantity": 2}, {"product": "GTX Basic", "quantity": 3}],
+            "discount_pct": "10",
+        },
+        headers=closer,
+    )
+    assert r.status_code == 201, r.text
+    p = r.json()
+    assert p["subtotal"] == "11292.00" and p["total"] == "10162.80"  # 2 x 4821 + 3 x 550, less 10%
+    assert p["lines"][0] == {"product": "GTX Pro", "quantity": 2, "unit_price": "4821.00", "amount": "9642.00"}
+    pdf = http.get(f"/v1/deals/{deal_id}/proposals/{p['number']}/pdf", headers=closer)
+    assert (
+        pdf.status_code == 200 and pdf.content.startswith(b"%PDF") and pdf.headers["content-type"] == "application/pdf"
+    )
+    html = http.get(f"/v1/deals/{deal_id}/proposals/{p['number']}/html", headers=closer).text
+    assert "GTX Pro" in html and "10162.80" in html
+
+
+def test_entering_the_proposal_stage_drafts_a_proposal_sent_with_its_pdf_after_approval(settings, http, worker):
+    manager = _h(session_token(settings, "manager"))
+    deal_id = _deal(settings)
+    r = http.post(f"/v1/deals/{deal_id}/stage", json={"stage": "proposal"}, headers=manager)
+    assert r.status_code == 200 and r.json()["proposal"] == f"P-{deal_id}-1"
+    [item] = _items(settings, "proposal")
+    assert item.status == "pending" and item.draft["to"] == "bill@initech.example"
+    assert "USD 4,821.00" in item.draft["body"] and item.draft["attachments"][0]["filename"] == f"P-{deal_id}-1.pdf"
+    worker.run_until_idle()
+    assert outbox_files(settings) == []  # not before approval
+    assert http.post(f"/v1/review-items/{item.id}/approve", headers=manager).status_code == 200
+    worker.run_until_idle()
+    [eml] = outbox_files(settings)
+    message = email.message_from_bytes(eml.read_bytes())
+    [attachment] = [part for part in message.walk() if part.get_filename()]
+    assert attachment.get_filename() == f"P-{deal_id}-1.pdf" and attachment.get_payload(decode=True).startswith(b"%PDF")
+    kpis = http.get("/v1/kpis", headers=manager).json()
+    assert kpis["proposals_sent"] == 1 and kpis["median_proposal_turnaround_hours"] >= 0
+
+
+def test_signature_wins_the_deal_creates_hand_off_milestones_and_onboarding_once(settings, http):
+    settings.webhook_secret_esign = SECRET
+    manager = _h(session_token(settings, "manager"))
+    deal_id = _deal(settings)
+    http.post(
+        f"/v1/deals/{deal_id}/proposals", json={"lines": [{"product": "GTX Pro", "quantity": 2}]}, headers=manager
+    )
+    declined = _sign(http, deal_id, status="declined", seconds_ago=30)
+    assert declined.status_code == 200 and declined.json()["acted"] is False
+    r = _sign(http, deal_id)
+    assert r.status_code == 200, r.text
+    assert r.json()["acted"] is True and r.json()["milestones"] == 3 and r.json()["kickoff_on"] == "2026-11-27"
+    assert _sign(http, deal_id, seconds_ago=10).json()["duplicate"] is True  # the provider retried
+    deal = http.get(f"/v1/deals/{deal_id}", headers=manager).json()
+    assert deal["outcome"] == "won" and deal["amount"] == "9642.00"
+    assert [(m["name"], m["amount"]) for m in deal["milestones"]] == [
+        ("Kickoff", "2892.60"),
+        ("Delivery", "3856.80"),
+        ("Acceptance", "2892.60"),
+    ]
+    assert deal["project"]["brief"]["contacts"][0]["email"] == "bill@initech.example"
+    assert deal["project"]["tasks"][0]["task"] == "Schedule the kickoff call"
+    [welcome] = _items(settings, "onboarding")
+    assert "27 Nov 2026" in welcome.draft["body"] and welcome.status == "pending"
+
+
+def test_a_completed_milestone_drafts_an_invoice_that_approval_issues_and_collections_then_chase(
+    settings, http, worker
+):
+    settings.webhook_secret_esign = SECRET
+    manager = _h(session_token(settings, "manager"))
+    deal_id = _deal(settings)
+    http.post(
+        f"/v1/deals/{deal_id}/proposals", json={"lines": [{"product": "GTX Pro", "quantity": 2}]}, headers=manager
+    )
+    _sign(http, deal_id)
+    r = http.post(f"/v1/deals/{deal_id}/milestones/1/complete", headers=manager)
+    assert r.status_code == 200, r.text
+    again = http.post(f"/v1/deals/{deal_id}/milestones/1/complete", headers=manager)
+    assert again.status_code == 409
+    [invoice_item] = _items(settings, "invoice")
+    [update] = _items(settings, "update")
+    assert invoice_item.kind == "invoice" and "2892.60" in invoice_item.draft["body"]
+    assert "Kickoff is complete" in update.draft["subject"] and "Next: Delivery" in update.draft["body"]
+    with session_scope(settings) as session:
+        assert session.scalars(select(Invoice)).all() == []  # nothing issued before approval
+    assert http.post(f"/v1/review-items/{invoice_item.id}/approve", headers=manager).status_code == 200
+    worker.run_until_idle()
+    worker.run_until_idle()  # a second run issues nothing more
+    with session_scope(settings) as session:
+        [invoice] = session.scalars(select(Invoice)).all()
+        assert invoice.amount == Decimal("2892.60") and invoice.deal_id == deal_id
+        assert invoice.number.startswith(f"INV-{dt.date.today():%Y}-") and invoice.payment_link.endswith(invoice.number)
+        assert invoice.due_on == invoice.issued_on + dt.timedelta(days=30)
+        due = invoice.due_on
+    done = [i for i in _items(settings, "invoice")][0]
+    assert done.status == "done" and done.result["invoice_number"] == invoice.number
+    from agents.collections.scheduler import scan
+
+    assert scan(settings, due + dt.timedelta(days=1))["drafted"] == 1  # the issued invoice joins the ladder
