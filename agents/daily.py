@@ -1,4 +1,5 @@
-"""The daily job the worker runs: payment reminders and follow-ups due that day, then the next day's job.
+"""The daily job the worker runs: payment reminders, follow-ups and onboarding steps due that day, then
+the next day's job.
 
 One job per day (dedupe key), so a restart or a second worker schedules nothing twice; the drafts
 themselves are unique per (invoice, step) and (lead, step)."""
@@ -10,6 +11,7 @@ from typing import Any
 
 from agents.cadences import scheduler as cadences
 from agents.collections import scheduler as collections
+from agents.deals import flow as deals
 from core import audit, jobs
 from core.db import session_scope
 from core.settings import Settings
@@ -28,6 +30,8 @@ def schedule(settings: Settings, day: dt.date, at_hour: int = 6) -> None:
 def run(settings: Settings, payload: dict[str, Any]) -> None:
     day = dt.date.fromisoformat(payload["day"])
     counts = {"collections": collections.scan(settings, day), "cadences": cadences.scan(settings, day)}
+    with session_scope(settings) as session:
+        counts["onboarding"] = deals.onboarding_scan(session, settings, day)
     schedule(settings, day + dt.timedelta(days=1))
     with session_scope(settings) as session:
         audit.record(

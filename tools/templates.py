@@ -82,6 +82,7 @@ DEAL_FIELDS = {
 REQUIRED = {
     "proposal_cover": {"number", "total", "valid_until"},
     "onboarding_welcome": {"kickoff_on", "owner"},
+    "onboarding_kickoff": {"kickoff_on"},
     "client_update": {"milestone"},
     **{key: {"unsubscribe_url", "sender_name"} for key in CADENCE_TEMPLATES if key != "reply_handoff"},
     "reply_handoff": set(),

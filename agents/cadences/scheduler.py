@@ -78,6 +78,15 @@ def _slots(
     return slots
 
 
+def _events(session: Session, lead_id: int) -> str:
+    events = session.execute(
+        select(LeadEvent.type, LeadEvent.occurred_at)
+        .where(LeadEvent.lead_id == lead_id)
+        .order_by(LeadEvent.occurred_at)
+    ).all()
+    return ", ".join(f"{t.replace('_', ' ')} on {at:%d %b}" for t, at in events) or "no reply, no other event"
+
+
 def _draft(
     session: Session,
     settings: Settings,
@@ -114,7 +123,7 @@ def _draft(
         brief={
             **(lead.brief or {}),
             "summary": f"Follow-up '{step}' for {slots['full_name']} ({slots['company']}). "
-            f"Sent so far: {slots['history']}.",
+            f"Sent so far: {slots['history']}. What they did: {_events(session, lead.id)}.",
             "next_action": "follow_up" if kind == "email" else "personal_reply",
         },
         draft={

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.errors import Conflict, InvalidInput, NotFound
-from core.models import Contact, Deal, Invoice, Milestone, Product, Project, Proposal, SalesAgent, utcnow
+from core.models import Contact, Deal, Invoice, Milestone, Product, Project, Proposal, ReviewItem, SalesAgent, utcnow
 from core.settings import Settings
 from tools import review_queue, templates
 
@@ -434,3 +434,34 @@ def issue_invoice(session: Session, settings: Settings, milestone_id: int) -> In
         after={"number": number, "amount": str(invoice.amount), "due_on": str(invoice.due_on)},
     )
     return invoice
+
+
+def onboarding_scan(session: Session, settings: Settings, today: dt.date) -> int:
+    """The next onboarding step: a kickoff reminder the day before the kickoff, drafted once per project."""
+    drafted = 0
+    for project in session.scalars(select(Project).where(Project.kickoff_on == today + dt.timedelta(days=1))).all():
+        deal = session.get(Deal, project.deal_id)
+        step = f"onboarding-{deal.id}-kickoff"
+        if session.scalar(select(func.count(ReviewItem.id)).where(ReviewItem.interrupt_id == step)):
+            continue
+        contact = _recipient(session, deal)
+        milestones = session.scalars(select(Milestone.name).where(Milestone.deal_id == deal.id).order_by(Milestone.seq))
+        slots = {
+            **_base_slots(settings, deal, contact),
+            "kickoff_on": project.kickoff_on.strftime("%d %b %Y"),
+            "milestones": ", ".join(milestones),
+            "owner": project.brief.get("owner", settings.sender_name),
+        }
+        _queue(
+            session,
+            thread=f"onboarding-{deal.id}",
+            step=step,
+            deal=deal,
+            contact=contact,
+            kind="email",
+            template="onboarding_kickoff",
+            slots=slots,
+            brief={"summary": f"Kickoff reminder to {slots['company']}.", "next_action": "kickoff_reminder"},
+        )
+        drafted += 1
+    return drafted

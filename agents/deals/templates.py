@@ -17,6 +17,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "{{ kickoff_on }}, then work through the plan: {{ milestones }}. Your contact for anything along the way is "
         "{{ owner }}; just reply to this email." + _SIGN,
     },
+    "onboarding_kickoff": {
+        "subject": "Tomorrow: our kickoff for {{ company }}",
+        "body": "Hi {{ first_name }},\n\nA reminder that our kickoff is on {{ kickoff_on }}. We will go through the "
+        "plan ({{ milestones }}) and agree who does what. If the time no longer works, reply and {{ owner }} will "
+        "find another." + _SIGN,
+    },
     "client_update": {
         "subject": "{{ company }}: {{ milestone }} is complete",
         "body": "Hi {{ first_name }},\n\nA short update: {{ milestone }} is complete. Next: {{ next_step }}. "

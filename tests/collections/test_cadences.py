@@ -129,6 +129,7 @@ def test_an_opened_proposal_gets_a_timely_follow_up(settings, worker, http):
     assert r.status_code == 200
     [item] = _followups(settings, lead_id)
     assert item.template == "proposal_follow_up" and item.draft["subject"] == "Questions about the proposal?"
+    assert "What they did: proposal opened on" in item.brief["summary"]
 
 
 def test_event_input_errors_name_the_field(settings, http):

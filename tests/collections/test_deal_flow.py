@@ -141,6 +141,12 @@ def test_signature_wins_the_deal_creates_hand_off_milestones_and_onboarding_once
     assert deal["project"]["tasks"][0]["task"] == "Schedule the kickoff call"
     [welcome] = _items(settings, "onboarding")
     assert "27 Nov 2026" in welcome.draft["body"] and welcome.status == "pending"
+    from agents import daily
+
+    daily.run(settings, {"day": "2026-11-26"})  # the day before the kickoff
+    daily.run(settings, {"day": "2026-11-26"})  # a second run drafts nothing twice
+    kickoff = [i for i in _items(settings, "onboarding") if i.template == "onboarding_kickoff"]
+    assert len(kickoff) == 1 and "27 Nov 2026" in kickoff[0].draft["body"]
 
 
 def test_a_completed_milestone_drafts_an_invoice_that_approval_issues_and_collections_then_chase(
