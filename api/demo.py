@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 
 from agents.lead.capture import capture_lead
 from api.auth import create_token
-from core.models import Account, Contact, Deal, Lead, SalesAgent, utcnow
+from core.models import Account, Contact, Deal, Invoice, Lead, Product, SalesAgent, utcnow
 from core.schemas import LeadCreate
 from core.settings import Settings
 from core.users import create_user
+from tools.billing import record_payment
 
 ACCOUNTS = [
     ("Northwind Analytics", "northwind-analytics.com", "Software", 240, "United States"),
@@ -145,15 +146,51 @@ def seed(session: Session, settings: Settings) -> dict[str, object]:
         session.add(account)
         by_domain[domain] = account
     session.flush()
-    session.add(
-        Contact(
-            email="dana.white@northwind-analytics.com",
-            first_name="Dana",
-            last_name="White",
-            title="COO",
-            account_id=by_domain["northwind-analytics.com"].id,
-            lawful_basis="contract",
-        )
+    dana = Contact(
+        email="dana.white@northwind-analytics.com",
+        first_name="Dana",
+        last_name="White",
+        title="COO",
+        account_id=by_domain["northwind-analytics.com"].id,
+        lawful_basis="contract",
+    )
+    session.add(dana)
+    # A price book for proposals, and some billing so the cash view and the reminder ladder have work.
+    for name, price in (
+        ("Onboarding package", "2500.00"),
+        ("Growth plan (annual)", "12000.00"),
+        ("Training day", "1500.00"),
+    ):
+        session.add(Product(name=name, price=Decimal(price)))
+    session.flush()
+    northwind = by_domain["northwind-analytics.com"].id
+    session.add_all(
+        [
+            Invoice(
+                number="INV-DEMO-001",
+                account_id=northwind,
+                amount=Decimal("4800.00"),
+                issued_on=utcnow().date() - dt.timedelta(days=40),
+                due_on=utcnow().date() - dt.timedelta(days=10),
+                payment_link="https://pay.revloop.example/invoices/INV-DEMO-001",
+            ),
+            Invoice(
+                number="INV-DEMO-002",
+                account_id=northwind,
+                amount=Decimal("2500.00"),
+                issued_on=utcnow().date() - dt.timedelta(days=70),
+                due_on=utcnow().date() - dt.timedelta(days=40),
+            ),
+        ]
+    )
+    session.flush()
+    record_payment(  # paid, through the same reconciliation as the payments webhook
+        session,
+        external_id="demo-payment-1",
+        amount=Decimal("2500.00"),
+        received_on=utcnow().date() - dt.timedelta(days=35),
+        reference="INV-DEMO-002",
+        actor="demo",
     )
     today = utcnow().date()
     for name, domain, stage, outcome, amount, days in DEALS:

@@ -52,12 +52,17 @@ def test_demo_seed_fills_an_empty_database_once(settings, subprocess_env):
     again = run(["demo", "seed"], subprocess_env)
     assert again.returncode == 2 and "already has data" in again.stderr
     worked = run(["worker", "--until-idle"], subprocess_env)
-    assert worked.returncode == 0 and "ran 5 job(s)" in worked.stdout
+    # five lead graphs, plus the day's reminder scan once its hour (06:00 UTC) has come
+    assert worked.returncode == 0 and ("ran 5 job(s)" in worked.stdout or "ran 6 job(s)" in worked.stdout)
     with session_scope(settings) as session:
         grades = sorted(lead.grade for lead in session.scalars(select(Lead)))
         assert grades == ["A", "A", "B", "C", "D"]
-        kinds = sorted(item.kind for item in session.scalars(select(ReviewItem)))
+        kinds = sorted(item.kind for item in session.scalars(select(ReviewItem).where(ReviewItem.lead_id.is_not(None))))
         assert kinds == ["call_task", "email", "email", "email", "email"]
+        reminders = session.scalars(select(ReviewItem).where(ReviewItem.thread_id.like("dunning-%"))).all()
+        # +7 step, one tone firmer: the demo customer paid its previous invoice late
+        firm = "Action needed: invoice INV-DEMO-001 (USD 4,800.00) is 10 days overdue"
+        assert [r.draft["subject"] for r in reminders] in ([], [firm])
 
 
 def test_up_migrates_seeds_serves_and_stops_on_ctrl_c(tmp_path):
@@ -91,15 +96,16 @@ def test_up_migrates_seeds_serves_and_stops_on_ctrl_c(tmp_path):
         assert login.status_code == 200, login.text
         # The worker drafts the five demo leads into the queue.
         headers = {"Authorization": f"Bearer {login.json()['token']}"}
-        total = 0
+        drafted = 0
         for _ in range(100):
-            total = httpx.get(f"http://127.0.0.1:{api_port}/v1/review-items?status=pending", headers=headers).json()[
-                "total"
-            ]
-            if total == 5:
+            items = httpx.get(
+                f"http://127.0.0.1:{api_port}/v1/review-items?status=pending&limit=200", headers=headers
+            ).json()["items"]
+            drafted = sum(1 for item in items if item["lead_id"] is not None)
+            if drafted == 5:
                 break
             time.sleep(0.2)
-        assert total == 5
+        assert drafted == 5
         for _ in range(100):
             try:
                 if httpx.get(f"http://127.0.0.1:{app_port}/_stcore/health").status_code == 200:
