@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,24 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from agents.collections.dunning import PaymentHistory
 from core import audit
 from core.errors import InvalidInput
 from core.models import Account, Invoice, Payment, PaymentAllocation, ReviewItem, utcnow
 from tools.imports import ImportReport, Progress, RowError, _each, _finish, _require_columns, _set_fields, read_csv
+
+
+@dataclass(frozen=True)
+class PaymentHistory:
+    """How a customer has paid: invoices paid, how many late, average days late (over all paid)."""
+
+    invoices: int = 0
+    paid_late: int = 0
+    avg_days_late: float = 0.0
+
+    @property
+    def late_share(self) -> float:
+        return self.paid_late / self.invoices if self.invoices else 0.0
+
 
 IBM_SOURCE = "ibm-ar"
 INVOICE_FORMATS = ("ibm-ar",)

@@ -15,13 +15,13 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from agents.cadences.templates import TEMPLATES as CADENCE_TEMPLATES
-from agents.collections.templates import TEMPLATES as DUNNING_TEMPLATES
-from agents.deals.templates import TEMPLATES as DEAL_TEMPLATES
-from agents.lead.prompts import TEMPLATES as LEAD_TEMPLATES
 from core import audit
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import MessageTemplate, utcnow
+from tools.texts.cadences import TEMPLATES as CADENCE_TEMPLATES
+from tools.texts.collections import TEMPLATES as DUNNING_TEMPLATES
+from tools.texts.deals import TEMPLATES as DEAL_TEMPLATES
+from tools.texts.lead import TEMPLATES as LEAD_TEMPLATES
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import InvalidInput
+from tools.billing import PaymentHistory
 
 TONES = ("friendly", "neutral", "firm", "final")
 DEFAULT_POLICY = Path(__file__).with_name("policy.yaml")
@@ -70,17 +71,6 @@ class InvoiceState:
     balance: Decimal  # net: amount minus payments and credits
     status: str = "open"  # open | paid | disputed | payment_pending | void
     touches_sent: tuple[int, ...] = ()  # offsets of the steps already sent
-
-
-@dataclass(frozen=True)
-class PaymentHistory:
-    invoices: int = 0
-    paid_late: int = 0
-    avg_days_late: float = 0.0
-
-    @property
-    def late_share(self) -> float:
-        return self.paid_late / self.invoices if self.invoices else 0.0
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +27,26 @@ async def raw_body(request: Request) -> bytes:
 RawBody = Annotated[bytes, Depends(raw_body)]
 Timestamp = Annotated[str | None, Header(alias=webhooks.TIMESTAMP_HEADER)]
 Signature = Annotated[str | None, Header(alias=webhooks.SIGNATURE_HEADER)]
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def verified(
+    session, settings, source: str, body: bytes, timestamp: str | None, signature: str | None, model: type[Body]
+) -> Body:
+    """Check the signature (and replay window) first, then parse the body; errors name the field."""
+    webhooks.verify(
+        session,
+        source=source,
+        secret=getattr(settings, f"webhook_secret_{source}"),
+        timestamp=timestamp,
+        signature=signature,
+        body=body,
+        tolerance_seconds=settings.webhook_tolerance_seconds,
+    )
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
 @router.post(
@@ -47,19 +67,7 @@ def lead_webhook(
     timestamp: Timestamp = None,
     signature: Signature = None,
 ) -> LeadAccepted:
-    webhooks.verify(
-        session,
-        source="leads",
-        secret=settings.webhook_secret_leads,
-        timestamp=timestamp,
-        signature=signature,
-        body=body,
-        tolerance_seconds=settings.webhook_tolerance_seconds,
-    )
-    try:
-        data = LeadCreate.model_validate_json(body)
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+    data = verified(session, settings, "leads", body, timestamp, signature, LeadCreate)
     lead, duplicate = capture_lead(session, data, actor="webhook:leads")
     session.commit()
     response.headers["Location"] = f"/v1/leads/{lead.id}"
@@ -93,19 +101,7 @@ def payment_webhook(
     timestamp: Timestamp = None,
     signature: Signature = None,
 ) -> dict[str, Any]:
-    webhooks.verify(
-        session,
-        source="payments",
-        secret=settings.webhook_secret_payments,
-        timestamp=timestamp,
-        signature=signature,
-        body=body,
-        tolerance_seconds=settings.webhook_tolerance_seconds,
-    )
-    try:
-        notice = PaymentNotice.model_validate_json(body)
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+    notice = verified(session, settings, "payments", body, timestamp, signature, PaymentNotice)
     payment, duplicate = billing.record_payment(
         session,
         external_id=notice.payment_id,
@@ -145,19 +141,7 @@ def esign_webhook(
     timestamp: Timestamp = None,
     signature: Signature = None,
 ) -> dict[str, Any]:
-    webhooks.verify(
-        session,
-        source="esign",
-        secret=settings.webhook_secret_esign,
-        timestamp=timestamp,
-        signature=signature,
-        body=body,
-        tolerance_seconds=settings.webhook_tolerance_seconds,
-    )
-    try:
-        notice = SignatureNotice.model_validate_json(body)
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+    notice = verified(session, settings, "esign", body, timestamp, signature, SignatureNotice)
     if notice.status != "completed":
         session.commit()  # the delivery is recorded (no replay), nothing else changes
         return {"deal_id": notice.deal_id, "status": notice.status, "acted": False}

@@ -3,13 +3,6 @@ the invoice, the customer's contact record and our settings: amounts are the re-
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from jinja2 import StrictUndefined, Template
-from jinja2.sandbox import SandboxedEnvironment
-
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
-
 _PAY = "You can pay at {{ payment_link }}{% if reference %} (reference {{ reference }}){% endif %}."
 _SIGN = "\n\nBest regards,\n{{ sender_name }}\n{{ our_company }}\n"
 
@@ -38,12 +31,3 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "Agree a payment date or find out what blocks it; escalate to the manager if there is no commitment.\n",
     },
 }
-
-
-@lru_cache(maxsize=16)
-def _compiled(template: str, part: str) -> Template:
-    return _env.from_string(TEMPLATES[template][part])
-
-
-def render(template: str, slots: dict[str, object]) -> dict[str, str]:
-    return {part: _compiled(template, part).render(**slots).strip() for part in TEMPLATES[template]}
