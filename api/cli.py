@@ -264,10 +264,10 @@ def worker(
 
     _logging()
     with lead_worker() as w:
-        daily.schedule(get_settings(), utcnow().date())  # today's scan, once whatever restarts; each queues the next
-        if until_idle:
+        if until_idle:  # drain what is queued; the daily scans have their own commands (collections/cadences scan)
             typer.echo(f"ran {w.run_until_idle()} job(s)")
             return
+        daily.schedule(get_settings(), utcnow().date())  # today's scan, once whatever restarts; each queues the next
         signal.signal(signal.SIGTERM, lambda *_: w.stop())
         signal.signal(signal.SIGINT, lambda *_: w.stop())
         logging.getLogger("revloop.worker").info("worker started (%s, %d threads)", w.worker_id, concurrency)
