@@ -2,3 +2,4 @@
 
 LEAD_RUN = "lead.run"
 REVIEW_RESUME = "review.resume"
+PROPOSAL_RUN = "proposal.run"

@@ -19,11 +19,12 @@ from agents import daily
 from agents.cadences import scheduler as cadences
 from agents.collections import scheduler as collections
 from agents.deals import flow as deals
-from agents.kinds import LEAD_RUN, REVIEW_RESUME
+from agents.kinds import LEAD_RUN, PROPOSAL_RUN, REVIEW_RESUME
 from agents.lead.graph import build_lead_graph
+from agents.proposal.graph import build_proposal_graph
 from core.db import session_scope
 from core.jobs import Worker
-from core.models import Decision, Lead, ReviewItem, utcnow
+from core.models import Decision, Lead, ReviewItem
 from core.settings import Settings, get_settings
 from tools import outbound
 from tools.crm import set_lead_status
@@ -81,6 +82,25 @@ class LeadGraphRunner:
     def __init__(self, settings: Settings, checkpointer: BaseCheckpointSaver):
         self.settings = settings
         self.graph = build_lead_graph(settings).compile(checkpointer=checkpointer)
+        self.proposal_graph = build_proposal_graph(settings).compile(checkpointer=checkpointer)
+
+    def run_proposal(self, payload: dict[str, Any]) -> None:
+        """Start (or continue after a crash) a proposal thread and queue its review item."""
+        thread_id = payload["thread_id"]
+        config = self._config(thread_id)
+        snapshot = self.proposal_graph.get_state(config)
+        if snapshot.created_at is None:
+            request = {"lines": payload.get("lines"), "discount_pct": payload.get("discount_pct", "0")}
+            self.proposal_graph.invoke({"deal_id": int(payload["deal_id"]), "request": request}, config)
+        elif snapshot.next and not snapshot.interrupts:
+            self.proposal_graph.invoke(None, config)
+        item_ids = self._queue_interrupts(thread_id, None, graph=self.proposal_graph)
+        if item_ids:
+            from core.models import Proposal
+
+            with session_scope(self.settings) as session:  # the document points at the item that sends it
+                proposal = session.query(Proposal).filter_by(thread_id=thread_id).one()
+                proposal.review_item_id = proposal.review_item_id or item_ids[0]
 
     @staticmethod
     def _config(thread_id: str) -> dict[str, Any]:
@@ -102,8 +122,9 @@ class LeadGraphRunner:
             self.graph.invoke(None, config)  # a worker died mid-run: continue from the last checkpoint
         self._queue_interrupts(thread_id, lead_id)
 
-    def _queue_interrupts(self, thread_id: str, lead_id: int) -> list[int]:
-        snapshot = self.graph.get_state(self._config(thread_id))
+    def _queue_interrupts(self, thread_id: str, lead_id: int | None, graph=None) -> list[int]:
+        graph = graph or self.graph
+        snapshot = graph.get_state(self._config(thread_id))
         item_ids = []
         for pending in snapshot.interrupts:
             payload = pending.value
@@ -112,7 +133,7 @@ class LeadGraphRunner:
                     session,
                     thread_id=thread_id,
                     interrupt_id=pending.id,
-                    lead_id=lead_id,
+                    lead_id=lead_id if lead_id is not None else payload.get("lead_id"),
                     contact_id=payload.get("contact_id"),
                     kind=payload["kind"],
                     template=payload.get("template"),
@@ -144,31 +165,20 @@ class LeadGraphRunner:
             if decision is None:
                 raise LookupError(f"review item {review_item_id} has no decision to resume with")
             thread_id, interrupt_id, lead_id = item.thread_id, item.interrupt_id, item.lead_id
+            graph = self.proposal_graph if thread_id.startswith("proposal-") else self.graph
             value = {"action": decision.action, "review_item_id": item.id, "decision_id": decision.id}
             if decision.redraft:
                 value.update(
                     redraft=True, template=decision.redraft_template, reason=decision.reason, actor=decision.actor
                 )
         config = self._config(thread_id)
-        snapshot = self.graph.get_state(config)
+        snapshot = graph.get_state(config)
         if interrupt_id in {i.id for i in snapshot.interrupts}:
-            self.graph.invoke(Command(resume={interrupt_id: value}), config)
+            graph.invoke(Command(resume={interrupt_id: value}), config)
         elif snapshot.next:
-            self.graph.invoke(None, config)  # resumed before but stopped mid-execute: finish the run
-        if lead_id is not None:
+            graph.invoke(None, config)  # resumed before but stopped mid-execute: finish the run
+        if graph is self.graph and lead_id is not None:
             self._queue_interrupts(thread_id, lead_id)
-
-
-def _deal_open_and_offer_valid(session, item) -> str | None:
-    from core.models import Deal, Proposal
-
-    proposal = session.get(Proposal, int(item.draft["attachments"][0]["proposal_id"]))
-    deal = session.get(Deal, proposal.deal_id)
-    if deal.outcome is not None:
-        return f"deal {deal.id} is already {deal.outcome}"
-    if proposal.valid_until < utcnow().date():
-        return f"proposal {proposal.number} expired on {proposal.valid_until}"
-    return None
 
 
 def _issue(settings: Settings):
@@ -183,7 +193,6 @@ def _issue(settings: Settings):
 EXECUTORS = {
     "dunning": collections.execute,
     "cadence": cadences.execute,
-    "proposal": lambda s, i: outbound.execute_approved(s, i, actor="agent:deals", check=_deal_open_and_offer_valid),
     "onboarding": lambda s, i: outbound.execute_approved(s, i, actor="agent:deals"),
     "update": lambda s, i: outbound.execute_approved(s, i, actor="agent:deals"),
     "invoice": lambda s, i: outbound.execute_approved(s, i, actor="agent:deals", action=_issue(s)),
@@ -206,5 +215,6 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
             LEAD_RUN: lambda payload: runner.run_lead(int(payload["lead_id"])),
             REVIEW_RESUME: lambda payload: runner.resume(int(payload["review_item_id"])),
             daily.DAILY: lambda payload: daily.run(settings, payload),
+            PROPOSAL_RUN: runner.run_proposal,
         }
         yield Worker(handlers, settings)

@@ -539,6 +539,8 @@ class Proposal(Base):
     __tablename__ = "proposals"
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(50), unique=True)
+    # The proposal graph's thread: a re-run of its render step finds this row instead of adding one.
+    thread_id: Mapped[str] = mapped_column(String(64), unique=True)
     deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), index=True)
     lines: Mapped[list[Any]] = mapped_column(JSON)
     currency: Mapped[str] = mapped_column(String(3), default="USD")

@@ -254,8 +254,8 @@ def reject(
         raise InvalidInput(
             f"template must be one of {', '.join(sorted(TEMPLATES))}, got {template!r}", details={"field": "template"}
         )
-    if redraft and item.lead_id is None:
-        raise InvalidInput("only lead drafts can be redrafted", details={"field": "redraft"})
+    if redraft and (item.lead_id is None or not item.thread_id.startswith("lead-")):
+        raise InvalidInput("only first-touch drafts of the lead agent can be redrafted", details={"field": "redraft"})
     _claim(session, item, "rejected")
     if item.lead_id is not None:
         set_lead_status(session, item.lead_id, "draft_rejected", actor=actor)

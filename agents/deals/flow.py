@@ -12,6 +12,7 @@ model; the discount is capped by REVLOOP_MAX_DISCOUNT_PCT.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -137,15 +138,10 @@ def _base_slots(settings: Settings, deal: Deal, contact: Contact) -> dict[str, A
     }
 
 
-def draft_proposal(
-    session: Session,
-    settings: Settings,
-    deal_id: int,
-    *,
-    lines: list[dict[str, Any]] | None = None,
-    discount_pct: Decimal = Decimal("0"),
-    actor: str,
-) -> Proposal:
+def price_request(
+    session: Session, settings: Settings, deal_id: int, lines: list[dict[str, Any]] | None, discount_pct: Decimal
+) -> dict[str, Any]:
+    """Validate a proposal request and price it from the price book (nothing is written)."""
     deal = _deal(session, deal_id)
     if deal.outcome is not None:
         raise Conflict(f"deal {deal_id} is already {deal.outcome}")
@@ -154,6 +150,7 @@ def draft_proposal(
             f"discount_pct must be between 0 and {settings.max_discount_pct} (REVLOOP_MAX_DISCOUNT_PCT)",
             details={"field": "discount_pct"},
         )
+    _recipient(session, deal)  # fail now, not at send time, when nobody can receive it
     if not lines:
         product = session.get(Product, deal.product_id) if deal.product_id else None
         if product is None:
@@ -179,61 +176,132 @@ def draft_proposal(
         )
     subtotal = sum((Decimal(line["amount"]) for line in priced), Decimal("0"))
     total = (subtotal * (1 - discount_pct / 100)).quantize(CENT, rounding=ROUND_HALF_UP)
+    return {
+        "deal_id": deal.id,
+        "lines": priced,
+        "currency": currency or "USD",
+        "subtotal": str(subtotal),
+        "discount_pct": str(discount_pct),
+        "total": str(total),
+    }
+
+
+def create_proposal(session: Session, settings: Settings, thread_id: str, priced: dict[str, Any]) -> Proposal:
+    """The proposal document (HTML and PDF) of a graph thread, once: a re-run returns the same row."""
+    existing = session.scalar(select(Proposal).where(Proposal.thread_id == thread_id))
+    if existing is not None:
+        return existing
+    deal = _deal(session, int(priced["deal_id"]))
     contact = _recipient(session, deal)
     count = session.scalar(select(func.count(Proposal.id)).where(Proposal.deal_id == deal.id)) or 0
-    today = utcnow().date()
+    subtotal, total = Decimal(priced["subtotal"]), Decimal(priced["total"])
     proposal = Proposal(
         number=f"P-{deal.id}-{count + 1}",
+        thread_id=thread_id,
         deal_id=deal.id,
-        lines=priced,
-        currency=currency or "USD",
+        lines=priced["lines"],
+        currency=priced["currency"],
         subtotal=subtotal,
-        discount_pct=discount_pct,
+        discount_pct=Decimal(priced["discount_pct"]),
         total=total,
         terms=f"Payment {settings.payment_terms_days} days from invoice, billed by milestone "
         f"({settings.milestone_plan.replace(':', ' ').replace(',', '%, ')}%).",
-        valid_until=today + dt.timedelta(days=settings.proposal_valid_days),
+        valid_until=utcnow().date() + dt.timedelta(days=settings.proposal_valid_days),
         html="",
         pdf=b"",
     )
     session.add(proposal)
     session.flush()
-    slots = _base_slots(settings, deal, contact)
+    company = _base_slots(settings, deal, contact)["company"]
     proposal.html = PROPOSAL_HTML.render(
-        p=proposal, company=slots["company"], our_company=settings.company_name, discount=subtotal - total
+        p=proposal, company=company, our_company=settings.company_name, discount=subtotal - total
     )
-    proposal.pdf = render_pdf(proposal, slots["company"], settings.company_name)
-    slots.update(
-        number=proposal.number, total=f"{proposal.currency} {total:,.2f}", valid_until=str(proposal.valid_until)
-    )
-    item = _queue(
-        session,
-        thread=f"proposal-{proposal.id}",
-        step=f"proposal-{proposal.id}",
-        deal=deal,
-        contact=contact,
-        kind="email",
-        template="proposal_cover",
-        slots=slots,
-        brief={
-            "summary": f"Proposal {proposal.number} for {slots['company']}: {slots['total']} "
-            f"({len(priced)} line(s), {discount_pct}% discount).",
-            "next_action": "send_proposal",
-            "proposal": {"id": proposal.id, "lines": priced, "subtotal": str(subtotal), "total": str(total)},
-        },
-        extra_draft={"attachments": [{"proposal_id": proposal.id, "filename": f"{proposal.number}.pdf"}]},
-        sla_hours=4,
-    )
-    proposal.review_item_id = item.id
+    proposal.pdf = render_pdf(proposal, company, settings.company_name)
     audit.record(
         session,
-        actor=actor,
+        actor="agent:proposal",
         action="proposal.drafted",
         entity_type="deal",
         entity_id=deal.id,
         after={"proposal": proposal.number, "total": str(total)},
     )
     return proposal
+
+
+def cover_email(session: Session, settings: Settings, proposal: Proposal) -> dict[str, Any]:
+    """What the reviewer approves: the cover email (approved template) carrying the proposal's PDF."""
+    deal = _deal(session, proposal.deal_id)
+    contact = _recipient(session, deal)
+    slots = _base_slots(settings, deal, contact)
+    slots.update(
+        number=proposal.number,
+        total=f"{proposal.currency} {proposal.total:,.2f}",
+        valid_until=str(proposal.valid_until),
+    )
+    parts, version = templates.active(session, "proposal_cover")
+    rendered = templates.render_parts(parts, slots)
+    return {
+        "kind": "email",
+        "lead_id": deal.lead_id,
+        "contact_id": contact.id,
+        "template": "proposal_cover",
+        "brief": {
+            "summary": f"Proposal {proposal.number} for {slots['company']}: {slots['total']} "
+            f"({len(proposal.lines)} line(s), {proposal.discount_pct}% discount).",
+            "next_action": "send_proposal",
+            "deal_id": deal.id,
+            "proposal": {
+                "id": proposal.id,
+                "number": proposal.number,
+                "lines": proposal.lines,
+                "subtotal": str(proposal.subtotal),
+                "total": str(proposal.total),
+            },
+        },
+        "draft": {
+            "kind": "email",
+            "template": "proposal_cover",
+            "template_version": version,
+            "to": contact.email,
+            "subject": rendered["subject"],
+            "body": rendered["body"],
+            "facts_used": {k: str(v) for k, v in slots.items()},
+            "attachments": [{"proposal_id": proposal.id, "filename": f"{proposal.number}.pdf"}],
+        },
+        "sla_due_at": (utcnow() + dt.timedelta(hours=4)).isoformat(),
+    }
+
+
+def request_proposal(
+    session: Session,
+    settings: Settings,
+    deal_id: int,
+    *,
+    lines: list[dict[str, Any]] | None = None,
+    discount_pct: Decimal = Decimal("0"),
+    actor: str,
+) -> dict[str, Any]:
+    """Check and price the request now (errors name the field), then start the proposal graph."""
+    from agents.kinds import PROPOSAL_RUN
+    from core import jobs
+
+    priced = price_request(session, settings, deal_id, lines, discount_pct)
+    thread_id = f"proposal-{deal_id}-{uuid.uuid4().hex[:10]}"
+    jobs.enqueue(
+        session,
+        PROPOSAL_RUN,
+        {"thread_id": thread_id, "deal_id": deal_id, "lines": lines, "discount_pct": str(discount_pct)},
+        dedupe_key=f"{PROPOSAL_RUN}:{thread_id}",
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="proposal.requested",
+        entity_type="deal",
+        entity_id=deal_id,
+        after={"thread_id": thread_id, "total": priced["total"]},
+    )
+    return {"deal_id": deal_id, "thread_id": thread_id, "status": "drafting", **priced}
 
 
 def change_stage(session: Session, settings: Settings, deal_id: int, stage: str, *, actor: str) -> dict[str, Any]:
@@ -253,8 +321,8 @@ def change_stage(session: Session, settings: Settings, deal_id: int, stage: str,
         before={"stage": before},
         after={"stage": stage},
     )
-    proposal = draft_proposal(session, settings, deal.id, actor=actor) if stage == "proposal" else None
-    return {"deal_id": deal.id, "stage": stage, "proposal": proposal.number if proposal else None}
+    requested = request_proposal(session, settings, deal.id, actor=actor) if stage == "proposal" else None
+    return {"deal_id": deal.id, "stage": stage, "proposal": requested["thread_id"] if requested else None}
 
 
 def _plan(settings: Settings) -> list[tuple[str, Decimal]]:

@@ -86,7 +86,7 @@ def get_deal(deal_id: int, session: SessionDep, _: Seller) -> dict[str, Any]:
     }
 
 
-@router.post("/{deal_id}/stage", summary="Move a deal; entering 'proposal' drafts a proposal for review")
+@router.post("/{deal_id}/stage", summary="Move a deal; entering 'proposal' starts the proposal graph")
 def change_stage(
     deal_id: int, data: StageChange, session: SessionDep, settings: SettingsDep, principal: Seller
 ) -> dict[str, Any]:
@@ -95,11 +95,16 @@ def change_stage(
     return result
 
 
-@router.post("/{deal_id}/proposals", status_code=201, summary="Draft a proposal (prices from the price book)")
-def draft_proposal(
+@router.post(
+    "/{deal_id}/proposals",
+    status_code=202,
+    summary="Request a proposal: checked and priced now (price book, discount cap); the proposal graph renders "
+    "it and queues it for review",
+)
+def request_proposal(
     deal_id: int, data: ProposalRequest, session: SessionDep, settings: SettingsDep, principal: Seller
 ) -> dict[str, Any]:
-    row = flow.draft_proposal(
+    result = flow.request_proposal(
         session,
         settings,
         deal_id,
@@ -108,7 +113,7 @@ def draft_proposal(
         actor=principal.actor,
     )
     session.commit()
-    return _proposal(row)
+    return result
 
 
 def _find(session, deal_id: int, number: str) -> Proposal:

@@ -70,7 +70,7 @@ def _sign(http, deal_id: int, status: str = "completed", seconds_ago: int = 0):
     return http.post("/v1/webhooks/esign", content=raw, headers=headers)
 
 
-def test_proposal_prices_come_from_the_price_book_and_the_discount_is_capped(settings, http):
+def test_proposal_prices_come_from_the_price_book_and_the_discount_is_capped(settings, http, worker):
     closer = _h(session_token(settings, "closer"))
     deal_id = _deal(settings)
     too_much = http.post(f"/v1/deals/{deal_id}/proposals", json={"discount_pct": "25"}, headers=closer)
@@ -85,10 +85,13 @@ def test_proposal_prices_come_from_the_price_book_and_the_discount_is_capped(set
         },
         headers=closer,
     )
-    assert r.status_code == 201, r.text
-    p = r.json()
-    assert p["subtotal"] == "11292.00" and p["total"] == "10162.80"  # 2 x 4821 + 3 x 550, less 10%
-    assert p["lines"][0] == {"product": "GTX Pro", "quantity": 2, "unit_price": "4821.00", "amount": "9642.00"}
+    assert r.status_code == 202, r.text
+    priced = r.json()
+    assert priced["subtotal"] == "11292.00" and priced["total"] == "10162.80"  # 2 x 4821 + 3 x 550, less 10%
+    assert priced["lines"][0] == {"product": "GTX Pro", "quantity": 2, "unit_price": "4821.00", "amount": "9642.00"}
+    worker.run_until_idle()  # the proposal graph renders it and queues it for review
+    [p] = http.get(f"/v1/deals/{deal_id}", headers=closer).json()["proposals"]
+    assert p["total"] == "10162.80" and p["number"] == f"P-{deal_id}-1" and p["review_item_id"] is not None
     pdf = http.get(f"/v1/deals/{deal_id}/proposals/{p['number']}/pdf", headers=closer)
     assert (
         pdf.status_code == 200 and pdf.content.startswith(b"%PDF") and pdf.headers["content-type"] == "application/pdf"
@@ -101,11 +104,13 @@ def test_entering_the_proposal_stage_drafts_a_proposal_sent_with_its_pdf_after_a
     manager = _h(session_token(settings, "manager"))
     deal_id = _deal(settings)
     r = http.post(f"/v1/deals/{deal_id}/stage", json={"stage": "proposal"}, headers=manager)
-    assert r.status_code == 200 and r.json()["proposal"] == f"P-{deal_id}-1"
+    assert r.status_code == 200 and r.json()["proposal"].startswith(f"proposal-{deal_id}-")
+    assert _items(settings, "proposal") == []  # drafted by the proposal graph in the worker
+    worker.run_until_idle()
     [item] = _items(settings, "proposal")
+    assert item.thread_id == r.json()["proposal"]
     assert item.status == "pending" and item.draft["to"] == "bill@initech.example"
     assert "USD 4,821.00" in item.draft["body"] and item.draft["attachments"][0]["filename"] == f"P-{deal_id}-1.pdf"
-    worker.run_until_idle()
     assert outbox_files(settings) == []  # not before approval
     assert http.post(f"/v1/review-items/{item.id}/approve", headers=manager).status_code == 200
     worker.run_until_idle()
@@ -117,13 +122,14 @@ def test_entering_the_proposal_stage_drafts_a_proposal_sent_with_its_pdf_after_a
     assert kpis["proposals_sent"] == 1 and kpis["median_proposal_turnaround_hours"] >= 0
 
 
-def test_signature_wins_the_deal_creates_hand_off_milestones_and_onboarding_once(settings, http):
+def test_signature_wins_the_deal_creates_hand_off_milestones_and_onboarding_once(settings, http, worker):
     settings.webhook_secret_esign = SECRET
     manager = _h(session_token(settings, "manager"))
     deal_id = _deal(settings)
     http.post(
         f"/v1/deals/{deal_id}/proposals", json={"lines": [{"product": "GTX Pro", "quantity": 2}]}, headers=manager
     )
+    worker.run_until_idle()  # the proposal graph renders the proposal
     declined = _sign(http, deal_id, status="declined", seconds_ago=30)
     assert declined.status_code == 200 and declined.json()["acted"] is False
     r = _sign(http, deal_id)
@@ -158,6 +164,7 @@ def test_a_completed_milestone_drafts_an_invoice_that_approval_issues_and_collec
     http.post(
         f"/v1/deals/{deal_id}/proposals", json={"lines": [{"product": "GTX Pro", "quantity": 2}]}, headers=manager
     )
+    worker.run_until_idle()  # the proposal graph renders the proposal
     _sign(http, deal_id)
     r = http.post(f"/v1/deals/{deal_id}/milestones/1/complete", headers=manager)
     assert r.status_code == 200, r.text
@@ -183,3 +190,21 @@ def test_a_completed_milestone_drafts_an_invoice_that_approval_issues_and_collec
     from agents.collections.scheduler import scan
 
     assert scan(settings, due + dt.timedelta(days=1))["drafted"] == 1  # the issued invoice joins the ladder
+
+
+def test_a_proposal_thread_run_twice_drafts_one_proposal_and_one_review_item(settings, http):
+    from agents.runtime import LeadGraphRunner, open_checkpointer
+    from core.models import Job, Proposal
+
+    manager = _h(session_token(settings, "manager"))
+    deal_id = _deal(settings)
+    http.post(f"/v1/deals/{deal_id}/proposals", json={}, headers=manager)
+    with session_scope(settings) as session:
+        payload = session.scalars(select(Job).where(Job.kind == "proposal.run")).one().payload
+    with open_checkpointer(settings) as checkpointer:
+        runner = LeadGraphRunner(settings, checkpointer)
+        runner.run_proposal(payload)
+        runner.run_proposal(payload)  # a retried job, or a second worker
+    with session_scope(settings) as session:
+        assert len(session.scalars(select(Proposal)).all()) == 1
+    assert len(_items(settings, "proposal")) == 1

@@ -33,6 +33,7 @@ def upgrade() -> None:
     op.create_table('proposals',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('number', sa.String(length=50), nullable=False),
+    sa.Column('thread_id', sa.String(length=64), nullable=False),
     sa.Column('deal_id', sa.Integer(), nullable=False),
     sa.Column('lines', sa.JSON(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
@@ -48,7 +49,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['deal_id'], ['deals.id'], name=op.f('fk_proposals_deal_id_deals')),
     sa.ForeignKeyConstraint(['review_item_id'], ['review_items.id'], name=op.f('fk_proposals_review_item_id_review_items')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_proposals')),
-    sa.UniqueConstraint('number', name=op.f('uq_proposals_number'))
+    sa.UniqueConstraint('number', name=op.f('uq_proposals_number')),
+    sa.UniqueConstraint('thread_id', name=op.f('uq_proposals_thread_id'))
     )
     with op.batch_alter_table('proposals', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_proposals_deal_id'), ['deal_id'], unique=False)
