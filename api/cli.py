@@ -219,7 +219,7 @@ def users_deactivate(email: Annotated[str, typer.Argument(help="Sign-in email")]
 
 @webhooks_app.command("sign")
 def webhooks_sign(
-    source: Annotated[str, typer.Argument(help="Which webhook: leads")],
+    source: Annotated[str, typer.Argument(help="Which webhook: leads | payments | esign")],
     body: Annotated[Path, typer.Argument(help="The JSON body file to sign", exists=True, dir_okay=False)],
 ) -> None:
     """Print the X-Revloop-Timestamp and X-Revloop-Signature headers for BODY, signed with the source's secret."""
@@ -255,7 +255,8 @@ def worker(
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Run the due jobs, then exit")] = False,
     concurrency: Annotated[int, typer.Option(min=1, max=16, help="Jobs run at once (threads)")] = 2,
 ) -> None:
-    """Run the background worker (lead graphs, resumes after review decisions, the daily collections scan)."""
+    """Run the background worker: lead and proposal graphs, resumes after review decisions, and the daily
+    scan (payment reminders, follow-ups, onboarding)."""
     import threading
 
     from agents import daily

@@ -204,7 +204,7 @@ def _pending(client: RevloopClient, me: dict, item: ReviewItem) -> None:
         st.markdown("**Your edits** (stored with the approval)")
         st.code(diff, language="diff")
     approve_col, reject_col = st.columns(2)
-    label = "Approve and send" if item.kind == "email" else "Approve"
+    label = {"email": "Approve and send", "invoice": "Approve and issue"}.get(item.kind, "Approve")
     if approve_col.button(label, type="primary", key=f"approve_{item.id}"):
         try:
             done = client.approve(
@@ -298,6 +298,8 @@ def page(client: RevloopClient, me: dict, item_id: int) -> None:
         st.info(f"Redrafted after a rejection: “{item.draft['redraft_reason']}”")
     st.divider()
     st.markdown(f"**To:** {item.draft.get('to') or '(contact record)'}  ·  template `{item.template}`")
+    if item.draft.get("attachments"):
+        st.caption("Attached: " + ", ".join(a["filename"] for a in item.draft["attachments"]))
     with st.expander("Data this draft used"):
         used = item.draft.get("facts_used") or {}
         st.dataframe(
