@@ -36,7 +36,7 @@ def grounded(draft: dict[str, Any], facts: dict[str, Any]) -> tuple[bool, str]:
     corpus = _corpus(facts, draft.get("template", ""))
     missing = []
     for match in TOKEN.finditer(text):
-        token = match.group(0).rstrip(".,;:!?)")
+        token = match.group(0).rstrip(".,;:!?)-")
         before = text[: match.start()]
         if token[:1].isupper() and SENTENCE_START.search(before) and not ABBREVIATION.search(before):
             # A capitalised first word of a sentence is grammar ("Thanks", "Hi"); the words after it are not.

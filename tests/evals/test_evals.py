@@ -56,6 +56,9 @@ def test_graders_pass_a_good_draft_and_name_what_is_wrong_with_bad_ones():
     assert graders.length_bounds(GOOD)[0]
     assert graders.banned_claims(GOOD)[0]
 
+    call = {**GOOD, "template": "first_touch_fast", "body": GOOD["body"] + "\nA 20-minute call is enough."}
+    assert graders.grounded(call, FACTS) == (True, "all traceable")  # the template's own "20-minute"
+
     invented = {**GOOD, "body": GOOD["body"].replace("Thank you", "As Dr. Grant said, 87 teams at https://x.example")}
     ok, detail = graders.grounded(invented, FACTS)
     assert not ok and "Grant" in detail and "87" in detail and "https://x.example" in detail
