@@ -98,20 +98,49 @@ def test_eval_run_list_and_compare_from_the_cli(settings, subprocess_env, tmp_pa
         (report.parent / "cases.jsonl").read_text().splitlines()
     ) >= 50
 
-    second = run(["eval", "run", "routing", "--out", str(out)], subprocess_env)
-    assert second.returncode == 0, second.stderr
-    assert "PASSED" in second.stdout and "accuracy" in second.stdout
-    listed = run(["eval", "list"], subprocess_env)
-    ids = [line.split()[0] for line in listed.stdout.strip().splitlines()]
-    assert len(ids) == 2 and result["run_id"] in ids
-    same = run(["eval", "compare", ids[1], ids[0]], subprocess_env)
-    assert same.returncode == 0, same.stderr
-    assert "accuracy" in same.stdout and "REGRESSION" not in same.stderr
+    # The rest in-process (the same typer app; a subprocess per call costs seconds of imports).
+    cli = _in_process_cli(settings, subprocess_env)
+    for _ in range(2):
+        again = cli(["eval", "run", "collections", "--out", str(out)])
+        assert again.exit_code == 0, again.output
+        assert "PASSED" in again.stdout and "accuracy" in again.stdout
+    ids = [line.split()[0] for line in cli(["eval", "list"]).stdout.strip().splitlines()]
+    assert len(ids) == 3 and ids[2] == result["run_id"]  # newest first
+    assert cli(["eval", "list", "--suite", "routing"]).stdout.split()[0] == result["run_id"]
+    same = cli(["eval", "compare", ids[1], ids[0]])  # collections vs collections
+    assert same.exit_code == 0, same.output
+    assert "accuracy" in same.stdout and "REGRESSION" not in same.output
 
-    bad = run(["eval", "run", "nonsense"], subprocess_env)
-    assert bad.returncode == 2 and "unknown suite 'nonsense'" in bad.stderr
-    wrong = run(["eval", "compare", ids[0], "missing-run"], subprocess_env)
-    assert wrong.returncode == 2 and "not found" in wrong.stderr
+    bad = cli(["eval", "run", "nonsense"])
+    assert bad.exit_code == 2 and "unknown suite 'nonsense'" in bad.output
+    wrong = cli(["eval", "compare", ids[0], "missing-run"])
+    assert wrong.exit_code == 2 and "not found" in wrong.output
+
+
+def _in_process_cli(settings, env: dict[str, str]):
+    """Invoke the revloop CLI in this process with the test database's environment."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from core.settings import get_settings
+
+    def invoke(args: list[str]):
+        saved = {k: os.environ.get(k) for k in env if k.startswith("REVLOOP_")}
+        os.environ.update({k: v for k, v in env.items() if k.startswith("REVLOOP_")})
+        get_settings.cache_clear()
+        try:
+            return CliRunner().invoke(app, args)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            get_settings.cache_clear()
+
+    return invoke
 
 
 def test_compare_reports_changed_cases_and_exits_non_zero_on_a_regression(settings, subprocess_env):
@@ -142,10 +171,7 @@ def test_compare_reports_changed_cases_and_exits_non_zero_on_a_regression(settin
     assert f"case {first_case}: pass -> fail" in done.stdout and "REGRESSION accuracy" in done.stderr
 
 
-def test_a_threshold_that_is_not_met_fails_the_run(settings, monkeypatch):
-    from typer.testing import CliRunner
-
-    from api.cli import app
+def test_a_threshold_that_is_not_met_fails_the_run(settings, subprocess_env, monkeypatch):
     from evals.suites import Suite, Threshold
 
     strict = SUITES["collections"]
@@ -154,15 +180,7 @@ def test_a_threshold_that_is_not_met_fails_the_run(settings, monkeypatch):
         "collections",
         Suite(strict.name, strict.description, (Threshold("accuracy", ">=", 1.01, 0.0),), strict.run),
     )
-    monkeypatch.setenv("REVLOOP_DATABASE_URL", settings.resolved_database_url)
-    monkeypatch.setenv("REVLOOP_VAR_DIR", str(settings.var_dir))
-    from core.settings import get_settings
-
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["eval", "run", "collections"])
-    finally:
-        get_settings.cache_clear()
+    result = _in_process_cli(settings, subprocess_env)(["eval", "run", "collections"])
     assert result.exit_code == 1
     assert "FAILED" in result.output and "needs >= 1.01" in result.output
 
