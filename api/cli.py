@@ -55,6 +55,12 @@ webhooks_app = typer.Typer(help="Signed webhooks: sign a payload to test an inte
 app.add_typer(webhooks_app, name="webhooks")
 
 
+# Options every import command shares.
+StrictOption = Annotated[bool, typer.Option(help="Import nothing if any row is rejected")]
+RejectsOption = Annotated[Path | None, typer.Option(help="Write every rejected row with its reason to this CSV")]
+ReportJsonOption = Annotated[bool, typer.Option("--json", help="Print the report as JSON")]
+
+
 def _fail(message: str, code: int = 1) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
@@ -410,6 +416,15 @@ def _progress(total: int, label: str):
     return progress, lambda n: progress.advance(task, n)
 
 
+def _run_import(total: int, name: str, do_import):
+    """One import in one transaction, with a progress bar; a user mistake ends it with its message."""
+    from core.db import session_scope
+
+    progress, advance = _progress(total, f"importing {name}")
+    with _user_errors(), progress, session_scope() as session:
+        return do_import(session, advance)
+
+
 def _report_import(report, as_json: bool, rejects: Path | None) -> None:
     import csv
 
@@ -443,19 +458,20 @@ def import_leads_cmd(
     path: Annotated[Path, typer.Argument(help="CSV file", exists=True, dir_okay=False, readable=True)],
     format: Annotated[str, typer.Option("--format", help="x-education | generic")] = "generic",
     map_: Annotated[list[str] | None, typer.Option("--map", help="COLUMN=field (generic format), repeatable")] = None,
-    strict: Annotated[bool, typer.Option(help="Import nothing if any row is rejected")] = False,
-    rejects: Annotated[Path | None, typer.Option(help="Write every rejected row with its reason to this CSV")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    strict: StrictOption = False,
+    rejects: RejectsOption = None,
+    as_json: ReportJsonOption = False,
 ) -> None:
     """Import leads; outcomes become closed deals, Do Not Email/Call become consent. Safe to re-run."""
-    from core.db import session_scope
     from tools.imports import count_rows, import_leads, parse_mapping
 
-    progress, advance = _progress(count_rows(path), f"importing {path.name}")
     with _user_errors():
         mapping = parse_mapping(map_ or [])
-        with progress, session_scope() as session:
-            report = import_leads(session, path, format, mapping=mapping, strict=strict, progress=advance)
+    report = _run_import(
+        count_rows(path),
+        path.name,
+        lambda session, advance: import_leads(session, path, format, mapping=mapping, strict=strict, progress=advance),
+    )
     _report_import(report, as_json, rejects)
 
 
@@ -465,17 +481,18 @@ def import_companies_cmd(
     format: Annotated[
         str, typer.Option("--format", help="fortune1000 | generic (name, domain, sector, ...)")
     ] = "generic",
-    strict: Annotated[bool, typer.Option(help="Import nothing if any row is rejected")] = False,
-    rejects: Annotated[Path | None, typer.Option(help="Write every rejected row with its reason to this CSV")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    strict: StrictOption = False,
+    rejects: RejectsOption = None,
+    as_json: ReportJsonOption = False,
 ) -> None:
     """Import firmographics into the offline company directory used to enrich leads. Safe to re-run."""
-    from core.db import session_scope
     from tools.imports import count_rows, import_companies
 
-    progress, advance = _progress(count_rows(path), f"importing {path.name}")
-    with _user_errors(), progress, session_scope() as session:
-        report = import_companies(session, path, format, strict=strict, progress=advance)
+    report = _run_import(
+        count_rows(path),
+        path.name,
+        lambda session, advance: import_companies(session, path, format, strict=strict, progress=advance),
+    )
     _report_import(report, as_json, rejects)
 
 
@@ -483,18 +500,18 @@ def import_companies_cmd(
 def import_crm_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder of the CRM export", exists=True, file_okay=False)],
     format: Annotated[str, typer.Option("--format", help="maven")] = "maven",
-    strict: Annotated[bool, typer.Option(help="Import nothing if any row is rejected")] = False,
-    rejects: Annotated[Path | None, typer.Option(help="Write every rejected row with its reason to this CSV")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    strict: StrictOption = False,
+    rejects: RejectsOption = None,
+    as_json: ReportJsonOption = False,
 ) -> None:
     """Import a CRM export (accounts, products, sales team, pipeline). Safe to re-run."""
-    from core.db import session_scope
     from tools.imports import import_crm, maven_row_count
 
-    progress, advance = _progress(maven_row_count(folder), f"importing {folder.name}")
-    with _user_errors():
-        with progress, session_scope() as session:
-            report = import_crm(session, folder, format, strict=strict, progress=advance)
+    report = _run_import(
+        maven_row_count(folder),
+        folder.name,
+        lambda session, advance: import_crm(session, folder, format, strict=strict, progress=advance),
+    )
     _report_import(report, as_json, rejects)
 
 
@@ -502,19 +519,19 @@ def import_crm_cmd(
 def import_invoices_cmd(
     path: Annotated[Path, typer.Argument(help="Billing history CSV", exists=True, dir_okay=False)],
     format: Annotated[str, typer.Option("--format", help="ibm-ar")] = "ibm-ar",
-    strict: Annotated[bool, typer.Option(help="Import nothing if any row is rejected")] = False,
-    rejects: Annotated[Path | None, typer.Option(help="Write every rejected row with its reason to this CSV")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    strict: StrictOption = False,
+    rejects: RejectsOption = None,
+    as_json: ReportJsonOption = False,
 ) -> None:
     """Import billing history (customers, invoices, settled payments). Safe to re-run."""
-    from core.db import session_scope
     from tools.billing import import_invoices
     from tools.imports import count_rows
 
-    progress, advance = _progress(count_rows(path), f"importing {path.name}")
-    with _user_errors():
-        with progress, session_scope() as session:
-            report = import_invoices(session, path, format, strict=strict, progress=advance)
+    report = _run_import(
+        count_rows(path),
+        path.name,
+        lambda session, advance: import_invoices(session, path, format, strict=strict, progress=advance),
+    )
     _report_import(report, as_json, rejects)
 
 
