@@ -376,7 +376,7 @@ def up(
             "",
             "revloop is running:",
             f"  API         {settings.resolved_api_url}  (docs: {settings.resolved_api_url}/docs)",
-            "  worker      running (lead graphs and approved sends)",
+            "  worker      running (lead and proposal graphs, approved sends, the daily reminder and follow-up scan)",
         ]
         if not no_review_app:
             lines.append(f"  review app  http://127.0.0.1:{settings.review_app_port}")
