@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,12 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.cli import _review_app_command
 from tests.conftest import free_port
 from tests.factories import PASSWORD, lead_payload, token, user
 from tools.mail import outbox_files
 
 CHROMIUM = os.environ.get("REVLOOP_TEST_CHROMIUM", "/usr/bin/chromium")
-APP = Path(__file__).resolve().parents[2] / "review" / "app.py"
 
 
 @pytest.fixture
@@ -31,21 +30,7 @@ def review_app(live_server, subprocess_env):
     port = free_port()
     env = {**subprocess_env, "REVLOOP_API_URL": live_server.url}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(APP),
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.address",
-            "127.0.0.1",
-        ],
+        _review_app_command(port),  # exactly what `revloop review-app` runs
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
