@@ -23,7 +23,7 @@ from core.db import session_scope
 from core.errors import InvalidInput, NotFound
 from core.models import Activity, CadenceTouch, Deal, Lead, LeadEvent, ReviewItem, utcnow
 from core.settings import Settings
-from tools import outbound, review_queue, templates
+from tools import outbound
 
 # next action -> (day after the first touch, template); the last step is the break-up note
 SEQUENCES: dict[str, list[tuple[int, str]]] = {
@@ -110,34 +110,24 @@ def _draft(
         return None
     first = _first_touch(session, lead.id)
     slots = _slots(session, settings, lead, first, today or utcnow().date(), **extra)
-    parts, version = templates.active(session, template)
-    rendered = templates.render_parts(parts, slots)
-    item = review_queue.queue_for_review(
+    item = outbound.queue_message(
         session,
         thread_id=f"cadence-{lead.id}",
         interrupt_id=f"cadence-{lead.id}-{step}",
         lead_id=lead.id,
         contact_id=lead.contact_id,
+        to=lead.contact.email if lead.contact else lead.email,
         kind=kind,
         template=template,
+        slots=slots,
         brief={
             **(lead.brief or {}),
             "summary": f"Follow-up '{step}' for {slots['full_name']} ({slots['company']}). "
             f"Sent so far: {slots['history']}. What they did: {_events(session, lead.id)}.",
             "next_action": "follow_up" if kind == "email" else "personal_reply",
         },
-        draft={
-            "kind": kind,
-            "template": template,
-            "template_version": version,
-            "to": lead.contact.email if lead.contact else lead.email,
-            "subject": rendered["subject"],
-            "body": rendered["body"],
-            "facts_used": {k: str(v) for k, v in slots.items()},
-            "step": step,
-        },
-        queue="main",
-        sla_due_at=utcnow() + dt.timedelta(hours=sla_hours),
+        extra_draft={"step": step},
+        sla_hours=sla_hours,
         assignee=assignee,
         actor="agent:cadence",
     )

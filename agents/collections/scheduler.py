@@ -17,7 +17,7 @@ from agents.collections.dunning import InvoiceState, decide, load_policy
 from core.db import session_scope
 from core.models import Contact, DunningTouch, Invoice, ReviewItem, utcnow
 from core.settings import Settings
-from tools import billing, outbound, review_queue, templates
+from tools import billing, outbound
 
 log = logging.getLogger("revloop.collections")
 SLA_HOURS = {"high": 4, "normal": 24, "low": 72}
@@ -41,26 +41,31 @@ def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
     today = today or utcnow().date()
     policy = load_policy(settings.dunning_policy_path)
     counts = {"drafted": 0, "skipped": 0, "waiting": 0, "already_drafted": 0, "no_contact": 0}
+    histories: dict[int, billing.PaymentHistory] = {}
     with session_scope(settings) as session:
         invoice_ids = session.scalars(
             select(Invoice.id).where(Invoice.status == "issued", Invoice.issued_on <= today)
         ).all()
     for invoice_id in invoice_ids:
         with session_scope(settings) as session:
-            outcome = _scan_one(session, settings, policy, invoice_id, today)
+            outcome = _scan_one(session, settings, policy, invoice_id, today, histories)
         counts[outcome] += 1
     log.info("collections scan %s: %s", today, counts)
     return counts
 
 
-def _scan_one(session, settings: Settings, policy, invoice_id: int, today: dt.date) -> str:
+def _scan_one(
+    session, settings: Settings, policy, invoice_id: int, today: dt.date, histories: dict[int, billing.PaymentHistory]
+) -> str:
     invoice = session.get(Invoice, invoice_id)
     owed = billing.balance(session, invoice)
     sent = tuple(s for (s,) in session.execute(select(DunningTouch.step).where(DunningTouch.invoice_id == invoice.id)))
     status = "disputed" if invoice.disputed else "payment_pending" if invoice.payment_pending else invoice.status
     if status == "issued":
         status = "open"
-    history = billing.payment_history(session, invoice.account_id, today)
+    if invoice.account_id not in histories:  # one history query per customer and scan
+        histories[invoice.account_id] = billing.payment_history(session, invoice.account_id, today)
+    history = histories[invoice.account_id]
     decision = decide(policy, InvoiceState(invoice.due_on, owed, status, sent), history, today)
     if decision.action == "skip":
         return "skipped"
@@ -97,17 +102,16 @@ def _scan_one(session, settings: Settings, policy, invoice_id: int, today: dt.da
         "sender_name": settings.sender_name,
         "our_company": settings.company_name,
     }
-    parts, template_version = templates.active(session, template)
-    rendered = templates.render_parts(parts, slots)
-    kind = "call_task" if decision.channel == "call_task" else "email"
-    item = review_queue.queue_for_review(
+    item = outbound.queue_message(
         session,
         thread_id=f"dunning-{invoice.id}",
         interrupt_id=f"dunning-{invoice.id}-{decision.step}",
         lead_id=None,
         contact_id=contact.id,
-        kind=kind,
+        to=contact.email,
+        kind="call_task" if decision.channel == "call_task" else "email",
         template=template,
+        slots=slots,
         brief={
             "summary": f"Invoice {invoice.number}: {slots['amount']} open, {decision.reason}.",
             "next_action": "escalate_to_human" if decision.action == "escalate" else f"send_{decision.tone}_reminder",
@@ -125,19 +129,8 @@ def _scan_one(session, settings: Settings, policy, invoice_id: int, today: dt.da
             },
             "flags": [f"priority_{decision.priority}"],
         },
-        draft={
-            "kind": kind,
-            "template": template,
-            "template_version": template_version,
-            "to": contact.email,
-            "subject": rendered["subject"],
-            "body": rendered["body"],
-            "facts_used": {k: str(v) for k, v in slots.items()},
-            "amount": str(owed),
-            "invoice_id": invoice.id,
-        },
-        queue="main",
-        sla_due_at=utcnow() + dt.timedelta(hours=SLA_HOURS[decision.priority]),
+        extra_draft={"amount": str(owed), "invoice_id": invoice.id},
+        sla_hours=SLA_HOURS[decision.priority],
         actor="agent:collections",
     )
     touch.review_item_id = item.id

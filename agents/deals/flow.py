@@ -25,7 +25,7 @@ from core import audit
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Contact, Deal, Invoice, Milestone, Product, Project, Proposal, ReviewItem, SalesAgent, utcnow
 from core.settings import Settings
-from tools import review_queue, templates
+from tools import outbound, templates
 
 CENT = Decimal("0.01")
 _html = Environment(autoescape=select_autoescape(default=True))
@@ -99,32 +99,19 @@ def _queue(
     extra_draft: dict[str, Any] | None = None,
     sla_hours: int = 24,
 ):
-    if template is not None:
-        parts, version = templates.active(session, template)
-        rendered = templates.render_parts(parts, slots)
-    else:
-        version, rendered = None, {"subject": slots["subject"], "body": slots["body"]}
-    return review_queue.queue_for_review(
+    return outbound.queue_message(
         session,
         thread_id=thread,
         interrupt_id=step,
         lead_id=deal.lead_id,
         contact_id=contact.id,
+        to=contact.email,
         kind=kind,
         template=template,
+        slots=slots,
         brief={"summary": brief.pop("summary"), "next_action": brief.pop("next_action"), "deal_id": deal.id, **brief},
-        draft={
-            "kind": kind,
-            "template": template,
-            "template_version": version,
-            "to": contact.email,
-            "subject": rendered["subject"],
-            "body": rendered["body"],
-            "facts_used": {k: str(v) for k, v in slots.items()},
-            **(extra_draft or {}),
-        },
-        queue="main",
-        sla_due_at=utcnow() + dt.timedelta(hours=sla_hours),
+        extra_draft=extra_draft,
+        sla_hours=sla_hours,
         actor="agent:deals",
     )
 
