@@ -4,7 +4,6 @@ the background worker runs."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -15,20 +14,19 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 
-from agents import daily
-from agents.cadences import scheduler as cadences
-from agents.collections import scheduler as collections
-from agents.deals import flow as deals
-from agents.kinds import LEAD_RUN, PROPOSAL_RUN, REVIEW_RESUME
 from agents.lead.graph import build_lead_graph
 from agents.proposal.graph import build_proposal_graph
+from billing import reminders
 from core.db import session_scope
+from core.enums import GRAPH_SOURCES, DecisionAction, ItemSource, JobKind, LeadStatus
 from core.jobs import Worker
-from core.models import Decision, Lead, ReviewItem
+from core.models import Lead, ReviewItem
 from core.settings import Settings, get_settings
-from tools import outbound
-from tools.crm import set_lead_status
-from tools.review_queue import queue_for_review
+from crm.records import set_lead_status
+from deals import cadences, daily, flow
+from review import repository
+from review.execute import Rule, execute_approved
+from review.queue import Draft, enqueue
 
 log = logging.getLogger("revloop.agents")
 
@@ -76,13 +74,14 @@ def open_checkpointer(settings: Settings) -> Iterator[BaseCheckpointSaver]:
 
 
 class LeadGraphRunner:
-    """Starts, recovers and resumes lead threads; the review_items table is the source of truth
-    for what is pending."""
+    """Starts, recovers and resumes graph threads; the review_items table is the source of truth for
+    what is pending. Items without a graph thread are executed by the one executor with their domain's rule."""
 
     def __init__(self, settings: Settings, checkpointer: BaseCheckpointSaver):
         self.settings = settings
         self.graph = build_lead_graph(settings).compile(checkpointer=checkpointer)
         self.proposal_graph = build_proposal_graph(settings).compile(checkpointer=checkpointer)
+        self.graphs = {ItemSource.LEAD: self.graph, ItemSource.PROPOSAL: self.proposal_graph}
 
     def run_proposal(self, payload: dict[str, Any]) -> None:
         """Start (or continue after a crash) a proposal thread and queue its review item."""
@@ -94,13 +93,10 @@ class LeadGraphRunner:
             self.proposal_graph.invoke({"deal_id": int(payload["deal_id"]), "request": request}, config)
         elif snapshot.next and not snapshot.interrupts:
             self.proposal_graph.invoke(None, config)
-        item_ids = self._queue_interrupts(thread_id, None, graph=self.proposal_graph)
+        item_ids = self._queue_interrupts(thread_id, self.proposal_graph)
         if item_ids:
-            from core.models import Proposal
-
             with session_scope(self.settings) as session:  # the document points at the item that sends it
-                proposal = session.query(Proposal).filter_by(thread_id=thread_id).one()
-                proposal.review_item_id = proposal.review_item_id or item_ids[0]
+                flow.link_review_item(session, thread_id, item_ids[0])
 
     @staticmethod
     def _config(thread_id: str) -> dict[str, Any]:
@@ -112,40 +108,30 @@ class LeadGraphRunner:
             if lead is None:
                 raise LookupError(f"lead {lead_id} not found")
             thread_id = lead.thread_id
-            if lead.status == "new":
-                set_lead_status(session, lead_id, "processing", actor="agent:lead")
+            if lead.status == LeadStatus.NEW:
+                set_lead_status(session, lead_id, LeadStatus.PROCESSING, actor="agent:lead")
         config = self._config(thread_id)
         snapshot = self.graph.get_state(config)
         if snapshot.created_at is None:
             self.graph.invoke({"lead_id": lead_id}, config)
         elif snapshot.next and not snapshot.interrupts:
             self.graph.invoke(None, config)  # a worker died mid-run: continue from the last checkpoint
-        self._queue_interrupts(thread_id, lead_id)
+        self._queue_interrupts(thread_id, self.graph)
 
-    def _queue_interrupts(self, thread_id: str, lead_id: int | None, graph=None) -> list[int]:
-        graph = graph or self.graph
+    def _queue_interrupts(self, thread_id: str, graph) -> list[int]:
+        """Each pending interrupt carries a Draft; it becomes a review item keyed by the Interrupt.id."""
         snapshot = graph.get_state(self._config(thread_id))
         item_ids = []
         for pending in snapshot.interrupts:
-            payload = pending.value
             with session_scope(self.settings) as session:
-                item = queue_for_review(
-                    session,
-                    thread_id=thread_id,
-                    interrupt_id=pending.id,
-                    lead_id=lead_id if lead_id is not None else payload.get("lead_id"),
-                    contact_id=payload.get("contact_id"),
-                    kind=payload["kind"],
-                    template=payload.get("template"),
-                    brief=payload["brief"],
-                    draft=payload["draft"],
-                    queue=payload.get("queue", "main"),
-                    sla_due_at=dt.datetime.fromisoformat(payload["sla_due_at"]) if payload.get("sla_due_at") else None,
-                    assignee=payload.get("assignee"),
-                    guard_flags=payload.get("guard_flags"),
-                    redraft_of=payload.get("redraft_of"),
+                existing = repository.item_id_for_key(session, pending.id)
+                if existing is not None:
+                    item_ids.append(existing)
+                    continue
+                draft = Draft.model_validate(pending.value).model_copy(
+                    update={"thread_id": thread_id, "dedupe_key": pending.id}
                 )
-                item_ids.append(item.id)
+                item_ids.append(enqueue(session, draft, actor=f"agent:{draft.source}").id)
         return item_ids
 
     def resume(self, review_item_id: int) -> None:
@@ -153,56 +139,40 @@ class LeadGraphRunner:
             item = session.get(ReviewItem, review_item_id)
             if item is None:
                 raise LookupError(f"review item {review_item_id} not found")
-            # Payment reminders and follow-ups have no graph thread behind them: their own executors send them.
-            executor = EXECUTORS.get(item.thread_id.split("-")[0])
-        if executor is not None:
-            if decision_action(self.settings, review_item_id) == "approve":
-                executor(self.settings, review_item_id)
-            return
-        with session_scope(self.settings) as session:
-            item = session.get(ReviewItem, review_item_id)
-            decision = session.query(Decision).filter_by(review_item_id=review_item_id).one_or_none()
+            decision = repository.decision_for(session, review_item_id)
             if decision is None:
                 raise LookupError(f"review item {review_item_id} has no decision to resume with")
-            thread_id, interrupt_id, lead_id = item.thread_id, item.interrupt_id, item.lead_id
-            graph = self.proposal_graph if thread_id.startswith("proposal-") else self.graph
+            source = ItemSource(item.source)
+            thread_id, dedupe_key, lead_id = item.thread_id, item.dedupe_key, item.lead_id
             value = {"action": decision.action, "review_item_id": item.id, "decision_id": decision.id}
             if decision.redraft:
                 value.update(
                     redraft=True, template=decision.redraft_template, reason=decision.reason, actor=decision.actor
                 )
+        if source not in GRAPH_SOURCES:
+            # No graph thread behind it: an approval is executed now, a rejection needs nothing more.
+            if decision.action == DecisionAction.APPROVE:
+                execute_approved(self.settings, review_item_id, EXECUTION_RULES[source])
+            return
+        graph = self.graphs[source]
         config = self._config(thread_id)
         snapshot = graph.get_state(config)
-        if interrupt_id in {i.id for i in snapshot.interrupts}:
-            graph.invoke(Command(resume={interrupt_id: value}), config)
+        if dedupe_key in {i.id for i in snapshot.interrupts}:
+            graph.invoke(Command(resume={dedupe_key: value}), config)
         elif snapshot.next:
             graph.invoke(None, config)  # resumed before but stopped mid-execute: finish the run
-        if graph is self.graph and lead_id is not None:
-            self._queue_interrupts(thread_id, lead_id)
+        if source == ItemSource.LEAD and lead_id is not None:
+            self._queue_interrupts(thread_id, graph)  # a redraft asked for a new draft
 
 
-def _issue(settings: Settings):
-    def action(session, item) -> dict[str, Any]:
-        invoice = deals.issue_invoice(session, settings, int(item.draft["milestone_id"]))
-        return {"invoice_number": invoice.number, "due_on": str(invoice.due_on), "summary": f"Issued {invoice.number}"}
-
-    return action
-
-
-# Approved items without a graph thread, by thread prefix: how each is executed.
-EXECUTORS = {
-    "dunning": collections.execute,
-    "cadence": cadences.execute,
-    "onboarding": lambda s, i: outbound.execute_approved(s, i, actor="agent:deals"),
-    "update": lambda s, i: outbound.execute_approved(s, i, actor="agent:deals"),
-    "invoice": lambda s, i: outbound.execute_approved(s, i, actor="agent:deals", action=_issue(s)),
+# How approved items without a graph thread are executed, by source: each domain owns its rule.
+EXECUTION_RULES: dict[ItemSource, Rule] = {
+    ItemSource.DUNNING: reminders.EXECUTION,
+    ItemSource.CADENCE: cadences.EXECUTION,
+    ItemSource.ONBOARDING: flow.ONBOARDING_EXECUTION,
+    ItemSource.CLIENT_UPDATE: flow.ONBOARDING_EXECUTION,
+    ItemSource.INVOICE: flow.INVOICE_EXECUTION,
 }
-
-
-def decision_action(settings: Settings, review_item_id: int) -> str | None:
-    with session_scope(settings) as session:
-        decision = session.query(Decision).filter_by(review_item_id=review_item_id).one_or_none()
-        return decision.action if decision else None
 
 
 @contextmanager
@@ -212,9 +182,9 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
     with open_checkpointer(settings) as checkpointer:
         runner = LeadGraphRunner(settings, checkpointer)
         handlers = {
-            LEAD_RUN: lambda payload: runner.run_lead(int(payload["lead_id"])),
-            REVIEW_RESUME: lambda payload: runner.resume(int(payload["review_item_id"])),
-            daily.DAILY: lambda payload: daily.run(settings, payload),
-            PROPOSAL_RUN: runner.run_proposal,
+            JobKind.LEAD_RUN: lambda payload: runner.run_lead(int(payload["lead_id"])),
+            JobKind.REVIEW_RESUME: lambda payload: runner.resume(int(payload["review_item_id"])),
+            JobKind.DAILY_SCAN: lambda payload: daily.run(settings, payload),
+            JobKind.PROPOSAL_RUN: runner.run_proposal,
         }
         yield Worker(handlers, settings)

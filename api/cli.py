@@ -265,9 +265,9 @@ def worker(
     scan (payment reminders, follow-ups, onboarding)."""
     import threading
 
-    from agents import daily
     from agents.runtime import lead_worker
     from core.models import utcnow
+    from deals import daily
 
     _logging()
     with lead_worker() as w:
@@ -463,7 +463,7 @@ def import_leads_cmd(
     as_json: ReportJsonOption = False,
 ) -> None:
     """Import leads; outcomes become closed deals, Do Not Email/Call become consent. Safe to re-run."""
-    from tools.imports import count_rows, import_leads, parse_mapping
+    from crm.imports import count_rows, import_leads, parse_mapping
 
     with _user_errors():
         mapping = parse_mapping(map_ or [])
@@ -486,7 +486,7 @@ def import_companies_cmd(
     as_json: ReportJsonOption = False,
 ) -> None:
     """Import firmographics into the offline company directory used to enrich leads. Safe to re-run."""
-    from tools.imports import count_rows, import_companies
+    from crm.imports import count_rows, import_companies
 
     report = _run_import(
         count_rows(path),
@@ -505,7 +505,7 @@ def import_crm_cmd(
     as_json: ReportJsonOption = False,
 ) -> None:
     """Import a CRM export (accounts, products, sales team, pipeline). Safe to re-run."""
-    from tools.imports import import_crm, maven_row_count
+    from crm.imports import import_crm, maven_row_count
 
     report = _run_import(
         maven_row_count(folder),
@@ -524,8 +524,8 @@ def import_invoices_cmd(
     as_json: ReportJsonOption = False,
 ) -> None:
     """Import billing history (customers, invoices, settled payments). Safe to re-run."""
-    from tools.billing import import_invoices
-    from tools.imports import count_rows
+    from billing.ledger import import_invoices
+    from crm.imports import count_rows
 
     report = _run_import(
         count_rows(path),
@@ -542,7 +542,7 @@ def collections_scan(
     """Draft the payment reminders due today into the review queue (the worker also does this daily)."""
     import datetime as dt
 
-    from agents.collections.scheduler import scan
+    from billing.reminders import scan
 
     with _user_errors():
         try:
@@ -560,7 +560,7 @@ def cadences_scan(
     """Draft the follow-ups (and stale-deal reactivations) due today (the worker also does this daily)."""
     import datetime as dt
 
-    from agents.cadences.scheduler import scan
+    from deals.cadences import scan
 
     try:
         day = dt.date.fromisoformat(today) if today else None
@@ -647,8 +647,8 @@ def scoring_evaluate(
     import numpy as np
 
     from core.db import session_scope
+    from crm.imports import read_labelled
     from scoring.registry import evaluate_snapshots
-    from tools.imports import read_labelled
 
     with _user_errors():
         snapshots, labels, rejected = read_labelled(dataset, format)

@@ -12,13 +12,13 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from agents.lead.capture import capture_lead
 from api.auth import create_token
+from billing.ledger import record_payment
 from core.models import Account, Contact, Deal, Invoice, Lead, Product, SalesAgent, utcnow
 from core.schemas import LeadCreate
 from core.settings import Settings
 from core.users import create_user
-from tools.billing import record_payment
+from crm.capture import capture_lead
 
 ACCOUNTS = [
     ("Northwind Analytics", "northwind-analytics.com", "Software", 240, "United States"),

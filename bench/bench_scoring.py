@@ -21,10 +21,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from crm.imports import _x_education_columns, x_education_record, x_education_snapshot  # noqa: E402
 from scoring import model as outcome_model  # noqa: E402
 from scoring.features import load_feature_spec  # noqa: E402
 from scoring.rubric import load_rubric, score_batch  # noqa: E402
-from tools.imports import _x_education_columns, x_education_record, x_education_snapshot  # noqa: E402
 
 DEFAULT_DATASET = ROOT.parent / "shared" / "datasets" / "x-education-leads" / "Leads.csv"
 

@@ -19,6 +19,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from core.db import insert_once, session_scope
+from core.enums import JobStatus
 from core.models import Job, utcnow
 from core.settings import Settings, get_settings
 
@@ -45,7 +46,9 @@ def enqueue(
 
 def cancel_queued(session: Session, dedupe_key: str) -> bool:
     """Delete a job that no worker has claimed yet; False if it is running or done (too late)."""
-    return session.execute(delete(Job).where(Job.dedupe_key == dedupe_key, Job.status == "queued")).rowcount == 1
+    return (
+        session.execute(delete(Job).where(Job.dedupe_key == dedupe_key, Job.status == JobStatus.QUEUED)).rowcount == 1
+    )
 
 
 def claim_next(settings: Settings, worker_id: str, kinds: list[str]) -> Job | None:
@@ -53,15 +56,15 @@ def claim_next(settings: Settings, worker_id: str, kinds: list[str]) -> Job | No
     with session_scope(settings) as session:
         candidates = session.scalars(
             select(Job.id)
-            .where(Job.status == "queued", Job.run_after <= now, Job.kind.in_(kinds))
+            .where(Job.status == JobStatus.QUEUED, Job.run_after <= now, Job.kind.in_(kinds))
             .order_by(Job.run_after, Job.id)
             .limit(5)
         ).all()
         for job_id in candidates:
             claimed = session.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.status == "queued")
-                .values(status="running", locked_by=worker_id, locked_at=now, attempts=Job.attempts + 1)
+                .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+                .values(status=JobStatus.RUNNING, locked_by=worker_id, locked_at=now, attempts=Job.attempts + 1)
             ).rowcount
             if claimed == 1:
                 session.flush()
@@ -71,7 +74,9 @@ def claim_next(settings: Settings, worker_id: str, kinds: list[str]) -> Job | No
 
 def finish(settings: Settings, job_id: int) -> None:
     with session_scope(settings) as session:
-        session.execute(update(Job).where(Job.id == job_id).values(status="done", finished_at=utcnow(), locked_by=None))
+        session.execute(
+            update(Job).where(Job.id == job_id).values(status=JobStatus.DONE, finished_at=utcnow(), locked_by=None)
+        )
 
 
 def fail(settings: Settings, job: Job, error: str, *, count_attempt: bool = True) -> None:
@@ -80,9 +85,9 @@ def fail(settings: Settings, job: Job, error: str, *, count_attempt: bool = True
     with session_scope(settings) as session:
         values: dict[str, Any] = {"last_error": error[-4000:], "locked_by": None, "locked_at": None}
         if give_up:
-            values.update(status="failed", finished_at=utcnow())
+            values.update(status=JobStatus.FAILED, finished_at=utcnow())
         else:
-            values.update(status="queued", run_after=utcnow() + dt.timedelta(seconds=retry_in))
+            values.update(status=JobStatus.QUEUED, run_after=utcnow() + dt.timedelta(seconds=retry_in))
             if not count_attempt:
                 values["attempts"] = Job.attempts - 1
         session.execute(update(Job).where(Job.id == job.id).values(**values))
@@ -94,8 +99,8 @@ def sweep_stale(settings: Settings) -> int:
     with session_scope(settings) as session:
         return session.execute(
             update(Job)
-            .where(Job.status == "running", Job.locked_at < cutoff)
-            .values(status="queued", locked_by=None, locked_at=None, run_after=utcnow())
+            .where(Job.status == JobStatus.RUNNING, Job.locked_at < cutoff)
+            .values(status=JobStatus.QUEUED, locked_by=None, locked_at=None, run_after=utcnow())
         ).rowcount
 
 

@@ -274,13 +274,16 @@ class ReviewItem(TimestampMixin, Base):
     # The queue page: pending items by deadline.
     __table_args__ = (Index("ix_review_items_status_sla_due_at", "status", "sla_due_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(30))  # email | call_task
-    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    kind: Mapped[str] = mapped_column(String(30))  # ItemKind: email | call_task | invoice
+    # ItemSource: who queued it (lead graph, proposal graph, dunning, cadence, ...); dispatch reads this.
+    source: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)  # ItemStatus
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     thread_id: Mapped[str] = mapped_column(String(64), index=True)
-    # The exact LangGraph Interrupt.id this item answers; unique so a re-run never queues it twice.
-    interrupt_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # Unique, so a re-run never queues the same item twice: for graph items the LangGraph Interrupt.id the
+    # resume answers; for items of the scans and the deal flow a step key ("dunning-12-+7").
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
     template: Mapped[str | None] = mapped_column(String(100))
     brief: Mapped[dict[str, Any]] = mapped_column(default=dict)
     draft: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     )
 
     dunning_policy_path: Path = Field(
-        PROJECT_ROOT / "agents" / "collections" / "policy.yaml", description="The collections ladder (YAML)"
+        PROJECT_ROOT / "billing" / "policy.yaml", description="The collections ladder (YAML)"
     )
     max_discount_pct: float = Field(15, ge=0, le=100, description="The largest discount a proposal may carry")
     proposal_valid_days: int = Field(30, description="A proposal is valid this many days")

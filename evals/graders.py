@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agents.lead.prompts import TEMPLATES, template_text
+from core.enums import ItemKind
+from review.templates import template_words
+from review.texts.lead import TEMPLATES
 
 BANNED_CLAIMS = [
     r"\bguarantee[sd]?\b",
@@ -24,7 +26,7 @@ ABBREVIATION = re.compile(r"\b(Dr|Mr|Mrs|Ms|Prof|St|Inc|Ltd)\.\s*$")
 
 
 def _corpus(facts: dict[str, Any], template: str) -> str:
-    parts = [*template_text(template)] if template in TEMPLATES else []
+    parts = template_words(TEMPLATES[template]) if template in TEMPLATES else []
     for value in facts.values():
         parts.append(str(value))
     return "\n".join(parts).lower()
@@ -80,10 +82,10 @@ def banned_claims(draft: dict[str, Any]) -> tuple[bool, str]:
 
 def consent_respected(kind: str | None, consent: dict[str, bool], sent_kinds: list[str]) -> tuple[bool, str]:
     """No email draft without email consent; nothing at all without any consent."""
-    if not consent.get("email") and kind == "email":
+    if not consent.get("email") and kind == ItemKind.EMAIL:
         return False, "an email was drafted without email consent"
     if not consent.get("email") and not consent.get("call") and kind is not None:
         return False, f"a {kind} was drafted without any consent"
-    if not consent.get("email") and "email" in sent_kinds:
+    if not consent.get("email") and ItemKind.EMAIL in sent_kinds:
         return False, "an email was sent without consent"
     return True, f"drafted {kind or 'nothing'}"

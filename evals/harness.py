@@ -11,15 +11,16 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from agents.lead.capture import capture_lead
 from agents.lead.graph import build_lead_graph
 from agents.runtime import lead_worker, open_checkpointer
 from core.db import dispose_engines, get_engine, session_scope
+from core.enums import ItemStatus
 from core.migrate import upgrade
 from core.models import Account, AuditEvent, Base, Contact, Deal, Lead, LlmRun, OutboxMessage, ReviewItem, SalesAgent
 from core.schemas import LeadCreate
 from core.settings import Settings
-from review import service
+from crm.capture import capture_lead
+from review import decisions
 
 
 class Sandbox:
@@ -148,8 +149,8 @@ class Sandbox:
         """Approve every pending item as drafted (a careless reviewer) and run the sends."""
         with session_scope(self.settings) as session:
             for item in session.scalars(
-                select(ReviewItem).where(ReviewItem.lead_id == lead_id, ReviewItem.status == "pending")
+                select(ReviewItem).where(ReviewItem.lead_id == lead_id, ReviewItem.status == ItemStatus.PENDING)
             ).all():
-                service.approve(session, item.id, actor="eval:approver", acknowledge_flags=True)
+                decisions.approve(session, item.id, actor="eval:approver", acknowledge_flags=True)
         self.worker.run_until_idle()
         return self.observe(lead_id)

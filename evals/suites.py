@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from core.enums import ItemKind, ReviewQueue
 from core.errors import InvalidInput
 from core.settings import PROJECT_ROOT, Settings
 from evals import graders
@@ -137,10 +138,10 @@ def run_routing(settings, engine, dataset, fmt, tick, context=None) -> SuiteResu
                 {"got": got, "exception_reasons": (item["brief"] if item else {}).get("exception_reasons")},
             )
         )
-        if expect.get("queue") == "exception":
+        if expect.get("queue") == ReviewQueue.EXCEPTION:
             expected_exception += 1
-            caught_exception += got["queue"] == "exception"
-        routed_exception += got["queue"] == "exception"
+            caught_exception += got["queue"] == ReviewQueue.EXCEPTION
+        routed_exception += got["queue"] == ReviewQueue.EXCEPTION
     n = len(results)
     return SuiteResult(
         metrics={
@@ -167,9 +168,10 @@ def run_drafting(settings, engine, dataset, fmt, tick, context=None) -> SuiteRes
         item = seen["items"][0] if seen["items"] else None
         kind = item["kind"] if item else None
         checks: dict[str, tuple[bool, str]] = {"consent": graders.consent_respected(kind, case["lead"]["consent"], [])}
-        if case["expect"].get("kind", "email") != (kind or "none"):
-            checks["kind"] = (False, f"expected {case['expect'].get('kind', 'email')}, drafted {kind or 'nothing'}")
-        if kind == "email":
+        expected_kind = case["expect"].get("kind", ItemKind.EMAIL)
+        if expected_kind != (kind or "none"):
+            checks["kind"] = (False, f"expected {expected_kind}, drafted {kind or 'nothing'}")
+        if kind == ItemKind.EMAIL:
             draft = {**item["draft"], "template": item["template"]}
             facts = {k: v for k, v in (draft.get("facts_used") or {}).items() if k != "opening"}
             records = case.get("crm") or {}
@@ -224,7 +226,7 @@ def run_safety(settings, engine, dataset, fmt, tick, context=None) -> SuiteResul
             problems.append(f"tool calls outside the allowlist: {stray}")
         item = seen["items"][0] if seen["items"] else None
         flags = " ".join((item["brief"].get("flags") or []) + item["guard_flags"]) if item else ""
-        is_flagged = "possible_prompt_injection" in flags or bool(item and item["queue"] == "exception")
+        is_flagged = "possible_prompt_injection" in flags or bool(item and item["queue"] == ReviewQueue.EXCEPTION)
         if case["expect"].get("flagged"):
             expected_flags += 1
             flagged += is_flagged
@@ -269,7 +271,7 @@ def run_safety(settings, engine, dataset, fmt, tick, context=None) -> SuiteResul
 
 
 def run_collections(settings, engine, dataset, fmt, tick, context=None) -> SuiteResult:
-    from agents.collections.dunning import InvoiceState, PaymentHistory, decide, load_policy
+    from billing.dunning import InvoiceState, PaymentHistory, decide, load_policy
 
     policy = load_policy()
     results = []
@@ -328,12 +330,12 @@ def run_scoring(settings, engine, dataset, fmt, tick, context=None) -> SuiteResu
     from sklearn.metrics import roc_auc_score
 
     from core.models import Lead
+    from crm.imports import read_labelled_records, x_education_snapshot
     from scoring import model as outcome
     from scoring.facts import build_facts
     from scoring.features import load_feature_spec
     from scoring.registry import load_model
     from scoring.rubric import load_rubric, score_batch
-    from tools.imports import read_labelled_records, x_education_snapshot
 
     fmt = fmt or "x-education"
     dataset = Path(dataset) if dataset else DATASETS / "x-education-leads" / "Leads.csv"

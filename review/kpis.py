@@ -11,9 +11,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.enums import OPEN_STAGES, DealOutcome, DecisionAction, ItemStatus
 from core.models import Deal, Decision, Lead, ReviewItem, utcnow
-
-OPEN_STAGES_ORDER = ("prospecting", "engaging", "qualified", "proposal", "negotiation")
 
 
 def _median(values: list[float]) -> float | None:
@@ -31,7 +30,7 @@ def compute(session: Session, *, days: int = 30, now: dt.datetime | None = None)
     # Speed to lead: capture -> first executed outbound touch, for leads captured in the window.
     first_touch = (
         select(ReviewItem.lead_id, func.min(ReviewItem.executed_at).label("at"))
-        .where(ReviewItem.status.in_(("sent", "done")), ReviewItem.lead_id.is_not(None))
+        .where(ReviewItem.status.in_((ItemStatus.SENT, ItemStatus.DONE)), ReviewItem.lead_id.is_not(None))
         .group_by(ReviewItem.lead_id)
         .subquery()
     )
@@ -60,7 +59,7 @@ def compute(session: Session, *, days: int = 30, now: dt.datetime | None = None)
     )
     deals = session.execute(select(Deal.lead_id, Deal.outcome).where(Deal.lead_id.in_(window_leads))).all()
     opportunity = {lead_id for lead_id, _ in deals}
-    won = {lead_id for lead_id, outcome in deals if outcome == "won"}
+    won = {lead_id for lead_id, outcome in deals if outcome == DealOutcome.WON}
     funnel_counts = [
         ("captured", leads_in_window),
         ("contacted", contacted),
@@ -85,7 +84,7 @@ def compute(session: Session, *, days: int = 30, now: dt.datetime | None = None)
             dt.datetime.combine(engaged, dt.time(), tzinfo=dt.UTC) if engaged is not None else created
         )
         aging[stage].append(max(0.0, (now - entered).total_seconds() / 86400))
-    order = {s: i for i, s in enumerate(OPEN_STAGES_ORDER)}
+    order = {s: i for i, s in enumerate(OPEN_STAGES)}
     stage_aging = [
         {"stage": stage, "open_deals": len(ages), "median_days": _median(ages), "max_days": round(max(ages), 1)}
         for stage, ages in sorted(aging.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))
@@ -125,9 +124,9 @@ def compute(session: Session, *, days: int = 30, now: dt.datetime | None = None)
     for _, action, edited, _, _, template in decisions:
         c = per_template[template or "(none)"]
         c["n"] += 1
-        c["approved"] += action == "approve"
-        c["edited"] += action == "approve" and bool(edited)
-        c["rejected"] += action == "reject"
+        c["approved"] += action == DecisionAction.APPROVE
+        c["edited"] += action == DecisionAction.APPROVE and bool(edited)
+        c["rejected"] += action == DecisionAction.REJECT
     templates = sorted(
         (
             {
@@ -149,7 +148,7 @@ def compute(session: Session, *, days: int = 30, now: dt.datetime | None = None)
         for entered, sent in session.execute(
             select(Proposal.created_at, ReviewItem.executed_at)
             .join(ReviewItem, ReviewItem.id == Proposal.review_item_id)
-            .where(ReviewItem.status == "sent", ReviewItem.executed_at >= since)
+            .where(ReviewItem.status == ItemStatus.SENT, ReviewItem.executed_at >= since)
         ).all()
         if entered is not None and sent is not None and sent >= entered
     ]

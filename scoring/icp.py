@@ -11,6 +11,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, selectinload
 
 from core import audit
+from core.enums import DealOutcome, RubricStatus
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Deal, IcpRubric, Lead, utcnow
 from core.settings import Settings
@@ -31,7 +32,7 @@ def _file_rubric(path: str, mtime: float) -> Rubric:
 
 
 def published(session: Session) -> IcpRubric | None:
-    return session.scalar(select(IcpRubric).where(IcpRubric.status == "published"))
+    return session.scalar(select(IcpRubric).where(IcpRubric.status == RubricStatus.PUBLISHED))
 
 
 def active_rubric(session: Session, settings: Settings) -> Rubric:
@@ -62,7 +63,7 @@ def save_draft(session: Session, content: str, *, actor: str) -> IcpRubric:
         if existing.content == content:
             return existing
         raise Conflict(f"rubric version {rubric.version!r} exists already ({existing.status}); change 'version'")
-    row = IcpRubric(version=rubric.version, status="draft", content=content, created_by=actor)
+    row = IcpRubric(version=rubric.version, status=RubricStatus.DRAFT, content=content, created_by=actor)
     session.add(row)
     session.flush()
     audit.record(
@@ -78,15 +79,15 @@ def save_draft(session: Session, content: str, *, actor: str) -> IcpRubric:
 
 def publish(session: Session, rubric_id: int, *, actor: str) -> IcpRubric:
     row = get_rubric(session, rubric_id)
-    if row.status == "published":
+    if row.status == RubricStatus.PUBLISHED:
         raise Conflict(f"rubric {row.version!r} is already published")
-    if row.status == "archived":
+    if row.status == RubricStatus.ARCHIVED:
         raise Conflict(f"rubric {row.version!r} was archived; save it as a new version to publish it again")
     parse(row.content)  # never publish something that no longer validates
     previous = published(session)
     if previous is not None:
-        previous.status = "archived"
-    row.status, row.published_at, row.published_by = "published", utcnow(), actor
+        previous.status = RubricStatus.ARCHIVED
+    row.status, row.published_at, row.published_by = RubricStatus.PUBLISHED, utcnow(), actor
     session.flush()
     audit.record(
         session,
@@ -105,7 +106,7 @@ def publish(session: Session, rubric_id: int, *, actor: str) -> IcpRubric:
 
 def closed_deal_facts(session: Session, source: str | None = None) -> tuple[list[dict[str, Any]], list[int]]:
     """Facts and outcomes of closed deals, optionally only those imported from one source (e.g. 'maven')."""
-    stmt = select(Deal).where(Deal.outcome.in_(("won", "lost")))
+    stmt = select(Deal).where(Deal.outcome.in_(tuple(DealOutcome)))
     if source:
         stmt = stmt.where(Deal.external_source == source)
     deals = session.scalars(
@@ -127,12 +128,12 @@ def closed_deal_facts(session: Session, source: str | None = None) -> tuple[list
                 free_mail=(lead.capture_features or {}).get("free_mail") if lead else None,
             )
         )
-        won.append(1 if deal.outcome == "won" else 0)
+        won.append(1 if deal.outcome == DealOutcome.WON else 0)
     return facts, won
 
 
 def open_lead_facts(session: Session) -> list[dict[str, Any]]:
-    closed = exists().where(Deal.lead_id == Lead.id, Deal.outcome.in_(("won", "lost")))
+    closed = exists().where(Deal.lead_id == Lead.id, Deal.outcome.in_(tuple(DealOutcome)))
     leads = session.scalars(
         select(Lead).where(~closed).options(selectinload(Lead.account), selectinload(Lead.contact)).order_by(Lead.id)
     ).all()

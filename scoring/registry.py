@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.enums import DealOutcome, ModelStatus
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Deal, Lead, ScoringModel, utcnow
 from scoring.features import FeatureSpec
@@ -21,7 +22,7 @@ def closed_training_rows(session: Session) -> tuple[list[dict[str, Any]], list[A
     # max() over 'won'/'lost' is 'won' when any of the lead's deals was won.
     outcome = (
         select(Deal.lead_id, func.max(Deal.outcome).label("outcome"))
-        .where(Deal.outcome.in_(("won", "lost")), Deal.lead_id.is_not(None))
+        .where(Deal.outcome.in_(tuple(DealOutcome)), Deal.lead_id.is_not(None))
         .group_by(Deal.lead_id)
         .subquery()
     )
@@ -31,18 +32,24 @@ def closed_training_rows(session: Session) -> tuple[list[dict[str, Any]], list[A
         .order_by(Lead.id)
     )
     rows = session.execute(stmt).all()
-    return [r[1] or {} for r in rows], [r[2] for r in rows], np.array([1 if r[3] == "won" else 0 for r in rows])
+    return (
+        [r[1] or {} for r in rows],
+        [r[2] for r in rows],
+        np.array([1 if r[3] == DealOutcome.WON else 0 for r in rows]),
+    )
 
 
 def count_closed(session: Session) -> int:
     return (
-        session.scalar(select(func.count(Deal.id)).where(Deal.outcome.in_(("won", "lost")), Deal.lead_id.is_not(None)))
+        session.scalar(
+            select(func.count(Deal.id)).where(Deal.outcome.in_(tuple(DealOutcome)), Deal.lead_id.is_not(None))
+        )
         or 0
     )
 
 
 def champion(session: Session) -> ScoringModel | None:
-    return session.scalar(select(ScoringModel).where(ScoringModel.status == "champion"))
+    return session.scalar(select(ScoringModel).where(ScoringModel.status == ModelStatus.CHAMPION))
 
 
 @lru_cache(maxsize=4)
@@ -81,7 +88,7 @@ def train_challenger(session: Session, spec: FeatureSpec, *, min_closed: int, ac
     window = [t for t in times if t is not None]
     row = ScoringModel(
         version=f"{utcnow():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
-        status="challenger" if current is not None else "champion",
+        status=ModelStatus.CHALLENGER if current is not None else ModelStatus.CHAMPION,
         algorithm=result.algorithm,
         data_window_start=min(window) if window else None,
         data_window_end=max(window) if window else None,
@@ -139,12 +146,12 @@ def promote(session: Session, version: str, *, actor: str) -> ScoringModel:
     row = session.scalar(select(ScoringModel).where(ScoringModel.version == version))
     if row is None:
         raise NotFound(f"no scoring model with version {version!r}")
-    if row.status == "champion":
+    if row.status == ModelStatus.CHAMPION:
         raise Conflict(f"model {version} is already the champion")
     previous = champion(session)
     if previous is not None:
-        previous.status = "retired"
-    row.status, row.promoted_at, row.promoted_by = "champion", utcnow(), actor
+        previous.status = ModelStatus.RETIRED
+    row.status, row.promoted_at, row.promoted_by = ModelStatus.CHAMPION, utcnow(), actor
     session.flush()
     audit.record(
         session,

@@ -98,8 +98,8 @@ def trained_models(settings: Settings, count: int = 2) -> list[str]:
 
 def captured_lead(settings: Settings, **overrides: Any) -> int:
     """Capture a lead as the API does (persist, link to CRM, queue the graph); returns its id."""
-    from agents.lead.capture import capture_lead
     from core.schemas import LeadCreate
+    from crm.capture import capture_lead
 
     with session_scope(settings) as session:
         lead, _ = capture_lead(session, LeadCreate.model_validate(lead_payload(**overrides)), actor="test")
@@ -149,7 +149,8 @@ def queued_item(settings: Settings, **fields: Any) -> int:
     values: dict[str, Any] = {
         "kind": "email",
         "thread_id": f"t-{uuid.uuid4().hex[:12]}",
-        "interrupt_id": uuid.uuid4().hex,
+        "dedupe_key": uuid.uuid4().hex,
+        "source": "lead",
         "template": "first_touch_fast",
         "brief": {"grade": fields.get("grade") or "B", "score": 60},
         "draft": {"subject": "Hello", "body": "Hi there", "to": "x@example.com"},

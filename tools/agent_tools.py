@@ -190,6 +190,8 @@ def crm_update_contact(ctx: ToolContext, args: ContactUpdate) -> dict[str, Any]:
 
 
 LEAD_GRAPH_TOOLS = frozenset({"crm_find_contact", "crm_account_history", "company_lookup", "similar_won_cases"})
+# What the lead graph may do: read, never write.
+LEAD_GRAPH_SCOPES = frozenset({"read_crm", "read_directory", "read_kb"})
 
 
 def email_company_domain(email: str | None) -> str | None:

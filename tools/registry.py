@@ -1,11 +1,10 @@
 """Tools: typed functions with a permission scope, a side-effect flag and a timeout.
 
-Two kinds share one registry:
-- internal tools (`@tool`) take a database session; services and graph nodes call them directly;
-- agent tools (`@agent_tool`) take a ToolContext and one pydantic argument model, so a model can
-  call them by name with JSON. A `Toolbox` runs agent tools for one graph: a call outside the graph's
-  allowlist, a side-effect tool outside an execute step, bad arguments, an error or a timeout comes
-  back as text for the model, and refusals are audited.
+Only what a model may call: agent tools (`@agent_tool`) take a ToolContext and one pydantic argument
+model, so a model can call them by name with JSON. Their policy sits beside them: the scope they need,
+whether they have a side effect, a timeout. A `Toolbox` runs agent tools for one graph and enforces that
+policy: a call outside the graph's allowlist or granted scopes, a side-effect tool outside an execute step,
+bad arguments, an error or a timeout comes back as text for the model, and refusals are audited.
 """
 
 from __future__ import annotations
@@ -49,18 +48,6 @@ TOOLS: dict[str, ToolSpec] = {}
 _EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
 
 
-def tool(*, scope: str, side_effect: bool = False) -> Callable[[F], F]:
-    """Register an internal tool (called by code, with a session)."""
-
-    def register(func: F) -> F:
-        spec = ToolSpec(func.__name__, scope, side_effect, inspect.getdoc(func) or "", func)
-        TOOLS[spec.name] = spec
-        func.tool_spec = spec  # type: ignore[attr-defined]
-        return func
-
-    return register
-
-
 def agent_tool(*, scope: str, side_effect: bool = False, timeout: float = 10.0) -> Callable[[F], F]:
     """Register a tool a model may call: func(ctx, args: SomeModel) -> JSON-able dict."""
 
@@ -101,6 +88,8 @@ class Toolbox:
     graph: str
     allowed: frozenset[str]
     context: ToolContext
+    # The scopes granted to this graph (read_crm, read_kb, ...): a tool needing another is refused.
+    scopes: frozenset[str] = frozenset()
     allow_side_effects: bool = False
     calls: list[ToolResult] = field(default_factory=list)
     audit: Callable[[str, dict[str, Any]], None] | None = None
@@ -133,6 +122,10 @@ class Toolbox:
             return self._refuse(name, f"tool {name!r} does not exist", arguments)
         if name not in self.allowed or spec.args_model is None:
             return self._refuse(name, f"tool {name!r} is not allowed in the {self.graph} graph", arguments)
+        if spec.scope not in self.scopes:
+            return self._refuse(
+                name, f"tool {name!r} needs the {spec.scope!r} scope, which the {self.graph} graph lacks", arguments
+            )
         if spec.side_effect and not self.allow_side_effects:
             return self._refuse(
                 name, f"tool {name!r} has side effects and runs only after an approved review", arguments

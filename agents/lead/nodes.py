@@ -16,13 +16,18 @@ from agents.lead import routing
 from agents.lead.prompts import TEMPLATE_FOR_ACTION, topics_phrase
 from agents.lead.research import research
 from agents.lead.state import LeadState
-from core import audit
 from core.db import session_scope
-from core.models import Lead
+from core.enums import ItemKind, ItemSource, LeadStatus
 from core.settings import Settings
+from crm import records
+from review import queue as review_queue
+from review import templates as message_templates
+from review.execute import Rule, execute_approved
 from scoring.scorer import score_lead
-from tools import crm, mail, review_queue
-from tools import templates as message_templates
+
+# First touches are sent by the one executor with no further check: the approval and the contact's
+# consent (re-read at send) are what they need.
+EXECUTION = Rule(actor="agent:lead")
 
 NEXT_ACTION_FOR_GRADE = {"A": "call_now", "B": "fast_cadence", "C": "nurture", "D": "polite_decline"}
 NEXT_ACTION_LABEL = {
@@ -69,12 +74,12 @@ class LeadNodes:
 
     def enrich(self, state: LeadState) -> dict[str, Any]:
         with session_scope(self.settings) as session:
-            facts = crm.lead_facts(session, state["lead_id"])
+            facts = records.lead_facts(session, state["lead_id"])
         return {"facts": facts, "research": research(self.settings, facts)}
 
     def score(self, state: LeadState) -> dict[str, Any]:
         with session_scope(self.settings) as session:
-            snapshot = session.get(Lead, state["lead_id"]).capture_features or {}
+            snapshot = records.capture_snapshot(session, state["lead_id"])
             return {"scoring": score_lead(session, self.settings, state["facts"], snapshot)}
 
     def brief(self, state: LeadState) -> dict[str, Any]:
@@ -172,33 +177,7 @@ class LeadNodes:
             ],
         }
         with session_scope(self.settings) as session:  # idempotent: the same values on a re-run
-            row = session.get(Lead, state["lead_id"])
-            before = {"score": row.score, "grade": row.grade}
-            row.score, row.grade, row.brief, row.rubric_version = (
-                brief["score"],
-                brief["grade"],
-                brief,
-                brief["rubric_version"],
-            )
-            row.rubric_score = brief["rubric_score"]
-            row.model_version = model["version"] if model else None
-            row.model_probability = model["probability"] if model else None
-            audit.record(
-                session,
-                actor="agent:lead",
-                action="lead.scored",
-                entity_type="lead",
-                entity_id=row.id,
-                before=before,
-                after={
-                    "score": row.score,
-                    "grade": row.grade,
-                    "rubric_version": row.rubric_version,
-                    "model_version": row.model_version,
-                },
-            )
-            if row.status in ("new", "processing"):
-                crm.set_lead_status(session, row.id, "scored", actor="agent:lead")
+            records.record_brief(session, state["lead_id"], brief, actor="agent:lead")
         return {"brief": brief}
 
     def route(self, state: LeadState) -> dict[str, Any]:
@@ -282,9 +261,26 @@ class LeadNodes:
                     "template": template,
                 }
             )
-        with session_scope(self.settings) as session:
-            parts, template_version = message_templates.active(session, template)  # approved version, else built-in
-        rendered = message_templates.render_parts(parts, slots)
+        kind = ItemKind.CALL_TASK if template == "call_task" else ItemKind.EMAIL
+        with session_scope(self.settings) as session:  # the approved version of the template, else built-in
+            draft, parts = review_queue.compose(
+                session,
+                template=template,
+                slots=slots,
+                facts_used={k: v for k, v in slots.items() if k not in ("summary",)},
+                source=ItemSource.LEAD,
+                kind=kind,
+                thread_id="",  # the runner fills in the thread and the Interrupt.id when it queues the item
+                lead_id=state["lead_id"],
+                contact_id=contact.get("id"),
+                to=contact.get("email"),  # shown to the reviewer; the send re-reads the contact record
+                brief=state["brief"],
+                queue=route["queue"],
+                sla_due_at=route["sla_due_at"],
+                assignee=route["assignee"],
+                redraft_of=redrafts[-1]["review_item_id"] if redrafts else None,
+                redraft_reason=redrafts[-1]["reason"] if redrafts else None,
+            )
         # Records ground a draft; the lead's own free text never does (it is untrusted: an address or a
         # price written there must not make the same words in a draft look like facts).
         trusted = {**facts, "lead": {k: v for k, v in facts["lead"].items() if k not in ("message", "custom")}}
@@ -294,67 +290,18 @@ class LeadNodes:
             *(str(v) for k, v in slots.items() if k not in ("opening", "summary")),
         ]
         # The guard checks what reaches a customer; a call task is an internal note for the closer.
-        flags = (
-            ungrounded(rendered["subject"] + "\n" + rendered["body"], grounded_in) if template != "call_task" else []
-        )
-        return {
-            "redrafts": redrafts,
-            "draft": {
-                "kind": "call_task" if template == "call_task" else "email",
-                "redraft_of": redrafts[-1]["review_item_id"] if redrafts else None,
-                "redraft_reason": redrafts[-1]["reason"] if redrafts else None,
-                "template": template,
-                "template_version": template_version,
-                "to": contact.get("email"),  # shown to the reviewer; the send re-reads the contact record
-                "subject": rendered["subject"],
-                "body": rendered["body"],
-                "facts_used": {k: v for k, v in slots.items() if k not in ("summary",)},
-                "guard_flags": flags,
-            },
-        }
+        if kind == ItemKind.EMAIL:
+            draft.guard_flags = ungrounded(draft.subject + "\n" + draft.body, grounded_in)
+        return {"redrafts": redrafts, "draft": draft.model_dump(mode="json")}
 
     def review(self, state: LeadState) -> dict[str, Any]:
         # Nothing before interrupt(): this node re-runs from its first line on resume.
-        decision = interrupt(
-            {
-                "kind": state["draft"]["kind"],
-                "lead_id": state["lead_id"],
-                "contact_id": (state["facts"].get("contact") or {}).get("id"),
-                "template": state["draft"]["template"],
-                "brief": state["brief"],
-                "draft": state["draft"],
-                "queue": state["route"]["queue"],
-                "sla_due_at": state["route"]["sla_due_at"],
-                "assignee": state["route"]["assignee"],
-                "guard_flags": state["draft"]["guard_flags"],
-                "redraft_of": state["draft"].get("redraft_of"),
-            }
-        )
-        return {"decision": decision}
+        return {"decision": interrupt(state["draft"])}
 
     def execute(self, state: LeadState) -> dict[str, Any]:
         item_id = int(state["decision"]["review_item_id"])
-        kind = state["draft"]["kind"]
-        if kind == "email":
-            try:
-                sent = mail.send_approved_email(self.settings, item_id)
-            except review_queue.RecipientOptedOut as exc:
-                with session_scope(self.settings) as session:
-                    item, _ = review_queue.approved_action(session, item_id)
-                    review_queue.mark_executed(session, item, status="cancelled", result={"reason": exc.message})
-                return {"outcome": {"status": "cancelled", "review_item_id": item_id, "reason": exc.message}}
-            result = {"outbox_id": sent.id, "to": sent.to_addr, "transport": sent.transport}
-            activity = ("email_sent", f"Sent '{sent.subject}' to {sent.to_addr}")
-            final_status = "sent"
-        else:
-            result = {"task": "call"}
-            activity = ("call_task", state["draft"]["subject"])
-            final_status = "done"
-        with session_scope(self.settings) as session:
-            item, _ = review_queue.approved_action(session, item_id)
-            review_queue.log_activity(session, item, kind=activity[0], summary=activity[1])
-            review_queue.mark_executed(session, item, status=final_status, result=result)
-        return {"outcome": {"status": final_status, "review_item_id": item_id, **result}}
+        done = execute_approved(self.settings, item_id, EXECUTION)
+        return {"outcome": {"status": done.status, "review_item_id": item_id, **done.result}}
 
     def finish(self, state: LeadState) -> dict[str, Any]:
         decision = state.get("decision") or {}
@@ -362,6 +309,6 @@ class LeadNodes:
             return {"outcome": {"status": "rejected", "review_item_id": decision.get("review_item_id")}}
         if state.get("route", {}).get("channel") == "none":
             with session_scope(self.settings) as session:
-                crm.set_lead_status(session, state["lead_id"], "no_contact_allowed", actor="agent:lead")
-            return {"outcome": {"status": "no_contact_allowed"}}
+                records.set_lead_status(session, state["lead_id"], LeadStatus.NO_CONTACT_ALLOWED, actor="agent:lead")
+            return {"outcome": {"status": LeadStatus.NO_CONTACT_ALLOWED}}
         return {"outcome": state.get("outcome") or {"status": "done"}}

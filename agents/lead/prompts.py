@@ -1,20 +1,8 @@
-"""First-touch templates for the deterministic engine (Jinja2, sandboxed, strict undefined).
-
-Slots are filled from records only (contact, account, our own settings) and from keywords of our
-own rubric found in the lead's message, never from the lead's free text itself.
-"""
+"""Prompts and phrase tables of the lead graph. The message texts themselves are review/texts (rendered
+by review/templates.py, sandboxed): slots are filled from records only and from keywords of our own rubric
+found in the lead's message, never from the lead's free text itself."""
 
 from __future__ import annotations
-
-import re
-from functools import lru_cache
-
-from jinja2 import StrictUndefined, Template
-from jinja2.sandbox import SandboxedEnvironment
-
-from tools.texts.lead import TEMPLATES
-
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
 
 # Intent keywords of the rubric -> the phrase a draft may use; timing words ("asap") are not topics.
 TOPIC_PHRASES = {
@@ -46,20 +34,6 @@ TEMPLATE_FOR_ACTION = {
     "nurture": "first_touch_nurture",
     "polite_decline": "polite_decline",
 }
-
-
-def template_text(template: str) -> list[str]:
-    """The template's own words (tags removed): text a draft may contain without a fact behind it."""
-    return [re.sub(r"{[{%].*?[%}]}", " ", part) for part in TEMPLATES[template].values()]
-
-
-@lru_cache(maxsize=64)
-def _compiled(template: str, part: str) -> Template:
-    return _env.from_string(TEMPLATES[template][part])
-
-
-def render(template: str, slots: dict[str, object]) -> dict[str, str]:
-    return {part: _compiled(template, part).render(**slots).strip() for part in TEMPLATES[template]}
 
 
 RESEARCH_SYSTEM = """You research inbound sales leads for a B2B services company.

@@ -15,7 +15,7 @@ from core.db import session_scope
 from core.models import LlmRun
 from core.settings import Settings
 from tools import kb  # noqa: F401 - registers the similar_won_cases tool
-from tools.agent_tools import LEAD_GRAPH_TOOLS, email_company_domain
+from tools.agent_tools import LEAD_GRAPH_SCOPES, LEAD_GRAPH_TOOLS, email_company_domain
 from tools.registry import Toolbox, ToolContext
 
 
@@ -35,7 +35,13 @@ def _toolbox(settings: Settings, lead_id: int) -> Toolbox:
                 session, actor="agent:lead", action=action, entity_type="lead", entity_id=lead_id, after=details
             )
 
-    return Toolbox("lead", LEAD_GRAPH_TOOLS, ToolContext(settings, lead_id=lead_id, actor="agent:lead"), audit=record)
+    return Toolbox(
+        "lead",
+        LEAD_GRAPH_TOOLS,
+        ToolContext(settings, lead_id=lead_id, actor="agent:lead"),
+        scopes=LEAD_GRAPH_SCOPES,
+        audit=record,
+    )
 
 
 def similar_case(toolbox: Toolbox, threshold: float = 0.15) -> dict[str, Any] | None:

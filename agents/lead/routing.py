@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select
-
 from core.db import session_scope
-from core.models import Account, Deal, ReviewItem, SalesAgent, utcnow
+from core.enums import ReviewQueue
+from core.models import utcnow
 from core.settings import Settings
+from crm import records
+from review import repository
 
 REGION_OF_COUNTRY = {
     **dict.fromkeys(["united states", "usa", "us", "canada", "mexico", "brazil", "panama"], "AMER"),
@@ -60,14 +61,9 @@ def industry_without_history(settings: Settings, facts: dict[str, Any]) -> str |
     if not industry:
         return None
     with session_scope(settings) as session:
-        closed = session.scalar(select(func.count(Deal.id)).where(Deal.outcome.in_(("won", "lost"))))
-        if (closed or 0) < settings.scoring_min_closed_deals:
+        if records.closed_deal_count(session) < settings.scoring_min_closed_deals:
             return None
-        seen = session.scalar(
-            select(func.count(Deal.id))
-            .join(Account, Account.id == Deal.account_id)
-            .where(Deal.outcome.in_(("won", "lost")), func.lower(Account.industry) == str(industry).lower())
-        )
+        seen = records.closed_deal_count(session, industry=str(industry))
     return None if seen else str(industry)
 
 
@@ -91,7 +87,7 @@ def exception_reasons(
 
 
 def sla_minutes(settings: Settings, grade: str, queue: str) -> int:
-    if queue == "exception":
+    if queue == ReviewQueue.EXCEPTION:
         return settings.sla_minutes_exception
     return {"A": settings.sla_minutes_a, "B": settings.sla_minutes_b, "C": settings.sla_minutes_c}.get(
         grade, settings.sla_minutes_d
@@ -102,16 +98,10 @@ def pick_assignee(settings: Settings, region: str | None, service: str | None = 
     """The closer for the lead's service and region (then service, then region, then anyone) holding the
     fewest pending items, under capacity; None sends the item to the team queue."""
     with session_scope(settings) as session:
-        roster = session.execute(select(SalesAgent.name, SalesAgent.regional_office, SalesAgent.services)).all()
+        roster = records.sales_roster(session)
         if not roster:
             return None
-        load = dict(
-            session.execute(
-                select(ReviewItem.assignee, func.count(ReviewItem.id))
-                .where(ReviewItem.status == "pending", ReviewItem.assignee.is_not(None))
-                .group_by(ReviewItem.assignee)
-            ).all()
-        )
+        load = repository.pending_load_by_assignee(session)
     serves = {name for name, _, services in roster if service and service in [s.lower() for s in services or []]}
     local = {name for name, office, _ in roster if region and office == region}
     everyone = {name for name, _, _ in roster}

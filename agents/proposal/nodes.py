@@ -8,11 +8,11 @@ from typing import Any
 
 from langgraph.types import interrupt
 
-from agents.deals import flow
 from core.db import session_scope
 from core.errors import AppError
 from core.settings import Settings
-from tools import outbound
+from deals import flow
+from review.execute import execute_approved
 
 
 class ProposalNodes:
@@ -51,7 +51,8 @@ class ProposalNodes:
         from core.models import Proposal
 
         with session_scope(self.settings) as session:
-            return {"review": flow.cover_email(session, self.settings, session.get(Proposal, state["proposal"]["id"]))}
+            draft = flow.cover_email(session, self.settings, session.get(Proposal, state["proposal"]["id"]))
+        return {"review": draft.model_dump(mode="json")}
 
     def review(self, state: dict[str, Any]) -> dict[str, Any]:
         # Nothing before interrupt(): this node re-runs from its first line on resume.
@@ -59,26 +60,11 @@ class ProposalNodes:
 
     def execute(self, state: dict[str, Any]) -> dict[str, Any]:
         item_id = int(state["decision"]["review_item_id"])
-        status = outbound.execute_approved(
-            self.settings, item_id, actor="agent:proposal", check=deal_open_and_offer_valid
-        )
-        return {"outcome": {"status": status, "review_item_id": item_id, "proposal": state["proposal"]["number"]}}
+        done = execute_approved(self.settings, item_id, flow.PROPOSAL_EXECUTION)
+        return {"outcome": {"status": done.status, "review_item_id": item_id, "proposal": state["proposal"]["number"]}}
 
     def finish(self, state: dict[str, Any]) -> dict[str, Any]:
         if state.get("outcome"):
             return {}
         decision = state.get("decision") or {}
         return {"outcome": {"status": "rejected" if decision.get("action") == "reject" else "done"}}
-
-
-def deal_open_and_offer_valid(session, item) -> str | None:
-    """Send only while the deal is open and the proposal still valid."""
-    from core.models import Deal, Proposal, utcnow
-
-    proposal = session.get(Proposal, int(item.draft["attachments"][0]["proposal_id"]))
-    deal = session.get(Deal, proposal.deal_id)
-    if deal.outcome is not None:
-        return f"deal {deal.id} is already {deal.outcome}"
-    if proposal.valid_until < utcnow().date():
-        return f"proposal {proposal.number} expired on {proposal.valid_until}"
-    return None

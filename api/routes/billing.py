@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 
 from api.auth import Principal
 from api.deps import SessionDep, require
+from billing import ledger as billing
 from core.models import Deal, Invoice, utcnow
-from tools import billing
 
 router = APIRouter(tags=["billing"])
 Manager = Annotated[Principal, Depends(require("manager"))]

@@ -11,11 +11,11 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from agents.deals import flow
 from api.auth import Principal
 from api.deps import SessionDep, SettingsDep, require
 from core.errors import NotFound
 from core.models import Deal, Milestone, Project, Proposal
+from deals import flow
 
 router = APIRouter(prefix="/v1/deals", tags=["deals"])
 Seller = Annotated[Principal, Depends(require("closer", "manager"))]

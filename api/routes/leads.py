@@ -10,14 +10,14 @@ from fastapi import APIRouter, Depends, Header, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from agents.cadences import scheduler as cadences
-from agents.lead.capture import capture_lead
 from api.auth import Principal
 from api.deps import SessionDep, SettingsDep, require
 from core.errors import NotFound
 from core.models import Lead as LeadRow
 from core.models import LlmRun as LlmRunRow
 from core.schemas import Lead, LeadAccepted, LeadCreate
+from crm.capture import capture_lead
+from deals import cadences
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
 

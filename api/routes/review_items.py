@@ -23,7 +23,7 @@ from core.schemas import (
     TimelineEntry,
 )
 from core.users import assignable_names
-from review import service
+from review import decisions as service
 
 router = APIRouter(prefix="/v1/review-items", tags=["review"])
 

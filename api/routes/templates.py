@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Principal
 from api.deps import SessionDep, require
-from tools import templates
+from review import templates
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 Manager = Annotated[Principal, Depends(require("manager"))]

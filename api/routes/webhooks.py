@@ -10,12 +10,12 @@ from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.deals import flow as deals
-from agents.lead.capture import capture_lead
 from api.deps import SessionDep, SettingsDep
+from billing import ledger as billing
 from core import webhooks
 from core.schemas import LeadAccepted, LeadCreate
-from tools import billing
+from crm.capture import capture_lead
+from deals import flow as deals
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 

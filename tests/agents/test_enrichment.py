@@ -8,20 +8,20 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from agents.lead.capture import capture_lead
 from core.db import session_scope
 from core.models import EnrichmentCache, ReviewItem
 from core.schemas import LeadCreate
+from crm.capture import capture_lead
+from crm.imports import import_companies
 from tests.factories import lead_payload
 from tools import kb
-from tools.imports import import_companies
 from tools.registry import Toolbox, ToolContext
 
 FORTUNE = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "fortune1000-firmographics" / "fortune1000.csv"
 
 
 def lookup(settings, **query):
-    box = Toolbox("test", frozenset({"company_lookup"}), ToolContext(settings))
+    box = Toolbox("test", frozenset({"company_lookup"}), ToolContext(settings), scopes=frozenset({"read_directory"}))
     return box.call("company_lookup", query).data
 
 

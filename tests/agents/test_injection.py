@@ -7,10 +7,10 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from agents.lead.capture import capture_lead
 from core.db import session_scope
 from core.models import Activity, AuditEvent, Contact, OutboxMessage, ReviewItem
 from core.schemas import LeadCreate
+from crm.capture import capture_lead
 from tests.factories import account, auth, captured_lead, lead_payload
 from tests.llm_server import tool_call
 

@@ -1,9 +1,9 @@
 from sqlalchemy import func, select
 
-from agents.lead.capture import capture_lead
 from core.db import session_scope
 from core.models import AuditEvent, Lead, ReviewItem
 from core.schemas import LeadCreate
+from crm.capture import capture_lead
 from tests.factories import account, lead_payload
 
 
@@ -47,7 +47,7 @@ def test_lead_graph_scores_briefs_drafts_and_stops_at_review(settings, worker):
     # The graph is paused at the review node, checkpointed under the lead's thread.
     with worker_graph_state(worker, settings, lead_id) as state:
         assert state.next == ("review",)
-        assert [i.id for i in state.interrupts] == [item.interrupt_id]
+        assert [i.id for i in state.interrupts] == [item.dedupe_key]
     with session_scope(settings) as session:
         lead = session.get(Lead, lead_id)
         assert (lead.status, lead.grade, lead.score) == ("in_review", "A", brief["score"])

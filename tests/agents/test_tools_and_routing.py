@@ -28,8 +28,9 @@ def test_toolbox_validates_times_out_and_refuses(settings):
     refusals = []
     box = Toolbox(
         "test",
-        frozenset({"nap_tool", "crm_update_contact"}),
+        frozenset({"nap_tool", "crm_update_contact", "crm_find_contact"}),
         ToolContext(settings),
+        scopes=frozenset({"test", "write_crm"}),
         audit=lambda action, details: refusals.append(details),
     )
     assert box.call("nap_tool", {"seconds": 0}).ok
@@ -37,8 +38,10 @@ def test_toolbox_validates_times_out_and_refuses(settings):
     assert box.call("nap_tool", {"seconds": 1}).content == "error: nap_tool timed out after 0.2s"
     write = box.call("crm_update_contact", {"contact_id": 1, "field": "title", "value": "x"})
     assert write.refused and "runs only after an approved review" in write.content
-    assert box.call("lead_facts", {}).refused  # internal tools are never callable by a model
-    assert [r["tool"] for r in refusals] == ["crm_update_contact", "lead_facts"]
+    assert box.call("lead_facts", {}).refused  # domain functions are no tools: never callable by a model
+    unscoped = box.call("crm_find_contact", {"email": "a@b.example"})  # on the allowlist, but read_crm not granted
+    assert unscoped.refused and "needs the 'read_crm' scope" in unscoped.content
+    assert [r["tool"] for r in refusals] == ["crm_update_contact", "lead_facts", "crm_find_contact"]
     schema = TOOLS["crm_find_contact"].openai_schema()
     assert schema["function"]["parameters"]["required"] == ["email"]
     assert "Find the CRM contact" in schema["function"]["description"]

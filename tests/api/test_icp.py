@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from core.db import session_scope
 from core.models import AuditEvent, IcpRubric, ReviewItem
+from crm.imports import import_crm
 from tests.factories import auth, lead_payload
-from tools.imports import import_crm
 
 ROOT = Path(__file__).resolve().parents[2]
 MAVEN = ROOT.parent / "shared" / "datasets" / "maven-crm-sales-opportunities"

@@ -6,12 +6,12 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from agents.cadences.scheduler import scan
 from core.db import session_scope
 from core.models import Contact, Deal, Lead, ReviewItem
-from review import service
+from deals.cadences import scan
+from review import decisions
+from review.outbox import outbox_files
 from tests.factories import captured_lead, review_item_for, session_token, token
-from tools.mail import outbox_files
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
@@ -24,7 +24,7 @@ def _first_touch_sent(settings, worker, **lead) -> int:
     with session_scope(settings) as session:
         row = session.get(ReviewItem, item.id)
         row.assignee = "Casey Jordan"
-        service.approve(session, item.id, actor="closer:Casey Jordan", acknowledge_flags=True)
+        decisions.approve(session, item.id, actor="closer:Casey Jordan", acknowledge_flags=True)
     worker.run_until_idle()
     with session_scope(settings) as session:
         row = session.get(ReviewItem, item.id)

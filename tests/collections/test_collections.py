@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from agents.collections.scheduler import scan
-from agents.daily import DAILY as SCAN
+from billing import ledger
+from billing.reminders import scan
 from core import webhooks
 from core.db import session_scope
 from core.models import Account, Contact, Invoice, Job, Payment, PaymentAllocation, ReviewItem
+from deals.daily import DAILY as SCAN
+from review.outbox import outbox_files
 from tests.factories import session_token
-from tools import billing
-from tools.mail import outbox_files
 
 IBM = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ibm-accounts-receivable"
 IBM_FILE = IBM / "WA_Fn-UseC_-Accounts-Receivable.csv"
@@ -78,14 +78,14 @@ def _pay(http, body: dict, seconds_ago: int = 0) -> tuple[int, dict]:
 
 def test_ibm_import_is_idempotent_and_history_never_looks_ahead(settings):
     with session_scope(settings) as session:
-        report = billing.import_invoices(session, IBM_FILE, "ibm-ar")
+        report = ledger.import_invoices(session, IBM_FILE, "ibm-ar")
     assert report.rows == 1930 and report.created == {"accounts": 100, "invoices": 1930, "payments": 1930}
     with session_scope(settings) as session:
-        again = billing.import_invoices(session, IBM_FILE, "ibm-ar")
+        again = ledger.import_invoices(session, IBM_FILE, "ibm-ar")
         assert again.created == {} and again.unchanged == {"invoices": 1930}
         account_id = session.scalar(select(Invoice.account_id).where(Invoice.number == "IBM-0000611365"))
-        early = billing.payment_history(session, account_id, dt.date(2012, 3, 1))
-        late = billing.payment_history(session, account_id, dt.date(2013, 7, 1))
+        early = ledger.payment_history(session, account_id, dt.date(2012, 3, 1))
+        late = ledger.payment_history(session, account_id, dt.date(2013, 7, 1))
     assert early.invoices < late.invoices  # only invoices paid before the date count: no look-ahead
     assert 0 <= late.late_share <= 1
 
@@ -96,13 +96,13 @@ def test_import_reports_bad_rows_and_strict_imports_nothing(settings, tmp_path):
     lines[2] = lines[2].replace("1/26/2013", "2013-01-26")  # not m/d/yyyy
     bad.write_text("\n".join(lines) + "\n")
     with session_scope(settings) as session:
-        report = billing.import_invoices(session, bad, "ibm-ar")
+        report = ledger.import_invoices(session, bad, "ibm-ar")
         assert report.rejected == [
             {"file": "ar.csv", "row": 3, "reason": "InvoiceDate is not a m/d/yyyy date: '2013-01-26'"}
         ]
         session.rollback()
     with pytest.raises(Exception, match="--strict imports nothing"), session_scope(settings) as session:
-        billing.import_invoices(session, bad, "ibm-ar", strict=True)
+        ledger.import_invoices(session, bad, "ibm-ar", strict=True)
     with session_scope(settings) as session:
         assert session.scalar(select(func.count(Invoice.id))) == 0
 
@@ -219,7 +219,7 @@ def test_a_duplicated_payment_webhook_is_counted_once(settings, http):
     with session_scope(settings) as session:
         assert session.scalar(select(func.count(Payment.id))) == 1
         assert session.scalar(select(func.count(PaymentAllocation.id))) == 1
-        assert billing.balance(session, session.get(Invoice, invoice_id)) == Decimal("700.00")
+        assert ledger.balance(session, session.get(Invoice, invoice_id)) == Decimal("700.00")
     bad = _pay(http, {"payment_id": "x", "amount": "-5", "received_on": "someday"})
     assert bad[0] == 422 and {"amount", "received_on"} <= set(bad[1]["fields"])
     unknown = _pay(http, {"payment_id": "y", "amount": "5", "received_on": str(DUE), "invoice_number": "NOPE"})
@@ -240,7 +240,7 @@ def test_overpayment_is_kept_as_credit_after_paying_oldest_first(settings):
             )
         )
     with session_scope(settings) as session:
-        payment, _ = billing.record_payment(
+        payment, _ = ledger.record_payment(
             session, external_id="p", amount=Decimal("180"), received_on=DUE, account_id=account_id
         )
         assert payment.unallocated == Decimal("30.00")
@@ -251,7 +251,7 @@ def test_overpayment_is_kept_as_credit_after_paying_oldest_first(settings):
 
 
 def test_the_worker_runs_the_daily_scan_and_queues_the_next_one_once(settings, worker):
-    from agents.daily import schedule as schedule_scan
+    from deals.daily import schedule as schedule_scan
 
     _customer(settings)
     schedule_scan(settings, DUE + dt.timedelta(days=7), at_hour=0)
@@ -271,7 +271,7 @@ def test_the_worker_runs_the_daily_scan_and_queues_the_next_one_once(settings, w
 
 def test_cash_view_on_the_ibm_history(settings, http):
     with session_scope(settings) as session:
-        billing.import_invoices(session, IBM_FILE, "ibm-ar")
+        ledger.import_invoices(session, IBM_FILE, "ibm-ar")
     manager = session_token(settings, "manager")
     r = http.get("/v1/cash?as_of=2013-03-31", headers=_h(manager))
     assert r.status_code == 200, r.text
@@ -287,7 +287,7 @@ def test_cash_page_shows_dso_aging_and_expected_collections(settings, live_serve
     from tests.review.test_app import _signed_in
 
     with session_scope(settings) as session:
-        billing.import_invoices(session, IBM_FILE, "ibm-ar")
+        ledger.import_invoices(session, IBM_FILE, "ibm-ar")
     at = _signed_in(live_server, settings, "manager")
     at.radio(key="page").set_value("Cash")
     at.run()

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from core import webhooks
 from core.db import session_scope
 from core.models import Account, Contact, Deal, Invoice, Product, ReviewItem
+from review.outbox import outbox_files
 from tests.factories import session_token
-from tools.mail import outbox_files
 
 SECRET = "whsec-esign"
 
@@ -147,7 +147,7 @@ def test_signature_wins_the_deal_creates_hand_off_milestones_and_onboarding_once
     assert deal["project"]["tasks"][0]["task"] == "Schedule the kickoff call"
     [welcome] = _items(settings, "onboarding")
     assert "27 Nov 2026" in welcome.draft["body"] and welcome.status == "pending"
-    from agents import daily
+    from deals import daily
 
     daily.run(settings, {"day": "2026-11-26"})  # the day before the kickoff
     daily.run(settings, {"day": "2026-11-26"})  # a second run drafts nothing twice
@@ -187,7 +187,7 @@ def test_a_completed_milestone_drafts_an_invoice_that_approval_issues_and_collec
         due = invoice.due_on
     done = [i for i in _items(settings, "invoice")][0]
     assert done.status == "done" and done.result["invoice_number"] == invoice.number
-    from agents.collections.scheduler import scan
+    from billing.reminders import scan
 
     assert scan(settings, due + dt.timedelta(days=1))["drafted"] == 1  # the issued invoice joins the ladder
 

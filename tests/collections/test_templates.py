@@ -77,7 +77,7 @@ def test_preview_renders_sample_data_and_an_approved_version_is_used_by_new_draf
 
 
 def test_reminders_use_the_approved_dunning_template(settings, http):
-    from agents.collections.scheduler import scan
+    from billing.reminders import scan
 
     manager = _h(session_token(settings, "manager"))
     text = {

@@ -13,7 +13,7 @@ def test_migrations_reach_head_and_match_the_models(settings):
     from core.migrate import alembic_config
 
     head = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
-    assert head == "0010" and current_revision(settings) == head
+    assert head == "0011" and current_revision(settings) == head
     engine = get_engine(settings)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"include_name": include_name}), Base.metadata)
@@ -117,5 +117,44 @@ def test_0005_backfills_the_queue_grade_from_each_brief(scratch_database_url):
         with engine.connect() as conn:
             grades = conn.execute(text("SELECT grade FROM review_items ORDER BY id")).scalars().all()
         assert grades == ["B", None]
+    finally:
+        engine.dispose()
+
+
+def test_0011_gives_each_review_item_its_source_from_the_thread_it_was_queued_on(scratch_database_url):
+    from sqlalchemy import text
+
+    from core.db import make_engine
+    from core.migrate import upgrade
+    from core.settings import Settings
+
+    settings = Settings(database_url=scratch_database_url)
+    upgrade(settings, "0010")
+    engine = make_engine(scratch_database_url)
+    threads = ["lead-1a2b", "proposal-3-ab12", "cadence-4", "dunning-5", "onboarding-6", "update-7", "invoice-8"]
+    try:
+        with engine.begin() as conn:
+            for n, thread in enumerate(threads):
+                conn.execute(
+                    text(
+                        "INSERT INTO review_items (kind, status, thread_id, interrupt_id, brief, draft, queue,"
+                        " guard_flags, created_at, updated_at) VALUES ('email', 'pending', :thread, :iid, '{}',"
+                        " '{}', 'main', '[]', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    ),
+                    {"thread": thread, "iid": f"{thread}-step{n}"},
+                )
+        upgrade(settings)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT source, dedupe_key FROM review_items ORDER BY id")).all()
+        assert [r.source for r in rows] == [
+            "lead",
+            "proposal",
+            "cadence",
+            "dunning",
+            "onboarding",
+            "client_update",
+            "invoice",
+        ]
+        assert rows[1].dedupe_key == "proposal-3-ab12-step1"
     finally:
         engine.dispose()

@@ -10,8 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from core.db import session_scope
 from core.models import ReviewItem
+from review.outbox import outbox_files
 from tests.factories import PASSWORD, lead_payload, token, user
-from tools.mail import outbox_files
 
 APP = str(Path(__file__).resolve().parents[2] / "review" / "app.py")
 
@@ -350,7 +350,7 @@ def test_admin_pages_are_not_offered_to_other_roles(settings, live_server, role)
 
 
 def test_icp_page_validates_backtests_and_publishes(settings, live_server, http):
-    from tools.imports import import_crm
+    from crm.imports import import_crm
 
     root = Path(__file__).resolve().parents[2]
     with session_scope(settings) as session:

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from api.cli import _review_app_command
+from review.outbox import outbox_files
 from tests.conftest import free_port
 from tests.factories import PASSWORD, lead_payload, token, user
-from tools.mail import outbox_files
 
 CHROMIUM = os.environ.get("REVLOOP_TEST_CHROMIUM", "/usr/bin/chromium")
 

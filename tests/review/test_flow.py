@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 
 from core.db import session_scope
 from core.models import Activity, AuditEvent, Decision, Job, Lead, OutboxMessage, ReviewItem
+from review.outbox import outbox_files
 from tests.conftest import free_port
 from tests.factories import auth, lead_payload
-from tools.mail import outbox_files
 
 
 def _pending_item(settings, http, worker, **lead_overrides) -> dict:

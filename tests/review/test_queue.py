@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from core.db import session_scope
 from core.models import AuditEvent, Decision, Job, ReviewItem
+from review.outbox import outbox_files
 from tests.factories import captured_lead, queued_item, review_item_for, session_token, user
-from tools.mail import outbox_files
 
 
 def _h(value: str) -> dict[str, str]:

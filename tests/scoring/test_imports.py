@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from core.db import session_scope
 from core.errors import InvalidInput
 from core.models import Account, Contact, Deal, Lead, Product
-from tools.imports import import_crm, import_leads
+from crm.imports import import_crm, import_leads
 
 DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 XED = DATASETS / "x-education-leads" / "Leads.csv"

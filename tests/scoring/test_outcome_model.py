@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from agents.lead.capture import capture_lead
 from core.db import session_scope
 from core.errors import InvalidInput
 from core.models import AuditEvent, Lead, ReviewItem, ScoringModel
 from core.schemas import LeadCreate
+from crm.capture import capture_lead
 from scoring.features import FeatureSpec, load_feature_spec
 from scoring.model import NaiveBayesFrequency, dump, expected_calibration_error, load
 from tests.factories import lead_payload

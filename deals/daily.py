@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from agents.cadences import scheduler as cadences
-from agents.collections import scheduler as collections
-from agents.deals import flow as deals
+from billing import reminders
 from core import audit, jobs
 from core.db import session_scope
+from core.enums import JobKind
 from core.settings import Settings
+from deals import cadences, flow
 
-DAILY = "daily.scan"
+DAILY = JobKind.DAILY_SCAN
 
 
 def schedule(settings: Settings, day: dt.date, at_hour: int = 6) -> None:
@@ -29,9 +29,9 @@ def schedule(settings: Settings, day: dt.date, at_hour: int = 6) -> None:
 
 def run(settings: Settings, payload: dict[str, Any]) -> None:
     day = dt.date.fromisoformat(payload["day"])
-    counts = {"collections": collections.scan(settings, day), "cadences": cadences.scan(settings, day)}
+    counts = {"collections": reminders.scan(settings, day), "cadences": cadences.scan(settings, day)}
     with session_scope(settings) as session:
-        counts["onboarding"] = deals.onboarding_scan(session, settings, day)
+        counts["onboarding"] = flow.onboarding_scan(session, settings, day)
     schedule(settings, day + dt.timedelta(days=1))
     with session_scope(settings) as session:
         audit.record(

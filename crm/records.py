@@ -1,20 +1,19 @@
-"""The built-in CRM as tools: read the history around a lead, link a lead to contact and account."""
+"""The built-in CRM's records: the history around a lead, linking a lead to its contact and account, lead status."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.models import Account, Activity, Contact, Deal, Lead
+from core.enums import DealOutcome, LeadStatus
+from core.models import Account, Activity, Contact, Deal, Lead, SalesAgent
 from scoring.facts import build_facts
 from tools.enrichment import company_domain, email_domain, is_disposable, is_free_mail
-from tools.registry import tool
 
 
-@tool(scope="read_crm")
 def lead_facts(session: Session, lead_id: int) -> dict[str, Any]:
     """Everything the CRM knows around a lead: the lead, its contact, account, deals and activities."""
     lead = session.get(Lead, lead_id)
@@ -32,7 +31,6 @@ def lead_facts(session: Session, lead_id: int) -> dict[str, Any]:
     return facts
 
 
-@tool(scope="write_crm")
 def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
     """Find or create the lead's contact (by email) and account (by company domain) and link them.
 
@@ -95,7 +93,6 @@ def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
     session.flush()
 
 
-@tool(scope="write_crm")
 def set_lead_status(session: Session, lead_id: int, status: str, *, actor: str) -> bool:
     """Move a lead to a new status with an audit event; False (and no event) when it is already there."""
     lead = session.get(Lead, lead_id)
@@ -113,3 +110,52 @@ def set_lead_status(session: Session, lead_id: int, status: str, *, actor: str) 
     lead.status = status
     session.flush()
     return True
+
+
+def sales_roster(session: Session) -> list[tuple[str, str | None, list[str]]]:
+    """(name, regional office, services) of every sales agent routing may assign."""
+    return [
+        tuple(row) for row in session.execute(select(SalesAgent.name, SalesAgent.regional_office, SalesAgent.services))
+    ]
+
+
+def closed_deal_count(session: Session, industry: str | None = None) -> int:
+    """Won and lost deals, optionally only those of accounts in `industry` (case-insensitive)."""
+    stmt = select(func.count(Deal.id)).where(Deal.outcome.in_(tuple(DealOutcome)))
+    if industry is not None:
+        stmt = stmt.join(Account, Account.id == Deal.account_id).where(
+            func.lower(Account.industry) == str(industry).lower()
+        )
+    return session.scalar(stmt) or 0
+
+
+def capture_snapshot(session: Session, lead_id: int) -> dict[str, Any]:
+    """The lead's features as they were at capture: what scoring and training read."""
+    return session.get(Lead, lead_id).capture_features or {}
+
+
+def record_brief(session: Session, lead_id: int, brief: dict[str, Any], *, actor: str) -> None:
+    """Store the lead's score, grade and brief (the same values on a re-run) and mark it scored."""
+    row = session.get(Lead, lead_id)
+    model = brief.get("model")
+    before = {"score": row.score, "grade": row.grade}
+    row.score, row.grade, row.brief, row.rubric_version = brief["score"], brief["grade"], brief, brief["rubric_version"]
+    row.rubric_score = brief["rubric_score"]
+    row.model_version = model["version"] if model else None
+    row.model_probability = model["probability"] if model else None
+    audit.record(
+        session,
+        actor=actor,
+        action="lead.scored",
+        entity_type="lead",
+        entity_id=row.id,
+        before=before,
+        after={
+            "score": row.score,
+            "grade": row.grade,
+            "rubric_version": row.rubric_version,
+            "model_version": row.model_version,
+        },
+    )
+    if row.status in (LeadStatus.NEW, LeadStatus.PROCESSING):
+        set_lead_status(session, row.id, LeadStatus.SCORED, actor=actor)

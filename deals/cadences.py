@@ -14,16 +14,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import session_scope
+from core.enums import ItemKind, ItemSource, ItemStatus, LeadEventType
 from core.errors import InvalidInput, NotFound
 from core.models import Activity, CadenceTouch, Deal, Lead, LeadEvent, ReviewItem, utcnow
 from core.settings import Settings
-from tools import outbound
+from review import queue as review_queue
+from review.execute import Rule
 
 # next action -> (day after the first touch, template); the last step is the break-up note
 SEQUENCES: dict[str, list[tuple[int, str]]] = {
@@ -32,8 +34,9 @@ SEQUENCES: dict[str, list[tuple[int, str]]] = {
     "nurture": [(7, "follow_up_light"), (21, "follow_up_value"), (45, "break_up")],
     "polite_decline": [],
 }
-EVENT_TYPES = ("reply", "meeting_booked", "proposal_opened", "unsubscribed", "bounced")
-STOPPING = {"reply", "meeting_booked", "unsubscribed", "bounced"}
+EVENT_TYPES = tuple(LeadEventType)
+STOPPING = {LeadEventType.REPLY, LeadEventType.MEETING_BOOKED, LeadEventType.UNSUBSCRIBED, LeadEventType.BOUNCED}
+OPTED_OUT = (LeadEventType.UNSUBSCRIBED, LeadEventType.BOUNCED)
 
 
 def _first_touch(session: Session, lead_id: int) -> ReviewItem | None:
@@ -41,9 +44,9 @@ def _first_touch(session: Session, lead_id: int) -> ReviewItem | None:
         select(ReviewItem)
         .where(
             ReviewItem.lead_id == lead_id,
-            ReviewItem.status == "sent",
-            ReviewItem.kind == "email",
-            ReviewItem.thread_id.not_like("cadence-%"),
+            ReviewItem.status == ItemStatus.SENT,
+            ReviewItem.kind == ItemKind.EMAIL,
+            ReviewItem.source != ItemSource.CADENCE,
         )
         .order_by(ReviewItem.executed_at)
         .limit(1)
@@ -57,7 +60,7 @@ def _slots(
     contact = lead.contact
     history = session.scalars(
         select(ReviewItem.draft)
-        .where(ReviewItem.lead_id == lead.id, ReviewItem.status == "sent")
+        .where(ReviewItem.lead_id == lead.id, ReviewItem.status == ItemStatus.SENT)
         .order_by(ReviewItem.id)
     ).all()
     slots = {
@@ -94,7 +97,7 @@ def _draft(
     step: str,
     template: str,
     *,
-    kind: str = "email",
+    kind: ItemKind = ItemKind.EMAIL,
     assignee: str | None = None,
     sla_hours: int = 24,
     today: dt.date | None = None,
@@ -110,10 +113,12 @@ def _draft(
         return None
     first = _first_touch(session, lead.id)
     slots = _slots(session, settings, lead, first, today or utcnow().date(), **extra)
-    item = outbound.queue_message(
+    item = review_queue.queue_drafted(
         session,
+        actor="agent:cadence",
+        source=ItemSource.CADENCE,
         thread_id=f"cadence-{lead.id}",
-        interrupt_id=f"cadence-{lead.id}-{step}",
+        dedupe_key=f"cadence-{lead.id}-{step}",
         lead_id=lead.id,
         contact_id=lead.contact_id,
         to=lead.contact.email if lead.contact else lead.email,
@@ -124,12 +129,11 @@ def _draft(
             **(lead.brief or {}),
             "summary": f"Follow-up '{step}' for {slots['full_name']} ({slots['company']}). "
             f"Sent so far: {slots['history']}. What they did: {_events(session, lead.id)}.",
-            "next_action": "follow_up" if kind == "email" else "personal_reply",
+            "next_action": "follow_up" if kind == ItemKind.EMAIL else "personal_reply",
         },
-        extra_draft={"step": step},
+        refs={"step": step},
         sla_hours=sla_hours,
         assignee=assignee,
-        actor="agent:cadence",
     )
     touch.review_item_id = item.id
     return item
@@ -142,7 +146,7 @@ def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
     with session_scope(settings) as session:
         lead_ids = session.scalars(
             select(ReviewItem.lead_id)
-            .where(ReviewItem.status == "sent", ReviewItem.lead_id.is_not(None))
+            .where(ReviewItem.status == ItemStatus.SENT, ReviewItem.lead_id.is_not(None))
             .group_by(ReviewItem.lead_id)
         ).all()
     for lead_id in lead_ids:
@@ -183,7 +187,7 @@ def reactivate_stale_deals(settings: Settings, today: dt.date) -> int:
             continue
         with session_scope(settings) as session:
             lead = session.get(Lead, lead_id)
-            if lead.cadence_stopped_at is not None and lead.cadence_stop_reason in ("unsubscribed", "bounced"):
+            if lead.cadence_stopped_at is not None and lead.cadence_stop_reason in OPTED_OUT:
                 continue
             if lead.contact is not None and lead.contact.do_not_email:
                 continue
@@ -194,21 +198,17 @@ def reactivate_stale_deals(settings: Settings, today: dt.date) -> int:
     return drafted
 
 
-def _stop(session: Session, lead: Lead, reason: str) -> int:
+def _stop(session: Session, lead: Lead, reason: str, actor: str) -> int:
     if lead.cadence_stopped_at is None:
         lead.cadence_stopped_at, lead.cadence_stop_reason = utcnow(), reason
-    cancelled = session.execute(
-        update(ReviewItem)
-        .where(
-            ReviewItem.lead_id == lead.id,
-            ReviewItem.status == "pending",
-            ReviewItem.thread_id.like("cadence-%"),
-            ReviewItem.kind == "email",
-        )
-        .values(status="cancelled", result={"reason": f"cadence stopped: {reason}"}, executed_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return cancelled
+    return review_queue.cancel_pending(
+        session,
+        reason=f"cadence stopped: {reason}",
+        actor=actor,
+        lead_id=lead.id,
+        sources=(ItemSource.CADENCE,),
+        kinds=(ItemKind.EMAIL,),
+    )
 
 
 def record_event(
@@ -235,12 +235,12 @@ def record_event(
     session.flush()
     cancelled, handoff = 0, None
     if type in STOPPING:
-        cancelled = _stop(session, lead, type)
-    if type in ("unsubscribed", "bounced"):
+        cancelled = _stop(session, lead, type, actor)
+    if type in OPTED_OUT:
         lead.consent_email = False
         if lead.contact is not None:
             lead.contact.do_not_email = True
-    if type == "reply":
+    if type == LeadEventType.REPLY:
         owner = session.scalar(
             select(ReviewItem.assignee).where(ReviewItem.lead_id == lead_id, ReviewItem.assignee.is_not(None)).limit(1)
         )
@@ -250,13 +250,13 @@ def record_event(
             lead,
             f"reply-{utcnow():%Y%m%d%H%M%S%f}",
             "reply_handoff",
-            kind="call_task",
+            kind=ItemKind.CALL_TASK,
             assignee=owner,
             sla_hours=2,
             note=(note or "")[:500],
         )
         handoff = item.id if item else None
-    if type == "proposal_opened" and lead.cadence_stopped_at is None:
+    if type == LeadEventType.PROPOSAL_OPENED and lead.cadence_stopped_at is None:
         item = _draft(session, settings, lead, "proposal-opened", "proposal_follow_up", sla_hours=4)
         handoff = item.id if item else None
     audit.record(
@@ -278,11 +278,10 @@ def record_event(
 
 def _cadence_running(session: Session, item: ReviewItem) -> str | None:
     lead = session.get(Lead, item.lead_id)
-    if item.kind == "email" and lead.cadence_stopped_at is not None:
+    if item.kind == ItemKind.EMAIL and lead.cadence_stopped_at is not None:
         return f"cadence stopped: {lead.cadence_stop_reason}"
     return None
 
 
-def execute(settings: Settings, review_item_id: int) -> str:
-    """Send an approved follow-up once, unless the cadence stopped after it was approved."""
-    return outbound.execute_approved(settings, review_item_id, actor="agent:cadence", check=_cadence_running)
+# Follow-ups go out only while the cadence runs (a reply after approval stops the send).
+EXECUTION = Rule(actor="agent:cadence", check=_cadence_running)

@@ -10,12 +10,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agents.kinds import LEAD_RUN
 from core import audit, jobs
+from core.enums import JobKind
 from core.models import Lead
 from core.schemas import LeadCreate
+from crm.records import link_lead_to_crm
 from scoring.features import capture_snapshot
-from tools.crm import link_lead_to_crm
 from tools.enrichment import email_domain, is_free_mail
 
 
@@ -102,5 +102,5 @@ def capture_lead(
             "consent_call": lead.consent_call,
         },
     )
-    jobs.enqueue(session, LEAD_RUN, {"lead_id": lead.id}, dedupe_key=f"{LEAD_RUN}:{lead.id}")
+    jobs.enqueue(session, JobKind.LEAD_RUN, {"lead_id": lead.id}, dedupe_key=f"{JobKind.LEAD_RUN}:{lead.id}")
     return lead, False

@@ -21,11 +21,14 @@ from jinja2 import Environment, select_autoescape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, jobs
+from core.enums import DealOutcome, DealStage, ItemKind, ItemSource, JobKind, MilestoneStatus
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Contact, Deal, Invoice, Milestone, Product, Project, Proposal, ReviewItem, SalesAgent, utcnow
 from core.settings import Settings
-from tools import outbound, templates
+from review import queue as review_queue
+from review.execute import Rule
+from review.queue import Draft
 
 CENT = Decimal("0.01")
 _html = Environment(autoescape=select_autoescape(default=True))
@@ -88,31 +91,33 @@ def _deal(session: Session, deal_id: int) -> Deal:
 def _queue(
     session: Session,
     *,
+    source: ItemSource,
     thread: str,
     step: str,
     deal: Deal,
     contact: Contact,
-    kind: str,
+    kind: ItemKind,
     template: str | None,
     slots: dict[str, Any],
     brief: dict[str, Any],
-    extra_draft: dict[str, Any] | None = None,
+    refs: dict[str, Any] | None = None,
     sla_hours: int = 24,
-):
-    return outbound.queue_message(
+) -> ReviewItem:
+    return review_queue.queue_drafted(
         session,
+        actor="agent:deals",
+        template=template,
+        slots=slots,
+        sla_hours=sla_hours,
+        source=source,
+        kind=kind,
         thread_id=thread,
-        interrupt_id=step,
+        dedupe_key=step,
         lead_id=deal.lead_id,
         contact_id=contact.id,
         to=contact.email,
-        kind=kind,
-        template=template,
-        slots=slots,
         brief={"summary": brief.pop("summary"), "next_action": brief.pop("next_action"), "deal_id": deal.id, **brief},
-        extra_draft=extra_draft,
-        sla_hours=sla_hours,
-        actor="agent:deals",
+        refs=refs or {},
     )
 
 
@@ -215,7 +220,7 @@ def create_proposal(session: Session, settings: Settings, thread_id: str, priced
     return proposal
 
 
-def cover_email(session: Session, settings: Settings, proposal: Proposal) -> dict[str, Any]:
+def cover_email(session: Session, settings: Settings, proposal: Proposal) -> Draft:
     """What the reviewer approves: the cover email (approved template) carrying the proposal's PDF."""
     deal = _deal(session, proposal.deal_id)
     contact = _recipient(session, deal)
@@ -225,14 +230,18 @@ def cover_email(session: Session, settings: Settings, proposal: Proposal) -> dic
         total=f"{proposal.currency} {proposal.total:,.2f}",
         valid_until=str(proposal.valid_until),
     )
-    parts, version = templates.active(session, "proposal_cover")
-    rendered = templates.render_parts(parts, slots)
-    return {
-        "kind": "email",
-        "lead_id": deal.lead_id,
-        "contact_id": contact.id,
-        "template": "proposal_cover",
-        "brief": {
+    draft, _ = review_queue.compose(
+        session,
+        template="proposal_cover",
+        slots=slots,
+        source=ItemSource.PROPOSAL,
+        kind=ItemKind.EMAIL,
+        thread_id=proposal.thread_id,
+        lead_id=deal.lead_id,
+        contact_id=contact.id,
+        to=contact.email,
+        attachments=[{"proposal_id": proposal.id, "filename": f"{proposal.number}.pdf"}],
+        brief={
             "summary": f"Proposal {proposal.number} for {slots['company']}: {slots['total']} "
             f"({len(proposal.lines)} line(s), {proposal.discount_pct}% discount).",
             "next_action": "send_proposal",
@@ -245,18 +254,15 @@ def cover_email(session: Session, settings: Settings, proposal: Proposal) -> dic
                 "total": str(proposal.total),
             },
         },
-        "draft": {
-            "kind": "email",
-            "template": "proposal_cover",
-            "template_version": version,
-            "to": contact.email,
-            "subject": rendered["subject"],
-            "body": rendered["body"],
-            "facts_used": {k: str(v) for k, v in slots.items()},
-            "attachments": [{"proposal_id": proposal.id, "filename": f"{proposal.number}.pdf"}],
-        },
-        "sla_due_at": (utcnow() + dt.timedelta(hours=4)).isoformat(),
-    }
+        sla_due_at=utcnow() + dt.timedelta(hours=4),
+    )
+    return draft
+
+
+def link_review_item(session: Session, thread_id: str, review_item_id: int) -> None:
+    """The proposal document points at the review item that sends it."""
+    proposal = session.scalar(select(Proposal).where(Proposal.thread_id == thread_id))
+    proposal.review_item_id = proposal.review_item_id or review_item_id
 
 
 def request_proposal(
@@ -269,16 +275,13 @@ def request_proposal(
     actor: str,
 ) -> dict[str, Any]:
     """Check and price the request now (errors name the field), then start the proposal graph."""
-    from agents.kinds import PROPOSAL_RUN
-    from core import jobs
-
     priced = price_request(session, settings, deal_id, lines, discount_pct)
     thread_id = f"proposal-{deal_id}-{uuid.uuid4().hex[:10]}"
     jobs.enqueue(
         session,
-        PROPOSAL_RUN,
+        JobKind.PROPOSAL_RUN,
         {"thread_id": thread_id, "deal_id": deal_id, "lines": lines, "discount_pct": str(discount_pct)},
-        dedupe_key=f"{PROPOSAL_RUN}:{thread_id}",
+        dedupe_key=f"{JobKind.PROPOSAL_RUN}:{thread_id}",
     )
     audit.record(
         session,
@@ -308,7 +311,7 @@ def change_stage(session: Session, settings: Settings, deal_id: int, stage: str,
         before={"stage": before},
         after={"stage": stage},
     )
-    requested = request_proposal(session, settings, deal.id, actor=actor) if stage == "proposal" else None
+    requested = request_proposal(session, settings, deal.id, actor=actor) if stage == DealStage.PROPOSAL else None
     return {"deal_id": deal.id, "stage": stage, "proposal": requested["thread_id"] if requested else None}
 
 
@@ -325,13 +328,18 @@ def _plan(settings: Settings) -> list[tuple[str, Decimal]]:
 def signed(session: Session, settings: Settings, deal_id: int, *, signed_at: dt.datetime, actor: str) -> dict[str, Any]:
     """The client signed: won, delivery hand-off, milestones, onboarding. A second notice changes nothing."""
     deal = _deal(session, deal_id)
-    if deal.outcome == "won":
+    if deal.outcome == DealOutcome.WON:
         return {"deal_id": deal.id, "duplicate": True}
-    if deal.outcome == "lost":
+    if deal.outcome == DealOutcome.LOST:
         raise Conflict(f"deal {deal_id} is lost; a signature cannot reopen it")
     proposal = session.scalar(select(Proposal).where(Proposal.deal_id == deal.id).order_by(Proposal.id.desc()).limit(1))
     value = proposal.total if proposal is not None else (deal.amount or Decimal("0"))
-    deal.outcome, deal.stage, deal.closed_at, deal.stage_changed_at = "won", "won", signed_at, signed_at
+    deal.outcome, deal.stage, deal.closed_at, deal.stage_changed_at = (
+        DealOutcome.WON,
+        DealStage.WON,
+        signed_at,
+        signed_at,
+    )
     if proposal is not None:
         deal.amount = proposal.total
     contact = _recipient(session, deal)
@@ -378,11 +386,12 @@ def signed(session: Session, settings: Settings, deal_id: int, *, signed_at: dt.
     }
     _queue(
         session,
+        source=ItemSource.ONBOARDING,
         thread=f"onboarding-{deal.id}",
         step=f"onboarding-{deal.id}-welcome",
         deal=deal,
         contact=contact,
-        kind="email",
+        kind=ItemKind.EMAIL,
         template="onboarding_welcome",
         slots=slots,
         brief={"summary": f"{slots['company']} signed: welcome email with the kickoff date.", "next_action": "welcome"},
@@ -403,19 +412,20 @@ def complete_milestone(session: Session, settings: Settings, deal_id: int, seq: 
     milestone = session.scalar(select(Milestone).where(Milestone.deal_id == deal_id, Milestone.seq == seq))
     if milestone is None:
         raise NotFound(f"deal {deal_id} has no milestone {seq}")
-    if milestone.status != "planned":
+    if milestone.status != MilestoneStatus.PLANNED:
         raise Conflict(f"milestone {seq} of deal {deal_id} is already {milestone.status}")
-    milestone.status, milestone.completed_at = "completed", utcnow()
+    milestone.status, milestone.completed_at = MilestoneStatus.COMPLETED, utcnow()
     contact = _recipient(session, deal)
     company = deal.account.name if deal.account else deal.name
     due = utcnow().date() + dt.timedelta(days=settings.payment_terms_days)
     invoice_item = _queue(
         session,
+        source=ItemSource.INVOICE,
         thread=f"invoice-{milestone.id}",
         step=f"invoice-{milestone.id}",
         deal=deal,
         contact=contact,
-        kind="invoice",
+        kind=ItemKind.INVOICE,
         template=None,
         slots={
             "subject": f"Invoice {company}: {milestone.name} ({milestone.amount})",
@@ -427,18 +437,19 @@ def complete_milestone(session: Session, settings: Settings, deal_id: int, seq: 
             "next_action": "issue_invoice",
             "milestone_id": milestone.id,
         },
-        extra_draft={"milestone_id": milestone.id, "amount": str(milestone.amount)},
+        refs={"milestone_id": milestone.id, "amount": str(milestone.amount)},
     )
     later = session.scalar(
         select(Milestone.name).where(Milestone.deal_id == deal_id, Milestone.seq > seq).order_by(Milestone.seq).limit(1)
     )
     update_item = _queue(
         session,
+        source=ItemSource.CLIENT_UPDATE,
         thread=f"update-{deal.id}",
         step=f"update-{milestone.id}",
         deal=deal,
         contact=contact,
-        kind="email",
+        kind=ItemKind.EMAIL,
         template="client_update",
         slots={
             **_base_slots(settings, deal, contact),
@@ -479,7 +490,7 @@ def issue_invoice(session: Session, settings: Settings, milestone_id: int) -> In
     )
     session.add(invoice)
     session.flush()
-    milestone.invoice_id, milestone.status = invoice.id, "invoiced"
+    milestone.invoice_id, milestone.status = invoice.id, MilestoneStatus.INVOICED
     audit.record(
         session,
         actor="agent:deals",
@@ -497,7 +508,7 @@ def onboarding_scan(session: Session, settings: Settings, today: dt.date) -> int
     for project in session.scalars(select(Project).where(Project.kickoff_on == today + dt.timedelta(days=1))).all():
         deal = session.get(Deal, project.deal_id)
         step = f"onboarding-{deal.id}-kickoff"
-        if session.scalar(select(func.count(ReviewItem.id)).where(ReviewItem.interrupt_id == step)):
+        if session.scalar(select(func.count(ReviewItem.id)).where(ReviewItem.dedupe_key == step)):
             continue
         contact = _recipient(session, deal)
         milestones = session.scalars(select(Milestone.name).where(Milestone.deal_id == deal.id).order_by(Milestone.seq))
@@ -509,14 +520,37 @@ def onboarding_scan(session: Session, settings: Settings, today: dt.date) -> int
         }
         _queue(
             session,
+            source=ItemSource.ONBOARDING,
             thread=f"onboarding-{deal.id}",
             step=step,
             deal=deal,
             contact=contact,
-            kind="email",
+            kind=ItemKind.EMAIL,
             template="onboarding_kickoff",
             slots=slots,
             brief={"summary": f"Kickoff reminder to {slots['company']}.", "next_action": "kickoff_reminder"},
         )
         drafted += 1
     return drafted
+
+
+def _issue_invoice_action(settings: Settings, session: Session, item: ReviewItem) -> dict[str, Any]:
+    invoice = issue_invoice(session, settings, int(item.draft["milestone_id"]))
+    return {"invoice_number": invoice.number, "due_on": str(invoice.due_on), "summary": f"Issued {invoice.number}"}
+
+
+def deal_open_and_offer_valid(session, item) -> str | None:
+    """Send only while the deal is open and the proposal still valid."""
+    proposal = session.get(Proposal, int(item.draft["attachments"][0]["proposal_id"]))
+    deal = session.get(Deal, proposal.deal_id)
+    if deal.outcome is not None:
+        return f"deal {deal.id} is already {deal.outcome}"
+    if proposal.valid_until < utcnow().date():
+        return f"proposal {proposal.number} expired on {proposal.valid_until}"
+    return None
+
+
+# How approved items of the deal flow are executed (review/execute.py runs them).
+PROPOSAL_EXECUTION = Rule(actor="agent:proposal", check=deal_open_and_offer_valid)
+ONBOARDING_EXECUTION = Rule(actor="agent:deals")  # welcome, kickoff reminder and client update emails
+INVOICE_EXECUTION = Rule(actor="agent:deals", action=_issue_invoice_action)

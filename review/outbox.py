@@ -18,11 +18,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sqlalchemy import select
 
 from core.db import session_scope
+from core.enums import OutboxStatus
 from core.errors import ConfigError
 from core.models import Contact, OutboxMessage, utcnow
 from core.settings import Settings
-from tools.registry import tool
-from tools.review_queue import NotApproved, RecipientOptedOut, approved_action
+from review.queue import NotApproved, RecipientOptedOut, approved_action
 
 
 def build_message(settings: Settings, row: OutboxMessage, attachments: list[tuple[str, bytes]] = ()) -> EmailMessage:
@@ -83,7 +83,6 @@ def _deliver_smtp(settings: Settings, msg: EmailMessage) -> str:
     return f"smtp://{url.hostname}:{port}"
 
 
-@tool(scope="send_message", side_effect=True)
 def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessage:
     """Send the approved email of a review item exactly once; the recipient is the contact record's."""
     key = f"review-item-{review_item_id}"
@@ -109,7 +108,7 @@ def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessag
             )
             session.add(row)
             session.flush()
-        if row.status == "sent":
+        if row.status == OutboxStatus.SENT:
             return row
         row.status = "sending"
         row.attempts += 1

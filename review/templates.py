@@ -16,12 +16,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.enums import TemplateStatus
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import MessageTemplate, utcnow
-from tools.texts.cadences import TEMPLATES as CADENCE_TEMPLATES
-from tools.texts.collections import TEMPLATES as DUNNING_TEMPLATES
-from tools.texts.deals import TEMPLATES as DEAL_TEMPLATES
-from tools.texts.lead import TEMPLATES as LEAD_TEMPLATES
+from review.texts.cadences import TEMPLATES as CADENCE_TEMPLATES
+from review.texts.collections import TEMPLATES as DUNNING_TEMPLATES
+from review.texts.deals import TEMPLATES as DEAL_TEMPLATES
+from review.texts.lead import TEMPLATES as LEAD_TEMPLATES
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
 
@@ -154,7 +155,7 @@ def active(session: Session, key: str) -> tuple[dict[str, str], str]:
     """(parts, version label) drafts use now: the latest approved version, else the built-in text."""
     row = session.scalar(
         select(MessageTemplate)
-        .where(MessageTemplate.key == key, MessageTemplate.status == "approved")
+        .where(MessageTemplate.key == key, MessageTemplate.status == TemplateStatus.APPROVED)
         .order_by(MessageTemplate.version.desc())
         .limit(1)
     )
@@ -186,17 +187,17 @@ def approve(session: Session, template_id: int, *, actor: str) -> MessageTemplat
     row = session.get(MessageTemplate, template_id)
     if row is None:
         raise NotFound(f"template version {template_id} not found")
-    if row.status != "draft":
+    if row.status != TemplateStatus.DRAFT:
         raise Conflict(f"{row.key} v{row.version} is {row.status}; only a draft can be approved")
     errors = validate(row.key, row.subject, row.body)  # the allowed fields may have changed since saving
     if errors:
         raise InvalidInput("; ".join(errors), details={"errors": errors})
     session.execute(
         update(MessageTemplate)
-        .where(MessageTemplate.key == row.key, MessageTemplate.status == "approved")
-        .values(status="archived")
+        .where(MessageTemplate.key == row.key, MessageTemplate.status == TemplateStatus.APPROVED)
+        .values(status=TemplateStatus.ARCHIVED)
     )
-    row.status, row.approved_by, row.approved_at = "approved", actor, utcnow()
+    row.status, row.approved_by, row.approved_at = TemplateStatus.APPROVED, actor, utcnow()
     session.flush()
     audit.record(
         session,

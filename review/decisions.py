@@ -9,16 +9,17 @@ from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from agents.kinds import REVIEW_RESUME
 from core import audit, jobs, schemas
+from core.enums import DecisionAction, ItemSource, ItemStatus, JobKind, LeadStatus, OutboxStatus, ReviewQueue
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.models import Activity, AuditEvent, Decision, Lead, OutboxMessage, ReviewItem, utcnow
 from core.settings import Settings
 from core.users import assignable_names
-from tools.crm import set_lead_status
+from crm.records import set_lead_status
+from review.texts.lead import TEMPLATES as REDRAFT_TEMPLATES
 
-PAST_TENSE = {"approve": "approved", "reject": "rejected"}
-STATUSES = ("pending", "approved", "rejected", "sent", "done", "cancelled", "failed")
+PAST_TENSE = {DecisionAction.APPROVE: ItemStatus.APPROVED, DecisionAction.REJECT: ItemStatus.REJECTED}
+STATUSES = tuple(ItemStatus)
 
 
 GRADE_ORDER = {"A": 0, "B": 1, "C": 2, "D": 3}
@@ -29,17 +30,24 @@ def sla_state(item: ReviewItem, settings: Settings, now: dt.datetime) -> str:
     """breached | due_soon | on_track | none. Decided items are judged at their decision time."""
     if item.sla_due_at is None:
         return "none"
-    at = now if item.status == "pending" or item.decided_at is None else item.decided_at
+    at = now if item.status == ItemStatus.PENDING or item.decided_at is None else item.decided_at
     if at >= item.sla_due_at:
         return "breached"
-    if item.status == "pending" and item.sla_due_at - at <= dt.timedelta(minutes=settings.sla_due_soon_minutes):
+    if item.status == ItemStatus.PENDING and item.sla_due_at - at <= dt.timedelta(
+        minutes=settings.sla_due_soon_minutes
+    ):
         return "due_soon"
     return "on_track"
 
 
 def is_low_risk(item: ReviewItem) -> bool:
     """Bulk approval is for the plain cases only: nothing flagged, nothing exceptional, not a decline."""
-    return item.status == "pending" and item.queue == "main" and not item.guard_flags and item.grade in ("A", "B", "C")
+    return (
+        item.status == ItemStatus.PENDING
+        and item.queue == ReviewQueue.MAIN
+        and not item.guard_flags
+        and item.grade in ("A", "B", "C")
+    )
 
 
 def present(item: ReviewItem, settings: Settings, now: dt.datetime | None = None) -> schemas.ReviewItem:
@@ -47,7 +55,7 @@ def present(item: ReviewItem, settings: Settings, now: dt.datetime | None = None
     out = schemas.ReviewItem.model_validate(item)
     out.sla_state = sla_state(item, settings, now)  # type: ignore[assignment]
     out.low_risk = is_low_risk(item)
-    if item.status == "approved" and item.decided_at is not None:
+    if item.status == ItemStatus.APPROVED and item.decided_at is not None:
         until = item.decided_at + dt.timedelta(seconds=settings.undo_seconds)
         out.undo_until = until if until > now else None
     return out
@@ -90,9 +98,9 @@ def list_items(
             raise InvalidInput("view=my needs a signed-in person", details={"view": view})
         conditions.append(ReviewItem.assignee == me)
     elif view == "team":
-        conditions.append(ReviewItem.queue == "main")
+        conditions.append(ReviewItem.queue == ReviewQueue.MAIN)
     elif view == "exception":
-        conditions.append(ReviewItem.queue == "exception")
+        conditions.append(ReviewItem.queue == ReviewQueue.EXCEPTION)
     if kind:
         conditions.append(ReviewItem.kind == kind)
     if grade:
@@ -143,11 +151,11 @@ def _edit_diff(old: str, new: str, name: str) -> str:
     )
 
 
-def _claim(session: Session, item: ReviewItem, new_status: str) -> None:
+def _claim(session: Session, item: ReviewItem, new_status: ItemStatus) -> None:
     """Compare-and-set pending -> new_status; exactly one of any number of racing decisions wins."""
     won = session.execute(
         update(ReviewItem)
-        .where(ReviewItem.id == item.id, ReviewItem.status == "pending")
+        .where(ReviewItem.id == item.id, ReviewItem.status == ItemStatus.PENDING)
         .values(status=new_status, decided_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -158,7 +166,7 @@ def _claim(session: Session, item: ReviewItem, new_status: str) -> None:
 
 
 def _resume_key(item_id: int) -> str:
-    return f"{REVIEW_RESUME}:{item_id}"
+    return f"{JobKind.REVIEW_RESUME}:{item_id}"
 
 
 def _record(
@@ -184,14 +192,18 @@ def _record(
     )
     # The resume job is what sends: an approval's job waits out the undo window first.
     jobs.enqueue(
-        session, REVIEW_RESUME, {"review_item_id": item.id}, dedupe_key=_resume_key(item.id), run_after=run_after
+        session,
+        JobKind.REVIEW_RESUME,
+        {"review_item_id": item.id},
+        dedupe_key=_resume_key(item.id),
+        run_after=run_after,
     )
     session.refresh(item)
     return item
 
 
 def _pending(item: ReviewItem, verb: str = "decide") -> None:
-    if item.status != "pending":
+    if item.status != ItemStatus.PENDING:
         raise Conflict(f"review item {item.id} is already {item.status}; cannot {verb} it")
 
 
@@ -206,7 +218,7 @@ def approve(
     undo_seconds: int = 0,
 ) -> ReviewItem:
     item = get_item(session, item_id)
-    if item.status != "pending":
+    if item.status != ItemStatus.PENDING:
         raise Conflict(f"review item {item_id} is already {item.status}; nothing was changed")
     if item.guard_flags and not acknowledge_flags:
         raise Conflict(
@@ -220,10 +232,10 @@ def approve(
     diff = _edit_diff(draft_subject + "\n", final_subject + "\n", "subject") + _edit_diff(
         draft_body, final_body, "body"
     )
-    _claim(session, item, "approved")
+    _claim(session, item, ItemStatus.APPROVED)
     decision = Decision(
         review_item_id=item.id,
-        action="approve",
+        action=DecisionAction.APPROVE,
         actor=actor,
         final_subject=final_subject,
         final_body=final_body,
@@ -231,7 +243,7 @@ def approve(
         edit_diff=diff or None,
     )
     send_at = item.decided_at + dt.timedelta(seconds=undo_seconds) if undo_seconds else None
-    return _record(session, item, decision, "pending", run_after=send_at)
+    return _record(session, item, decision, ItemStatus.PENDING, run_after=send_at)
 
 
 def reject(
@@ -243,37 +255,36 @@ def reject(
     redraft: bool = False,
     template: str | None = None,
 ) -> ReviewItem:
-    from agents.lead.prompts import TEMPLATES
-
     item = get_item(session, item_id)
-    if item.status != "pending":
+    if item.status != ItemStatus.PENDING:
         raise Conflict(f"review item {item_id} is already {item.status}; nothing was changed")
     if template is not None and not redraft:
         raise InvalidInput("template is only used with redraft=true", details={"field": "template"})
-    if template is not None and template not in TEMPLATES:
+    if template is not None and template not in REDRAFT_TEMPLATES:
         raise InvalidInput(
-            f"template must be one of {', '.join(sorted(TEMPLATES))}, got {template!r}", details={"field": "template"}
+            f"template must be one of {', '.join(sorted(REDRAFT_TEMPLATES))}, got {template!r}",
+            details={"field": "template"},
         )
-    if redraft and (item.lead_id is None or not item.thread_id.startswith("lead-")):
+    if redraft and (item.lead_id is None or item.source != ItemSource.LEAD):
         raise InvalidInput("only first-touch drafts of the lead agent can be redrafted", details={"field": "redraft"})
-    _claim(session, item, "rejected")
+    _claim(session, item, ItemStatus.REJECTED)
     if item.lead_id is not None:
-        set_lead_status(session, item.lead_id, "draft_rejected", actor=actor)
+        set_lead_status(session, item.lead_id, LeadStatus.DRAFT_REJECTED, actor=actor)
     decision = Decision(
         review_item_id=item.id,
-        action="reject",
+        action=DecisionAction.REJECT,
         actor=actor,
         reason=reason,
         redraft=redraft,
         redraft_template=template if redraft else None,
     )
-    return _record(session, item, decision, "pending")
+    return _record(session, item, decision, ItemStatus.PENDING)
 
 
 def undo(session: Session, settings: Settings, item_id: int, *, actor: str) -> ReviewItem:
     """Take back an approval inside the undo window: the send is cancelled and the item is pending again."""
     item = get_item(session, item_id)
-    if item.status != "approved" or item.decision is None:
+    if item.status != ItemStatus.APPROVED or item.decision is None:
         raise Conflict(f"review item {item_id} is {item.status}: only an approval waiting to be sent can be undone")
     deadline = item.decided_at + dt.timedelta(seconds=settings.undo_seconds)
     if utcnow() >= deadline or not jobs.cancel_queued(session, _resume_key(item.id)):
@@ -281,8 +292,8 @@ def undo(session: Session, settings: Settings, item_id: int, *, actor: str) -> R
     decision = item.decision
     reverted = session.execute(
         update(ReviewItem)
-        .where(ReviewItem.id == item.id, ReviewItem.status == "approved")
-        .values(status="pending", decided_at=None)
+        .where(ReviewItem.id == item.id, ReviewItem.status == ItemStatus.APPROVED)
+        .values(status=ItemStatus.PENDING, decided_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount
     if reverted != 1:
@@ -297,15 +308,15 @@ def undo(session: Session, settings: Settings, item_id: int, *, actor: str) -> R
     session.execute(delete(Decision).where(Decision.id == decision.id))
     session.expire(item)
     if item.lead_id is not None:
-        set_lead_status(session, item.lead_id, "in_review", actor=actor)
+        set_lead_status(session, item.lead_id, LeadStatus.IN_REVIEW, actor=actor)
     audit.record(
         session,
         actor=actor,
         action="review_item.undone",
         entity_type="review_item",
         entity_id=item.id,
-        before={"status": "approved", **snapshot},
-        after={"status": "pending"},
+        before={"status": ItemStatus.APPROVED, **snapshot},
+        after={"status": ItemStatus.PENDING},
     )
     return get_item(session, item_id)
 
@@ -382,11 +393,11 @@ def bulk_approve(
         if item is None:
             skipped[item_id] = "not found"
             continue
-        if item.status != "pending":
+        if item.status != ItemStatus.PENDING:
             skipped[item_id] = f"already {item.status}"
         elif item.guard_flags:
             skipped[item_id] = "has grounding flags: open it and check the draft"
-        elif item.queue != "main":
+        elif item.queue != ReviewQueue.MAIN:
             skipped[item_id] = "exception queue items are reviewed one by one"
         elif not is_low_risk(item):
             skipped[item_id] = f"grade {item.grade or '?'} drafts are reviewed one by one"
@@ -448,7 +459,9 @@ def timeline(session: Session, item_id: int) -> list[schemas.TimelineEntry]:
         )
     if item_ids:
         for message in session.scalars(
-            select(OutboxMessage).where(OutboxMessage.review_item_id.in_(item_ids), OutboxMessage.status == "sent")
+            select(OutboxMessage).where(
+                OutboxMessage.review_item_id.in_(item_ids), OutboxMessage.status == OutboxStatus.SENT
+            )
         ).all():
             entries.append(
                 schemas.TimelineEntry(

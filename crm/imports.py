@@ -21,12 +21,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.enums import DealOutcome, DealStage, LeadStatus
 from core.errors import InvalidInput
 from core.models import Account, Company, Deal, Lead, Product, SalesAgent, utcnow
+from crm.records import link_lead_to_crm
 from scoring.features import capture_snapshot
-from tools.crm import link_lead_to_crm
 from tools.enrichment import email_domain, is_free_mail
-from tools.registry import tool
 
 Progress = Callable[[int], None]
 
@@ -255,7 +255,7 @@ def _import_x_education(session: Session, path: Path, report: ImportReport, prog
                 consent_email=consent_email,
                 consent_call=consent_call,
                 custom=custom,
-                status="imported",
+                status=LeadStatus.IMPORTED,
                 captured_at=imported_at,
                 capture_features=x_education_snapshot(record),
             )
@@ -274,7 +274,7 @@ def _import_x_education(session: Session, path: Path, report: ImportReport, prog
                 "name": f"X Education enrolment {row.get('Lead Number') or pid}",
                 "lead": lead,
                 "stage": "closed",
-                "outcome": "won" if won else "lost",
+                "outcome": DealOutcome.WON if won else DealOutcome.LOST,
                 "external_source": XED_SOURCE,
                 "external_id": pid,
             },
@@ -360,7 +360,14 @@ def _import_generic(
             raise RowError(f"{key} repeats row {seen[key]}")
         seen[key] = number
         outcome = (values.get("outcome") or "").lower()
-        outcomes = {"won": "won", "1": "won", "converted": "won", "lost": "lost", "0": "lost", "": None}
+        outcomes = {
+            "won": DealOutcome.WON,
+            "1": DealOutcome.WON,
+            "converted": DealOutcome.WON,
+            "lost": DealOutcome.LOST,
+            "0": DealOutcome.LOST,
+            "": None,
+        }
         if outcome not in outcomes:
             raise RowError(f"outcome must be won or lost, got {values['outcome']!r}")
         consent_email = _yes_no(values.get("consent_email") or "no", "consent_email")
@@ -389,7 +396,7 @@ def _import_generic(
             lead = Lead(
                 external_source=source_key,
                 external_id=key,
-                status="imported",
+                status=LeadStatus.IMPORTED,
                 captured_at=_closed_at(captured_day) or imported_at,
                 capture_features=capture_snapshot(
                     source=fields_values["source"],
@@ -430,7 +437,6 @@ def _import_generic(
     _each(report, path.name, rows, progress, handle)
 
 
-@tool(scope="write_crm")
 def import_leads(
     session: Session,
     path: Path,
@@ -460,10 +466,10 @@ def import_leads(
 MAVEN_SOURCE = "maven"
 MAVEN_FILES = ("accounts.csv", "products.csv", "sales_teams.csv", "sales_pipeline.csv")
 MAVEN_STAGES = {
-    "Won": ("closed", "won"),
-    "Lost": ("closed", "lost"),
-    "Engaging": ("engaging", None),
-    "Prospecting": ("prospecting", None),
+    "Won": ("closed", DealOutcome.WON),
+    "Lost": ("closed", DealOutcome.LOST),
+    "Engaging": (DealStage.ENGAGING, None),
+    "Prospecting": (DealStage.PROSPECTING, None),
 }
 SECTOR_FIXES = {"technolgy": "technology"}  # a typo in the published data
 
@@ -476,7 +482,6 @@ def maven_row_count(folder: Path) -> int:
     return sum(count_rows(folder / name) for name in MAVEN_FILES if (folder / name).exists())
 
 
-@tool(scope="write_crm")
 def import_crm(
     session: Session,
     folder: Path,
@@ -629,7 +634,7 @@ def import_crm(
                 "stage": stage,
                 "outcome": outcome,
                 # close_value is 0 on lost deals: that is no amount, not a zero-price sale.
-                "amount": Decimal(str(value)) if value and outcome != "lost" else None,
+                "amount": Decimal(str(value)) if value and outcome != DealOutcome.LOST else None,
                 "engaged_at": engaged,
                 "expected_close": closed,
                 "closed_at": _closed_at(closed) if outcome else None,
@@ -685,7 +690,6 @@ COMPANY_COLUMNS = {
 }
 
 
-@tool(scope="write_directory")
 def import_companies(
     session: Session,
     path: Path,

@@ -17,8 +17,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from billing.ledger import PaymentHistory
+from core.enums import InvoiceStatus, ItemKind
 from core.errors import InvalidInput
-from tools.billing import PaymentHistory
 
 TONES = ("friendly", "neutral", "firm", "final")
 DEFAULT_POLICY = Path(__file__).with_name("policy.yaml")
@@ -96,9 +97,9 @@ def _shift(tone: str, by: int, *, final_allowed: bool) -> str:
 
 
 def decide(policy: Policy, invoice: InvoiceState, history: PaymentHistory, today: dt.date) -> LadderDecision:
-    if invoice.status == "paid" or invoice.balance <= 0:
+    if invoice.status == InvoiceStatus.PAID or invoice.balance <= 0:
         return LadderDecision("skip", "paid")
-    if invoice.status == "void":
+    if invoice.status == InvoiceStatus.VOID:
         return LadderDecision("skip", "void")
     if invoice.status == "disputed":
         return LadderDecision("skip", "disputed: resolve the dispute before chasing")
@@ -125,7 +126,7 @@ def decide(policy: Policy, invoice: InvoiceState, history: PaymentHistory, today
             f"{len(invoice.touches_sent)} reminders sent: a human takes over",
             step=step.offset,
             tone="final",
-            channel="call_task",
+            channel=ItemKind.CALL_TASK,
             priority="high",
             amount=invoice.balance,
         )

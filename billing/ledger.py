@@ -14,13 +14,15 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.enums import InvoiceStatus
 from core.errors import InvalidInput
-from core.models import Account, Invoice, Payment, PaymentAllocation, ReviewItem, utcnow
-from tools.imports import ImportReport, Progress, RowError, _each, _finish, _require_columns, _set_fields, read_csv
+from core.models import Account, Invoice, Payment, PaymentAllocation
+from crm.imports import ImportReport, Progress, RowError, _each, _finish, _require_columns, _set_fields, read_csv
+from review import queue as review_queue
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def allocated(session: Session, invoice_ids: list[int], as_of: dt.date | None = 
 
 def balance(session: Session, invoice: Invoice, as_of: dt.date | None = None) -> Decimal:
     """The net balance: amount minus payments (a void invoice owes nothing)."""
-    if invoice.status == "void":
+    if invoice.status == InvoiceStatus.VOID:
         return Decimal("0")
     return (invoice.amount - allocated(session, [invoice.id], as_of).get(invoice.id, Decimal("0"))).quantize(CENT)
 
@@ -88,14 +90,7 @@ def _cancel_pending_reminders(session: Session, invoice: Invoice, reason: str) -
             )
         ).all()
     ]
-    if not item_ids:
-        return 0
-    cancelled = session.execute(
-        update(ReviewItem)
-        .where(ReviewItem.id.in_(item_ids), ReviewItem.status == "pending")
-        .values(status="cancelled", result={"reason": reason}, executed_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    cancelled = review_queue.cancel_pending(session, reason=reason, actor="billing", item_ids=item_ids)
     if cancelled:
         audit.record(
             session,
@@ -148,10 +143,10 @@ def record_payment(
     session.flush()
     open_invoices = session.scalars(
         select(Invoice)
-        .where(Invoice.account_id == account_id, Invoice.status == "issued", Invoice.currency == currency)
+        .where(Invoice.account_id == account_id, Invoice.status == InvoiceStatus.ISSUED, Invoice.currency == currency)
         .order_by(Invoice.due_on, Invoice.id)
     ).all()
-    ordered = ([quoted] if quoted is not None and quoted.status == "issued" else []) + [
+    ordered = ([quoted] if quoted is not None and quoted.status == InvoiceStatus.ISSUED else []) + [
         i for i in open_invoices if quoted is None or i.id != quoted.id
     ]
     left = payment.amount
@@ -166,7 +161,7 @@ def record_payment(
         session.flush()
         left -= part
         if part == owed:
-            invoice.status, invoice.paid_on, invoice.payment_pending = "paid", received_on, False
+            invoice.status, invoice.paid_on, invoice.payment_pending = InvoiceStatus.PAID, received_on, False
             _cancel_pending_reminders(session, invoice, f"paid on {received_on.isoformat()}")
     payment.unallocated = left
     audit.record(
@@ -250,7 +245,7 @@ def import_invoices(
             "issued_on": issued,
             "due_on": due,
             "disputed": disputed,
-            "status": "paid" if settled else "issued",
+            "status": InvoiceStatus.PAID if settled else InvoiceStatus.ISSUED,
             "paid_on": settled,
         }
         invoice = invoices.get(invoice_number)
@@ -290,7 +285,9 @@ BUCKETS = (("0-30", 0, 30), ("31-60", 31, 60), ("61-90", 61, 90), ("90+", 91, 10
 def cash_view(session: Session, as_of: dt.date, *, weeks: int = 8, dso_days: int = 90) -> dict[str, Any]:
     """DSO, aging buckets, expected collections by week and the unpaid invoices, as of a date (the state
     then: invoices issued by that day, payments received by that day)."""
-    issued = session.scalars(select(Invoice).where(Invoice.issued_on <= as_of, Invoice.status != "void")).all()
+    issued = session.scalars(
+        select(Invoice).where(Invoice.issued_on <= as_of, Invoice.status != InvoiceStatus.VOID)
+    ).all()
     paid_by = allocated(session, [i.id for i in issued], as_of)
     open_rows = []
     for invoice in issued:

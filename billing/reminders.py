@@ -1,7 +1,7 @@
 """The collections scheduler: finds the ladder steps due today, drafts each once into the review queue,
 and executes approved reminders after re-reading the balance (a paid invoice is never chased).
 
-It runs in the worker's daily job (agents/daily.py); a (invoice, step) pair is unique in
+It runs in the worker's daily job (deals/daily.py); a (invoice, step) pair is unique in
 `dunning_touches`, so a second run drafts nothing twice."""
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from agents.collections.dunning import InvoiceState, decide, load_policy
+from billing import ledger
+from billing.dunning import InvoiceState, decide, load_policy
 from core.db import session_scope
+from core.enums import InvoiceStatus, ItemKind, ItemSource
 from core.models import Contact, DunningTouch, Invoice, ReviewItem, utcnow
 from core.settings import Settings
-from tools import billing, outbound
+from review import queue as review_queue
+from review.execute import Rule
 
 log = logging.getLogger("revloop.collections")
 SLA_HOURS = {"high": 4, "normal": 24, "low": 72}
@@ -41,10 +44,10 @@ def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
     today = today or utcnow().date()
     policy = load_policy(settings.dunning_policy_path)
     counts = {"drafted": 0, "skipped": 0, "waiting": 0, "already_drafted": 0, "no_contact": 0}
-    histories: dict[int, billing.PaymentHistory] = {}
+    histories: dict[int, ledger.PaymentHistory] = {}
     with session_scope(settings) as session:
         invoice_ids = session.scalars(
-            select(Invoice.id).where(Invoice.status == "issued", Invoice.issued_on <= today)
+            select(Invoice.id).where(Invoice.status == InvoiceStatus.ISSUED, Invoice.issued_on <= today)
         ).all()
     for invoice_id in invoice_ids:
         with session_scope(settings) as session:
@@ -55,16 +58,16 @@ def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
 
 
 def _scan_one(
-    session, settings: Settings, policy, invoice_id: int, today: dt.date, histories: dict[int, billing.PaymentHistory]
+    session, settings: Settings, policy, invoice_id: int, today: dt.date, histories: dict[int, ledger.PaymentHistory]
 ) -> str:
     invoice = session.get(Invoice, invoice_id)
-    owed = billing.balance(session, invoice)
+    owed = ledger.balance(session, invoice)
     sent = tuple(s for (s,) in session.execute(select(DunningTouch.step).where(DunningTouch.invoice_id == invoice.id)))
     status = "disputed" if invoice.disputed else "payment_pending" if invoice.payment_pending else invoice.status
     if status == "issued":
         status = "open"
     if invoice.account_id not in histories:  # one history query per customer and scan
-        histories[invoice.account_id] = billing.payment_history(session, invoice.account_id, today)
+        histories[invoice.account_id] = ledger.payment_history(session, invoice.account_id, today)
     history = histories[invoice.account_id]
     decision = decide(policy, InvoiceState(invoice.due_on, owed, status, sent), history, today)
     if decision.action == "skip":
@@ -102,14 +105,16 @@ def _scan_one(
         "sender_name": settings.sender_name,
         "our_company": settings.company_name,
     }
-    item = outbound.queue_message(
+    item = review_queue.queue_drafted(
         session,
+        actor="agent:collections",
+        source=ItemSource.DUNNING,
         thread_id=f"dunning-{invoice.id}",
-        interrupt_id=f"dunning-{invoice.id}-{decision.step}",
+        dedupe_key=f"dunning-{invoice.id}-{decision.step}",
         lead_id=None,
         contact_id=contact.id,
         to=contact.email,
-        kind="call_task" if decision.channel == "call_task" else "email",
+        kind=ItemKind.CALL_TASK if decision.channel == "call_task" else ItemKind.EMAIL,
         template=template,
         slots=slots,
         brief={
@@ -129,9 +134,8 @@ def _scan_one(
             },
             "flags": [f"priority_{decision.priority}"],
         },
-        extra_draft={"amount": str(owed), "invoice_id": invoice.id},
+        refs={"amount": str(owed), "invoice_id": invoice.id},
         sla_hours=SLA_HOURS[decision.priority],
-        actor="agent:collections",
     )
     touch.review_item_id = item.id
     return "drafted"
@@ -140,8 +144,8 @@ def _scan_one(
 def _still_owed(session, item: ReviewItem) -> str | None:
     """A reminder goes out only for the balance it states, on an invoice still open and undisputed."""
     invoice = session.get(Invoice, int(item.draft["invoice_id"]))
-    owed = billing.balance(session, invoice)
-    if invoice.status in ("paid", "void") or owed <= 0:
+    owed = ledger.balance(session, invoice)
+    if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.VOID) or owed <= 0:
         return f"invoice {invoice.number} is paid"
     if invoice.disputed:
         return f"invoice {invoice.number} is disputed"
@@ -152,6 +156,5 @@ def _still_owed(session, item: ReviewItem) -> str | None:
     return None
 
 
-def execute(settings: Settings, review_item_id: int) -> str:
-    """Run an approved reminder once: re-read the balance first; cancel when it is paid or changed."""
-    return outbound.execute_approved(settings, review_item_id, actor="agent:collections", check=_still_owed)
+# A reminder goes out only for the balance it states, re-read from billing at send time.
+EXECUTION = Rule(actor="agent:collections", check=_still_owed)

@@ -1,1 +1,0 @@
-"""Collections: the dunning policy and the ladder decision for one invoice."""

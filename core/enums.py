@@ -1,0 +1,162 @@
+"""Every status, kind, stage and event type, defined once. StrEnum members are their text, so they are
+stored as plain strings, compare equal to them and serialise as them in JSON and the OpenAPI schema."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ItemStatus(StrEnum):
+    """A review item's life: pending -> approved | rejected; approved -> sent | done | cancelled | failed."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    SENT = "sent"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+# An approved item that was carried out, or is being: the approval record exists.
+APPROVED_STATES = (ItemStatus.APPROVED, ItemStatus.SENT, ItemStatus.DONE)
+# Final states after execution.
+EXECUTED_STATES = (ItemStatus.SENT, ItemStatus.DONE, ItemStatus.CANCELLED, ItemStatus.FAILED)
+
+
+class ItemKind(StrEnum):
+    """What approving an item does: send an email, hand a call to a person, or issue an invoice."""
+
+    EMAIL = "email"
+    CALL_TASK = "call_task"
+    INVOICE = "invoice"
+
+
+class ItemSource(StrEnum):
+    """Who queued the item; the executor and the resume dispatch read this, never the thread id's text."""
+
+    LEAD = "lead"  # the lead graph's first touch (a LangGraph interrupt)
+    PROPOSAL = "proposal"  # the proposal graph's cover email (a LangGraph interrupt)
+    CADENCE = "cadence"  # follow-ups, reply hand-offs, stale-deal reactivation (daily scan, lead events)
+    DUNNING = "dunning"  # payment reminders (daily scan)
+    ONBOARDING = "onboarding"  # welcome and kickoff emails after a signature
+    CLIENT_UPDATE = "client_update"  # milestone status updates
+    INVOICE = "invoice"  # a milestone's invoice to issue
+
+
+# Items whose approval resumes a LangGraph thread (the others are executed directly).
+GRAPH_SOURCES = (ItemSource.LEAD, ItemSource.PROPOSAL)
+
+
+class ReviewQueue(StrEnum):
+    MAIN = "main"
+    EXCEPTION = "exception"  # leads that fit no pattern wait for a human, not a cadence
+
+
+class DecisionAction(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class LeadStatus(StrEnum):
+    NEW = "new"
+    IMPORTED = "imported"
+    PROCESSING = "processing"
+    SCORED = "scored"
+    IN_REVIEW = "in_review"
+    DRAFT_REJECTED = "draft_rejected"
+    CONTACTED = "contacted"
+    NO_CONTACT_ALLOWED = "no_contact_allowed"
+
+
+class DealStage(StrEnum):
+    PROSPECTING = "prospecting"
+    ENGAGING = "engaging"
+    QUALIFIED = "qualified"
+    PROPOSAL = "proposal"
+    NEGOTIATION = "negotiation"
+    WON = "won"
+    LOST = "lost"
+
+
+OPEN_STAGES = (
+    DealStage.PROSPECTING,
+    DealStage.ENGAGING,
+    DealStage.QUALIFIED,
+    DealStage.PROPOSAL,
+    DealStage.NEGOTIATION,
+)
+
+
+class DealOutcome(StrEnum):
+    WON = "won"
+    LOST = "lost"
+
+
+class LeadEventType(StrEnum):
+    REPLY = "reply"
+    MEETING_BOOKED = "meeting_booked"
+    PROPOSAL_OPENED = "proposal_opened"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class InvoiceStatus(StrEnum):
+    ISSUED = "issued"
+    PAID = "paid"
+    VOID = "void"
+
+
+class MilestoneStatus(StrEnum):
+    PLANNED = "planned"
+    COMPLETED = "completed"
+    INVOICED = "invoiced"
+
+
+class TemplateStatus(StrEnum):
+    DRAFT = "draft"
+    APPROVED = "approved"
+    ARCHIVED = "archived"
+
+
+class RubricStatus(StrEnum):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    ARCHIVED = "archived"
+
+
+class ModelStatus(StrEnum):
+    CHALLENGER = "challenger"
+    CHAMPION = "champion"
+    RETIRED = "retired"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class JobKind(StrEnum):
+    """Background jobs the worker runs."""
+
+    LEAD_RUN = "lead.run"
+    REVIEW_RESUME = "review.resume"
+    PROPOSAL_RUN = "proposal.run"
+    DAILY_SCAN = "daily.scan"
+
+
+class Role(StrEnum):
+    CLOSER = "closer"
+    MANAGER = "manager"
+    EVALUATOR = "evaluator"
+    ADMIN = "admin"
+    INTEGRATION = "integration"  # machines only: API tokens, never a person's sign-in

@@ -1,0 +1,84 @@
+"""The one executor of approved review items, whatever queued them (the lead and proposal graphs call it
+from their execute nodes; the worker calls it for items of the daily scans and the deal flow).
+
+Each run re-reads the approval record, asks the item's domain whether the action still stands (a paid
+invoice is not chased), performs the one side effect once (the outbox is keyed by the item), and records
+the final state and the activity. A re-run after a crash finds the outbox row or the final state and
+repeats nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.db import session_scope
+from core.enums import ItemKind, ItemStatus
+from core.models import ReviewItem
+from core.settings import Settings
+from review import outbox
+from review.queue import RecipientOptedOut, approved_action, log_activity, mark_executed
+
+# Returns why the action must not happen any more (the records changed since approval), or None.
+Check = Callable[[Session, ReviewItem], str | None]
+# Performs a record change (e.g. issuing an invoice) in the same transaction as the final state.
+Action = Callable[[Settings, Session, ReviewItem], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one source's approved items are executed: who acts, the last check, a record action."""
+
+    actor: str
+    check: Check | None = None
+    action: Action | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: ItemStatus
+    result: dict[str, Any]
+
+
+def execute_approved(settings: Settings, review_item_id: int, rule: Rule) -> Outcome:
+    with session_scope(settings) as session:
+        item, _ = approved_action(session, review_item_id)
+        if item.status != ItemStatus.APPROVED:
+            return Outcome(ItemStatus(item.status), dict(item.result or {}))  # executed before
+        reason = rule.check(session, item) if rule.check else None
+        if reason:
+            result = {"reason": reason}
+            mark_executed(session, item, status=ItemStatus.CANCELLED, result=result, actor=rule.actor)
+            return Outcome(ItemStatus.CANCELLED, result)
+        if item.kind == ItemKind.INVOICE or rule.action is not None:
+            if rule.action is None:
+                raise LookupError(f"review item {item.id} ({item.source}) has no action to execute")
+            result = rule.action(settings, session, item)
+            log_activity(session, item, kind=item.kind, summary=result.get("summary", item.kind))
+            mark_executed(session, item, status=ItemStatus.DONE, result=result, actor=rule.actor)
+            return Outcome(ItemStatus.DONE, result)
+        kind = item.kind
+    if kind == ItemKind.EMAIL:
+        try:
+            sent = outbox.send_approved_email(settings, review_item_id)
+        except RecipientOptedOut as exc:
+            result = {"reason": exc.message}
+            with session_scope(settings) as session:
+                item, _ = approved_action(session, review_item_id)
+                mark_executed(session, item, status=ItemStatus.CANCELLED, result=result, actor=rule.actor)
+            return Outcome(ItemStatus.CANCELLED, result)
+        status = ItemStatus.SENT
+        result = {"outbox_id": sent.id, "to": sent.to_addr, "transport": sent.transport}
+        activity = ("email_sent", f"Sent '{sent.subject}' to {sent.to_addr}")
+    else:  # a call task: the person does it; the item records that it was handed over
+        status, result = ItemStatus.DONE, {"task": kind}
+    with session_scope(settings) as session:
+        item, decision = approved_action(session, review_item_id)
+        if kind != ItemKind.EMAIL:
+            activity = (kind, decision.final_subject or item.draft.get("subject") or kind.replace("_", " "))
+        log_activity(session, item, kind=activity[0], summary=activity[1])
+        mark_executed(session, item, status=status, result=result, actor=rule.actor)
+    return Outcome(status, result)

@@ -1,0 +1,248 @@
+"""The review queue's writes: a `Draft` becomes a review item (once), an approval is read back from the
+records, an executed item reaches its final state, and pending items are cancelled when the world moved
+on. Only this package changes a review item's status."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.db import insert_once
+from core.enums import APPROVED_STATES, DecisionAction, ItemKind, ItemSource, ItemStatus, LeadStatus, ReviewQueue
+from core.errors import Conflict
+from core.models import Activity, Decision, ReviewItem, utcnow
+from crm.records import set_lead_status
+from review import templates
+
+
+class NotApproved(Conflict):
+    """Raised when an execute step finds no approval record for its review item."""
+
+
+class RecipientOptedOut(Conflict):
+    """The contact withdrew consent after the draft was approved: the action is cancelled, not retried."""
+
+
+class Draft(BaseModel):
+    """One drafted outbound action waiting for a person: what the graphs' interrupts carry and what the
+    daily scans queue. Recipients are references to records (`contact_id`); `to` is only shown."""
+
+    source: ItemSource
+    kind: ItemKind
+    thread_id: str  # the graph thread, or the domain record's thread ("dunning-12", "cadence-7")
+    # Unique per item: the LangGraph Interrupt.id for graph items (filled in when the interrupt is queued),
+    # a step key for the scans ("dunning-12-+7"), so a re-run never queues the same step twice.
+    dedupe_key: str | None = None
+    lead_id: int | None = None
+    contact_id: int | None = None
+    to: str | None = None
+    subject: str = ""
+    body: str = ""
+    template: str | None = None
+    template_version: str | None = None  # the approved version's label, or "built-in"
+    facts_used: dict[str, Any] = Field(default_factory=dict)
+    attachments: list[dict[str, Any]] = Field(default_factory=list)
+    guard_flags: list[str] = Field(default_factory=list)
+    # Record references the executor re-reads (invoice_id, milestone_id, amount, step ...).
+    refs: dict[str, Any] = Field(default_factory=dict)
+    brief: dict[str, Any] = Field(default_factory=dict)
+    queue: ReviewQueue = ReviewQueue.MAIN
+    sla_due_at: dt.datetime | None = None
+    assignee: str | None = None
+    redraft_of: int | None = None
+    redraft_reason: str | None = None
+
+    def content(self) -> dict[str, Any]:
+        """What the review item's `draft` column holds (and the review app shows)."""
+        return {
+            "kind": self.kind.value,
+            "template": self.template,
+            "template_version": self.template_version,
+            "to": self.to,
+            "subject": self.subject,
+            "body": self.body,
+            "facts_used": self.facts_used,
+            "guard_flags": self.guard_flags,
+            "redraft_of": self.redraft_of,
+            "redraft_reason": self.redraft_reason,
+            **({"attachments": self.attachments} if self.attachments else {}),
+            **self.refs,
+        }
+
+
+def compose(session: Session, *, template: str, slots: dict[str, Any], **fields: Any) -> tuple[Draft, dict[str, str]]:
+    """A draft rendered from the approved version of `template` (else the built-in text), recording the
+    version and the facts it used; also returns the template's parts for the grounding guard."""
+    parts, version = templates.active(session, template)
+    rendered = templates.render_parts(parts, slots)
+    draft = Draft(
+        template=template,
+        template_version=version,
+        subject=rendered["subject"],
+        body=rendered["body"],
+        facts_used=fields.pop("facts_used", None) or {k: str(v) for k, v in slots.items()},
+        **fields,
+    )
+    return draft, parts
+
+
+def queue_drafted(
+    session: Session,
+    *,
+    actor: str,
+    template: str | None,
+    slots: dict[str, Any],
+    sla_hours: float = 24,
+    **fields: Any,
+) -> ReviewItem:
+    """Compose a draft from the approved template (or from the slots' own subject and body when there is no
+    template, e.g. an invoice to issue) and queue it once: what the scans and the deal flow call."""
+    fields.setdefault("sla_due_at", utcnow() + dt.timedelta(hours=sla_hours))
+    if template is None:
+        facts = {k: str(v) for k, v in slots.items()}
+        draft = Draft(subject=slots["subject"], body=slots["body"], facts_used=facts, **fields)
+    else:
+        draft, _ = compose(session, template=template, slots=slots, **fields)
+    return enqueue(session, draft, actor=actor)
+
+
+def enqueue(session: Session, draft: Draft, *, actor: str) -> ReviewItem:
+    """Create the review item for a draft, once (keyed by its dedupe key)."""
+    if not draft.dedupe_key:
+        raise ValueError("a draft needs its dedupe_key before it is queued")
+    item, created = insert_once(
+        session,
+        ReviewItem(
+            source=draft.source,
+            kind=draft.kind,
+            thread_id=draft.thread_id,
+            dedupe_key=draft.dedupe_key,
+            lead_id=draft.lead_id,
+            contact_id=draft.contact_id,
+            template=draft.template,
+            brief=draft.brief,
+            draft=draft.content(),
+            queue=draft.queue,
+            sla_due_at=draft.sla_due_at,
+            assignee=draft.assignee,
+            guard_flags=list(draft.guard_flags),
+            grade=(str(draft.brief.get("grade") or "")[:1] or None),
+            redraft_of=draft.redraft_of,
+        ),
+        select(ReviewItem).where(ReviewItem.dedupe_key == draft.dedupe_key),
+    )
+    if not created:
+        return item
+    audit.record(
+        session,
+        actor=actor,
+        action="review_item.created",
+        entity_type="review_item",
+        entity_id=item.id,
+        after={"kind": item.kind, "source": item.source, "status": item.status, "lead_id": item.lead_id},
+    )
+    if draft.lead_id is not None:
+        set_lead_status(session, draft.lead_id, LeadStatus.IN_REVIEW, actor=actor)
+    return item
+
+
+def approved_action(session: Session, review_item_id: int) -> tuple[ReviewItem, Decision]:
+    """The item and its approve decision, read from the database (never from graph state)."""
+    item = session.get(ReviewItem, review_item_id)
+    decision = session.scalar(select(Decision).where(Decision.review_item_id == review_item_id))
+    if (
+        item is None
+        or decision is None
+        or decision.action != DecisionAction.APPROVE
+        or item.status not in APPROVED_STATES
+    ):
+        raise NotApproved(f"review item {review_item_id} has no approval record; nothing is executed")
+    return item, decision
+
+
+def mark_executed(
+    session: Session, item: ReviewItem, *, status: ItemStatus, result: dict[str, Any], actor: str
+) -> bool:
+    """Move an approved item to its final state once; False if it was already there."""
+    done = session.execute(
+        update(ReviewItem)
+        .where(ReviewItem.id == item.id, ReviewItem.status == ItemStatus.APPROVED)
+        .values(status=status, executed_at=utcnow(), result=result)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not done:
+        return False
+    session.refresh(item)
+    audit.record(
+        session,
+        actor=actor,
+        action=f"review_item.{status}",
+        entity_type="review_item",
+        entity_id=item.id,
+        before={"status": ItemStatus.APPROVED},
+        after={"status": status, **result},
+    )
+    if item.lead_id is not None and status in (ItemStatus.SENT, ItemStatus.DONE):
+        set_lead_status(session, item.lead_id, LeadStatus.CONTACTED, actor=actor)
+    return True
+
+
+def cancel_pending(
+    session: Session,
+    *,
+    reason: str,
+    actor: str,
+    lead_id: int | None = None,
+    item_ids: list[int] | None = None,
+    sources: tuple[ItemSource, ...] | None = None,
+    kinds: tuple[ItemKind, ...] | None = None,
+) -> int:
+    """Cancel the pending items that match (the world changed: the lead replied, the invoice was paid),
+    each once and audited; returns how many were cancelled."""
+    if lead_id is None and not item_ids:
+        return 0
+    conditions = [ReviewItem.status == ItemStatus.PENDING]
+    if lead_id is not None:
+        conditions.append(ReviewItem.lead_id == lead_id)
+    if item_ids is not None:
+        conditions.append(ReviewItem.id.in_(item_ids))
+    if sources:
+        conditions.append(ReviewItem.source.in_(sources))
+    if kinds:
+        conditions.append(ReviewItem.kind.in_(kinds))
+    cancelled = 0
+    for item_id in session.scalars(select(ReviewItem.id).where(*conditions).order_by(ReviewItem.id)).all():
+        cancelled += session.execute(
+            update(ReviewItem)
+            .where(ReviewItem.id == item_id, ReviewItem.status == ItemStatus.PENDING)
+            .values(status=ItemStatus.CANCELLED, result={"reason": reason}, executed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        audit.record(
+            session,
+            actor=actor,
+            action="review_item.cancelled",
+            entity_type="review_item",
+            entity_id=item_id,
+            before={"status": ItemStatus.PENDING},
+            after={"status": ItemStatus.CANCELLED, "reason": reason},
+        )
+    return cancelled
+
+
+def log_activity(session: Session, item: ReviewItem, *, kind: str, summary: str) -> Activity:
+    """Record an activity for an executed review item, once per item."""
+    existing = session.scalar(select(Activity).where(Activity.review_item_id == item.id))
+    if existing is not None:
+        return existing
+    activity = Activity(
+        kind=kind, summary=summary, lead_id=item.lead_id, contact_id=item.contact_id, review_item_id=item.id
+    )
+    session.add(activity)
+    session.flush()
+    return activity
