@@ -11,47 +11,29 @@ import contextlib
 import streamlit as st
 
 from review.client import ApiError
-from review.ui import audit, cash, evals, icp, kpis, login, queue, templates, users
+from review.ui import login, pages
 from review.ui.common import client, show_error, sign_out
 
-PAGES_BY_ROLE = {
-    "closer": ["Review queue"],
-    "manager": ["Review queue", "KPIs", "Cash", "Templates", "ICP rubric", "Evals"],
-    "evaluator": ["Review queue", "Evals", "ICP rubric"],
-    "admin": ["Review queue", "KPIs", "Cash", "Templates", "ICP rubric", "Evals", "Users", "Audit"],
-}
+
+def signed_out() -> None:
+    # Every page's URL is registered (hidden) so that /kpis, say, shows the sign-in form and then KPIs.
+    st.navigation(pages.signed_out(login.page), position="hidden")
+    login.page()
 
 
 def signed_in() -> None:
     me = st.session_state["me"]
-    api = client()
-    pages = PAGES_BY_ROLE.get(me["role"], ["Review queue"])
+    page = st.navigation(pages.signed_in(me["role"]))  # a page the role lacks falls back to the queue
     with st.sidebar:
         st.write(f"Signed in as **{me['name']}** ({me['role']})")
         if st.button("Sign out", key="logout"):
             with contextlib.suppress(ApiError):  # the session may be gone already; local sign-out is what matters
-                api.logout()
+                client().logout()
             sign_out()
             st.rerun()
-        page = st.radio("Page", pages, key="page") if len(pages) > 1 else pages[0]
         st.button("Refresh", key="refresh")
     try:
-        if page == "Review queue":
-            queue.page(api, me)
-        elif page == "KPIs":
-            kpis.page(api)
-        elif page == "ICP rubric":
-            icp.page(api, me["role"])
-        elif page == "Cash":
-            cash.page(api)
-        elif page == "Templates":
-            templates.page(api)
-        elif page == "Evals":
-            evals.page(api)
-        elif page == "Users":
-            users.page(api, me)
-        elif page == "Audit":
-            audit.page(api)
+        page.run()
     except ApiError as exc:
         show_error(exc)
 
@@ -59,7 +41,7 @@ def signed_in() -> None:
 def main() -> None:
     st.set_page_config(page_title="revloop review", layout="wide")
     if "token" not in st.session_state:
-        login.page()
+        signed_out()
     else:
         signed_in()
 

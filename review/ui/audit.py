@@ -7,6 +7,7 @@ import datetime as dt
 import streamlit as st
 
 from review.client import ApiError, RevloopClient
+from review.ui import common
 from review.ui.common import show_error
 
 ENTITY_TYPES = ["any", "review_item", "lead", "user", "api_token", "icp_rubric", "scoring_model"]
@@ -54,3 +55,7 @@ def page(client: RevloopClient) -> None:
         hide_index=True,
         width="stretch",
     )
+
+
+if __name__ == "__main__":  # Streamlit runs this file as the page (review/ui/pages.py)
+    page(common.client())

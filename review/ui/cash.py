@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from review.client import ApiError, RevloopClient
+from review.ui import common
 from review.ui.common import show_error
 
 
@@ -57,3 +58,7 @@ def page(client: RevloopClient) -> None:
         st.dataframe(deals, hide_index=True, width="stretch")
     else:
         st.caption("No open deals.")
+
+
+if __name__ == "__main__":  # Streamlit runs this file as the page (review/ui/pages.py)
+    page(common.client())

@@ -7,6 +7,7 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from review.client import ApiError, RevloopClient
+from review.ui import common
 from review.ui.common import show_error
 
 SUITES = ["all", "scoring", "routing", "drafting", "safety", "collections"]
@@ -106,3 +107,7 @@ def page(client: RevloopClient) -> None:
     if diff["changed_cases"]:
         st.markdown("**Cases whose verdict changed**")
         st.dataframe(diff["changed_cases"], hide_index=True, width="stretch")
+
+
+if __name__ == "__main__":  # Streamlit runs this file as the page (review/ui/pages.py)
+    page(common.client())

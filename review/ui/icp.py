@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from review.client import ApiError, RevloopClient
+from review.ui import common
 from review.ui.common import show_error
 
 GRADES = ["A", "B", "C", "D"]
@@ -143,3 +144,7 @@ def models_section(client: RevloopClient, role: str) -> None:
             else:
                 st.success(f"{version} is now the champion.")
                 st.rerun()
+
+
+if __name__ == "__main__":  # Streamlit runs this file as the page (review/ui/pages.py)
+    page(common.client(), st.session_state["me"]["role"])

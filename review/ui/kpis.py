@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from review.client import ApiError, RevloopClient
+from review.ui import common
 from review.ui.common import show_error
 
 
@@ -79,3 +80,7 @@ def page(client: RevloopClient) -> None:
         )
     else:
         st.caption("No decisions in this window.")
+
+
+if __name__ == "__main__":  # Streamlit runs this file as the page (review/ui/pages.py)
+    page(common.client())

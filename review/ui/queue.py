@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from review.client import ApiError, RevloopClient
+from review.ui import common
 from review.ui import item as item_page
 from review.ui.common import show_error, sla_label
 
@@ -136,3 +137,7 @@ def page(client: RevloopClient, me: dict) -> None:
     if selected is not None:
         st.divider()
         item_page.page(client, me, selected)
+
+
+if __name__ == "__main__":  # Streamlit runs this file as the page (review/ui/pages.py)
+    page(common.client(), st.session_state["me"])

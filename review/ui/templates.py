@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from review.client import ApiError, RevloopClient
+from review.ui import common
 from review.ui.common import show_error
 
 
@@ -75,3 +76,7 @@ def page(client: RevloopClient) -> None:
                 else:
                     st.session_state["templates_flash"] = f"{key} {choice} approved: new drafts use it."
                     st.rerun()
+
+
+if __name__ == "__main__":  # Streamlit runs this file as the page (review/ui/pages.py)
+    page(common.client())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from review.client import ApiError, RevloopClient
+from review.ui import common
 from review.ui.common import show_error
 
 ROLES = ["closer", "manager", "evaluator", "admin"]
@@ -77,3 +78,7 @@ def page(client: RevloopClient, me: dict) -> None:
         else:
             st.session_state["users_flash"] = f"Saved {email}: {', '.join(changes)} (signed out everywhere)."
             st.rerun()
+
+
+if __name__ == "__main__":  # Streamlit runs this file as the page (review/ui/pages.py)
+    page(common.client(), st.session_state["me"])

@@ -57,6 +57,14 @@ def _button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
 
+def _open(at: AppTest, url_path: str) -> AppTest:
+    """Go to a page as its sidebar link does (/kpis runs review/ui/kpis.py)."""
+    at.switch_page(f"ui/{url_path}.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 # --- sign-in -------------------------------------------------------------------------------------
 
 
@@ -191,7 +199,7 @@ def test_reject_needs_a_reason_and_can_ask_for_a_redraft(settings, live_server, 
 def test_evaluators_read_the_queue_but_get_no_decision_buttons(settings, live_server, http, worker):
     _queue_a_lead(settings, http, worker)
     at = _signed_in(live_server, settings, "evaluator")
-    at.radio(key="page").set_value("Review queue")
+    _open(at, "queue")
     at.radio(key="view").set_value("Everything")
     at.run()
     item_id = at.selectbox(key="selected").value
@@ -263,8 +271,9 @@ def test_bulk_approve_needs_a_confirmation_and_skips_flagged_items(settings, liv
 def test_closers_only_get_the_queue(settings, live_server):
     at = _signed_in(live_server, settings, "closer")
     assert at.radio(key="view")  # the queue's view switcher...
-    assert not [r for r in at.radio if r.key == "page"]  # ...but no page switcher
     assert at.title[0].value == "Review queue"
+    with pytest.raises(ValueError, match="Could not find a navigation page"):  # ...but no other page
+        at.switch_page("ui/kpis.py")
 
 
 def test_kpi_page_shows_the_numbers_and_charts(settings, live_server, http, worker):
@@ -278,8 +287,7 @@ def test_kpi_page_shows_the_numbers_and_charts(settings, live_server, http, work
     worker.run_until_idle()
 
     at = _signed_in(live_server, settings, "manager")
-    at.radio(key="page").set_value("KPIs")
-    at.run()
+    _open(at, "kpis")
     assert not at.exception, at.exception
     assert at.title[0].value == "KPIs"
     metrics = {m.label: m.value for m in at.metric}
@@ -294,8 +302,7 @@ def test_kpi_page_shows_the_numbers_and_charts(settings, live_server, http, work
 
 def test_admin_creates_a_user_who_can_then_sign_in(settings, live_server):
     at = _signed_in(live_server, settings, "admin")
-    at.radio(key="page").set_value("Users")
-    at.run()
+    _open(at, "users")
     assert at.title[0].value == "Users"
     at.text_input(key="new_user_email").input("dana@revloop.test")
     at.text_input(key="new_user_name").input("Dana Closer")
@@ -324,8 +331,7 @@ def test_audit_page_filters_by_actor_and_item(settings, live_server, http, worke
     closer.run()
 
     at = _signed_in(live_server, settings, "admin")
-    at.radio(key="page").set_value("Audit")
-    at.run()
+    _open(at, "audit")
     assert at.title[0].value == "Audit"
     at.text_input(key="audit_actor").input("closer:Casey Jordan")
     at.run()
@@ -342,8 +348,54 @@ def test_audit_page_filters_by_actor_and_item(settings, live_server, http, worke
 @pytest.mark.parametrize("role", ["closer", "evaluator"])
 def test_admin_pages_are_not_offered_to_other_roles(settings, live_server, role):
     at = _signed_in(live_server, settings, role)
-    pages = next((r.options for r in at.radio if r.key == "page"), ["Review queue"])
-    assert "Users" not in pages and "Audit" not in pages
+    for page in ("users", "audit"):
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(f"ui/{page}.py")
+
+
+PAGE_URLS = {
+    "Review queue": "queue",
+    "KPIs": "kpis",
+    "Cash": "cash",
+    "Templates": "templates",
+    "ICP rubric": "icp",
+    "Evals": "evals",
+    "Users": "users",
+    "Audit": "audit",
+}
+ROLE_PAGES = {
+    "closer": {"Review queue"},
+    "manager": {"Review queue", "KPIs", "Cash", "Templates", "ICP rubric", "Evals"},
+    "evaluator": {"Review queue", "Evals", "ICP rubric"},
+    "admin": set(PAGE_URLS),
+}
+
+
+@pytest.mark.parametrize("role", list(ROLE_PAGES))
+def test_each_role_gets_exactly_its_pages(settings, live_server, role):
+    from review.ui.pages import PAGES
+
+    assert {p.title: p.url_path for p in PAGES} == PAGE_URLS  # so every page the app has is checked below
+    at = _signed_in(live_server, settings, role)
+    assert at.title[0].value == "Review queue"  # the default page, at the app's root URL
+    for title, url_path in PAGE_URLS.items():
+        if title in ROLE_PAGES[role]:
+            assert _open(at, url_path).title[0].value == title
+        else:  # st.navigation serves only the pages it was given
+            with pytest.raises(ValueError, match="Could not find a navigation page"):
+                at.switch_page(f"ui/{url_path}.py")
+
+
+@pytest.mark.parametrize(("role", "lands_on"), [("admin", "Users"), ("closer", "Review queue")])
+def test_a_page_url_opens_after_sign_in_only_for_roles_that_have_the_page(settings, live_server, role, lands_on):
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    at.switch_page("ui/users.py")  # what opening /users asks for: a new session, so sign-in comes first
+    at.run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "revloop review"
+    at.text_input(key="login_api_url").input(live_server.url)
+    _sign_in(at, user(settings, role))
+    assert at.title[0].value == lands_on
 
 
 # --- pages kept from before: ICP and models ------------------------------------------------------
@@ -356,8 +408,7 @@ def test_icp_page_validates_backtests_and_publishes(settings, live_server, http)
     with session_scope(settings) as session:
         import_crm(session, root.parent / "shared" / "datasets" / "maven-crm-sales-opportunities", "maven")
     at = _signed_in(live_server, settings, "manager", "Morgan Demo")
-    at.radio(key="page").set_value("ICP rubric")
-    at.run()
+    _open(at, "icp")
     assert at.title[0].value == "ICP rubric"
     assert "default-2026.11" in at.caption[0].value
     assert at.text_area(key="icp_content").value.startswith("# revloop ICP rubric")
@@ -402,8 +453,7 @@ def test_brief_shows_the_model_and_managers_promote_a_challenger(settings, live_
     )
 
     at = _signed_in(live_server, settings, "manager")
-    at.radio(key="page").set_value("ICP rubric")
-    at.run()
+    _open(at, "icp")
     assert any("Outcome models" in s.value for s in at.subheader)
     assert at.selectbox(key="promote_version").value == second
     at.button(key="promote").click()

@@ -96,10 +96,7 @@ def test_closer_signs_in_edits_approves_and_sees_it_sent_after_the_undo_window(
     page = browser.new_page()
     page.set_default_timeout(30_000)
     page.goto(review_app)
-    page.get_by_label("Email", exact=True).fill(email)
-    page.get_by_role("textbox", name="Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_text("Signed in as").wait_for()
+    _sign_in(page, email)
 
     page.get_by_text("Everything", exact=True).click()  # the lead sits in whichever queue routing chose
     body = page.get_by_label("Body", exact=True)
@@ -117,6 +114,36 @@ def test_closer_signs_in_edits_approves_and_sees_it_sent_after_the_undo_window(
     [eml] = outbox_files(settings)
     text = eml.read_text()
     assert "Warm regards from the browser" in text and "To: jane.doe@acme-software.com" in text
+
+
+def test_pages_have_urls_that_open_after_sign_in_when_the_role_has_them(settings, review_app, browser):
+    email = user(settings, "manager", "Morgan Demo")
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{review_app}/kpis")  # a bookmark: a new session, so sign-in first, then the page asked for
+    _sign_in(page, email)
+    page.get_by_role("heading", name="KPIs").wait_for()
+    assert page.url == f"{review_app}/kpis"
+    links = page.get_by_test_id("stSidebarNav").get_by_role("link")
+    labels = [text.splitlines()[-1] for text in links.all_inner_texts()]  # each label follows its icon's name
+    assert labels == ["Review queue", "KPIs", "Cash", "Templates", "ICP rubric", "Evals"]
+    links.filter(has_text="Cash").click()
+    page.get_by_role("heading", name="Cash").wait_for()
+    assert page.url == f"{review_app}/cash"
+
+    page.goto(f"{review_app}/users")  # managers have no Users page: after sign-in they get the queue
+    _sign_in(page, email)
+    page.get_by_role("heading", name="Review queue").wait_for()
+    assert page.url == f"{review_app}/"
+    assert page.get_by_role("heading", name="Users").count() == 0
+    assert page.get_by_text("Page not found").count() == 0
+
+
+def _sign_in(page, email: str) -> None:
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Signed in as").wait_for()
 
 
 def _pending_items(http, settings) -> int:
