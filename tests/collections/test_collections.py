@@ -284,13 +284,12 @@ def test_cash_view_on_the_ibm_history(settings, http):
 
 
 def test_cash_page_shows_dso_aging_and_expected_collections(settings, live_server):
-    from tests.review.test_app import _signed_in
+    from tests.review.test_app import _open, _signed_in
 
     with session_scope(settings) as session:
         ledger.import_invoices(session, IBM_FILE, "ibm-ar")
     at = _signed_in(live_server, settings, "manager")
-    at.radio(key="page").set_value("Cash")
-    at.run()
+    _open(at, "cash")
     at.date_input(key="cash_as_of").set_value(dt.date(2013, 3, 31))
     at.run()
     assert not at.exception, at.exception

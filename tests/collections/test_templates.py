@@ -96,11 +96,10 @@ def test_reminders_use_the_approved_dunning_template(settings, http):
 
 
 def test_templates_page_refuses_an_unknown_field_then_saves_and_approves(settings, live_server):
-    from tests.review.test_app import _signed_in
+    from tests.review.test_app import _open, _signed_in
 
     at = _signed_in(live_server, settings, "manager")
-    at.radio(key="page").set_value("Templates")
-    at.run()
+    _open(at, "templates")
     at.selectbox(key="template_key").select("dunning_firm")
     at.run()
     assert at.text_input(key="template_subject_dunning_firm").value.startswith("Action needed")

@@ -242,14 +242,13 @@ def test_the_api_serves_runs_reports_and_comparisons_to_evaluators(settings, htt
 
 
 def test_evaluator_page_lists_runs_shows_failures_and_compares(settings, live_server):
-    from tests.review.test_app import _signed_in
+    from tests.review.test_app import _open, _signed_in
 
     with session_scope(settings) as session:
         run_suite(session, settings, "collections")
         run_suite(session, settings, "collections")
     at = _signed_in(live_server, settings, "evaluator")
-    at.radio(key="page").set_value("Evals")
-    at.run()
+    _open(at, "evals")
     assert not at.exception, at.exception
     assert at.title[0].value == "Evals"
     assert len(at.dataframe[0].value) == 2
