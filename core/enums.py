@@ -30,6 +30,7 @@ class ItemKind(StrEnum):
     EMAIL = "email"
     CALL_TASK = "call_task"
     INVOICE = "invoice"
+    CONVERT = "convert"  # turn a lead into a deal (an agent proposes it, a person confirms)
 
 
 class ItemSource(StrEnum):
@@ -42,6 +43,7 @@ class ItemSource(StrEnum):
     ONBOARDING = "onboarding"  # welcome and kickoff emails after a signature
     CLIENT_UPDATE = "client_update"  # milestone status updates
     INVOICE = "invoice"  # a milestone's invoice to issue
+    CONVERSION = "conversion"  # a lead that asked for a quote or booked a meeting: make it a deal?
 
 
 # Items whose approval resumes a LangGraph thread (the others are executed directly).
@@ -67,6 +69,7 @@ class LeadStatus(StrEnum):
     DRAFT_REJECTED = "draft_rejected"
     CONTACTED = "contacted"
     NO_CONTACT_ALLOWED = "no_contact_allowed"
+    CONVERTED = "converted"  # a deal was made from it
 
 
 class DealStage(StrEnum):
@@ -77,6 +80,7 @@ class DealStage(StrEnum):
     NEGOTIATION = "negotiation"
     WON = "won"
     LOST = "lost"
+    CLOSED = "closed"  # closed deals from CRM imports (their outcome says won or lost)
 
 
 OPEN_STAGES = (

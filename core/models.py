@@ -81,6 +81,8 @@ class Account(TimestampMixin, Base):
     revenue_musd: Mapped[Decimal | None] = mapped_column()
     year_established: Mapped[int | None] = mapped_column(Integer)
     subsidiary_of: Mapped[str | None] = mapped_column(String(200))
+    # Where each enriched field came from ({"industry": "directory:fortune1000"}); empty for typed-in values.
+    field_sources: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
     # Imported records remember where they came from, so a re-run updates instead of duplicating.
     external_source: Mapped[str | None] = mapped_column(String(50))
     external_id: Mapped[str | None] = mapped_column(String(200))
@@ -166,6 +168,11 @@ class Deal(TimestampMixin, Base):
     stage_changed_at: Mapped[dt.datetime | None] = mapped_column()  # for stage aging
     product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id"), index=True)
     sales_agent_id: Mapped[int | None] = mapped_column(ForeignKey("sales_agents.id"), index=True)
+    # The person who works the deal (a user's name, like a review item's assignee).
+    owner: Mapped[str | None] = mapped_column(String(200), index=True)
+    lost_reason: Mapped[str | None] = mapped_column(String(500))
+    next_step: Mapped[str | None] = mapped_column(String(300))
+    next_step_due: Mapped[dt.date | None] = mapped_column(Date)
     external_source: Mapped[str | None] = mapped_column(String(50))
     external_id: Mapped[str | None] = mapped_column(String(200))
 
@@ -301,6 +308,9 @@ class ReviewItem(TimestampMixin, Base):
     first_opened_at: Mapped[dt.datetime | None] = mapped_column()
     # The rejected item this one redrafts (reject with redraft=true), so the timeline links them.
     redraft_of: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"))
+    # One pending outbound draft per subject and purpose ("lead:12:follow_up", "invoice:5:reminder"): a newer
+    # draft with the same key supersedes (cancels) the older pending one.
+    supersede_key: Mapped[str | None] = mapped_column(String(100), index=True)
     # Grounding-guard findings: anything in the draft no fact supports. Blocks one-click approval.
     guard_flags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 

@@ -273,7 +273,7 @@ def _import_x_education(session: Session, path: Path, report: ImportReport, prog
             {
                 "name": f"X Education enrolment {row.get('Lead Number') or pid}",
                 "lead": lead,
-                "stage": "closed",
+                "stage": DealStage.CLOSED,
                 "outcome": DealOutcome.WON if won else DealOutcome.LOST,
                 "external_source": XED_SOURCE,
                 "external_id": pid,
@@ -427,7 +427,7 @@ def _import_generic(
                     "name": f"{fields_values['company'] or key} ({path.stem})",
                     "lead": lead,
                     "account_id": lead.account_id,
-                    "stage": "closed",
+                    "stage": DealStage.CLOSED,
                     "outcome": outcomes[outcome],
                     "external_source": source_key,
                     "external_id": key,
@@ -466,8 +466,8 @@ def import_leads(
 MAVEN_SOURCE = "maven"
 MAVEN_FILES = ("accounts.csv", "products.csv", "sales_teams.csv", "sales_pipeline.csv")
 MAVEN_STAGES = {
-    "Won": ("closed", DealOutcome.WON),
-    "Lost": ("closed", DealOutcome.LOST),
+    "Won": (DealStage.CLOSED, DealOutcome.WON),
+    "Lost": (DealStage.CLOSED, DealOutcome.LOST),
     "Engaging": (DealStage.ENGAGING, None),
     "Prospecting": (DealStage.PROSPECTING, None),
 }

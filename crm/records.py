@@ -159,3 +159,35 @@ def record_brief(session: Session, lead_id: int, brief: dict[str, Any], *, actor
     )
     if row.status in (LeadStatus.NEW, LeadStatus.PROCESSING):
         set_lead_status(session, row.id, LeadStatus.SCORED, actor=actor)
+
+
+# directory field -> account field
+DIRECTORY_FIELDS = {"industry": "industry", "employees": "employees", "region": "country"}
+
+
+def fill_account_from_directory(
+    session: Session, account_id: int, directory: dict[str, Any], *, actor: str
+) -> dict[str, Any]:
+    """Fill the account's empty firmographic fields from a company-directory record, recording each field's
+    source ("company:12 (fortune1000)"); returns what was filled (nothing when every field had a value)."""
+    account = session.get(Account, account_id)
+    source = f"{directory['record']} ({directory.get('source') or 'directory'})"
+    filled: dict[str, Any] = {}
+    for theirs, ours in DIRECTORY_FIELDS.items():
+        value = directory.get(theirs)
+        if value not in (None, "") and getattr(account, ours) in (None, ""):
+            setattr(account, ours, value)
+            filled[ours] = value
+    if not filled:
+        return filled
+    account.field_sources = {**(account.field_sources or {}), **{field: source for field in filled}}
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="account.enriched",
+        entity_type="account",
+        entity_id=account.id,
+        after={**filled, "source": source},
+    )
+    return filled

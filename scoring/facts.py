@@ -62,6 +62,8 @@ def account_part(account: Account | None) -> dict[str, Any] | None:
         "revenue_musd": float(account.revenue_musd) if account.revenue_musd is not None else None,
         "year_established": account.year_established,
         "subsidiary_of": account.subsidiary_of,
+        # field -> the record it was filled from (e.g. the company directory); absent for typed-in values
+        "sources": dict(account.field_sources or {}),
     }
 
 

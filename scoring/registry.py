@@ -17,15 +17,20 @@ from core.models import Deal, Lead, ScoringModel, utcnow
 from scoring.features import FeatureSpec
 
 
-def closed_training_rows(session: Session) -> tuple[list[dict[str, Any]], list[Any], np.ndarray]:
-    """(capture snapshots, capture times, won labels) of leads with a closed deal; won if any deal was won."""
+def _closed_outcomes():
+    """One row per lead with a closed deal: its outcome, 'won' when any of its deals was won."""
     # max() over 'won'/'lost' is 'won' when any of the lead's deals was won.
-    outcome = (
+    return (
         select(Deal.lead_id, func.max(Deal.outcome).label("outcome"))
         .where(Deal.outcome.in_(tuple(DealOutcome)), Deal.lead_id.is_not(None))
         .group_by(Deal.lead_id)
         .subquery()
     )
+
+
+def closed_training_rows(session: Session) -> tuple[list[dict[str, Any]], list[Any], np.ndarray]:
+    """(capture snapshots, capture times, won labels) of leads with a closed deal; won if any deal was won."""
+    outcome = _closed_outcomes()
     stmt = (
         select(Lead.id, Lead.capture_features, Lead.captured_at, outcome.c.outcome)
         .join(outcome, outcome.c.lead_id == Lead.id)
@@ -37,6 +42,22 @@ def closed_training_rows(session: Session) -> tuple[list[dict[str, Any]], list[A
         [r[2] for r in rows],
         np.array([1 if r[3] == DealOutcome.WON else 0 for r in rows]),
     )
+
+
+def training_rows_by_origin(session: Session) -> dict[str, int]:
+    """How many training rows came from revloop's own outcomes (leads it captured and closed) and how many
+    from imports (leads with an external source)."""
+    outcome = _closed_outcomes()
+    imported = Lead.external_source.is_not(None)
+    rows = session.execute(
+        select(imported.label("imported"), func.count(Lead.id))
+        .join(outcome, outcome.c.lead_id == Lead.id)
+        .group_by(imported)
+    ).all()
+    counts = {"revloop": 0, "imported": 0}
+    for is_imported, n in rows:
+        counts["imported" if is_imported else "revloop"] += n
+    return counts
 
 
 def count_closed(session: Session) -> int:
@@ -109,6 +130,7 @@ def train_challenger(session: Session, spec: FeatureSpec, *, min_closed: int, ac
                 "cutoff": result.split.cutoff,
             },
             "seconds": result.seconds,
+            "rows_by_origin": training_rows_by_origin(session),
         },
         artifact=outcome_model.dump(result.model),
     )
@@ -137,6 +159,7 @@ def train_challenger(session: Session, spec: FeatureSpec, *, min_closed: int, ac
         "baselines": result.baselines,
         "cv_auc": result.cv_auc,
         "split": row.report["split"],
+        "rows_by_origin": row.report["rows_by_origin"],
         "seconds": result.seconds,
         "feature_spec": spec.version,
     }

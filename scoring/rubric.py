@@ -278,9 +278,11 @@ def field_record(facts: dict[str, Any], field: str) -> str | None:
             if field_value(facts, f"{source}.{field}") not in (None, ""):
                 return field_record(facts, f"{source}.{field}")
         return None
-    head = field.split(".", 1)[0]
+    head, rest = field.split(".", 1)
     part = "lead" if head == "custom" else head
     row = facts.get(part) or {}
+    if (row.get("sources") or {}).get(rest):
+        return row["sources"][rest]  # filled from another record, e.g. the company directory
     return f"{part}:{row['id']}" if row.get("id") is not None else None
 
 

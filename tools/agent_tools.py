@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from rapidfuzz import fuzz, process
-from sqlalchemy import func, select
+from sqlalchemy import false, func, or_, select
 
 from core import audit
 from core.db import session_scope
@@ -33,6 +33,9 @@ class AccountById(_Args):
 class CompanyQuery(_Args):
     name: str | None = Field(None, max_length=200, description="Company name, matched fuzzily")
     domain: str | None = Field(None, max_length=253, description="Company web domain or website")
+    directory_only: bool = Field(
+        False, description="Search only the company directory, not the CRM's accounts (to fill an account's gaps)"
+    )
 
 
 class ContactUpdate(_Args):
@@ -130,6 +133,11 @@ def _plain(name: str) -> str:
     return re.sub(r"\s+", " ", LEGAL_SUFFIXES.sub(" ", name.replace("&", " and ")).lower()).strip(" ,.")
 
 
+def same_company(a: str | None, b: str | None) -> bool:
+    """Whether two company names name the same company (legal suffixes and case aside)."""
+    return bool(a and b) and fuzz.token_sort_ratio(_plain(a), _plain(b)) >= 88
+
+
 @agent_tool(scope="read_directory")
 def company_lookup(ctx: ToolContext, args: CompanyQuery) -> dict[str, Any]:
     """Firmographics of a company from the CRM and the imported company directory, by domain or fuzzy name."""
@@ -137,13 +145,18 @@ def company_lookup(ctx: ToolContext, args: CompanyQuery) -> dict[str, Any]:
     if domain and is_free_mail(domain):
         domain = None
     name = (args.name or "").strip()
-    key = f"company:{domain or ''}:{_plain(name)}"
+    key = f"company:{domain or ''}:{_plain(name)}:{'directory' if args.directory_only else 'any'}"
     with session_scope(ctx.settings) as session:
         if cached := _cached(session, key):
             return cached
         result: dict[str, Any] = {"found": False, "domain": domain}
+        # An account counts only when it knows something: capture creates bare accounts (name and domain),
+        # and answering with one of those would hide what the directory knows.
+        informed = or_(Account.industry.is_not(None), Account.employees.is_not(None))
+        if args.directory_only:
+            informed = false()
         if domain:
-            account = session.scalar(select(Account).where(Account.domain == domain))
+            account = session.scalar(select(Account).where(Account.domain == domain, informed))
             company = None if account else session.scalar(select(Company).where(Company.domain == domain))
             if account or company:
                 result = {
@@ -153,7 +166,9 @@ def company_lookup(ctx: ToolContext, args: CompanyQuery) -> dict[str, Any]:
                     **(_account(account) if account else _company(company)),
                 }
         if not result["found"] and name:
-            candidates = {("account", i): _plain(n) for i, n in session.execute(select(Account.id, Account.name))}
+            candidates = {
+                ("account", i): _plain(n) for i, n in session.execute(select(Account.id, Account.name).where(informed))
+            }
             candidates |= {("company", i): _plain(n) for i, n in session.execute(select(Company.id, Company.name))}
             # token_sort_ratio, not WRatio: partial matching would take "Bakery of Nowhere" for "NOW Inc."
             best = process.extractOne(_plain(name), candidates, scorer=fuzz.token_sort_ratio, score_cutoff=88)

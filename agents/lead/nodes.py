@@ -75,7 +75,15 @@ class LeadNodes:
     def enrich(self, state: LeadState) -> dict[str, Any]:
         with session_scope(self.settings) as session:
             facts = records.lead_facts(session, state["lead_id"])
-        return {"facts": facts, "research": research(self.settings, facts)}
+        investigation = research(self.settings, facts)
+        directory = investigation.get("directory")
+        if directory and facts.get("account"):
+            # What the directory knows fills the account's empty fields (with their source), so the rubric
+            # and the model score the company, not a blank; typed-in values are never overwritten.
+            with session_scope(self.settings) as session:  # idempotent: a re-run finds the fields filled
+                if records.fill_account_from_directory(session, facts["account"]["id"], directory, actor="agent:lead"):
+                    facts = records.lead_facts(session, state["lead_id"])
+        return {"facts": facts, "research": investigation}
 
     def score(self, state: LeadState) -> dict[str, Any]:
         with session_scope(self.settings) as session:

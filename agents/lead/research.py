@@ -15,7 +15,7 @@ from core.db import session_scope
 from core.models import LlmRun
 from core.settings import Settings
 from tools import kb  # noqa: F401 - registers the similar_won_cases tool
-from tools.agent_tools import LEAD_GRAPH_SCOPES, LEAD_GRAPH_TOOLS, email_company_domain
+from tools.agent_tools import LEAD_GRAPH_SCOPES, LEAD_GRAPH_TOOLS, email_company_domain, same_company
 from tools.registry import Toolbox, ToolContext
 
 
@@ -62,6 +62,25 @@ def _evidence(toolbox: Toolbox) -> list[dict[str, Any]]:
     return out
 
 
+def directory_match(toolbox: Toolbox, facts: dict[str, Any]) -> dict[str, Any] | None:
+    """A company-directory record found for this lead's own company (by its domain, or by a name that is the
+    account's or the lead's company name): a model steered to look up another company never gets here."""
+    account = facts.get("account") or {}
+    own_names = (account.get("name"), facts["lead"].get("company"))
+    for call in toolbox.calls:
+        data = call.data if call.ok and isinstance(call.data, dict) else {}
+        if (
+            call.name != "company_lookup"
+            or not data.get("found")
+            or not str(data.get("record", "")).startswith("company:")
+        ):
+            continue
+        by_domain = data.get("match") == "domain" and data.get("domain") and data["domain"] == account.get("domain")
+        if by_domain or any(same_company(data.get("name"), own) for own in own_names):
+            return data
+    return None
+
+
 def deterministic(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
     lead = facts["lead"]
     toolbox = _toolbox(settings, lead["id"])
@@ -70,11 +89,12 @@ def deterministic(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
     account = facts.get("account")
     if account:
         toolbox.call("crm_account_history", {"account_id": account["id"]})
-    elif lead.get("company") or lead.get("website"):
-        toolbox.call(
-            "company_lookup",
-            {"name": lead.get("company"), "domain": lead.get("website") or email_company_domain(lead.get("email"))},
-        )
+    if not account or not (account.get("industry") and account.get("employees")):
+        name = (account or {}).get("name") or lead.get("company")
+        domain = (account or {}).get("domain") or lead.get("website") or email_company_domain(lead.get("email"))
+        if name or domain:
+            # With an account, only the directory can add to it (the account's own data came from the history).
+            toolbox.call("company_lookup", {"name": name, "domain": domain, "directory_only": bool(account)})
     # The lead's words only steer a similarity search over our own records; nothing of theirs is copied.
     profile = " ".join(
         str(p)
@@ -91,6 +111,7 @@ def deterministic(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
         "insight": None,
         "llm_error": None,
         "similar_case": similar_case(toolbox),
+        "directory": directory_match(toolbox, facts),
     }
 
 
@@ -149,6 +170,7 @@ def with_llm(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
         "insight": insight.model_dump(),
         "llm_error": None,
         "similar_case": similar_case(toolbox),
+        "directory": directory_match(toolbox, facts),
     }
 
 

@@ -126,6 +126,9 @@ def models_section(client: RevloopClient, role: str) -> None:
                 "Brier": m["brier"],
                 "ECE": m["calibration_error"],
                 "won/lost": f"{m['n_won']}/{m['n_lost']}",
+                # Rows from deals closed in revloop (its own outcomes) versus imported history.
+                "from revloop": (m["report"].get("rows_by_origin") or {}).get("revloop"),
+                "imported": (m["report"].get("rows_by_origin") or {}).get("imported"),
                 "trained": m["trained_at"][:16].replace("T", " "),
             }
             for m in models

@@ -115,3 +115,54 @@ def test_the_brief_names_the_most_similar_won_case(settings, worker, subprocess_
         text=True,
     )
     assert found.stdout.splitlines()[0].endswith("Farm co-op  (farm)")
+
+
+def test_directory_data_fills_the_account_and_reaches_the_rubric_with_its_source(settings, worker):
+    from core.models import Account, AuditEvent, Lead
+
+    with session_scope(settings) as session:
+        import_companies(session, FORTUNE, "fortune1000")
+        lead, _ = capture_lead(
+            session,
+            LeadCreate.model_validate(
+                lead_payload(email="pat@exxonmobil.com", company="Exxon Mobil", website="https://exxonmobil.com")
+            ),
+            actor="test",
+        )
+        lead_id = lead.id
+    with session_scope(settings) as session:  # capture made a bare account: name and domain, nothing else
+        account = session.get(Lead, lead_id).account
+        assert account is not None and account.industry is None and account.employees is None
+    worker.run_until_idle()
+    with session_scope(settings) as session:
+        lead = session.get(Lead, lead_id)
+        account = session.get(Account, lead.account_id)
+        assert (account.industry, account.employees, account.country) == ("Petroleum Refining", 71200, "TX")
+        company_record = account.field_sources["industry"]
+        assert company_record.startswith("company:") and company_record.endswith("(fortune1000)")
+        criteria = {c["id"]: c for c in lead.brief["criteria"]}
+        industry, size = criteria["industry"], criteria["company_size"]
+        assert "unknown" not in industry["evidence"].lower() and "petroleum refining" in industry["evidence"].lower()
+        assert industry["source"] == company_record  # the brief names where the fact came from
+        assert size["source"] == company_record and not size["met"]  # 71,200 employees: outside 10-2,000
+        assert session.scalars(select(AuditEvent).where(AuditEvent.action == "account.enriched")).one()
+
+
+def test_typed_in_account_values_are_never_overwritten_by_the_directory(settings, worker):
+    from core.models import Account, Lead
+
+    with session_scope(settings) as session:
+        import_companies(session, FORTUNE, "fortune1000")
+        session.add(Account(name="Exxon Mobil", domain="exxonmobil.com", industry="Energy services"))
+        session.flush()
+        lead, _ = capture_lead(
+            session,
+            LeadCreate.model_validate(lead_payload(email="sam@exxonmobil.com", company="Exxon Mobil")),
+            actor="test",
+        )
+        lead_id = lead.id
+    worker.run_until_idle()
+    with session_scope(settings) as session:
+        account = session.get(Account, session.get(Lead, lead_id).account_id)
+        assert account.industry == "Energy services" and account.employees == 71200  # only the empty field
+        assert set(account.field_sources) == {"employees", "country"}
