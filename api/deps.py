@@ -10,8 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.auth import Principal, authenticate
-from core.db import session_factory
-from core.errors import Forbidden, Unauthorized
+from core.db import session_factory, session_scope
+from core.errors import AppError, Forbidden, Unauthorized
 from core.settings import Settings
 
 bearer = HTTPBearer(
@@ -24,16 +24,30 @@ def get_settings_dep(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request. Write routes commit before answering; anything else is rolled back."""
+    """One session per request, the request's unit of work: routes and services only flush; this commits
+    when the route succeeds (background jobs it enqueued included) and rolls back when it raises, except an
+    AppError raised with commit=True (e.g. a failed sign-in's count must survive the 401)."""
     session = session_factory(request.app.state.settings)()
     try:
         yield session
-    finally:
+    except AppError as exc:
+        if exc.commit:
+            session.commit()
+        else:
+            session.rollback()
+        raise
+    except BaseException:
         session.rollback()
+        raise
+    else:
+        session.commit()
+    finally:
         session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the commit happens before the answer is sent, so a client (or the worker) that acts on
+# the answer sees the rows, and a failed commit is an error answer, not a 200 for lost work.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
@@ -42,11 +56,9 @@ def get_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    session = session_factory(request.app.state.settings)()
-    try:
+    # Its own short unit of work: a session token's idle clock is touched even when the request fails.
+    with session_scope(request.app.state.settings) as session:
         principal = authenticate(session, credentials.credentials, request.app.state.settings)
-    finally:
-        session.close()
     if principal is None:
         raise Unauthorized("invalid, expired or revoked token: sign in again")
     return principal

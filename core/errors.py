@@ -6,15 +6,27 @@ from typing import Any
 
 
 class AppError(Exception):
+    """An error the caller can act on. commit=True: the unit of work still commits what was flushed before
+    the error (the request's session does; e.g. a failed sign-in's count survives the 401); by default it
+    rolls back."""
+
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, status_code: int | None = None, *, details: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        commit: bool = False,
+    ):
         super().__init__(message)
         self.message = message
         if status_code is not None:
             self.status_code = status_code
         self.details = details or {}
+        self.commit = commit
 
 
 class NotFound(AppError):

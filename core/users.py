@@ -135,17 +135,17 @@ def revoke_sessions(session: Session, user_id: int) -> int:
 
 def login(session: Session, settings: Settings, *, email: str, password: str) -> tuple[UserSession, str]:
     """A new session for the right email and password; one message for every kind of failure."""
-    failure = Unauthorized("wrong email or password")
+    failure = "wrong email or password"
     now = utcnow()
     try:
         normalised = _normalise_email(email)
     except InvalidInput:
-        raise failure from None
+        raise Unauthorized(failure) from None
     user = session.scalar(select(User).where(User.email == normalised))
     if user is None:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
-        raise failure
+        raise Unauthorized(failure)
     if user.locked_until is not None and user.locked_until > now:
         raise Unauthorized(f"too many failed sign-ins: try again after {user.locked_until:%H:%M} UTC")
     try:
@@ -156,8 +156,9 @@ def login(session: Session, settings: Settings, *, email: str, password: str) ->
             user.locked_until = now + dt.timedelta(minutes=settings.login_lockout_minutes)
             user.failed_logins = 0
             audit.record(session, actor="system", action="user.locked", entity_type="user", entity_id=user.id, after={})
-        session.commit()  # the failure count must survive the error response
-        raise failure from None
+        session.flush()
+        # The failure count (and a lockout) must survive the error answer: the unit of work commits it.
+        raise Unauthorized(failure, commit=True) from None
     if not user.active:
         raise Unauthorized("this account is deactivated; ask an admin")
     if _hasher.check_needs_rehash(user.password_hash):
@@ -192,7 +193,7 @@ def session_user(session: Session, settings: Settings, plaintext: str) -> User |
         return None
     if now - row.last_seen_at > dt.timedelta(seconds=30):  # keep writes rare on busy pages
         row.last_seen_at = now
-        session.commit()
+        session.flush()
     return user
 
 

@@ -28,7 +28,6 @@ def me_of(principal: Principal) -> Me:
 def login(data: LoginRequest, session: SessionDep, settings: SettingsDep) -> LoginResult:
     row, plaintext = users.login(session, settings, email=data.email, password=data.password)
     user = row.user
-    session.commit()
     return LoginResult(
         token=plaintext,
         expires_at=row.expires_at,
@@ -44,7 +43,6 @@ def logout(
 ) -> None:
     if credentials is not None:
         users.logout(session, credentials.credentials)
-        session.commit()
 
 
 @router.get("/v1/me", response_model=Me, summary="Who this token is")

@@ -91,7 +91,6 @@ def change_stage(
     deal_id: int, data: StageChange, session: SessionDep, settings: SettingsDep, principal: Seller
 ) -> dict[str, Any]:
     result = flow.change_stage(session, settings, deal_id, data.stage, actor=principal.actor)
-    session.commit()
     return result
 
 
@@ -112,7 +111,6 @@ def request_proposal(
         discount_pct=data.discount_pct,
         actor=principal.actor,
     )
-    session.commit()
     return result
 
 
@@ -144,5 +142,4 @@ def complete_milestone(
     deal_id: int, milestone: int, session: SessionDep, settings: SettingsDep, principal: Seller
 ) -> dict[str, Any]:
     result = flow.complete_milestone(session, settings, deal_id, milestone, actor=principal.actor)
-    session.commit()
     return result

@@ -97,12 +97,10 @@ def save_draft(data: RubricContent, session: SessionDep, settings: SettingsDep, 
         row.backtest = icp.backtest(session, parse(data.content), icp.active_rubric(session, settings))
     except InvalidInput:  # no closed deals yet: the draft is saved without a backtest
         row.backtest = None
-    session.commit()
     return row
 
 
 @router.post("/rubrics/{rubric_id}/publish", response_model=IcpRubric, summary="Publish a draft (manager)")
 def publish_rubric(rubric_id: int, session: SessionDep, principal: Manager) -> Any:
     row = icp.publish(session, rubric_id, actor=principal.actor)
-    session.commit()
     return row

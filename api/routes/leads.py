@@ -36,7 +36,6 @@ def create_lead(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255, min_length=1)] = None,
 ) -> LeadAccepted:
     lead, duplicate = capture_lead(session, data, actor=principal.actor, idempotency_key=idempotency_key)
-    session.commit()
     response.headers["Location"] = f"/v1/leads/{lead.id}"
     return LeadAccepted(id=lead.id, status=lead.status, duplicate=duplicate)
 
@@ -105,7 +104,6 @@ def lead_event(
         external_id=data.event_id,
         actor=principal.actor,
     )
-    session.commit()
     return result
 
 

@@ -89,7 +89,6 @@ def bulk_approve(
     approved, skipped = service.bulk_approve(
         session, data.ids, actor=principal.actor, undo_seconds=settings.undo_seconds
     )
-    session.commit()
     return BulkApproveResult(approved=approved, skipped=skipped)
 
 
@@ -106,7 +105,6 @@ def get_timeline(item_id: int, session: SessionDep, _: Reader) -> list[TimelineE
 @router.post("/{item_id}/open", response_model=ReviewItem, summary="Start the review clock (first open only)")
 def open_review_item(item_id: int, session: SessionDep, settings: SettingsDep, _: Decider) -> ReviewItem:
     item = service.mark_opened(session, item_id)
-    session.commit()
     return service.present(item, settings)
 
 
@@ -132,7 +130,6 @@ def approve_review_item(
         acknowledge_flags=edit.acknowledge_flags,
         undo_seconds=settings.undo_seconds,
     )
-    session.commit()
     return service.present(item, settings)
 
 
@@ -143,7 +140,6 @@ def approve_review_item(
 )
 def undo_review_item(item_id: int, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
     item = service.undo(session, settings, item_id, actor=principal.actor)
-    session.commit()
     return service.present(item, settings)
 
 
@@ -158,7 +154,6 @@ def reject_review_item(
     item = service.reject(
         session, item_id, actor=principal.actor, reason=data.reason, redraft=data.redraft, template=data.template
     )
-    session.commit()
     return service.present(item, settings)
 
 
@@ -169,7 +164,6 @@ def assign_review_item(
     item = service.assign(
         session, item_id, assignee=data.assignee, actor=principal.actor, role=principal.role, me=principal.name
     )
-    session.commit()
     return service.present(item, settings)
 
 
@@ -178,5 +172,4 @@ def snooze_review_item(
     item_id: int, data: SnoozeRequest, session: SessionDep, settings: SettingsDep, principal: Decider
 ) -> ReviewItem:
     item = service.snooze(session, item_id, until=data.until, actor=principal.actor)
-    session.commit()
     return service.present(item, settings)

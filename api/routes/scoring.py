@@ -42,5 +42,4 @@ def promote_model(
     version: str, session: SessionDep, principal: Annotated[Principal, Depends(require("manager"))]
 ) -> Any:
     row = registry.promote(session, version, actor=principal.actor)
-    session.commit()
     return row

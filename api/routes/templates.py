@@ -71,12 +71,10 @@ def preview(data: TemplateText, _: Manager) -> dict[str, Any]:
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Save a new draft version (refused if invalid)")
 def save(data: TemplateText, session: SessionDep, principal: Manager) -> dict[str, Any]:
     row = templates.save_draft(session, data.key, data.subject, data.body, actor=principal.actor)
-    session.commit()
     return _row(row)
 
 
 @router.post("/{template_id}/approve", summary="Approve a draft version: new drafts use it from now on")
 def approve(template_id: int, session: SessionDep, principal: Manager) -> dict[str, Any]:
     row = templates.approve(session, template_id, actor=principal.actor)
-    session.commit()
     return _row(row)

@@ -25,7 +25,6 @@ def create_user(data: UserCreate, session: SessionDep, principal: Admin) -> User
     user = users.create_user(
         session, email=str(data.email), role=data.role, password=data.password, name=data.name, actor=principal.actor
     )
-    session.commit()
     return UserRead.model_validate(user)
 
 
@@ -38,5 +37,4 @@ def update_user(user_id: int, data: UserUpdate, session: SessionDep, principal: 
     user = users.update_user(
         session, user_id, actor=principal.actor, role=data.role, active=data.active, password=data.password
     )
-    session.commit()
     return UserRead.model_validate(user)

@@ -69,7 +69,6 @@ def lead_webhook(
 ) -> LeadAccepted:
     data = verified(session, settings, "leads", body, timestamp, signature, LeadCreate)
     lead, duplicate = capture_lead(session, data, actor="webhook:leads")
-    session.commit()
     response.headers["Location"] = f"/v1/leads/{lead.id}"
     return LeadAccepted(id=lead.id, status=lead.status, duplicate=duplicate)
 
@@ -112,7 +111,6 @@ def payment_webhook(
         reference=notice.invoice_number,
         actor="webhook:payments",
     )
-    session.commit()
     return {"payment_id": notice.payment_id, "duplicate": duplicate, "unallocated": str(payment.unallocated)}
 
 
@@ -142,10 +140,8 @@ def esign_webhook(
     signature: Signature = None,
 ) -> dict[str, Any]:
     notice = verified(session, settings, "esign", body, timestamp, signature, SignatureNotice)
-    if notice.status != "completed":
-        session.commit()  # the delivery is recorded (no replay), nothing else changes
+    if notice.status != "completed":  # only the delivery is recorded (no replay); nothing else changes
         return {"deal_id": notice.deal_id, "status": notice.status, "acted": False}
     signed_at = notice.signed_at if notice.signed_at.tzinfo else notice.signed_at.replace(tzinfo=dt.UTC)
     result = deals.signed(session, settings, notice.deal_id, signed_at=signed_at, actor="webhook:esign")
-    session.commit()
     return {**result, "status": notice.status, "acted": not result["duplicate"]}
