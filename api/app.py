@@ -28,6 +28,7 @@ from api.routes import (
 )
 from core.db import get_engine
 from core.errors import AppError
+from core.schemas import Health
 from core.settings import Settings, get_settings
 
 
@@ -147,11 +148,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router)
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness and database check (no auth)")
-    def healthz() -> dict[str, str]:
+    @app.get("/healthz", response_model=Health, tags=["ops"], summary="Liveness and database check (no auth)")
+    def healthz() -> Health:
         with get_engine(settings).connect() as conn:
             conn.execute(text("SELECT 1"))
-        return {"status": "ok"}
+        return Health(status="ok")
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, field_validator
@@ -254,3 +255,469 @@ class AuditPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class LlmRun(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    purpose: str
+    model: str
+    calls: int
+    tool_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+    status: str
+    error: str | None
+    created_at: dt.datetime
+
+
+class LeadEventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["reply", "meeting_booked", "proposal_opened", "unsubscribed", "bounced"]
+    note: str | None = Field(None, max_length=5000, description="e.g. the reply's text, shown to the closer")
+    occurred_at: dt.datetime | None = None
+    event_id: str | None = Field(None, max_length=200, description="The sender's id: a re-delivery counts once")
+
+
+class LeadEventRecorded(BaseModel):
+    lead_id: int
+    type: str
+    duplicate: bool = Field(description="true: this event_id was received before; nothing changed")
+    cancelled_drafts: int = Field(description="Pending follow-ups cancelled because the event stops the cadence")
+    handoff_item: int | None = Field(description="The review item queued for a person (reply, opened proposal)")
+
+
+# --- deals -------------------------------------------------------------------------------------------
+
+
+STAGES = Literal["prospecting", "engaging", "qualified", "proposal", "negotiation"]
+
+
+class StageChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stage: STAGES
+
+
+class ProposalLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product: str = Field(min_length=1, max_length=200, description="A product name from the price book")
+    quantity: int = Field(1, ge=1, le=100_000)
+
+
+class ProposalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lines: list[ProposalLine] = Field(default_factory=list, max_length=50)
+    discount_pct: Decimal = Field(Decimal("0"), ge=0, le=100, decimal_places=2)
+
+
+class PricedLine(BaseModel):
+    product: str
+    quantity: int
+    unit_price: str = Field(description="Decimal as text")
+    amount: str = Field(description="Decimal as text: unit price x quantity")
+
+
+class ProposalRead(BaseModel):
+    id: int
+    number: str
+    deal_id: int
+    lines: list[PricedLine]
+    currency: str
+    subtotal: str
+    discount_pct: str
+    total: str
+    terms: str
+    valid_until: dt.date
+    review_item_id: int | None = Field(description="The review item of its cover email")
+
+
+class ProjectRead(BaseModel):
+    brief: dict[str, Any]
+    tasks: list[Any]
+    kickoff_on: dt.date
+
+
+class MilestoneRead(BaseModel):
+    seq: int
+    name: str
+    percent: str
+    amount: str
+    status: str = Field(description="planned | completed | invoiced")
+    invoice_id: int | None
+
+
+class DealRead(BaseModel):
+    id: int
+    name: str
+    stage: str
+    outcome: str | None = Field(description="won | lost; null while open")
+    amount: str | None
+    proposals: list[ProposalRead]
+    project: ProjectRead | None = Field(description="The delivery hand-off, once signed")
+    milestones: list[MilestoneRead]
+
+
+class StageChanged(BaseModel):
+    deal_id: int
+    stage: str
+    proposal: str | None = Field(description="The proposal graph's thread, when entering 'proposal' started one")
+
+
+class ProposalRequested(BaseModel):
+    deal_id: int
+    thread_id: str = Field(description="The proposal graph's thread; it renders the proposal and queues its review")
+    status: Literal["drafting"]
+    lines: list[PricedLine]
+    currency: str
+    subtotal: str
+    discount_pct: str
+    total: str
+
+
+class MilestoneCompleted(BaseModel):
+    milestone: int
+    invoice_item: int = Field(description="The review item that issues the milestone's invoice")
+    update_item: int = Field(description="The review item of the client update email")
+
+
+# --- ICP rubrics -------------------------------------------------------------------------------------
+
+
+class RubricContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: str = Field(min_length=1, max_length=60_000, description="The rubric as YAML")
+
+
+class BacktestRequest(RubricContent):
+    source: str | None = Field(None, max_length=50, description="Only closed deals imported from this source")
+
+
+class RubricValidation(BaseModel):
+    valid: bool
+    errors: list[str]
+    version: str | None = None
+
+
+class ActiveRubric(BaseModel):
+    version: str
+    content: str
+    origin: str = Field(description="'published' (a saved version) or 'file' (REVLOOP_RUBRIC_PATH)")
+
+
+class IcpRubric(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    version: str
+    status: str
+    content: str
+    created_by: str
+    created_at: dt.datetime
+    published_by: str | None
+    published_at: dt.datetime | None
+    backtest: dict[str, Any] | None
+
+
+class GradeBacktest(BaseModel):
+    n: int
+    won: int
+    win_rate: float | None
+    lift: float | None = Field(description="Win rate over the base win rate")
+
+
+class RubricBacktest(BaseModel):
+    version: str
+    auc: float | None
+    grades: dict[str, GradeBacktest] = Field(description="Grade (A, B, C, D) -> closed deals and win rate")
+
+
+class Backtest(BaseModel):
+    source: str | None
+    closed_deals: int
+    won: int
+    base_win_rate: float
+    draft: RubricBacktest
+    published: RubricBacktest
+    open_leads: int
+    open_leads_changing_grade: int
+    grade_changes: dict[str, int] = Field(description="'B->A' -> open leads whose grade would change so")
+
+
+# --- scoring -----------------------------------------------------------------------------------------
+
+
+class ScoringModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    version: str
+    status: str
+    algorithm: str
+    n_won: int
+    n_lost: int
+    auc: float
+    brier: float
+    log_loss: float
+    calibration_error: float
+    report: dict[str, Any]
+    trained_at: dt.datetime
+    promoted_at: dt.datetime | None
+    promoted_by: str | None
+
+
+# --- message templates -------------------------------------------------------------------------------
+
+
+class TemplateText(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(min_length=1, max_length=50, description="Which message, e.g. first_touch_fast, dunning_firm")
+    subject: str = Field(max_length=2000)
+    body: str = Field(max_length=20_000)
+
+
+class TemplateVersion(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    key: str
+    version: int
+    status: str = Field(description="draft | approved | archived")
+    subject: str
+    body: str
+    created_by: str
+    created_at: dt.datetime
+    approved_by: str | None
+    approved_at: dt.datetime | None
+
+
+class TemplateRead(BaseModel):
+    key: str
+    in_use: str = Field(description="The version drafts use now: 'v3' (approved) or 'built-in'")
+    subject: str
+    body: str
+    fields: list[str] = Field(description="Merge fields the template may use")
+    required: list[str] = Field(description="Merge fields the template must use")
+    versions: list[TemplateVersion]
+
+
+class TemplatePreview(BaseModel):
+    valid: bool
+    errors: list[str]
+    subject: str | None = Field(None, description="Rendered with sample data; only when valid")
+    body: str | None = Field(None, description="Rendered with sample data; only when valid")
+
+
+# --- KPIs --------------------------------------------------------------------------------------------
+
+
+class KpiFunnelStep(BaseModel):
+    stage: str = Field(description="captured | contacted | opportunity | won")
+    count: int
+    conversion_from_previous: float | None
+
+
+class KpiStageAging(BaseModel):
+    stage: str
+    open_deals: int
+    median_days: float | None
+    max_days: float
+
+
+class KpiReviewer(BaseModel):
+    reviewer: str
+    reviews: int
+    median_review_seconds: float | None
+
+
+class KpiTemplate(BaseModel):
+    template: str
+    decisions: int
+    approval_rate: float | None = Field(description="Approved as drafted")
+    edit_rate: float | None = Field(description="Approved with edits")
+    reject_rate: float | None
+
+
+class Kpis(BaseModel):
+    median_proposal_turnaround_hours: float | None
+    proposals_sent: int
+    window_days: int
+    since: dt.datetime
+    generated_at: dt.datetime
+    leads_captured: int
+    median_minutes_to_first_touch: float | None
+    leads_touched: int
+    next_action_within_sla: float | None = Field(description="Share of review items decided by their deadline")
+    sla_items_judged: int
+    funnel: list[KpiFunnelStep]
+    stage_aging: list[KpiStageAging]
+    reviewers: list[KpiReviewer]
+    median_review_seconds: float | None
+    templates: list[KpiTemplate] = Field(description="Templates whose drafts are most edited or rejected first")
+
+
+# --- billing -----------------------------------------------------------------------------------------
+
+
+class InvoiceRead(BaseModel):
+    id: int
+    number: str
+    account_id: int
+    amount: str
+    balance: str = Field(description="The amount minus the payments allocated to it")
+    currency: str
+    issued_on: dt.date
+    due_on: dt.date
+    status: str = Field(description="issued | paid | void")
+    disputed: bool
+    paid_on: dt.date | None
+
+
+class InvoicePage(BaseModel):
+    total: int
+    items: list[InvoiceRead]
+
+
+class ExpectedWeek(BaseModel):
+    week_of: dt.date
+    amount: str
+
+
+class UnpaidInvoice(BaseModel):
+    id: int
+    number: str
+    account_id: int
+    due_on: dt.date
+    days_past_due: int
+    balance: str
+    disputed: bool
+    expected_on: dt.date | None = Field(description="From the customer's average delay; null when disputed")
+    late_share: float = Field(description="Share of the customer's invoices paid late")
+
+
+class OpenDeals(BaseModel):
+    stage: str
+    deals: int
+    amount: str
+
+
+class CashView(BaseModel):
+    as_of: dt.date
+    receivable: str
+    sales_last_days: str
+    dso_days: float | None
+    dso_window_days: int
+    aging: dict[str, str] = Field(description="Aging bucket -> amount owed")
+    expected_by_week: list[ExpectedWeek]
+    unpaid: list[UnpaidInvoice]
+    open_deals: list[OpenDeals]
+
+
+# --- evals -------------------------------------------------------------------------------------------
+
+
+class EvalFailure(BaseModel):
+    metric: str
+    op: str | None = None
+    threshold: Any = None
+    actual: Any = None
+
+
+class EvalThreshold(BaseModel):
+    metric: str
+    op: str
+    value: Any
+    regression: Any = Field(description="How far the metric may move against run A before compare fails")
+
+
+class EvalCase(BaseModel):
+    id: str
+    passed: bool
+    detail: str
+
+
+class EvalRunSummary(BaseModel):
+    run_id: str
+    suite: str
+    engine: str
+    passed: bool
+    metrics: dict[str, Any]
+    failures: list[EvalFailure] = Field(description="Thresholds not met")
+    meta: dict[str, Any] = Field(description="What the run ran against: revision, rubric, model, engine, cost...")
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    report_path: str | None
+
+
+class EvalRunRead(EvalRunSummary):
+    thresholds: list[EvalThreshold]
+    cases: list[EvalCase]
+
+
+class MetricDelta(BaseModel):
+    a: Any
+    b: Any
+    delta: Any = Field(description="b - a when both are numbers, else null")
+
+
+class ChangedCase(BaseModel):
+    id: str
+    a: bool
+    b: bool
+    detail: str
+
+
+class Regression(BaseModel):
+    metric: str
+    a: Any
+    b: Any
+    allowed: Any
+
+
+class EvalComparison(BaseModel):
+    suite: str
+    a: str
+    b: str
+    metrics: dict[str, MetricDelta]
+    changed_cases: list[ChangedCase]
+    regressions: list[Regression]
+    newly_failing: list[str]
+
+
+# --- webhooks ----------------------------------------------------------------------------------------
+
+
+class PaymentNotice(BaseModel):
+    """What a payment provider tells us. payment_id makes a re-delivery count once."""
+
+    model_config = ConfigDict(extra="ignore")
+    payment_id: str = Field(min_length=1, max_length=200)
+    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+    currency: str = Field("USD", min_length=3, max_length=3)
+    received_on: dt.date
+    invoice_number: str | None = Field(None, max_length=50)
+    account_id: int | None = None
+
+
+class PaymentRecorded(BaseModel):
+    payment_id: str
+    duplicate: bool = Field(description="true: this payment_id was recorded before; nothing changed")
+    unallocated: str = Field(description="Credit left after paying the customer's open invoices")
+
+
+class SignatureNotice(BaseModel):
+    """What the e-signature provider tells us; only a completed envelope acts."""
+
+    model_config = ConfigDict(extra="ignore")
+    envelope_id: str = Field(min_length=1, max_length=200)
+    deal_id: int
+    status: str = Field(max_length=30, description="completed | declined | voided | ...")
+    signed_at: dt.datetime
+
+
+class SignatureRecorded(BaseModel):
+    deal_id: int
+    duplicate: bool | None = Field(None, description="Completed notices: true when the deal was already won")
+    milestones: int | None = Field(None, description="Completed notices acted on: billing milestones created")
+    kickoff_on: dt.date | None = Field(None, description="Completed notices acted on: the delivery kickoff day")
+    status: str
+    acted: bool = Field(description="true: the deal was won now (hand-off, milestones, onboarding drafted)")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]

@@ -12,12 +12,15 @@ from api.auth import Principal
 from api.deps import SessionDep, require
 from billing import ledger as billing
 from core.models import Deal, Invoice, utcnow
+from core.schemas import CashView, InvoicePage, InvoiceRead
 
 router = APIRouter(tags=["billing"])
 Manager = Annotated[Principal, Depends(require("manager"))]
 
 
-@router.get("/v1/invoices", summary="Invoices with their net balance, newest due date first")
+@router.get(
+    "/v1/invoices", response_model=InvoicePage, summary="Invoices with their net balance, newest due date first"
+)
 def list_invoices(
     session: SessionDep,
     _: Manager,
@@ -25,7 +28,7 @@ def list_invoices(
     account_id: int | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> dict[str, Any]:
+) -> InvoicePage:
     conditions = []
     if status:
         conditions.append(Invoice.status == status)
@@ -40,28 +43,32 @@ def list_invoices(
     ).all()
     paid = billing.allocated(session, [r.id for r in rows])
     total = session.scalar(select(func.count(Invoice.id)).where(*conditions)) or 0
-    return {
-        "total": total,
-        "items": [
-            {
-                "id": r.id,
-                "number": r.number,
-                "account_id": r.account_id,
-                "amount": str(r.amount),
-                "balance": str(billing.balance(session, r)) if r.id in paid or r.status != "paid" else "0.00",
-                "currency": r.currency,
-                "issued_on": r.issued_on,
-                "due_on": r.due_on,
-                "status": r.status,
-                "disputed": r.disputed,
-                "paid_on": r.paid_on,
-            }
+    return InvoicePage(
+        total=total,
+        items=[
+            InvoiceRead(
+                id=r.id,
+                number=r.number,
+                account_id=r.account_id,
+                amount=str(r.amount),
+                balance=str(billing.balance(session, r)) if r.id in paid or r.status != "paid" else "0.00",
+                currency=r.currency,
+                issued_on=r.issued_on,
+                due_on=r.due_on,
+                status=r.status,
+                disputed=r.disputed,
+                paid_on=r.paid_on,
+            )
             for r in rows
         ],
-    }
+    )
 
 
-@router.get("/v1/cash", summary="DSO, aging buckets, expected collections by week, unpaid invoices, open deals")
+@router.get(
+    "/v1/cash",
+    response_model=CashView,
+    summary="DSO, aging buckets, expected collections by week, unpaid invoices, open deals",
+)
 def cash(
     session: SessionDep,
     _: Manager,

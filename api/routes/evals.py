@@ -11,13 +11,14 @@ from fastapi.responses import HTMLResponse
 from api.auth import Principal
 from api.deps import SessionDep, require
 from core.errors import NotFound
+from core.schemas import EvalComparison, EvalRunRead, EvalRunSummary
 from evals import runner
 
 router = APIRouter(prefix="/v1/evals", tags=["evals"])
 Reader = Annotated[Principal, Depends(require("evaluator", "manager"))]
 
 
-@router.get("/runs", summary="Stored eval runs, newest first")
+@router.get("/runs", response_model=list[EvalRunSummary], summary="Stored eval runs, newest first")
 def list_runs(
     session: SessionDep,
     _: Reader,
@@ -27,14 +28,14 @@ def list_runs(
     return [runner.summary(r) for r in runner.list_runs(session, suite, limit)]
 
 
-@router.get("/compare", summary="Metric deltas and changed verdicts from run a to run b")
+@router.get("/compare", response_model=EvalComparison, summary="Metric deltas and changed verdicts from run a to run b")
 def compare_runs(
     session: SessionDep, _: Reader, a: Annotated[str, Query(max_length=80)], b: Annotated[str, Query(max_length=80)]
 ) -> dict[str, Any]:
     return runner.compare(runner.get_run(session, a), runner.get_run(session, b))
 
 
-@router.get("/runs/{run_id}", summary="One run with every case verdict")
+@router.get("/runs/{run_id}", response_model=EvalRunRead, summary="One run with every case verdict")
 def get_run(run_id: str, session: SessionDep, _: Reader) -> dict[str, Any]:
     row = runner.get_run(session, run_id)
     return {**runner.summary(row), "thresholds": row.thresholds, "cases": row.cases}

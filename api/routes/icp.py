@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, status
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Principal
 from api.deps import SessionDep, SettingsDep, require
 from core.errors import InvalidInput
+from core.schemas import ActiveRubric, Backtest, BacktestRequest, IcpRubric, RubricContent, RubricValidation
 from scoring import icp
 from scoring.rubric import RubricError, parse
 
@@ -18,40 +17,6 @@ router = APIRouter(prefix="/v1/icp", tags=["icp"])
 
 Reader = Annotated[Principal, Depends(require("manager", "evaluator"))]
 Manager = Annotated[Principal, Depends(require("manager"))]
-
-
-class RubricContent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    content: str = Field(min_length=1, max_length=60_000, description="The rubric as YAML")
-
-
-class BacktestRequest(RubricContent):
-    source: str | None = Field(None, max_length=50, description="Only closed deals imported from this source")
-
-
-class RubricValidation(BaseModel):
-    valid: bool
-    errors: list[str]
-    version: str | None = None
-
-
-class ActiveRubric(BaseModel):
-    version: str
-    content: str
-    origin: str = Field(description="'published' (a saved version) or 'file' (REVLOOP_RUBRIC_PATH)")
-
-
-class IcpRubric(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
-    version: str
-    status: str
-    content: str
-    created_by: str
-    created_at: dt.datetime
-    published_by: str | None
-    published_at: dt.datetime | None
-    backtest: dict[str, Any] | None
 
 
 @router.get("/rubrics", response_model=list[IcpRubric], summary="Rubric versions, newest first")
@@ -80,7 +45,11 @@ def validate_rubric(data: RubricContent, _: Reader) -> RubricValidation:
     return RubricValidation(valid=True, errors=[], version=rubric.version)
 
 
-@router.post("/rubrics/backtest", summary="Re-score closed deals with a rubric and with the published one")
+@router.post(
+    "/rubrics/backtest",
+    response_model=Backtest,
+    summary="Re-score closed deals with a rubric and with the published one",
+)
 def backtest_rubric(data: BacktestRequest, session: SessionDep, settings: SettingsDep, _: Reader) -> dict[str, Any]:
     return icp.backtest(session, parse(data.content), icp.active_rubric(session, settings), source=data.source)
 
@@ -102,5 +71,4 @@ def save_draft(data: RubricContent, session: SessionDep, settings: SettingsDep, 
 
 @router.post("/rubrics/{rubric_id}/publish", response_model=IcpRubric, summary="Publish a draft (manager)")
 def publish_rubric(rubric_id: int, session: SessionDep, principal: Manager) -> Any:
-    row = icp.publish(session, rubric_id, actor=principal.actor)
-    return row
+    return icp.publish(session, rubric_id, actor=principal.actor)

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, Query
 
 from api.auth import Principal
 from api.deps import SessionDep, require
+from core.schemas import Kpis
 from review import kpis
 
 router = APIRouter(prefix="/v1/kpis", tags=["kpis"])
 
 
-@router.get("", summary="Speed to lead, SLA, funnel, stage aging, reviewers, template edit rates")
+@router.get("", response_model=Kpis, summary="Speed to lead, SLA, funnel, stage aging, reviewers, template edit rates")
 def get_kpis(
     session: SessionDep,
     _: Annotated[Principal, Depends(require("manager"))],

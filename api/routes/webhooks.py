@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from api.deps import SessionDep, SettingsDep
 from billing import ledger as billing
 from core import webhooks
-from core.schemas import LeadAccepted, LeadCreate
+from core.schemas import (
+    LeadAccepted,
+    LeadCreate,
+    PaymentNotice,
+    PaymentRecorded,
+    SignatureNotice,
+    SignatureRecorded,
+)
 from crm.capture import capture_lead
 from deals import flow as deals
 
@@ -73,20 +79,9 @@ def lead_webhook(
     return LeadAccepted(id=lead.id, status=lead.status, duplicate=duplicate)
 
 
-class PaymentNotice(BaseModel):
-    """What a payment provider tells us. payment_id makes a re-delivery count once."""
-
-    model_config = ConfigDict(extra="ignore")
-    payment_id: str = Field(min_length=1, max_length=200)
-    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
-    currency: str = Field("USD", min_length=3, max_length=3)
-    received_on: dt.date
-    invoice_number: str | None = Field(None, max_length=50)
-    account_id: int | None = None
-
-
 @router.post(
     "/payments",
+    response_model=PaymentRecorded,
     summary="Record a payment from the provider (HMAC-signed); reconciles it and stops the reminders",
     description="Sign with REVLOOP_WEBHOOK_SECRET_PAYMENTS (same scheme as /v1/webhooks/leads). The payment is "
     "allocated to the quoted invoice, then to the customer's oldest open invoices; a paid invoice's pending "
@@ -99,7 +94,7 @@ def payment_webhook(
     settings: SettingsDep,
     timestamp: Timestamp = None,
     signature: Signature = None,
-) -> dict[str, Any]:
+) -> PaymentRecorded:
     notice = verified(session, settings, "payments", body, timestamp, signature, PaymentNotice)
     payment, duplicate = billing.record_payment(
         session,
@@ -111,21 +106,13 @@ def payment_webhook(
         reference=notice.invoice_number,
         actor="webhook:payments",
     )
-    return {"payment_id": notice.payment_id, "duplicate": duplicate, "unallocated": str(payment.unallocated)}
-
-
-class SignatureNotice(BaseModel):
-    """What the e-signature provider tells us; only a completed envelope acts."""
-
-    model_config = ConfigDict(extra="ignore")
-    envelope_id: str = Field(min_length=1, max_length=200)
-    deal_id: int
-    status: str = Field(max_length=30, description="completed | declined | voided | ...")
-    signed_at: dt.datetime
+    return PaymentRecorded(payment_id=notice.payment_id, duplicate=duplicate, unallocated=str(payment.unallocated))
 
 
 @router.post(
     "/esign",
+    response_model=SignatureRecorded,
+    response_model_exclude_unset=True,
     summary="E-signature notice (HMAC-signed): a completed envelope wins the deal and starts delivery and billing",
     description="Sign with REVLOOP_WEBHOOK_SECRET_ESIGN. A completed envelope marks the deal won, creates the "
     "delivery hand-off and the billing milestones, and drafts the onboarding welcome for review. A repeated "
