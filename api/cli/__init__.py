@@ -1,0 +1,54 @@
+"""The `revloop` command line: one module per command group, assembled here in the order `--help` lists them.
+
+`revloop = "api.cli:main"` (pyproject) and `python -m api.cli` both run `main`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from api.cli.db import db_app
+from api.cli.demo import demo_app
+from api.cli.evals import eval_app
+from api.cli.icp import icp_app
+from api.cli.imports import import_app
+from api.cli.kb import kb_app
+from api.cli.review_app import review_app, review_app_command
+from api.cli.scans import cadences_app, collections_app
+from api.cli.scoring import scoring_app
+from api.cli.serve import serve
+from api.cli.tokens import tokens_app
+from api.cli.up import up
+from api.cli.users import users_app
+from api.cli.webhooks import webhooks_app
+from api.cli.worker import worker
+
+app = typer.Typer(
+    help="revloop: lead-to-cash with AI agents and a human approving every outbound action.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command()(serve)
+app.command()(worker)
+app.command("review-app")(review_app)
+app.command()(up)
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(import_app, name="import")
+app.add_typer(scoring_app, name="scoring")
+app.add_typer(kb_app, name="kb")
+app.add_typer(icp_app, name="icp")
+app.add_typer(users_app, name="users")
+app.add_typer(collections_app, name="collections")
+app.add_typer(cadences_app, name="cadences")
+app.add_typer(eval_app, name="eval")
+app.add_typer(webhooks_app, name="webhooks")
+
+_review_app_command = review_app_command  # the name the browser test imports
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

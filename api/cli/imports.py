@@ -1,0 +1,140 @@
+"""revloop import: real data from CSV files (leads with outcomes, a CRM export, companies, billing history)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from api.cli.common import progress_bar, user_errors
+
+import_app = typer.Typer(
+    help="Import real data (CSV): leads with outcomes, a CRM export, a company directory, billing history.",
+    no_args_is_help=True,
+)
+
+# Options every import command shares.
+StrictOption = Annotated[bool, typer.Option(help="Import nothing if any row is rejected")]
+RejectsOption = Annotated[Path | None, typer.Option(help="Write every rejected row with its reason to this CSV")]
+ReportJsonOption = Annotated[bool, typer.Option("--json", help="Print the report as JSON")]
+
+
+def run_import(total: int, name: str, do_import):
+    """One import in one transaction, with a progress bar; a user mistake ends it with its message."""
+    from core.db import session_scope
+
+    progress, advance = progress_bar(total, f"importing {name}")
+    with user_errors(), progress, session_scope() as session:
+        return do_import(session, advance)
+
+
+def report_import(report, as_json: bool, rejects: Path | None) -> None:
+    import csv
+
+    data = report.as_dict()
+    if rejects is not None:
+        with rejects.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["file", "row", "reason"])
+            writer.writeheader()
+            writer.writerows(report.rejected)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+
+    def fmt(counts: dict) -> str:
+        return ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing"
+
+    typer.echo(
+        f"read {data['rows']} row(s): created {fmt(data['created'])}; updated {fmt(data['updated'])}; "
+        f"unchanged {fmt(data['unchanged'])}; rejected {data['rejected']}"
+    )
+    for r in report.rejected[:20]:
+        typer.echo(f"  rejected {r['file']} row {r['row']}: {r['reason']}", err=True)
+    if len(report.rejected) > 20:
+        typer.echo(
+            f"  ... and {len(report.rejected) - 20} more" + ("" if rejects else " (see --rejects FILE)"), err=True
+        )
+
+
+@import_app.command("leads")
+def import_leads_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV file", exists=True, dir_okay=False, readable=True)],
+    format: Annotated[str, typer.Option("--format", help="x-education | generic")] = "generic",
+    map_: Annotated[list[str] | None, typer.Option("--map", help="COLUMN=field (generic format), repeatable")] = None,
+    strict: StrictOption = False,
+    rejects: RejectsOption = None,
+    as_json: ReportJsonOption = False,
+) -> None:
+    """Import leads; outcomes become closed deals, Do Not Email/Call become consent. Safe to re-run."""
+    from crm.imports import count_rows, import_leads, parse_mapping
+
+    with user_errors():
+        mapping = parse_mapping(map_ or [])
+    report = run_import(
+        count_rows(path),
+        path.name,
+        lambda session, advance: import_leads(session, path, format, mapping=mapping, strict=strict, progress=advance),
+    )
+    report_import(report, as_json, rejects)
+
+
+@import_app.command("companies")
+def import_companies_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV file", exists=True, dir_okay=False, readable=True)],
+    format: Annotated[
+        str, typer.Option("--format", help="fortune1000 | generic (name, domain, sector, ...)")
+    ] = "generic",
+    strict: StrictOption = False,
+    rejects: RejectsOption = None,
+    as_json: ReportJsonOption = False,
+) -> None:
+    """Import firmographics into the offline company directory used to enrich leads. Safe to re-run."""
+    from crm.imports import count_rows, import_companies
+
+    report = run_import(
+        count_rows(path),
+        path.name,
+        lambda session, advance: import_companies(session, path, format, strict=strict, progress=advance),
+    )
+    report_import(report, as_json, rejects)
+
+
+@import_app.command("crm")
+def import_crm_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder of the CRM export", exists=True, file_okay=False)],
+    format: Annotated[str, typer.Option("--format", help="maven")] = "maven",
+    strict: StrictOption = False,
+    rejects: RejectsOption = None,
+    as_json: ReportJsonOption = False,
+) -> None:
+    """Import a CRM export (accounts, products, sales team, pipeline). Safe to re-run."""
+    from crm.imports import import_crm, maven_row_count
+
+    report = run_import(
+        maven_row_count(folder),
+        folder.name,
+        lambda session, advance: import_crm(session, folder, format, strict=strict, progress=advance),
+    )
+    report_import(report, as_json, rejects)
+
+
+@import_app.command("invoices")
+def import_invoices_cmd(
+    path: Annotated[Path, typer.Argument(help="Billing history CSV", exists=True, dir_okay=False)],
+    format: Annotated[str, typer.Option("--format", help="ibm-ar")] = "ibm-ar",
+    strict: StrictOption = False,
+    rejects: RejectsOption = None,
+    as_json: ReportJsonOption = False,
+) -> None:
+    """Import billing history (customers, invoices, settled payments). Safe to re-run."""
+    from billing.ledger import import_invoices
+    from crm.imports import count_rows
+
+    report = run_import(
+        count_rows(path),
+        path.name,
+        lambda session, advance: import_invoices(session, path, format, strict=strict, progress=advance),
+    )
+    report_import(report, as_json, rejects)

@@ -1,0 +1,104 @@
+"""revloop users: people who sign in to the review app."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from api.cli.common import fail, user_errors
+
+users_app = typer.Typer(help="People who sign in to the review app (passwords, roles).", no_args_is_help=True)
+
+
+def read_password(password_stdin: bool, generate: bool) -> tuple[str, bool]:
+    """The new password and whether it was generated (then it is printed once)."""
+    import getpass
+    import secrets
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        if not password:
+            fail("--password-stdin: nothing was read from stdin", code=2)
+        return password, False
+    if generate or not sys.stdin.isatty():
+        return secrets.token_urlsafe(15), True
+    password = getpass.getpass("Password (at least 10 characters): ")
+    if getpass.getpass("Repeat it: ") != password:
+        fail("the two passwords differ; nothing was changed", code=2)
+    return password, False
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Argument(help="Sign-in email")],
+    role: Annotated[str, typer.Option("--role", help="closer | manager | evaluator | admin")],
+    name: Annotated[
+        str | None,
+        typer.Option(help="Queue name (routing assigns leads to sales-agent names) [default: email's local part]"),
+    ] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+    generate: Annotated[
+        bool, typer.Option("--generate-password", help="Generate a password and print it once")
+    ] = False,
+) -> None:
+    """Create a user. Asks for the password on a terminal; without one, generates it and prints it once."""
+    from core.db import session_scope
+    from core.users import create_user
+
+    password, generated = read_password(password_stdin, generate)
+    with user_errors():
+        with session_scope() as session:
+            user = create_user(session, email=email, role=role, password=password, name=name, actor="cli")
+            summary = f"created {user.role} {user.name} <{user.email}>"
+    typer.echo(summary)
+    if generated:
+        typer.secho("password (shown only now):", err=True)
+        typer.echo(password)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users: email, name, role, active, last sign-in."""
+    from core.db import session_scope
+    from core.users import list_users
+
+    with session_scope() as session:
+        for u in list_users(session):
+            last = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
+            typer.echo(f"{u.email:<36} {u.name:<24} {u.role:<10} {'active' if u.active else 'inactive':<9} {last}")
+
+
+@users_app.command("set-password")
+def users_set_password(
+    email: Annotated[str, typer.Argument(help="Sign-in email")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+    generate: Annotated[
+        bool, typer.Option("--generate-password", help="Generate a password and print it once")
+    ] = False,
+) -> None:
+    """Set a new password (signs the user out everywhere and clears a lockout)."""
+    from core.db import session_scope
+    from core.users import get_user, update_user
+
+    password, generated = read_password(password_stdin, generate)
+    with user_errors():
+        with session_scope() as session:
+            update_user(session, get_user(session, email=email).id, actor="cli", password=password)
+    typer.echo(f"password of {email} changed")
+    if generated:
+        typer.secho("password (shown only now):", err=True)
+        typer.echo(password)
+
+
+@users_app.command("deactivate")
+def users_deactivate(email: Annotated[str, typer.Argument(help="Sign-in email")]) -> None:
+    """Deactivate a user (signs them out; their history stays)."""
+    from core.db import session_scope
+    from core.users import get_user, update_user
+
+    with user_errors():
+        with session_scope() as session:
+            update_user(session, get_user(session, email=email).id, actor="cli", active=False)
+    typer.echo(f"{email} deactivated")
