@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import create_token
 from billing.ledger import record_payment
+from core.enums import DealOutcome, DealStage, Role
 from core.models import Account, Contact, Deal, Invoice, Lead, Product, SalesAgent, utcnow
 from core.schemas import LeadCreate
 from core.settings import Settings
@@ -28,10 +29,18 @@ ACCOUNTS = [
     ("Tallis & Reed Consulting", "tallisreed.co.uk", "Consulting", 35, "United Kingdom"),
 ]
 
+CLOSED = "closed"  # the stage CRM imports give a closed deal (core.enums.DealStage has no such member)
 DEALS = [
-    ("Northwind Analytics - onboarding package", "northwind-analytics.com", "closed", "won", Decimal("18500.00"), -120),
-    ("Cobalt Health - pilot", "cobalthealth.io", "closed", "lost", Decimal("7200.00"), -60),
-    ("Tallis & Reed - retainer", "tallisreed.co.uk", "proposal", None, Decimal("12000.00"), 30),
+    (
+        "Northwind Analytics - onboarding package",
+        "northwind-analytics.com",
+        CLOSED,
+        DealOutcome.WON,
+        Decimal("18500.00"),
+        -120,
+    ),
+    ("Cobalt Health - pilot", "cobalthealth.io", CLOSED, DealOutcome.LOST, Decimal("7200.00"), -60),
+    ("Tallis & Reed - retainer", "tallisreed.co.uk", DealStage.PROPOSAL, None, Decimal("12000.00"), 30),
 ]
 
 LEADS = [
@@ -130,11 +139,11 @@ def credentials_path(settings: Settings) -> Path:
 
 # Closers carry the sales-agent names routing assigns leads to, so those leads land in their queue.
 DEMO_USERS = (
-    ("casey@revloop.example", "Casey Jordan", "closer"),
-    ("robin@revloop.example", "Robin Lee", "closer"),
-    ("morgan@revloop.example", "Morgan Demo", "manager"),
-    ("eve@revloop.example", "Eve Evaluator", "evaluator"),
-    ("admin@revloop.example", "Admin", "admin"),
+    ("casey@revloop.example", "Casey Jordan", Role.CLOSER),
+    ("robin@revloop.example", "Robin Lee", Role.CLOSER),
+    ("morgan@revloop.example", "Morgan Demo", Role.MANAGER),
+    ("eve@revloop.example", "Eve Evaluator", Role.EVALUATOR),
+    ("admin@revloop.example", "Admin", Role.ADMIN),
 )
 
 
@@ -207,7 +216,7 @@ def seed(session: Session, settings: Settings) -> dict[str, object]:
         )
     for name, region in (("Casey Jordan", "AMER"), ("Robin Lee", "EMEA"), ("Sasha Patel", "APAC")):
         session.add(SalesAgent(name=name, manager="Morgan Demo", regional_office=region))
-    _, integration = create_token(session, role="integration", name="demo-web-form", actor="demo")
+    _, integration = create_token(session, role=Role.INTEGRATION, name="demo-web-form", actor="demo")
     users = []
     for email, name, role in DEMO_USERS:
         password = secrets.token_urlsafe(12)

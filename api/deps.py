@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal, authenticate
 from core.db import session_factory, session_scope
+from core.enums import Role
 from core.errors import AppError, Forbidden, Unauthorized
 from core.settings import Settings
 
@@ -64,8 +65,8 @@ def get_principal(
     return principal
 
 
-def require(*roles: str):
-    allowed = set(roles) | {"admin"}
+def require(*roles: Role):
+    allowed = set(roles) | {Role.ADMIN}
 
     def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in allowed:

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, field_validator
 
-Role = Literal["closer", "manager", "evaluator", "admin", "integration"]
-ROLES: tuple[str, ...] = ("closer", "manager", "evaluator", "admin", "integration")
+from core.enums import OPEN_STAGES, LeadEventType, ReviewQueue, Role
+
+ROLES: tuple[Role, ...] = tuple(Role)
+USER_ROLES: tuple[Role, ...] = tuple(r for r in Role if r is not Role.INTEGRATION)  # integration: API tokens only
 
 CustomValue = str | int | float | bool | None
+
+
+def one_of(*members: StrEnum) -> Any:
+    """A Literal of some members of an enum: the schema lists only these, and a refusal quotes their text."""
+    return Literal[tuple(m.value for m in members)]
+
+
+UserRole = one_of(*USER_ROLES)
+OpenStage = one_of(*OPEN_STAGES)  # won and lost come from a signature or an import, not a stage change
 
 
 def _strip(value: Any) -> Any:
@@ -106,7 +118,7 @@ class ReviewItem(BaseModel):
     executed_at: dt.datetime | None
     result: dict[str, Any] | None
     decision: DecisionRead | None
-    queue: str = "main"
+    queue: str = ReviewQueue.MAIN
     sla_due_at: dt.datetime | None = None
     assignee: str | None = None
     guard_flags: list[str] = []
@@ -167,9 +179,6 @@ class LoginResult(BaseModel):
     token: str = Field(description="Send as 'Authorization: Bearer <token>'; expires at expires_at")
     expires_at: dt.datetime
     user: Me
-
-
-UserRole = Literal["closer", "manager", "evaluator", "admin"]
 
 
 class UserRead(BaseModel):
@@ -274,7 +283,7 @@ class LlmRun(BaseModel):
 
 class LeadEventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["reply", "meeting_booked", "proposal_opened", "unsubscribed", "bounced"]
+    type: LeadEventType
     note: str | None = Field(None, max_length=5000, description="e.g. the reply's text, shown to the closer")
     occurred_at: dt.datetime | None = None
     event_id: str | None = Field(None, max_length=200, description="The sender's id: a re-delivery counts once")
@@ -291,12 +300,9 @@ class LeadEventRecorded(BaseModel):
 # --- deals -------------------------------------------------------------------------------------------
 
 
-STAGES = Literal["prospecting", "engaging", "qualified", "proposal", "negotiation"]
-
-
 class StageChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    stage: STAGES
+    stage: OpenStage
 
 
 class ProposalLine(BaseModel):

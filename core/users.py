@@ -17,11 +17,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.enums import Role
 from core.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from core.models import User, UserSession, utcnow
+from core.schemas import USER_ROLES  # integration is for machines: API tokens only
 from core.settings import Settings
 
-USER_ROLES = ("closer", "manager", "evaluator", "admin")  # integration is for machines: API tokens only
 SESSION_PREFIX = "rs_"
 MIN_PASSWORD_LENGTH = 10
 _hasher = PasswordHasher()
@@ -215,6 +216,8 @@ def assignable_names(session: Session) -> list[str]:
     """People a review item can be assigned to: active closers and managers."""
     return list(
         session.scalars(
-            select(User.name).where(User.active.is_(True), User.role.in_(("closer", "manager"))).order_by(User.name)
+            select(User.name)
+            .where(User.active.is_(True), User.role.in_((Role.CLOSER, Role.MANAGER)))
+            .order_by(User.name)
         ).all()
     )

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from api.cli.common import user_errors
+from core.enums import ModelStatus
 from core.settings import get_settings
 
 scoring_app = typer.Typer(help="The outcome model: train, compare, promote, evaluate.", no_args_is_help=True)
@@ -47,7 +48,7 @@ def scoring_train(
     status = result["challenger"]["status"]
     typer.echo(
         "the first model became the champion"
-        if status == "champion"
+        if status == ModelStatus.CHAMPION
         else f"promote it with: revloop scoring promote {result['challenger']['version']}"
     )
 

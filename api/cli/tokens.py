@@ -7,13 +7,14 @@ from typing import Annotated
 import typer
 
 from api.cli.common import user_errors
+from core.schemas import ROLES
 
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 
 
 @tokens_app.command("create")
 def tokens_create(
-    role: Annotated[str, typer.Option(help="closer | manager | evaluator | admin | integration")],
+    role: Annotated[str, typer.Option(help=" | ".join(ROLES))],
     name: Annotated[str, typer.Option(help="Who or what uses the token, e.g. 'jane' or 'web-form'")],
 ) -> None:
     """Create an API token and print it once (only its hash is stored)."""

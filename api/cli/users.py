@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from api.cli.common import fail, user_errors
+from core.schemas import USER_ROLES
 
 users_app = typer.Typer(help="People who sign in to the review app (passwords, roles).", no_args_is_help=True)
 
@@ -33,7 +34,7 @@ def read_password(password_stdin: bool, generate: bool) -> tuple[str, bool]:
 @users_app.command("create")
 def users_create(
     email: Annotated[str, typer.Argument(help="Sign-in email")],
-    role: Annotated[str, typer.Option("--role", help="closer | manager | evaluator | admin")],
+    role: Annotated[str, typer.Option("--role", help=" | ".join(USER_ROLES))],
     name: Annotated[
         str | None,
         typer.Option(help="Queue name (routing assigns leads to sales-agent names) [default: email's local part]"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
@@ -11,11 +11,12 @@ from sqlalchemy import func, select
 from api.auth import Principal
 from api.deps import SessionDep, require
 from billing import ledger as billing
+from core.enums import InvoiceStatus, Role
 from core.models import Deal, Invoice, utcnow
 from core.schemas import CashView, InvoicePage, InvoiceRead
 
 router = APIRouter(tags=["billing"])
-Manager = Annotated[Principal, Depends(require("manager"))]
+Manager = Annotated[Principal, Depends(require(Role.MANAGER))]
 
 
 @router.get(
@@ -24,7 +25,7 @@ Manager = Annotated[Principal, Depends(require("manager"))]
 def list_invoices(
     session: SessionDep,
     _: Manager,
-    status: Literal["issued", "paid", "void"] | None = None,
+    status: InvoiceStatus | None = None,
     account_id: int | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -51,7 +52,7 @@ def list_invoices(
                 number=r.number,
                 account_id=r.account_id,
                 amount=str(r.amount),
-                balance=str(billing.balance(session, r)) if r.id in paid or r.status != "paid" else "0.00",
+                balance=str(billing.balance(session, r)) if r.id in paid or r.status != InvoiceStatus.PAID else "0.00",
                 currency=r.currency,
                 issued_on=r.issued_on,
                 due_on=r.due_on,

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from api.auth import Principal
 from api.deps import SessionDep, SettingsDep, require
+from core.enums import Role
 from core.errors import NotFound
 from core.models import Deal, Milestone, Project, Proposal
 from core.schemas import (
@@ -27,7 +28,7 @@ from core.schemas import (
 from deals import flow
 
 router = APIRouter(prefix="/v1/deals", tags=["deals"])
-Seller = Annotated[Principal, Depends(require("closer", "manager"))]
+Seller = Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER))]
 
 
 def _proposal(row: Proposal) -> ProposalRead:

@@ -10,12 +10,13 @@ from fastapi.responses import HTMLResponse
 
 from api.auth import Principal
 from api.deps import SessionDep, require
+from core.enums import Role
 from core.errors import NotFound
 from core.schemas import EvalComparison, EvalRunRead, EvalRunSummary
 from evals import runner
 
 router = APIRouter(prefix="/v1/evals", tags=["evals"])
-Reader = Annotated[Principal, Depends(require("evaluator", "manager"))]
+Reader = Annotated[Principal, Depends(require(Role.EVALUATOR, Role.MANAGER))]
 
 
 @router.get("/runs", response_model=list[EvalRunSummary], summary="Stored eval runs, newest first")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, status
 
 from api.auth import Principal
 from api.deps import SessionDep, SettingsDep, require
+from core.enums import Role
 from core.errors import InvalidInput
 from core.schemas import ActiveRubric, Backtest, BacktestRequest, IcpRubric, RubricContent, RubricValidation
 from scoring import icp
@@ -15,8 +16,8 @@ from scoring.rubric import RubricError, parse
 
 router = APIRouter(prefix="/v1/icp", tags=["icp"])
 
-Reader = Annotated[Principal, Depends(require("manager", "evaluator"))]
-Manager = Annotated[Principal, Depends(require("manager"))]
+Reader = Annotated[Principal, Depends(require(Role.MANAGER, Role.EVALUATOR))]
+Manager = Annotated[Principal, Depends(require(Role.MANAGER))]
 
 
 @router.get("/rubrics", response_model=list[IcpRubric], summary="Rubric versions, newest first")

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from api.auth import Principal
 from api.deps import SessionDep, SettingsDep, require
+from core.enums import Role
 from core.errors import NotFound
 from core.models import Lead as LeadRow
 from core.models import LlmRun as LlmRunRow
@@ -17,9 +18,9 @@ from crm.capture import capture_lead
 from deals import cadences
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
-Reader = Annotated[Principal, Depends(require("closer", "manager", "evaluator"))]
+Reader = Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER, Role.EVALUATOR))]
 # Leads and their events come from forms and integrations (API tokens) and from people.
-Sender = Annotated[Principal, Depends(require("integration", "manager", "closer"))]
+Sender = Annotated[Principal, Depends(require(Role.INTEGRATION, Role.MANAGER, Role.CLOSER))]
 
 
 @router.post(

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, Query
 
 from api.auth import Principal
 from api.deps import SessionDep, SettingsDep, require
+from core.enums import ItemStatus, ReviewQueue, Role
 from core.schemas import (
     ApproveRequest,
     AssignRequest,
@@ -27,9 +28,8 @@ from review import decisions as service
 
 router = APIRouter(prefix="/v1/review-items", tags=["review"])
 
-Status = Literal["pending", "approved", "rejected", "sent", "done", "cancelled", "failed"]
-Reader = Annotated[Principal, Depends(require("closer", "manager", "evaluator"))]
-Decider = Annotated[Principal, Depends(require("closer", "manager"))]
+Reader = Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER, Role.EVALUATOR))]
+Decider = Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER))]
 
 
 @router.get(
@@ -41,12 +41,12 @@ def list_review_items(
     session: SessionDep,
     settings: SettingsDep,
     principal: Reader,
-    status: Status | None = None,
+    status: ItemStatus | None = None,
     view: Annotated[
         Literal["my", "team", "exception"] | None,
         Query(description="my: assigned to me; team: the main queue; exception: the exception queue"),
     ] = None,
-    queue: Literal["main", "exception"] | None = None,
+    queue: ReviewQueue | None = None,
     kind: Annotated[str | None, Query(max_length=30)] = None,
     grade: Literal["A", "B", "C", "D"] | None = None,
     sla: SlaState | None = None,

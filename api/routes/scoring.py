@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends
 
 from api.auth import Principal
 from api.deps import SessionDep, require
+from core.enums import Role
 from core.schemas import ScoringModel
 from scoring import registry
 
 router = APIRouter(prefix="/v1/scoring", tags=["scoring"])
-Reader = Annotated[Principal, Depends(require("manager", "evaluator"))]
-Manager = Annotated[Principal, Depends(require("manager"))]
+Reader = Annotated[Principal, Depends(require(Role.MANAGER, Role.EVALUATOR))]
+Manager = Annotated[Principal, Depends(require(Role.MANAGER))]
 
 
 @router.get("/models", response_model=list[ScoringModel], summary="Trained models, newest first")

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, status
 
 from api.auth import Principal
 from api.deps import SessionDep, require
+from core.enums import Role
 from core.schemas import TemplatePreview, TemplateRead, TemplateText, TemplateVersion
 from review import templates
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
-Manager = Annotated[Principal, Depends(require("manager"))]
+Manager = Annotated[Principal, Depends(require(Role.MANAGER))]
 
 
 @router.get(
