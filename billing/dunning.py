@@ -1,9 +1,10 @@
 """The dunning ladder: which step (if any) an invoice is due for today, in what tone, at what priority.
 
 Pure and deterministic: the scheduler (and the collections eval suite) call `decide` with the invoice's
-state, the customer's payment history and the steps already sent. Disputed, paid and payment-pending
-invoices are skipped; the amount is always the net balance; a customer's history (share of invoices
-paid late, average days late) moves the tone and the priority, never the amount.
+state, the customer's payment history and the steps already drafted. The ladder runs forwards only: the
+step due is the latest whose day has come and that is later than every step drafted before. Disputed,
+paid and payment-pending invoices are skipped; the amount is always the net balance; a customer's history
+(share of invoices paid late, average days late) moves the tone and the priority, never the amount.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class InvoiceState:
     due_date: dt.date
     balance: Decimal  # net: amount minus payments and credits
     status: str = "open"  # open | paid | disputed | payment_pending | void
-    touches_sent: tuple[int, ...] = ()  # offsets of the steps already sent
+    touches_sent: tuple[int, ...] = ()  # offsets of the steps already drafted (sent, pending or withdrawn)
 
 
 @dataclass(frozen=True)
@@ -114,12 +115,17 @@ def decide(policy: Policy, invoice: InvoiceState, history: PaymentHistory, today
     )
     reliable = history.invoices >= 3 and history.late_share < policy.history.reliable_late_share
     priority = "high" if chronic or days > 30 else "low" if reliable else "normal"
-    due = [s for s in policy.steps if s.offset <= days and s.offset not in invoice.touches_sent]
+    # The ladder runs forwards only: a step is open when it is later than every step already drafted, and
+    # due when its day has come. Of the due steps only the latest is drafted: a missed earlier reminder is
+    # never sent late, and never after a later (firmer) one.
+    last = max(invoice.touches_sent, default=None)
+    ahead = [s for s in policy.steps if last is None or s.offset > last]
+    due = [s for s in ahead if s.offset <= days]
     if not due:
-        upcoming = [s.offset for s in policy.steps if s.offset > days]
-        reason = f"next step at day {upcoming[0]:+d}" if upcoming else "every step has been sent"
+        upcoming = [s.offset for s in ahead if s.offset > days]
+        reason = f"next step at day {upcoming[0]:+d}" if upcoming else "every step has been drafted"
         return LadderDecision("wait", reason, priority=priority)
-    step = due[-1]  # only the latest due step: a missed earlier reminder is not sent late
+    step = due[-1]
     if len(invoice.touches_sent) >= policy.max_touches:
         return LadderDecision(
             "escalate",

@@ -1,8 +1,9 @@
-"""The collections scheduler: finds the ladder steps due today, drafts each once into the review queue,
+"""The collections scheduler: finds the ladder step due today, drafts it once into the review queue,
 and executes approved reminders after re-reading the balance (a paid invoice is never chased).
 
 It runs in the worker's daily job (deals/daily.py); a (invoice, step) pair is unique in
-`dunning_touches`, so a second run drafts nothing twice."""
+`dunning_touches`, so a second run drafts nothing twice. The ladder runs forwards only (billing/dunning.py),
+and a later step supersedes the earlier reminder of the same invoice while that one is still pending."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def _money(amount: Decimal, currency: str) -> str:
     return f"{currency} {amount:,.2f}"
 
 
-def _billing_contact(session, account_id: int) -> Contact | None:
+def billing_contact(session, account_id: int) -> Contact | None:
+    """Who receives an account's billing mail: its first contact that accepts email."""
     return session.scalar(
         select(Contact)
         .where(Contact.account_id == account_id, Contact.do_not_email.is_(False))
@@ -74,7 +76,7 @@ def _scan_one(
         return "skipped"
     if decision.action == "wait":
         return "waiting"
-    contact = _billing_contact(session, invoice.account_id)
+    contact = billing_contact(session, invoice.account_id)
     if contact is None:
         return "no_contact"
     try:
@@ -111,6 +113,9 @@ def _scan_one(
         source=ItemSource.DUNNING,
         thread_id=f"dunning-{invoice.id}",
         dedupe_key=f"dunning-{invoice.id}-{decision.step}",
+        # One pending reminder per invoice: a later step withdraws the earlier one nobody approved yet.
+        supersede_key=f"invoice:{invoice.id}:reminder",
+        supersede_label=f"the {decision.step:+d} {'call task' if decision.channel == 'call_task' else 'reminder'}",
         lead_id=None,
         contact_id=contact.id,
         to=contact.email,

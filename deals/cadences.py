@@ -3,10 +3,14 @@ lead's next action into the review queue, each once; events stop or change the s
 
 - reply: the lead goes to its closer with the full context (a hand-off task), automation stops
 - meeting_booked: automation stops
-- unsubscribed: automation stops and the contact is marked do-not-email
-- bounced: automation stops and the contact is marked do-not-email (the address does not work)
-- proposal_opened: a timely "questions about the proposal?" follow-up is drafted
-A deal with no activity for REVLOOP_STALE_DEAL_DAYS gets a reactivation draft (once per month).
+- unsubscribed: automation stops, the contact is marked do-not-email and every pending email to the lead is
+  cancelled at once, whatever queued it
+- bounced: the same (the address does not work)
+- proposal_opened: a timely "questions about the proposal?" follow-up is drafted; refused for a lead with no
+  proposal
+One pending follow-up per lead: a newer step (or the proposal follow-up) supersedes the pending older one.
+A deal with no activity for REVLOOP_STALE_DEAL_DAYS gets a reactivation draft (once per month; a new one
+supersedes last month's if it is still pending).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,7 +26,7 @@ from core import audit
 from core.db import session_scope
 from core.enums import ItemKind, ItemSource, ItemStatus, LeadEventType
 from core.errors import InvalidInput, NotFound
-from core.models import Activity, CadenceTouch, Deal, Lead, LeadEvent, ReviewItem, utcnow
+from core.models import Activity, CadenceTouch, Deal, Lead, LeadEvent, Proposal, ReviewItem, utcnow
 from core.settings import Settings
 from review import queue as review_queue
 from review.execute import Rule
@@ -37,6 +41,10 @@ SEQUENCES: dict[str, list[tuple[int, str]]] = {
 EVENT_TYPES = tuple(LeadEventType)
 STOPPING = {LeadEventType.REPLY, LeadEventType.MEETING_BOOKED, LeadEventType.UNSUBSCRIBED, LeadEventType.BOUNCED}
 OPTED_OUT = (LeadEventType.UNSUBSCRIBED, LeadEventType.BOUNCED)
+OPT_OUT_REASONS = {
+    LeadEventType.UNSUBSCRIBED: "the lead unsubscribed: no email may be sent to them",
+    LeadEventType.BOUNCED: "the lead's address bounced: email to it cannot be delivered",
+}
 
 
 def _first_touch(session: Session, lead_id: int) -> ReviewItem | None:
@@ -101,9 +109,11 @@ def _draft(
     assignee: str | None = None,
     sla_hours: int = 24,
     today: dt.date | None = None,
+    supersede: tuple[str, str] | None = None,
     **extra: Any,
 ) -> ReviewItem | None:
-    """Queue one step once; None when it was drafted before."""
+    """Queue one step once; None when it was drafted before. `supersede` (key, label): this draft replaces
+    the pending one with the same key (one pending follow-up per lead)."""
     try:
         with session.begin_nested():
             touch = CadenceTouch(lead_id=lead.id, step=step)
@@ -119,6 +129,8 @@ def _draft(
         source=ItemSource.CADENCE,
         thread_id=f"cadence-{lead.id}",
         dedupe_key=f"cadence-{lead.id}-{step}",
+        supersede_key=supersede[0] if supersede else None,
+        supersede_label=supersede[1] if supersede else None,
         lead_id=lead.id,
         contact_id=lead.contact_id,
         to=lead.contact.email if lead.contact else lead.email,
@@ -163,7 +175,8 @@ def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
             if due:
                 day, template = due[-1]  # only the latest due step: a missed earlier one is not sent late
                 step = "break-up" if template == "break_up" else f"day-{day}"
-                if _draft(session, settings, lead, step, template, today=today):
+                label = "the break-up note" if template == "break_up" else f"the day-{day} follow-up"
+                if _draft(session, settings, lead, step, template, today=today, supersede=(_follow_up(lead), label)):
                     counts["drafted"] += 1
     counts["reactivations"] = reactivate_stale_deals(settings, today)
     return counts
@@ -193,9 +206,17 @@ def reactivate_stale_deals(settings: Settings, today: dt.date) -> int:
                 continue
             step = f"reactivate-{deal_id}-{today:%Y-%m}"
             quiet = (today - quiet_since.date()).days
-            if _draft(session, settings, lead, step, "reactivation", today=today, days_quiet=quiet):
+            supersede = (f"deal:{deal_id}:reactivation", f"the {today:%B %Y} reactivation note")
+            if _draft(
+                session, settings, lead, step, "reactivation", today=today, supersede=supersede, days_quiet=quiet
+            ):
                 drafted += 1
     return drafted
+
+
+def _follow_up(lead: Lead) -> str:
+    """The supersede key of a lead's follow-ups: one pending at a time, the newest wins."""
+    return f"lead:{lead.id}:follow_up"
 
 
 def _stop(session: Session, lead: Lead, reason: str, actor: str) -> int:
@@ -208,6 +229,34 @@ def _stop(session: Session, lead: Lead, reason: str, actor: str) -> int:
         lead_id=lead.id,
         sources=(ItemSource.CADENCE,),
         kinds=(ItemKind.EMAIL,),
+    )
+
+
+def _opt_out(session: Session, lead: Lead, type: str, actor: str) -> int:
+    """Consent withdrawn (or the address is dead): record it, and cancel now every pending email to the lead
+    or its contact, whatever queued it (first touch, follow-ups, proposal cover, onboarding, reminders). The
+    send-time consent check stays as the second line of defence for items already approved."""
+    lead.consent_email = False
+    to_them = [ReviewItem.lead_id == lead.id]
+    if lead.contact is not None:
+        lead.contact.do_not_email = True
+        to_them.append(ReviewItem.contact_id == lead.contact.id)
+    pending = session.scalars(
+        select(ReviewItem.id).where(
+            or_(*to_them), ReviewItem.status == ItemStatus.PENDING, ReviewItem.kind == ItemKind.EMAIL
+        )
+    ).all()
+    return review_queue.cancel_pending(
+        session, reason=OPT_OUT_REASONS[type], actor=actor, item_ids=list(pending), kinds=(ItemKind.EMAIL,)
+    )
+
+
+def _has_proposal(session: Session, lead_id: int) -> bool:
+    return (
+        session.scalar(
+            select(Proposal.id).join(Deal, Deal.id == Proposal.deal_id).where(Deal.lead_id == lead_id).limit(1)
+        )
+        is not None
     )
 
 
@@ -227,6 +276,14 @@ def record_event(
     lead = session.get(Lead, lead_id)
     if lead is None:
         raise NotFound(f"lead {lead_id} not found")
+    if type == LeadEventType.PROPOSAL_OPENED and not _has_proposal(session, lead_id):
+        # Nothing to follow up on: most likely the sender named the wrong lead. Say so instead of drafting
+        # "questions about the proposal?" to someone who never got one.
+        raise InvalidInput(
+            f"lead {lead_id} has no proposal, so it cannot have opened one: check the lead id of this "
+            "proposal_opened event",
+            details={"field": "type"},
+        )
     if external_id and session.scalar(select(LeadEvent.id).where(LeadEvent.external_id == external_id)):
         return {"lead_id": lead_id, "type": type, "duplicate": True, "cancelled_drafts": 0, "handoff_item": None}
     session.add(
@@ -234,12 +291,10 @@ def record_event(
     )
     session.flush()
     cancelled, handoff = 0, None
-    if type in STOPPING:
-        cancelled = _stop(session, lead, type, actor)
     if type in OPTED_OUT:
-        lead.consent_email = False
-        if lead.contact is not None:
-            lead.contact.do_not_email = True
+        cancelled += _opt_out(session, lead, type, actor)
+    if type in STOPPING:
+        cancelled += _stop(session, lead, type, actor)
     if type == LeadEventType.REPLY:
         owner = session.scalar(
             select(ReviewItem.assignee).where(ReviewItem.lead_id == lead_id, ReviewItem.assignee.is_not(None)).limit(1)
@@ -257,7 +312,15 @@ def record_event(
         )
         handoff = item.id if item else None
     if type == LeadEventType.PROPOSAL_OPENED and lead.cadence_stopped_at is None:
-        item = _draft(session, settings, lead, "proposal-opened", "proposal_follow_up", sla_hours=4)
+        item = _draft(
+            session,
+            settings,
+            lead,
+            "proposal-opened",
+            "proposal_follow_up",
+            sla_hours=4,
+            supersede=(_follow_up(lead), "the proposal follow-up"),
+        )
         handoff = item.id if item else None
     audit.record(
         session,

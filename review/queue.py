@@ -38,6 +38,11 @@ class Draft(BaseModel):
     # Unique per item: the LangGraph Interrupt.id for graph items (filled in when the interrupt is queued),
     # a step key for the scans ("dunning-12-+7"), so a re-run never queues the same step twice.
     dedupe_key: str | None = None
+    # One pending draft per subject and purpose ("lead:12:follow_up", "invoice:5:reminder"): queueing this
+    # draft cancels any other pending item with the same key. None: nothing is superseded.
+    supersede_key: str | None = None
+    # How the cancelled items name this one ("the +7 reminder"): "superseded by the +7 reminder (#42)".
+    supersede_label: str | None = None
     lead_id: int | None = None
     contact_id: int | None = None
     to: str | None = None
@@ -112,7 +117,8 @@ def queue_drafted(
 
 
 def enqueue(session: Session, draft: Draft, *, actor: str) -> ReviewItem:
-    """Create the review item for a draft, once (keyed by its dedupe key)."""
+    """Create the review item for a draft, once (keyed by its dedupe key). A draft with a supersede key
+    cancels the other pending items with that key in the same transaction, each audited with the reason."""
     if not draft.dedupe_key:
         raise ValueError("a draft needs its dedupe_key before it is queued")
     item, created = insert_once(
@@ -122,6 +128,7 @@ def enqueue(session: Session, draft: Draft, *, actor: str) -> ReviewItem:
             kind=draft.kind,
             thread_id=draft.thread_id,
             dedupe_key=draft.dedupe_key,
+            supersede_key=draft.supersede_key,
             lead_id=draft.lead_id,
             contact_id=draft.contact_id,
             template=draft.template,
@@ -138,17 +145,42 @@ def enqueue(session: Session, draft: Draft, *, actor: str) -> ReviewItem:
     )
     if not created:
         return item
+    superseded = _older_pending(session, item) if draft.supersede_key else []
     audit.record(
         session,
         actor=actor,
         action="review_item.created",
         entity_type="review_item",
         entity_id=item.id,
-        after={"kind": item.kind, "source": item.source, "status": item.status, "lead_id": item.lead_id},
+        after={
+            "kind": item.kind,
+            "source": item.source,
+            "status": item.status,
+            "lead_id": item.lead_id,
+            **({"supersede_key": item.supersede_key, "supersedes": superseded} if draft.supersede_key else {}),
+        },
     )
+    if superseded:
+        by = f"{draft.supersede_label} (#{item.id})" if draft.supersede_label else f"#{item.id}"
+        cancel_pending(session, reason=f"superseded by {by}", actor=actor, item_ids=superseded)
     if draft.lead_id is not None:
         set_lead_status(session, draft.lead_id, LeadStatus.IN_REVIEW, actor=actor)
     return item
+
+
+def _older_pending(session: Session, item: ReviewItem) -> list[int]:
+    """The other pending items with the new item's supersede key: the ones it replaces."""
+    return list(
+        session.scalars(
+            select(ReviewItem.id)
+            .where(
+                ReviewItem.supersede_key == item.supersede_key,
+                ReviewItem.status == ItemStatus.PENDING,
+                ReviewItem.id != item.id,
+            )
+            .order_by(ReviewItem.id)
+        ).all()
+    )
 
 
 def approved_action(session: Session, review_item_id: int) -> tuple[ReviewItem, Decision]:

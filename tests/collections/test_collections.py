@@ -16,7 +16,7 @@ from billing import ledger
 from billing.reminders import scan
 from core import webhooks
 from core.db import session_scope
-from core.models import Account, Contact, Invoice, Job, Payment, PaymentAllocation, ReviewItem
+from core.models import Account, AuditEvent, Contact, Invoice, Job, Payment, PaymentAllocation, ReviewItem
 from deals.daily import DAILY as SCAN
 from review.outbox import outbox_files
 from tests.factories import session_token
@@ -61,6 +61,9 @@ def _customer(settings, *, amount="1200.00", disputed=False, history=()) -> int:
         session.add(invoice)
         session.flush()
         return invoice.id
+
+
+ZERO = {"drafted": 0, "skipped": 0, "waiting": 0, "already_drafted": 0, "no_contact": 0}
 
 
 def _items(settings) -> list[ReviewItem]:
@@ -129,7 +132,38 @@ def test_the_ladder_on_a_controlled_clock_drafts_each_step_once(settings, worker
     assert [i.kind for i in items] == ["email"] * 4 + ["call_task"]
     assert all(i.draft["to"] == "ap@globex.example" and "USD 1,200.00" in i.draft["body"] for i in items[:4])
     assert "INV-1001" in items[2].draft["subject"] and "8 days overdue" in items[2].draft["subject"]
-    assert items[0].status == "pending" and outbox_files(settings) == []  # nothing leaves without approval
+    # Nobody approved the earlier steps: each later one withdrew its predecessor; one reminder is pending.
+    assert [i.status for i in items] == ["cancelled"] * 4 + ["pending"]
+    assert items[0].result == {"reason": f"superseded by the +1 reminder (#{items[1].id})"}
+    assert items[3].result == {"reason": f"superseded by the +30 call task (#{items[4].id})"}
+    assert outbox_files(settings) == []  # nothing leaves without approval
+
+
+def test_the_ladder_runs_forwards_only_over_three_scan_days(settings):
+    """Ten days overdue, scanned on three days: only the +7 step is drafted (not +1, then -3 after it); the
+    +14 step then supersedes it while it is still pending, with the reason shown and audited."""
+    invoice_id = _customer(settings)
+    assert scan(settings, DUE + dt.timedelta(days=10))["drafted"] == 1
+    assert scan(settings, DUE + dt.timedelta(days=11)) == {**ZERO, "waiting": 1}
+    assert scan(settings, DUE + dt.timedelta(days=12)) == {**ZERO, "waiting": 1}
+    [seven] = _items(settings)
+    assert seven.template == "dunning_neutral" and seven.status == "pending" and seven.draft["invoice_id"] == invoice_id
+    assert "10 days overdue" in seven.draft["subject"]
+    assert scan(settings, DUE + dt.timedelta(days=14))["drafted"] == 1
+    seven, fourteen = _items(settings)
+    assert fourteen.template == "dunning_firm" and fourteen.status == "pending"
+    assert seven.status == "cancelled" and seven.result == {
+        "reason": f"superseded by the +14 reminder (#{fourteen.id})"
+    }
+    assert seven.supersede_key == fourteen.supersede_key == f"invoice:{invoice_id}:reminder"
+    with session_scope(settings) as session:
+        [cancelled] = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "review_item.cancelled", AuditEvent.entity_id == str(seven.id)
+            )
+        ).all()
+        assert cancelled.actor == "agent:collections" and cancelled.after["reason"].startswith("superseded by")
+    assert scan(settings, DUE + dt.timedelta(days=20)) == {**ZERO, "waiting": 1}  # never back to +1 or -3
 
 
 def test_a_chronic_late_payer_gets_a_firmer_tone_and_high_priority(settings):

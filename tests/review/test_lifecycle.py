@@ -1,5 +1,6 @@
 """The review item's life owned by review/: a Draft queued once, dispatched by its typed source (never by
-the text of its thread id), executed by the one executor, and cancelled only through the review package."""
+the text of its thread id), executed by the one executor, cancelled only through the review package, and
+superseded by a newer draft with the same supersede key (one pending draft per subject and purpose)."""
 
 from __future__ import annotations
 
@@ -89,3 +90,59 @@ def test_cancel_pending_touches_only_pending_items_and_audits_each(settings):
         assert [a.entity_id for a in audits] == [str(pending)]
     with session_scope(settings) as session:  # a second call finds nothing pending
         assert queue.cancel_pending(session, reason="again", actor="billing", item_ids=[pending]) == 0
+
+
+def _queue_keyed(settings, contact_id: int, key: str, supersede_key: str | None, **fields) -> int:
+    with session_scope(settings) as session:
+        return queue.enqueue(
+            session,
+            queue.Draft(
+                source=ItemSource.CLIENT_UPDATE,
+                kind=ItemKind.EMAIL,
+                thread_id="update-7",
+                dedupe_key=key,
+                supersede_key=supersede_key,
+                contact_id=contact_id,
+                subject="Update",
+                body=key,
+                **fields,
+            ),
+            actor="agent:test",
+        ).id
+
+
+def test_a_draft_supersedes_the_other_pending_items_with_its_key_only(settings):
+    contact_id = _contact(settings)
+    approved = _queue_keyed(settings, contact_id, "k-approved", "contact:1:update")
+    with session_scope(settings) as session:
+        decisions.approve(session, approved, actor="Casey")
+    older = _queue_keyed(settings, contact_id, "k-older", "contact:1:update")
+    other_key = _queue_keyed(settings, contact_id, "k-other", "contact:1:other")
+    no_key = _queue_keyed(settings, contact_id, "k-none", None)
+    newer = _queue_keyed(settings, contact_id, "k-newer", "contact:1:update")
+    assert _queue_keyed(settings, contact_id, "k-newer", "contact:1:update") == newer  # queued once: no-op
+    with session_scope(settings) as session:
+        status = {i: session.get(ReviewItem, i).status for i in (approved, older, other_key, no_key, newer)}
+        assert status == {
+            approved: "approved",  # an approval is never withdrawn behind the reviewer's back
+            older: "cancelled",
+            other_key: "pending",
+            no_key: "pending",
+            newer: "pending",
+        }
+        assert session.get(ReviewItem, older).result == {"reason": f"superseded by #{newer}"}
+        assert session.get(ReviewItem, newer).supersede_key == "contact:1:update"
+        audits = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "review_item.cancelled").order_by(AuditEvent.id)
+        ).all()
+        assert [(a.entity_id, a.actor, a.after["reason"]) for a in audits] == [
+            (str(older), "agent:test", f"superseded by #{newer}")
+        ]
+
+
+def test_a_superseding_draft_names_itself_in_the_reason(settings):
+    contact_id = _contact(settings)
+    older = _queue_keyed(settings, contact_id, "k-1", "invoice:9:reminder")
+    newer = _queue_keyed(settings, contact_id, "k-2", "invoice:9:reminder", supersede_label="the +7 reminder")
+    with session_scope(settings) as session:
+        assert session.get(ReviewItem, older).result == {"reason": f"superseded by the +7 reminder (#{newer})"}
