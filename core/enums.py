@@ -43,6 +43,7 @@ class ItemSource(StrEnum):
     ONBOARDING = "onboarding"  # welcome and kickoff emails after a signature
     CLIENT_UPDATE = "client_update"  # milestone status updates
     INVOICE = "invoice"  # a milestone's invoice to issue
+    INVOICE_EMAIL = "invoice_email"  # the issued invoice sent to the client, its PDF attached
     CONVERSION = "conversion"  # a lead that asked for a quote or booked a meeting: make it a deal?
 
 

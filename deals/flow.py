@@ -6,7 +6,8 @@ model; the discount is capped by REVLOOP_MAX_DISCOUNT_PCT.
   email that carries the PDF
 - signature (e-sign webhook) -> deal won, delivery hand-off (project brief, tasks, kickoff), billing
   schedule (milestones), onboarding welcome email
-- milestone completed -> an invoice to approve (approval issues it in the billing) and a client update
+- milestone completed -> an invoice to approve (approval issues it in the billing and queues its email to the
+  client, the invoice PDF attached) and a client update
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from jinja2 import Environment, select_autoescape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from billing import reminders
 from core import audit, jobs
-from core.enums import DealOutcome, DealStage, ItemKind, ItemSource, JobKind, MilestoneStatus
+from core.enums import DealOutcome, DealStage, InvoiceStatus, ItemKind, ItemSource, JobKind, MilestoneStatus
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Contact, Deal, Invoice, Milestone, Product, Project, Proposal, ReviewItem, SalesAgent, utcnow
 from core.settings import Settings
@@ -102,6 +104,7 @@ def _queue(
     brief: dict[str, Any],
     refs: dict[str, Any] | None = None,
     sla_hours: int = 24,
+    attachments: list[dict[str, Any]] | None = None,
 ) -> ReviewItem:
     return review_queue.queue_drafted(
         session,
@@ -109,6 +112,7 @@ def _queue(
         template=template,
         slots=slots,
         sla_hours=sla_hours,
+        attachments=attachments or [],
         source=source,
         kind=kind,
         thread_id=thread,
@@ -534,9 +538,80 @@ def onboarding_scan(session: Session, settings: Settings, today: dt.date) -> int
     return drafted
 
 
+def _invoice_recipient(session: Session, deal: Deal, invoice: Invoice) -> Contact | None:
+    """The deal's contact when they accept email, else the account's billing contact (who the reminders go to)."""
+    contact = session.get(Contact, deal.contact_id) if deal.contact_id else None
+    if contact is None and deal.lead is not None:
+        contact = deal.lead.contact
+    if contact is not None and not contact.do_not_email:
+        return contact
+    return reminders.billing_contact(session, invoice.account_id)
+
+
+def queue_invoice_email(session: Session, settings: Settings, invoice: Invoice) -> ReviewItem | None:
+    """The issued invoice goes to the client through review: an email (approved template) with the invoice
+    PDF attached, every figure from the invoice record. Once per invoice; None when nobody can receive it."""
+    deal = _deal(session, invoice.deal_id)
+    contact = _invoice_recipient(session, deal, invoice)
+    if contact is None:
+        return None
+    milestone = session.scalar(select(Milestone).where(Milestone.invoice_id == invoice.id))
+    amount = f"{invoice.currency} {invoice.amount:,.2f}"
+    slots = {
+        **_base_slots(settings, deal, contact),
+        "number": invoice.number,
+        "amount": amount,
+        "due_on": invoice.due_on.strftime("%d %b %Y"),
+        "payment_link": invoice.payment_link or f"{settings.payment_link_base.rstrip('/')}/{invoice.number}",
+        "milestone": milestone.name if milestone else "",
+    }
+    return _queue(
+        session,
+        source=ItemSource.INVOICE_EMAIL,
+        thread=f"invoice-email-{invoice.id}",
+        step=f"invoice-email-{invoice.id}",
+        deal=deal,
+        contact=contact,
+        kind=ItemKind.EMAIL,
+        template="invoice_email",
+        slots=slots,
+        brief={
+            "summary": f"Send invoice {invoice.number} to {slots['company']}: {amount}, due {slots['due_on']}.",
+            "next_action": "send_invoice",
+            "invoice": {
+                "id": invoice.id,
+                "number": invoice.number,
+                "amount": str(invoice.amount),
+                "due_on": str(invoice.due_on),
+            },
+        },
+        refs={"invoice_id": invoice.id, "amount": str(invoice.amount)},
+        attachments=[{"invoice_id": invoice.id, "filename": f"{invoice.number}.pdf"}],
+    )
+
+
 def _issue_invoice_action(settings: Settings, session: Session, item: ReviewItem) -> dict[str, Any]:
     invoice = issue_invoice(session, settings, int(item.draft["milestone_id"]))
-    return {"invoice_number": invoice.number, "due_on": str(invoice.due_on), "summary": f"Issued {invoice.number}"}
+    email = queue_invoice_email(session, settings, invoice)
+    return {
+        "invoice_number": invoice.number,
+        "due_on": str(invoice.due_on),
+        "invoice_email_item": email.id if email else None,
+        "summary": f"Issued {invoice.number}"
+        + ("; its email to the client waits for review" if email else "; no contact accepts email: send it by hand"),
+    }
+
+
+def invoice_still_due(session: Session, item: ReviewItem) -> str | None:
+    """The invoice email goes out only for an invoice that is still owed (not void, not paid meanwhile)."""
+    invoice = session.get(Invoice, int(item.draft["invoice_id"]))
+    if invoice is None:
+        return f"invoice {item.draft['invoice_id']} no longer exists"
+    if invoice.status == InvoiceStatus.VOID:
+        return f"invoice {invoice.number} is void"
+    if invoice.status == InvoiceStatus.PAID:
+        return f"invoice {invoice.number} is already paid"
+    return None
 
 
 def deal_open_and_offer_valid(session, item) -> str | None:
@@ -553,4 +628,5 @@ def deal_open_and_offer_valid(session, item) -> str | None:
 # How approved items of the deal flow are executed (review/execute.py runs them).
 PROPOSAL_EXECUTION = Rule(actor="agent:proposal", check=deal_open_and_offer_valid)
 ONBOARDING_EXECUTION = Rule(actor="agent:deals")  # welcome, kickoff reminder and client update emails
-INVOICE_EXECUTION = Rule(actor="agent:deals", action=_issue_invoice_action)
+INVOICE_EXECUTION = Rule(actor="agent:deals", action=_issue_invoice_action)  # issue it, then queue its email
+INVOICE_EMAIL_EXECUTION = Rule(actor="agent:deals", check=invoice_still_due)

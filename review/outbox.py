@@ -22,6 +22,7 @@ from core.enums import OutboxStatus
 from core.errors import ConfigError
 from core.models import Contact, OutboxMessage, utcnow
 from core.settings import Settings
+from review import documents
 from review.queue import NotApproved, RecipientOptedOut, approved_action
 
 
@@ -40,16 +41,9 @@ def build_message(settings: Settings, row: OutboxMessage, attachments: list[tupl
     return msg
 
 
-def _attachments(session, item) -> list[tuple[str, bytes]]:
-    """Documents the approved item carries (e.g. its proposal's PDF), read from their records."""
-    from core.models import Proposal
-
-    found = []
-    for ref in item.draft.get("attachments") or []:
-        proposal = session.get(Proposal, int(ref["proposal_id"]))
-        if proposal is not None:
-            found.append((f"{proposal.number}.pdf", proposal.pdf))
-    return found
+def _attachments(settings: Settings, session, item) -> list[tuple[str, bytes]]:
+    """Documents the approved item carries (a proposal's PDF, an invoice's), read from their records."""
+    return documents.attachments(session, item.draft.get("attachments") or [], seller=settings.company_name)
 
 
 def _deliver_file(settings: Settings, row: OutboxMessage, msg: EmailMessage) -> str:
@@ -112,7 +106,7 @@ def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessag
             return row
         row.status = "sending"
         row.attempts += 1
-        attachments = _attachments(session, item)
+        attachments = _attachments(settings, session, item)
     try:
         msg = build_message(settings, row, attachments)
         location = _deliver_smtp(settings, msg) if row.transport == "smtp" else _deliver_file(settings, row, msg)

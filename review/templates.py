@@ -80,8 +80,20 @@ DEAL_FIELDS = {
     "milestone": "Delivery",
     "next_step": "Acceptance",
 }
+INVOICE_FIELDS = {
+    "first_name": "Pat",
+    "company": "Globex Ltd",
+    "sender_name": "Alex Morgan",
+    "our_company": "Revloop Demo Co",
+    "number": "INV-2026-00001",
+    "amount": "USD 2,892.60",
+    "due_on": "01 Jan 2027",
+    "payment_link": "https://pay.revloop.example/invoices/INV-2026-00001",
+    "milestone": "Kickoff",
+}
 REQUIRED = {
     "proposal_cover": {"number", "total", "valid_until"},
+    "invoice_email": {"number", "amount", "due_on", "payment_link"},
     "onboarding_welcome": {"kickoff_on", "owner"},
     "onboarding_kickoff": {"kickoff_on"},
     "client_update": {"milestone"},
@@ -101,6 +113,8 @@ REQUIRED = {
 def sample_facts(key: str) -> dict[str, Any]:
     if key.startswith("dunning_"):
         return dict(DUNNING_FIELDS)
+    if key == "invoice_email":  # every fact comes from the invoice record (and its milestone)
+        return dict(INVOICE_FIELDS)
     if key in DEAL_TEMPLATES:
         return dict(DEAL_FIELDS)
     return dict(CADENCE_FIELDS if key in CADENCE_TEMPLATES else LEAD_FIELDS)

@@ -1,4 +1,4 @@
-"""Client-facing templates of the deal flow (cover emails, onboarding, status updates)."""
+"""Client-facing templates of the deal flow (cover emails, onboarding, status updates, invoices)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "body": "Hi {{ first_name }},\n\nA reminder that our kickoff is on {{ kickoff_on }}. We will go through the "
         "plan ({{ milestones }}) and agree who does what. If the time no longer works, reply and {{ owner }} will "
         "find another." + _SIGN,
+    },
+    "invoice_email": {
+        "subject": "Invoice {{ number }} from {{ our_company }}: {{ amount }} due {{ due_on }}",
+        "body": "Hi {{ first_name }},\n\nAttached is invoice {{ number }}{% if milestone %} for the {{ milestone }} "
+        "milestone{% endif %}: {{ amount }}, due on {{ due_on }}. You can pay at {{ payment_link }} "
+        "(reference {{ number }}). If anything on the invoice looks wrong, reply and we will sort it out." + _SIGN,
     },
     "client_update": {
         "subject": "{{ company }}: {{ milestone }} is complete",

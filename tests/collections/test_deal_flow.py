@@ -1,19 +1,23 @@
 """Proposal (HTML + PDF from the price book) -> signature webhook -> won, hand-off, milestones,
-onboarding -> milestone completed -> invoice approved and issued -> reminders; all through review."""
+onboarding -> milestone completed -> invoice approved and issued -> invoice emailed with its PDF -> reminders;
+all through review."""
 
 from __future__ import annotations
 
 import datetime as dt
 import email
 import json
+import re
 import time
+import zlib
 from decimal import Decimal
 
 from sqlalchemy import select
 
+from billing import ledger
 from core import webhooks
 from core.db import session_scope
-from core.models import Account, Contact, Deal, Invoice, Product, ReviewItem
+from core.models import Account, Contact, Deal, Invoice, OutboxMessage, Product, ReviewItem
 from review.outbox import outbox_files
 from tests.factories import session_token
 
@@ -208,3 +212,105 @@ def test_a_proposal_thread_run_twice_drafts_one_proposal_and_one_review_item(set
     with session_scope(settings) as session:
         assert len(session.scalars(select(Proposal)).all()) == 1
     assert len(_items(settings, "proposal")) == 1
+
+
+def _issued_invoice(settings, http, worker, manager: dict[str, str]) -> tuple[int, int]:
+    """A signed deal whose first milestone's invoice was approved and issued: (invoice id, invoice item id)."""
+    settings.webhook_secret_esign = SECRET
+    deal_id = _deal(settings)
+    http.post(
+        f"/v1/deals/{deal_id}/proposals", json={"lines": [{"product": "GTX Pro", "quantity": 2}]}, headers=manager
+    )
+    worker.run_until_idle()
+    assert _sign(http, deal_id).status_code == 200
+    assert http.post(f"/v1/deals/{deal_id}/milestones/1/complete", headers=manager).status_code == 200
+    [invoice_item] = _items(settings, "invoice")
+    assert http.post(f"/v1/review-items/{invoice_item.id}/approve", headers=manager).status_code == 200
+    worker.run_until_idle()
+    with session_scope(settings) as session:
+        [invoice] = session.scalars(select(Invoice)).all()
+        return invoice.id, invoice_item.id
+
+
+def _pdf_text(data: bytes) -> str:
+    """The text drawing operators of a PDF's (compressed) content streams."""
+    streams = re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S)
+    out = []
+    for raw in streams:
+        try:
+            out.append(zlib.decompress(raw).decode("latin-1"))
+        except zlib.error:
+            out.append(raw.decode("latin-1"))
+    return "\n".join(out)
+
+
+def test_an_issued_invoice_is_emailed_to_the_client_with_its_pdf_then_chased_in_ladder_order(settings, http, worker):
+    manager = _h(session_token(settings, "manager"))
+    invoice_id, invoice_item_id = _issued_invoice(settings, http, worker, manager)
+    with session_scope(settings) as session:
+        invoice = session.get(Invoice, invoice_id)
+        number, due, link = invoice.number, invoice.due_on, invoice.payment_link
+    [issued] = [i for i in _items(settings, "invoice") if i.id == invoice_item_id]
+    [email_item] = _items(settings, "invoice-email")
+    assert issued.status == "done" and issued.result["invoice_email_item"] == email_item.id
+    assert (email_item.source, email_item.kind, email_item.status) == ("invoice_email", "email", "pending")
+    assert email_item.draft["to"] == "bill@initech.example" and email_item.template == "invoice_email"
+    assert (
+        email_item.draft["subject"] == f"Invoice {number} from {settings.company_name}: USD 2,892.60 due {due:%d %b %Y}"
+    )
+    body = email_item.draft["body"]
+    assert f"invoice {number} for the Kickoff milestone: USD 2,892.60, due on {due:%d %b %Y}" in body
+    assert f"pay at {link} (reference {number})" in body
+    assert email_item.draft["attachments"] == [{"invoice_id": invoice_id, "filename": f"{number}.pdf"}]
+    assert outbox_files(settings) == []  # nothing leaves before approval
+
+    assert http.post(f"/v1/review-items/{email_item.id}/approve", headers=manager).status_code == 200
+    worker.run_until_idle()
+    worker.run_until_idle()  # a second run sends nothing more
+    [eml] = outbox_files(settings)
+    message = email.message_from_bytes(eml.read_bytes())
+    assert message["To"] == "bill@initech.example" and number in message["Subject"]
+    [attachment] = [part for part in message.walk() if part.get_filename()]
+    pdf = attachment.get_payload(decode=True)
+    assert attachment.get_filename() == f"{number}.pdf" and pdf.startswith(b"%PDF")
+    text = _pdf_text(pdf)
+    assert number in text and "2,892.60" in text and f"{due:%d %b %Y}" in text and "Initech" in text
+    with session_scope(settings) as session:
+        sent = session.get(ReviewItem, email_item.id)
+        assert sent.status == "sent" and sent.result["to"] == "bill@initech.example"
+        assert len(session.scalars(select(OutboxMessage).where(OutboxMessage.review_item_id == sent.id)).all()) == 1
+
+    # The issued invoice then runs through the reminder ladder, forwards only.
+    from billing.reminders import scan
+
+    assert scan(settings, due - dt.timedelta(days=3))["drafted"] == 1
+    assert scan(settings, due + dt.timedelta(days=1))["drafted"] == 1
+    assert scan(settings, due + dt.timedelta(days=2))["waiting"] == 1
+    heads_up, first = _items(settings, "dunning")
+    assert heads_up.draft["invoice_id"] == first.draft["invoice_id"] == invoice_id
+    assert first.draft["to"] == "bill@initech.example" and number in first.draft["subject"]
+    assert (
+        heads_up.status == "cancelled" and heads_up.result["reason"] == f"superseded by the +1 reminder (#{first.id})"
+    )
+    assert first.status == "pending"
+
+
+def test_an_invoice_paid_before_its_email_is_approved_is_not_sent(settings, http, worker):
+    manager = _h(session_token(settings, "manager"))
+    invoice_id, _ = _issued_invoice(settings, http, worker, manager)
+    with session_scope(settings) as session:
+        invoice = session.get(Invoice, invoice_id)
+        ledger.record_payment(
+            session,
+            external_id="pay-early",
+            amount=invoice.amount,
+            received_on=invoice.issued_on,
+            account_id=invoice.account_id,
+        )
+        number = invoice.number
+    [email_item] = _items(settings, "invoice-email")
+    assert http.post(f"/v1/review-items/{email_item.id}/approve", headers=manager).status_code == 200
+    worker.run_until_idle()
+    assert outbox_files(settings) == []
+    [after] = _items(settings, "invoice-email")
+    assert after.status == "cancelled" and after.result == {"reason": f"invoice {number} is already paid"}

@@ -1,0 +1,72 @@
+"""Documents an outbound email carries, read or rendered from their records at send time (never from the
+draft's text): a proposal's stored PDF, an invoice rendered from the invoice record.
+
+A review item's draft names them by reference ({"proposal_id": 3, "filename": "P-3-1.pdf"},
+{"invoice_id": 7, "filename": "INV-2026-00007.pdf"}); an approved email that names a document nobody can
+produce is not sent without it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fpdf import FPDF
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import Deal, Invoice, Milestone, Proposal
+
+
+def _latin1(text: str) -> str:
+    # The core Helvetica font needs no font files: characters outside Latin-1 become "?".
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def invoice_pdf(session: Session, invoice: Invoice, seller: str) -> bytes:
+    """The invoice as a one-page PDF: every figure from the invoice record (and the milestone it bills)."""
+    milestone = session.scalar(select(Milestone).where(Milestone.invoice_id == invoice.id))
+    deal = session.get(Deal, invoice.deal_id) if invoice.deal_id else None
+    item = deal.name if deal else f"Invoice {invoice.number}"
+    if milestone is not None:
+        item += f": milestone {milestone.seq} '{milestone.name}' ({milestone.percent}%)"
+    amount = f"{invoice.amount:,.2f}"
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 10, _latin1(f"Invoice {invoice.number}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=10)
+    for line in (
+        f"From: {seller}",
+        f"To: {invoice.account.name if invoice.account else ''}",
+        f"Issued on: {invoice.issued_on:%d %b %Y}",
+        f"Due on: {invoice.due_on:%d %b %Y}",
+    ):
+        pdf.cell(0, 6, _latin1(line), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    with pdf.table(col_widths=(140, 45), text_align=("LEFT", "RIGHT")) as table:
+        table.row(["Item", f"Amount ({invoice.currency})"])
+        table.row([_latin1(item), amount])
+        table.row([f"Total due ({invoice.currency})", amount])
+    pdf.ln(4)
+    if invoice.payment_link:
+        pdf.multi_cell(0, 5, _latin1(f"Pay at {invoice.payment_link} (reference {invoice.number})."))
+    return bytes(pdf.output())
+
+
+def attachments(session: Session, refs: list[dict[str, Any]], *, seller: str) -> list[tuple[str, bytes]]:
+    """(filename, PDF bytes) for each reference; LookupError when a referenced record is missing or the
+    reference is of an unknown kind (the approved email promised that document)."""
+    found = []
+    for ref in refs:
+        if "proposal_id" in ref:
+            proposal = session.get(Proposal, int(ref["proposal_id"]))
+            if proposal is None:
+                raise LookupError(f"attachment {ref.get('filename')}: proposal {ref['proposal_id']} not found")
+            found.append((f"{proposal.number}.pdf", proposal.pdf))
+        elif "invoice_id" in ref:
+            invoice = session.get(Invoice, int(ref["invoice_id"]))
+            if invoice is None:
+                raise LookupError(f"attachment {ref.get('filename')}: invoice {ref['invoice_id']} not found")
+            found.append((f"{invoice.number}.pdf", invoice_pdf(session, invoice, seller)))
+        else:
+            raise LookupError(f"attachment {ref!r}: no proposal_id or invoice_id to read it from")
+    return found
