@@ -23,7 +23,7 @@ from core.jobs import Worker
 from core.models import Lead, ReviewItem
 from core.settings import Settings, get_settings
 from crm.records import set_lead_status
-from deals import cadences, daily, flow
+from deals import cadences, daily, flow, pipeline
 from review import repository
 from review.execute import Rule, execute_approved
 from review.queue import Draft, enqueue
@@ -173,6 +173,7 @@ EXECUTION_RULES: dict[ItemSource, Rule] = {
     ItemSource.CLIENT_UPDATE: flow.ONBOARDING_EXECUTION,
     ItemSource.INVOICE: flow.INVOICE_EXECUTION,
     ItemSource.INVOICE_EMAIL: flow.INVOICE_EMAIL_EXECUTION,
+    ItemSource.CONVERSION: pipeline.CONVERSION_EXECUTION,
 }
 
 

@@ -353,15 +353,74 @@ class MilestoneRead(BaseModel):
     invoice_id: int | None
 
 
-class DealRead(BaseModel):
+class DealSummary(BaseModel):
+    """A deal as the pipeline lists it."""
+
     id: int
     name: str
     stage: str
     outcome: str | None = Field(description="won | lost; null while open")
+    lost_reason: str | None = None
     amount: str | None
+    currency: str = "USD"
+    owner: str | None = Field(None, description="The person who works the deal")
+    lead_id: int | None = None
+    contact_id: int | None = None
+    account_id: int | None = None
+    product: str | None = None
+    expected_close: dt.date | None = None
+    next_step: str | None = None
+    next_step_due: dt.date | None = None
+    stage_changed_at: dt.datetime | None = None
+
+
+class DealRead(DealSummary):
     proposals: list[ProposalRead]
     project: ProjectRead | None = Field(description="The delivery hand-off, once signed")
     milestones: list[MilestoneRead]
+
+
+class DealPage(BaseModel):
+    items: list[DealSummary]
+    total: int
+
+
+class LeadConvert(BaseModel):
+    """Make a deal of a lead: contact and account come from the lead's records, never from this body."""
+
+    model_config = ConfigDict(extra="forbid")
+    product: str | None = Field(None, max_length=200, description="A product name from the price book")
+    value: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2, description="Default: the price")
+    expected_close: dt.date | None = None
+    owner: str | None = Field(None, max_length=200, description="An active closer or manager; default: who worked it")
+    name: str | None = Field(None, max_length=200)
+
+
+class DealUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=200)
+    amount: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2)
+    expected_close: dt.date | None = None
+    owner: str | None = Field(None, max_length=200)
+    next_step: str | None = Field(None, max_length=300)
+    next_step_due: dt.date | None = None
+    product: str | None = Field(None, max_length=200)
+
+
+class DealClose(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["won", "lost"]
+    reason: str | None = Field(None, max_length=500, description="Required for lost: why it was lost")
+
+
+class DealClosed(BaseModel):
+    deal_id: int
+    outcome: str | None = None
+    reason: str | None = None
+    cancelled_drafts: int | None = None
+    duplicate: bool | None = None
+    milestones: int | None = None
+    kickoff_on: str | None = None
 
 
 class StageChanged(BaseModel):

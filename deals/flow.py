@@ -298,27 +298,6 @@ def request_proposal(
     return {"deal_id": deal_id, "thread_id": thread_id, "status": "drafting", **priced}
 
 
-def change_stage(session: Session, settings: Settings, deal_id: int, stage: str, *, actor: str) -> dict[str, Any]:
-    deal = _deal(session, deal_id)
-    if deal.outcome is not None:
-        raise Conflict(f"deal {deal_id} is closed ({deal.outcome})")
-    before = deal.stage
-    if stage == before:
-        return {"deal_id": deal.id, "stage": stage, "proposal": None}
-    deal.stage, deal.stage_changed_at = stage, utcnow()
-    audit.record(
-        session,
-        actor=actor,
-        action="deal.stage_changed",
-        entity_type="deal",
-        entity_id=deal.id,
-        before={"stage": before},
-        after={"stage": stage},
-    )
-    requested = request_proposal(session, settings, deal.id, actor=actor) if stage == DealStage.PROPOSAL else None
-    return {"deal_id": deal.id, "stage": stage, "proposal": requested["thread_id"] if requested else None}
-
-
 def _plan(settings: Settings) -> list[tuple[str, Decimal]]:
     plan = []
     for part in settings.milestone_plan.split(","):

@@ -11,7 +11,6 @@ from typing import Any
 
 from langgraph.types import interrupt
 
-from agents.guard import injection_signals, lead_text, ungrounded
 from agents.lead import routing
 from agents.lead.prompts import TEMPLATE_FOR_ACTION, topics_phrase
 from agents.lead.research import research
@@ -23,6 +22,7 @@ from crm import records
 from review import queue as review_queue
 from review import templates as message_templates
 from review.execute import Rule, execute_approved
+from review.guard import injection_signals, lead_text, ungrounded
 from scoring.scorer import score_lead
 
 # First touches are sent by the one executor with no further check: the approval and the contact's
@@ -309,7 +309,7 @@ class LeadNodes:
     def execute(self, state: LeadState) -> dict[str, Any]:
         item_id = int(state["decision"]["review_item_id"])
         done = execute_approved(self.settings, item_id, EXECUTION)
-        return {"outcome": {"status": done.status, "review_item_id": item_id, **done.result}}
+        return {"outcome": {"status": done.status.value, "review_item_id": item_id, **done.result}}
 
     def finish(self, state: LeadState) -> dict[str, Any]:
         decision = state.get("decision") or {}
@@ -318,5 +318,5 @@ class LeadNodes:
         if state.get("route", {}).get("channel") == "none":
             with session_scope(self.settings) as session:
                 records.set_lead_status(session, state["lead_id"], LeadStatus.NO_CONTACT_ALLOWED, actor="agent:lead")
-            return {"outcome": {"status": LeadStatus.NO_CONTACT_ALLOWED}}
+            return {"outcome": {"status": LeadStatus.NO_CONTACT_ALLOWED.value}}  # plain text in checkpoints
         return {"outcome": state.get("outcome") or {"status": "done"}}

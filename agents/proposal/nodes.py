@@ -61,7 +61,9 @@ class ProposalNodes:
     def execute(self, state: dict[str, Any]) -> dict[str, Any]:
         item_id = int(state["decision"]["review_item_id"])
         done = execute_approved(self.settings, item_id, flow.PROPOSAL_EXECUTION)
-        return {"outcome": {"status": done.status, "review_item_id": item_id, "proposal": state["proposal"]["number"]}}
+        return {
+            "outcome": {"status": done.status.value, "review_item_id": item_id, "proposal": state["proposal"]["number"]}
+        }
 
     def finish(self, state: dict[str, Any]) -> dict[str, Any]:
         if state.get("outcome"):

@@ -1,11 +1,12 @@
-"""The deal flow over HTTP: stage changes (the proposal stage drafts a proposal), proposals with their
-PDF, the delivery hand-off and milestones (completing one drafts its invoice and a client update)."""
+"""Deals over HTTP: the pipeline list, edits, stage changes with entry criteria (the proposal stage drafts a
+proposal), closing won or lost, proposals with their PDF, the delivery hand-off and milestones (completing one
+drafts its invoice and a client update)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
@@ -15,7 +16,12 @@ from core.enums import Role
 from core.errors import NotFound
 from core.models import Deal, Milestone, Project, Proposal
 from core.schemas import (
+    DealClose,
+    DealClosed,
+    DealPage,
     DealRead,
+    DealSummary,
+    DealUpdate,
     MilestoneCompleted,
     MilestoneRead,
     ProjectRead,
@@ -25,7 +31,7 @@ from core.schemas import (
     StageChange,
     StageChanged,
 )
-from deals import flow
+from deals import flow, pipeline
 
 router = APIRouter(prefix="/v1/deals", tags=["deals"])
 Seller = Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER))]
@@ -47,6 +53,44 @@ def _proposal(row: Proposal) -> ProposalRead:
     )
 
 
+def summary(session, deal: Deal) -> dict:
+    return {
+        "id": deal.id,
+        "name": deal.name,
+        "stage": deal.stage,
+        "outcome": deal.outcome,
+        "lost_reason": deal.lost_reason,
+        "amount": str(deal.amount) if deal.amount is not None else None,
+        "currency": deal.currency,
+        "owner": deal.owner,
+        "lead_id": deal.lead_id,
+        "contact_id": deal.contact_id,
+        "account_id": deal.account_id,
+        "product": pipeline.product_name(session, deal),
+        "expected_close": deal.expected_close,
+        "next_step": deal.next_step,
+        "next_step_due": deal.next_step_due,
+        "stage_changed_at": deal.stage_changed_at,
+    }
+
+
+@router.get("", response_model=DealPage, summary="The pipeline: deals by stage, owner, open or closed")
+def list_deals(
+    session: SessionDep,
+    _: Seller,
+    stage: str | None = None,
+    owner: str | None = None,
+    open: bool = False,
+    lead_id: int | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> DealPage:
+    deals, total = pipeline.list_deals(
+        session, stage=stage, owner=owner, open_only=open, lead_id=lead_id, limit=limit, offset=offset
+    )
+    return DealPage(items=[DealSummary(**summary(session, d)) for d in deals], total=total)
+
+
 @router.get(
     "/{deal_id}", response_model=DealRead, summary="A deal with its proposals, delivery hand-off and milestones"
 )
@@ -56,11 +100,7 @@ def get_deal(deal_id: int, session: SessionDep, _: Seller) -> DealRead:
         raise NotFound(f"deal {deal_id} not found")
     project = session.scalar(select(Project).where(Project.deal_id == deal_id))
     return DealRead(
-        id=deal.id,
-        name=deal.name,
-        stage=deal.stage,
-        outcome=deal.outcome,
-        amount=str(deal.amount) if deal.amount is not None else None,
+        **summary(session, deal),
         proposals=[_proposal(p) for p in session.scalars(select(Proposal).where(Proposal.deal_id == deal_id))],
         project=None
         if project is None
@@ -87,7 +127,26 @@ def get_deal(deal_id: int, session: SessionDep, _: Seller) -> DealRead:
 def change_stage(
     deal_id: int, data: StageChange, session: SessionDep, settings: SettingsDep, principal: Seller
 ) -> dict[str, Any]:
-    return flow.change_stage(session, settings, deal_id, data.stage, actor=principal.actor)
+    return pipeline.change_stage(session, settings, deal_id, data.stage, actor=principal.actor)
+
+
+@router.patch("/{deal_id}", response_model=DealRead, summary="Edit an open deal: value, close date, owner, next step")
+def update_deal(deal_id: int, data: DealUpdate, session: SessionDep, principal: Seller) -> DealRead:
+    pipeline.update_deal(session, deal_id, data.model_dump(exclude_unset=True), actor=principal.actor)
+    return get_deal(deal_id, session, principal)
+
+
+@router.post(
+    "/{deal_id}/close",
+    response_model=DealClosed,
+    summary="Close a deal: won (a signature recorded by a person: the same hand-off as the e-sign webhook) or "
+    "lost with a reason; either way it becomes a training row for the outcome model",
+)
+def close_deal(
+    deal_id: int, data: DealClose, session: SessionDep, settings: SettingsDep, principal: Seller
+) -> dict[str, Any]:
+    result = pipeline.close_deal(session, settings, deal_id, data.outcome, reason=data.reason, actor=principal.actor)
+    return {"outcome": data.outcome, **result}
 
 
 @router.post(

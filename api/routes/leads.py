@@ -9,13 +9,14 @@ from sqlalchemy import select
 
 from api.auth import Principal
 from api.deps import SessionDep, SettingsDep, require
+from api.routes import deals as deals_routes
 from core.enums import Role
 from core.errors import NotFound
 from core.models import Lead as LeadRow
 from core.models import LlmRun as LlmRunRow
-from core.schemas import Lead, LeadAccepted, LeadCreate, LeadEventIn, LeadEventRecorded, LlmRun
+from core.schemas import DealRead, Lead, LeadAccepted, LeadConvert, LeadCreate, LeadEventIn, LeadEventRecorded, LlmRun
 from crm.capture import capture_lead
-from deals import cadences
+from deals import cadences, pipeline
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
 Reader = Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER, Role.EVALUATOR))]
@@ -89,3 +90,19 @@ def get_lead(lead_id: int, session: SessionDep, _: Reader) -> LeadRow:
     if lead is None:
         raise NotFound(f"lead {lead_id} not found")
     return lead
+
+
+Seller = Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER))]
+
+
+@router.post(
+    "/{lead_id}/convert",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DealRead,
+    summary="Make a deal of a lead: contact and account come from the lead's records; the value from the price "
+    "book unless given. A lead has one open deal at a time (409 names it).",
+)
+def convert_lead(lead_id: int, data: LeadConvert, session: SessionDep, response: Response, principal: Seller) -> Any:
+    deal = pipeline.convert_lead(session, lead_id, actor=principal.actor, **data.model_dump())
+    response.headers["Location"] = f"/v1/deals/{deal.id}"
+    return deals_routes.get_deal(deal.id, session, principal)
