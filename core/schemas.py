@@ -295,6 +295,9 @@ class LeadEventRecorded(BaseModel):
     duplicate: bool = Field(description="true: this event_id was received before; nothing changed")
     cancelled_drafts: int = Field(description="Pending follow-ups cancelled because the event stops the cadence")
     handoff_item: int | None = Field(description="The review item queued for a person (reply, opened proposal)")
+    conversion_item: int | None = Field(
+        None, description="A proposal to make the lead a deal (a reply asking to buy, a booked meeting), to confirm"
+    )
 
 
 # --- deals -------------------------------------------------------------------------------------------
@@ -674,6 +677,153 @@ class CashView(BaseModel):
     open_deals: list[OpenDeals]
 
 
+# --- weekly momentum review --------------------------------------------------------------------------
+
+
+class WeeklyAgendaItem(BaseModel):
+    section: Literal["changed", "pipeline", "stalled", "invoices"] = Field(description="The section of this review")
+    title: str
+    minutes: int = Field(description="Time to give it in the meeting")
+    headline: str = Field(description="The section's counts in one line")
+
+
+class WeeklyDeal(BaseModel):
+    id: int
+    name: str
+    stage: str = Field(description="The stage it was in at the end of as_of")
+    owner: str | None
+    amount: str | None
+    currency: str
+    product: str | None
+    days_in_stage: int
+    next_step: str | None
+    next_step_due: dt.date | None
+    next_step_overdue: bool
+    expected_close: dt.date | None
+    last_activity_at: dt.datetime = Field(
+        description="Latest activity: logged activity, review item sent, stage change, creation"
+    )
+    days_quiet: int = Field(description="Days from the last activity to as_of")
+
+
+class WeeklyStage(BaseModel):
+    stage: str
+    deals: int
+    amount: str
+    oldest_days_in_stage: int | None
+    items: list[WeeklyDeal] = Field(description="Largest value first, cut to `limit`")
+
+
+class WeeklyPipeline(BaseModel):
+    open_deals: int
+    amount: str
+    without_next_step: int
+    next_step_overdue: int
+    stages: list[WeeklyStage] = Field(description="Open stages in pipeline order")
+
+
+class WeeklyStalled(BaseModel):
+    after_days: int = Field(description="No activity for this many days (REVLOOP_STALE_DEAL_DAYS)")
+    deals: int
+    amount: str
+    without_next_step: int
+    items: list[WeeklyDeal] = Field(description="Quiet longest first, cut to `limit`")
+
+
+class WeeklyDealChange(BaseModel):
+    deal_id: int
+    name: str
+    owner: str | None
+    stage: str = Field(description="Its stage now")
+    amount: str | None
+    currency: str
+    at: dt.datetime | None
+    reason: str | None = Field(None, description="Why it was lost")
+
+
+class WeeklyStageMove(BaseModel):
+    deal_id: int
+    name: str | None
+    owner: str | None
+    from_stage: str | None
+    to_stage: str | None
+    at: dt.datetime
+    actor: str
+
+
+class WeeklyPaidInvoice(BaseModel):
+    id: int
+    number: str
+    account_id: int
+    account: str | None
+    deal_id: int | None
+    amount: str
+    currency: str
+    paid_on: dt.date
+
+
+class WeeklyChanges(BaseModel):
+    since: dt.datetime
+    until: dt.datetime
+    created: int = Field(description="Deals made in revloop (imports are counted apart)")
+    imported: int
+    won: int
+    won_amount: str
+    lost: int
+    lost_amount: str
+    stage_moves: int
+    invoices_paid: int
+    paid_amount: str
+    created_deals: list[WeeklyDealChange]
+    won_deals: list[WeeklyDealChange]
+    lost_deals: list[WeeklyDealChange]
+    moves: list[WeeklyStageMove]
+    paid_invoices: list[WeeklyPaidInvoice]
+
+
+class WeeklyAgingBucket(BaseModel):
+    bucket: str = Field(description="Days past due")
+    invoices: int
+    amount: str
+
+
+class WeeklyUnpaidInvoice(BaseModel):
+    id: int
+    number: str
+    account_id: int
+    account: str | None
+    due_on: dt.date
+    days_past_due: int
+    bucket: str
+    balance: str
+    disputed: bool
+    expected_on: dt.date | None
+
+
+class WeeklyInvoices(BaseModel):
+    unpaid_invoices: int
+    receivable: str
+    overdue: int
+    disputed: int
+    dso_days: float | None
+    buckets: list[WeeklyAgingBucket]
+    items: list[WeeklyUnpaidInvoice] = Field(description="Most days past due first, cut to `limit`")
+
+
+class WeeklyReview(BaseModel):
+    """A 20-minute agenda: the sections in the order to walk them, each with its counts, then its lists."""
+
+    as_of: dt.date
+    since: dt.datetime = Field(description="Start of the week reviewed (as_of - 6 days, 00:00 UTC)")
+    until: dt.datetime = Field(description="End of the week reviewed (the day after as_of, 00:00 UTC)")
+    minutes: int
+    agenda: list[WeeklyAgendaItem]
+    changed: WeeklyChanges
+    pipeline: WeeklyPipeline
+    stalled: WeeklyStalled
+    invoices: WeeklyInvoices
+
+
 # --- evals -------------------------------------------------------------------------------------------
 
 
@@ -786,3 +936,36 @@ class SignatureRecorded(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+class SalesAgentRead(BaseModel):
+    """A sales agent routing may assign leads to."""
+
+    id: int
+    name: str
+    manager: str | None
+    regional_office: str | None
+    services: list[str] = Field(description="Service types routed to this agent first (trimmed, lower-case)")
+    open_deals: int = Field(description="Open deals the agent holds")
+    updated_at: dt.datetime
+
+
+class SalesAgentServices(BaseModel):
+    """The agent's service types, replacing the ones they have; [] clears them."""
+
+    model_config = ConfigDict(extra="forbid")
+    services: list[str] = Field(
+        max_length=20,
+        description="Service types (a lead's custom.service), e.g. ['collections', 'onboarding']; "
+        "stored trimmed, lower-case, each once",
+    )
+
+    @field_validator("services")
+    @classmethod
+    def _each_service(cls, value: list[str]) -> list[str]:
+        for position, item in enumerate(value):
+            if not item.strip():
+                raise ValueError(f"item {position} is blank")
+            if len(item.strip()) > 100:
+                raise ValueError(f"item {position} is longer than 100 characters")
+        return value

@@ -28,6 +28,7 @@ from core.enums import ItemKind, ItemSource, ItemStatus, LeadEventType
 from core.errors import InvalidInput, NotFound
 from core.models import Activity, CadenceTouch, Deal, Lead, LeadEvent, Proposal, ReviewItem, utcnow
 from core.settings import Settings
+from deals import pipeline
 from review import queue as review_queue
 from review.execute import Rule
 
@@ -285,7 +286,14 @@ def record_event(
             details={"field": "type"},
         )
     if external_id and session.scalar(select(LeadEvent.id).where(LeadEvent.external_id == external_id)):
-        return {"lead_id": lead_id, "type": type, "duplicate": True, "cancelled_drafts": 0, "handoff_item": None}
+        return {
+            "lead_id": lead_id,
+            "type": type,
+            "duplicate": True,
+            "cancelled_drafts": 0,
+            "handoff_item": None,
+            "conversion_item": None,
+        }
     session.add(
         LeadEvent(lead_id=lead_id, type=type, note=note, occurred_at=occurred_at or utcnow(), external_id=external_id)
     )
@@ -322,6 +330,12 @@ def record_event(
             supersede=(_follow_up(lead), "the proposal follow-up"),
         )
         handoff = item.id if item else None
+    conversion = None
+    if type == LeadEventType.MEETING_BOOKED or (type == LeadEventType.REPLY and pipeline.asks_to_buy(note)):
+        # Buying intent: an agent proposes making the lead a deal; a person confirms it in the queue.
+        why = "Meeting booked." if type == LeadEventType.MEETING_BOOKED else "Replied asking about buying."
+        proposed = pipeline.propose_conversion(session, settings, lead, why=why, actor="agent:deals")
+        conversion = proposed.id if proposed else None
     audit.record(
         session,
         actor=actor,
@@ -336,6 +350,7 @@ def record_event(
         "duplicate": False,
         "cancelled_drafts": cancelled,
         "handoff_item": handoff,
+        "conversion_item": conversion,
     }
 
 

@@ -10,6 +10,7 @@ review item; a person's approval runs `convert_lead` through the one executor.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -311,6 +312,17 @@ def close_deal(
         after={"reason": deal.lost_reason, "cancelled_drafts": cancelled},
     )
     return {"deal_id": deal.id, "outcome": DealOutcome.LOST, "reason": deal.lost_reason, "cancelled_drafts": cancelled}
+
+
+# Words of a reply that asks to buy: a quote, a price, a proposal, a contract, an order.
+BUYING_WORDS = re.compile(
+    r"\b(quote|quotation|pricing|price|prices|proposal|contract|order|purchase|buy|invoice us|sign|go ahead)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_to_buy(note: str | None) -> bool:
+    return bool(note and BUYING_WORDS.search(note))
 
 
 def propose_conversion(session: Session, settings: Settings, lead: Lead, *, why: str, actor: str) -> ReviewItem | None:
