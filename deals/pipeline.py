@@ -157,7 +157,8 @@ def convert_lead(
         account_id=lead.account_id,
         contact_id=lead.contact_id,
         lead_id=lead.id,
-        stage=DealStage.QUALIFIED,
+        # Qualified needs a value or a product (its entry criteria); without either the deal starts engaging.
+        stage=DealStage.QUALIFIED if (value is not None or chosen) else DealStage.ENGAGING,
         amount=value if value is not None else (chosen.price if chosen else None),
         currency=chosen.currency if chosen else "USD",
         expected_close=expected_close,

@@ -86,7 +86,7 @@ def test_a_lead_runs_the_whole_loop_to_cash_and_back_into_training(settings, htt
     assert conversion["kind"] == "convert"
     assert _approve(http, closer, worker, conversion)["status"] == "done"
     [deal] = http.get("/v1/deals", params={"lead_id": lead_id}, headers=closer).json()["items"]
-    assert deal["stage"] == "qualified" and deal["outcome"] is None
+    assert deal["stage"] == "engaging" and deal["outcome"] is None  # no product or value yet: not qualified
 
     # Proposal: the closer sets the product and moves the deal; the graph drafts; approved; sent with its PDF.
     assert http.patch(f"/v1/deals/{deal['id']}", json={"product": "GTX Pro"}, headers=closer).status_code == 200
