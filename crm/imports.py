@@ -319,6 +319,11 @@ def parse_mapping(pairs: list[str]) -> dict[str, str]:
     return mapping
 
 
+def lead_source_key(path: Path, fmt: str) -> str:
+    """The external_source an import gives its leads: one per format, and per file for generic files."""
+    return XED_SOURCE if fmt == "x-education" else f"generic:{path.stem}"
+
+
 def _import_generic(
     session: Session, path: Path, report: ImportReport, mapping: dict[str, str], progress: Progress | None
 ) -> None:
@@ -331,7 +336,7 @@ def _import_generic(
     }
     if "email" not in fields.values() and "external_id" not in fields.values():
         raise InvalidInput(f"{path.name} needs an email or an external_id column (use --map COLUMN=email)")
-    source_key = f"generic:{path.stem}"
+    source_key = lead_source_key(path, "generic")
     imported_at = utcnow()
     leads = {lead.external_id: lead for lead in session.scalars(select(Lead).where(Lead.external_source == source_key))}
     deals = {d.external_id: d for d in session.scalars(select(Deal).where(Deal.external_source == source_key))}

@@ -107,6 +107,12 @@ class RevloopClient:
     def update_user(self, user_id: int, **changes: Any) -> dict[str, Any]:
         return self._call("PATCH", f"/v1/users/{user_id}", json=changes)
 
+    def sales_agents(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/sales-agents")
+
+    def set_sales_agent_services(self, agent_id: int, services: list[str]) -> dict[str, Any]:
+        return self._call("PUT", f"/v1/sales-agents/{agent_id}/services", json={"services": services})
+
     def templates(self) -> list[dict[str, Any]]:
         return self._call("GET", "/v1/templates")
 

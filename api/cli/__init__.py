@@ -13,7 +13,9 @@ from api.cli.evals import eval_app
 from api.cli.icp import icp_app
 from api.cli.imports import import_app
 from api.cli.kb import kb_app
+from api.cli.leads import leads_app
 from api.cli.review_app import review_app, review_app_command
+from api.cli.sales_agents import sales_agents_app
 from api.cli.scans import cadences_app, collections_app
 from api.cli.scoring import scoring_app
 from api.cli.serve import serve
@@ -36,10 +38,12 @@ app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(import_app, name="import")
+app.add_typer(leads_app, name="leads")
 app.add_typer(scoring_app, name="scoring")
 app.add_typer(kb_app, name="kb")
 app.add_typer(icp_app, name="icp")
 app.add_typer(users_app, name="users")
+app.add_typer(sales_agents_app, name="sales-agents")
 app.add_typer(collections_app, name="collections")
 app.add_typer(cadences_app, name="cadences")
 app.add_typer(eval_app, name="eval")

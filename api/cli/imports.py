@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from api.cli.common import progress_bar, user_errors
+from api.cli.leads import RateOption, print_work, queue_leads
 
 import_app = typer.Typer(
     help="Import real data (CSV): leads with outcomes, a CRM export, a company directory, billing history.",
@@ -30,10 +31,10 @@ def run_import(total: int, name: str, do_import):
         return do_import(session, advance)
 
 
-def report_import(report, as_json: bool, rejects: Path | None) -> None:
+def report_import(report, as_json: bool, rejects: Path | None, extra: dict | None = None) -> None:
     import csv
 
-    data = report.as_dict()
+    data = {**report.as_dict(), **(extra or {})}
     if rejects is not None:
         with rejects.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=["file", "row", "reason"])
@@ -66,9 +67,18 @@ def import_leads_cmd(
     strict: StrictOption = False,
     rejects: RejectsOption = None,
     as_json: ReportJsonOption = False,
+    work: Annotated[
+        bool,
+        typer.Option(
+            "--work",
+            help="After the import commits, queue its open, contactable leads through the lead graph "
+            "(as revloop leads work does)",
+        ),
+    ] = False,
+    rate: RateOption = 20,
 ) -> None:
     """Import leads; outcomes become closed deals, Do Not Email/Call become consent. Safe to re-run."""
-    from crm.imports import count_rows, import_leads, parse_mapping
+    from crm.imports import count_rows, import_leads, lead_source_key, parse_mapping
 
     with user_errors():
         mapping = parse_mapping(map_ or [])
@@ -77,7 +87,16 @@ def import_leads_cmd(
         path.name,
         lambda session, advance: import_leads(session, path, format, mapping=mapping, strict=strict, progress=advance),
     )
-    report_import(report, as_json, rejects)
+    if not work:
+        report_import(report, as_json, rejects)
+        return
+    if not as_json:
+        report_import(report, as_json, rejects)
+    worked = queue_leads(status="imported", source=lead_source_key(path, format), limit=None, rate=rate)
+    if as_json:
+        report_import(report, as_json, rejects, extra={"work": worked.as_dict()})
+    else:
+        print_work(worked, as_json=False)
 
 
 @import_app.command("companies")

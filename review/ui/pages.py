@@ -36,6 +36,7 @@ PAGES = (  # the first page a role has is its default, served at the app's root 
     AppPage("KPIs", "kpis", "kpis.py", MANAGERS, ":material/monitoring:"),
     AppPage("Cash", "cash", "cash.py", MANAGERS, ":material/payments:"),
     AppPage("Templates", "templates", "templates.py", MANAGERS, ":material/description:"),
+    AppPage("Sales team", "team", "team.py", MANAGERS, ":material/groups:"),
     AppPage("ICP rubric", "icp", "icp.py", (*MANAGERS, "evaluator"), ":material/rule:"),
     AppPage("Evals", "evals", "evals.py", (*MANAGERS, "evaluator"), ":material/fact_check:"),
     AppPage("Users", "users", "users.py", ("admin",), ":material/group:"),
