@@ -7,7 +7,18 @@ from typing import Any
 
 import httpx
 
-from core.schemas import LoginResult, Me, ReviewItem, ReviewItemPage
+from core.schemas import (
+    DealClosed,
+    DealPage,
+    DealRead,
+    LoginResult,
+    Me,
+    MilestoneCompleted,
+    ReviewItem,
+    ReviewItemPage,
+    StageChanged,
+    WeeklyReview,
+)
 
 
 class ApiError(Exception):
@@ -191,3 +202,63 @@ class RevloopClient:
             if template:
                 body["template"] = template
         return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/reject", json=body))
+
+    # --- deals and the weekly review ---------------------------------------------------------------------
+
+    def deals(
+        self,
+        *,
+        open_only: bool = False,
+        owner: str | None = None,
+        stage: str | None = None,
+        lead_id: int | None = None,
+        limit: int = 200,
+        offset: int = 0,
+    ) -> DealPage:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if open_only:
+            params["open"] = True
+        params.update({k: v for k, v in (("owner", owner), ("stage", stage), ("lead_id", lead_id)) if v})
+        return DealPage.model_validate(self._call("GET", "/v1/deals", params=params))
+
+    def deal(self, deal_id: int) -> DealRead:
+        return DealRead.model_validate(self._call("GET", f"/v1/deals/{deal_id}"))
+
+    def convert_lead(self, lead_id: int, **fields: Any) -> DealRead:
+        """fields: product, value, expected_close, owner, name (None ones are left out)."""
+        body = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in fields.items() if v is not None}
+        return DealRead.model_validate(self._call("POST", f"/v1/leads/{lead_id}/convert", json=body))
+
+    def update_deal(self, deal_id: int, **changes: Any) -> DealRead:
+        """changes: name, amount, expected_close, owner, next_step, next_step_due, product (None clears)."""
+        body = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in changes.items()}
+        return DealRead.model_validate(self._call("PATCH", f"/v1/deals/{deal_id}", json=body))
+
+    def change_stage(self, deal_id: int, stage: str) -> StageChanged:
+        return StageChanged.model_validate(self._call("POST", f"/v1/deals/{deal_id}/stage", json={"stage": stage}))
+
+    def close_deal(self, deal_id: int, outcome: str, reason: str | None = None) -> DealClosed:
+        body = {"outcome": outcome, **({"reason": reason} if reason is not None else {})}
+        return DealClosed.model_validate(self._call("POST", f"/v1/deals/{deal_id}/close", json=body))
+
+    def complete_milestone(self, deal_id: int, seq: int) -> MilestoneCompleted:
+        return MilestoneCompleted.model_validate(self._call("POST", f"/v1/deals/{deal_id}/milestones/{seq}/complete"))
+
+    def proposal_pdf(self, deal_id: int, number: str) -> bytes:
+        """The proposal's PDF (the API serves it to a signed-in seller only, so the app fetches it)."""
+        path = f"/v1/deals/{deal_id}/proposals/{number}/pdf"
+        try:
+            response = self._http.get(path)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach the API at {self._http.base_url}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message") or response.text[:300]
+            except ValueError:
+                message = response.text[:300]
+            raise ApiError(response.status_code, message)
+        return response.content
+
+    def weekly_review(self, as_of: dt.date | None = None, limit: int = 25) -> WeeklyReview:
+        params: dict[str, Any] = {"limit": limit, **({"as_of": as_of.isoformat()} if as_of else {})}
+        return WeeklyReview.model_validate(self._call("GET", "/v1/reviews/weekly", params=params))

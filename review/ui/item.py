@@ -11,6 +11,7 @@ import streamlit as st
 from core.schemas import ReviewItem
 from review.client import ApiError, RevloopClient
 from review.ui.common import GRADE_COLOUR, relative, show_error, sla_label
+from review.ui.deals import make_deal
 
 DECIDERS = ("closer", "manager", "admin")
 REDRAFT_TEMPLATES = ["(same template)", "first_touch_fast", "first_touch_nurture", "polite_decline", "call_task"]
@@ -294,6 +295,8 @@ def page(client: RevloopClient, me: dict, item_id: int) -> None:
             _assignment(client, me, item)
     show_brief(item.brief)
     _llm_usage(client, item)
+    if item.lead_id is not None:
+        make_deal(client, me, item.lead_id)  # a lead without an open deal: product, value, expected close
     if item.draft.get("redraft_reason"):
         st.info(f"Redrafted after a rejection: “{item.draft['redraft_reason']}”")
     st.divider()

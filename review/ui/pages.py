@@ -33,6 +33,8 @@ class AppPage:
 
 PAGES = (  # the first page a role has is its default, served at the app's root URL
     AppPage("Review queue", "queue", "queue.py", EVERYONE, ":material/inbox:"),
+    AppPage("Deals", "deals", "deals.py", ("closer", *MANAGERS), ":material/handshake:"),
+    AppPage("Weekly review", "weekly", "weekly.py", MANAGERS, ":material/event_note:"),
     AppPage("KPIs", "kpis", "kpis.py", MANAGERS, ":material/monitoring:"),
     AppPage("Cash", "cash", "cash.py", MANAGERS, ":material/payments:"),
     AppPage("Templates", "templates", "templates.py", MANAGERS, ":material/description:"),
