@@ -317,6 +317,7 @@ def signed(session: Session, settings: Settings, deal_id: int, *, signed_at: dt.
         raise Conflict(f"deal {deal_id} is lost; a signature cannot reopen it")
     proposal = session.scalar(select(Proposal).where(Proposal.deal_id == deal.id).order_by(Proposal.id.desc()).limit(1))
     value = proposal.total if proposal is not None else (deal.amount or Decimal("0"))
+    stage_before = deal.stage  # the weekly review reads a past stage back from this event
     deal.outcome, deal.stage, deal.closed_at, deal.stage_changed_at = (
         DealOutcome.WON,
         DealStage.WON,
@@ -385,6 +386,7 @@ def signed(session: Session, settings: Settings, deal_id: int, *, signed_at: dt.
         action="deal.won",
         entity_type="deal",
         entity_id=deal.id,
+        before={"stage": stage_before},
         after={"value": str(value), "milestones": len(milestones), "kickoff_on": str(kickoff)},
     )
     return {"deal_id": deal.id, "duplicate": False, "milestones": len(milestones), "kickoff_on": str(kickoff)}

@@ -82,6 +82,12 @@ def _lead_owner(session: Session, lead_id: int) -> str | None:
     )
 
 
+def _person(session: Session, actor: str) -> str | None:
+    """The name of the closer or manager acting ("closer:Robin Lee" -> "Robin Lee"), when they can own deals."""
+    name = actor.split(":", 1)[1] if ":" in actor else None
+    return name if name in assignable_names(session) else None
+
+
 def open_deal_of(session: Session, lead_id: int) -> Deal | None:
     return session.scalar(
         select(Deal).where(Deal.lead_id == lead_id, Deal.outcome.is_(None)).order_by(Deal.id.desc()).limit(1)
@@ -163,7 +169,7 @@ def convert_lead(
         currency=chosen.currency if chosen else "USD",
         expected_close=expected_close,
         product_id=chosen.id if chosen else None,
-        owner=_owner(session, owner) if owner is not None else _lead_owner(session, lead.id),
+        owner=_owner(session, owner) if owner is not None else _lead_owner(session, lead.id) or _person(session, actor),
         stage_changed_at=now,
         engaged_at=now.date(),
     )

@@ -31,7 +31,7 @@ from core.settings import Settings
 
 WEEK = dt.timedelta(days=7)
 # Audit events that carry a deal's stage: 'after' is the stage entered, 'before' the stage left.
-STAGE_EVENTS = ("deal.created", "deal.stage_changed", "deal.lost")
+STAGE_EVENTS = ("deal.created", "deal.stage_changed", "deal.won", "deal.lost")
 UNKNOWN_STAGE = "unknown"  # open then, closed since, and no trail says in which stage it was
 AGENDA = (  # section, title, minutes: the order a manager walks through
     ("changed", "What changed since last week", 5),

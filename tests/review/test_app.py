@@ -355,17 +355,30 @@ def test_admin_pages_are_not_offered_to_other_roles(settings, live_server, role)
 
 PAGE_URLS = {
     "Review queue": "queue",
+    "Deals": "deals",
+    "Weekly review": "weekly",
     "KPIs": "kpis",
     "Cash": "cash",
     "Templates": "templates",
+    "Sales team": "team",
     "ICP rubric": "icp",
     "Evals": "evals",
     "Users": "users",
     "Audit": "audit",
 }
 ROLE_PAGES = {
-    "closer": {"Review queue"},
-    "manager": {"Review queue", "KPIs", "Cash", "Templates", "ICP rubric", "Evals"},
+    "closer": {"Review queue", "Deals"},
+    "manager": {
+        "Review queue",
+        "Deals",
+        "Weekly review",
+        "KPIs",
+        "Cash",
+        "Templates",
+        "Sales team",
+        "ICP rubric",
+        "Evals",
+    },
     "evaluator": {"Review queue", "Evals", "ICP rubric"},
     "admin": set(PAGE_URLS),
 }
@@ -488,3 +501,44 @@ def test_item_page_shows_llm_usage_and_blocks_flagged_drafts_until_checked(setti
     at.button(key=f"approve_{item_id}").click()
     at.run()
     assert any(f"Approved item #{item_id}" in s.value for s in at.success)
+
+
+def test_an_edit_with_unsupported_facts_asks_for_each_one_and_an_over_cap_discount_names_the_field(
+    settings, live_server, http, worker
+):
+    _queue_a_lead(settings, http, worker)
+    at = _signed_in(live_server, settings, "closer")
+    at.radio(key="view").set_value("Everything")
+    at.run()
+    item_id = at.selectbox(key="selected").value
+    body = at.text_area(key=f"body_{item_id}")
+    greeting, _, rest = body.value.partition("\n\n")
+    edit = "Good news: {} for Acme Software. Our CEO Jane Smith would like to join; reach her on +1 415 555 0199."
+
+    body.input(f"{greeting}\n\n{edit.format('50 % off')}\n\n{rest}")
+    at.run()
+    at.button(key=f"approve_{item_id}").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Not approved: the body offers a discount above the cap" in e.value for e in at.error)
+
+    at.text_area(key=f"body_{item_id}").input(f"{greeting}\n\n{edit.format('10 % off')}\n\n{rest}")
+    at.run()
+    at.button(key=f"approve_{item_id}").click()
+    at.run()
+    assert not at.exception, at.exception
+    boxes = [c for c in at.checkbox if c.label.startswith("I checked: ")]
+    assert [c.label for c in boxes] == ["I checked: +1 415 555 0199", "I checked: 10 % off", "I checked: Jane Smith"]
+    assert any("no record or the approved template supports" in w.value for w in at.warning)
+    boxes[0].check()
+    boxes[2].check()
+    at.button(key=f"approve_{item_id}").click()
+    at.run()
+    assert not any(f"Approved item #{item_id}" in s.value for s in at.success)  # 10 % off is not checked yet
+    assert http.get(f"/v1/review-items/{item_id}", headers=_api(at)).json()["status"] == "pending"
+    next(c for c in at.checkbox if c.label == "I checked: 10 % off").check()
+    at.button(key=f"approve_{item_id}").click()
+    at.run()
+    assert any(f"Approved item #{item_id} (edited)" in s.value for s in at.success)
+    worker.run_until_idle()
+    assert len(outbox_files(settings)) == 1

@@ -126,7 +126,17 @@ def test_pages_have_urls_that_open_after_sign_in_when_the_role_has_them(settings
     assert page.url == f"{review_app}/kpis"
     links = page.get_by_test_id("stSidebarNav").get_by_role("link")
     labels = [text.splitlines()[-1] for text in links.all_inner_texts()]  # each label follows its icon's name
-    assert labels == ["Review queue", "KPIs", "Cash", "Templates", "ICP rubric", "Evals"]
+    assert labels == [
+        "Review queue",
+        "Deals",
+        "Weekly review",
+        "KPIs",
+        "Cash",
+        "Templates",
+        "Sales team",
+        "ICP rubric",
+        "Evals",
+    ]
     links.filter(has_text="Cash").click()
     page.get_by_role("heading", name="Cash").wait_for()
     assert page.url == f"{review_app}/cash"
