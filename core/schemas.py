@@ -147,6 +147,12 @@ class ApproveRequest(BaseModel):
     acknowledge_flags: bool = Field(
         False, description="Required (true) to approve an item whose draft carries grounding-guard flags"
     )
+    acknowledge_facts: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Facts in the edited text that no record or the approved template supports, each named as the "
+        "409 answer's details.unsupported_facts lists them, after the reviewer checked them",
+    )
 
     _strip = field_validator("subject", "body", mode="before")(_strip)
 

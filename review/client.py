@@ -22,9 +22,16 @@ from core.schemas import (
 
 
 class ApiError(Exception):
-    def __init__(self, status_code: int, message: str, fields: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        fields: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ):
         super().__init__(f"{status_code}: {message}")
         self.status_code, self.message, self.fields = status_code, message, fields or {}
+        self.details = details or {}  # e.g. an approval's unsupported_facts
 
 
 def login(base_url: str, email: str, password: str, timeout: float = 15.0) -> LoginResult:
@@ -46,14 +53,15 @@ class RevloopClient:
         except httpx.HTTPError as exc:
             raise ApiError(0, f"cannot reach the API at {self._http.base_url}: {exc}") from exc
         if response.status_code >= 400:
-            fields = {}
+            fields, details = {}, {}
             try:
                 body = response.json()
                 message = body.get("message") or str(body)
                 fields = body.get("fields") or {}
+                details = body.get("details") or {}
             except ValueError:
                 message = response.text[:300]
-            raise ApiError(response.status_code, message, fields)
+            raise ApiError(response.status_code, message, fields, details)
         if text:
             return response.text
         return response.json() if response.content else None
@@ -161,11 +169,20 @@ class RevloopClient:
         return ReviewItem.model_validate(self._call("GET", f"/v1/review-items/{item_id}"))
 
     def approve(
-        self, item_id: int, subject: str | None = None, body: str | None = None, acknowledge_flags: bool = False
+        self,
+        item_id: int,
+        subject: str | None = None,
+        body: str | None = None,
+        acknowledge_flags: bool = False,
+        acknowledge_facts: list[str] | None = None,
     ) -> ReviewItem:
-        edit = {k: v for k, v in (("subject", subject), ("body", body)) if v is not None}
+        """Approve (edited or not). A 409 whose `details["unsupported_facts"]` lists facts no record supports
+        is approved by calling again with those facts in `acknowledge_facts`, once a person checked them."""
+        edit: dict[str, Any] = {k: v for k, v in (("subject", subject), ("body", body)) if v is not None}
         if acknowledge_flags:
             edit["acknowledge_flags"] = True
+        if acknowledge_facts:
+            edit["acknowledge_facts"] = list(acknowledge_facts)
         return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/approve", json=edit or None))
 
     def lead_llm_runs(self, lead_id: int) -> list[dict[str, Any]]:

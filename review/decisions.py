@@ -4,18 +4,44 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+from typing import Any
 
 from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from core import audit, jobs, schemas
-from core.enums import DecisionAction, ItemSource, ItemStatus, JobKind, LeadStatus, OutboxStatus, ReviewQueue
+from core.enums import (
+    DecisionAction,
+    ItemKind,
+    ItemSource,
+    ItemStatus,
+    JobKind,
+    LeadStatus,
+    OutboxStatus,
+    ReviewQueue,
+)
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from core.models import Activity, AuditEvent, Decision, Lead, OutboxMessage, ReviewItem, utcnow
-from core.settings import Settings
+from core.models import (
+    Activity,
+    AuditEvent,
+    Contact,
+    Deal,
+    Decision,
+    Invoice,
+    Lead,
+    MessageTemplate,
+    Milestone,
+    OutboxMessage,
+    Proposal,
+    ReviewItem,
+    utcnow,
+)
+from core.settings import Settings, get_settings
 from core.users import assignable_names
-from crm.records import set_lead_status
+from crm.records import lead_facts, set_lead_status
+from review import guard
+from review.templates import BUILT_IN, template_words
 from review.texts.lead import TEMPLATES as REDRAFT_TEMPLATES
 
 PAST_TENSE = {DecisionAction.APPROVE: ItemStatus.APPROVED, DecisionAction.REJECT: ItemStatus.REJECTED}
@@ -170,7 +196,12 @@ def _resume_key(item_id: int) -> str:
 
 
 def _record(
-    session: Session, item: ReviewItem, decision: Decision, before_status: str, run_after: dt.datetime | None = None
+    session: Session,
+    item: ReviewItem,
+    decision: Decision,
+    before_status: str,
+    run_after: dt.datetime | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> ReviewItem:
     try:
         with session.begin_nested():
@@ -181,6 +212,7 @@ def _record(
     after = {"status": item.status, "edited": decision.edited, "reason": decision.reason, "decision_id": decision.id}
     if decision.redraft:
         after.update(redraft=True, template=decision.redraft_template)
+    after.update(extra or {})
     audit.record(
         session,
         actor=decision.actor,
@@ -207,6 +239,130 @@ def _pending(item: ReviewItem, verb: str = "decide") -> None:
         raise Conflict(f"review item {item.id} is already {item.status}; cannot {verb} it")
 
 
+# What a customer reads: the guard checks these items' final subject and body at approval.
+GUARDED_KINDS = (ItemKind.EMAIL,)
+# Draft content that is not a record: the text itself, what the app shows, the model's own words, a reason.
+NOT_RECORDS = {"subject", "body", "guard_flags", "redraft_reason", "kind", "template", "template_version"}
+UNTRUSTED_FACTS = {"opening", "summary"}  # model-written slots: never grounds for anything
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value)]
+    if isinstance(node, list | tuple):
+        return [s for value in node for s in _strings(value)]
+    return [] if node is None or isinstance(node, bool) else [str(node)]
+
+
+def _template_parts(session: Session, item: ReviewItem) -> dict[str, str]:
+    """The template version the draft was rendered from (its approved text, else the built-in one)."""
+    key, version = item.template, str(item.draft.get("template_version") or "")
+    if not key:
+        return {}
+    if version.startswith("v") and version[1:].isdigit():
+        row = session.scalar(
+            select(MessageTemplate).where(MessageTemplate.key == key, MessageTemplate.version == int(version[1:]))
+        )
+        if row is not None:
+            return {"subject": row.subject, "body": row.body}
+    return dict(BUILT_IN.get(key, {}))
+
+
+def grounding(session: Session, item: ReviewItem, *, with_draft: bool = True) -> guard.Grounding:
+    """What the item's final text may say without a reviewer vouching for it: the draft as drafted (its own
+    flags were checked when it was drafted), the facts it used, the template's own words and the records it
+    references (lead, contact and account, deal, proposal, invoice, milestone). The lead's own message never
+    grounds anything, nor does a model-written line."""
+    draft = item.draft or {}
+    texts: list[str] = [draft.get("subject", ""), draft.get("body", "")] if with_draft else []
+    facts = draft.get("facts_used") or {}
+    texts += _strings({k: v for k, v in facts.items() if k not in UNTRUSTED_FACTS})
+    texts += _strings({k: v for k, v in draft.items() if k not in NOT_RECORDS and k != "facts_used"})
+    texts += template_words(_template_parts(session, item))
+    if item.lead_id is not None:
+        known = lead_facts(session, item.lead_id)
+        known["lead"] = {k: v for k, v in known["lead"].items() if k not in ("message", "custom")}
+        texts += _strings(known)
+    contact = session.get(Contact, item.contact_id) if item.contact_id is not None else None
+    if contact is not None:
+        texts += _strings([contact.first_name, contact.last_name, contact.email, contact.phone, contact.title])
+        if contact.account is not None:
+            account = contact.account
+            texts += _strings([account.name, account.domain, account.industry, account.country])
+    refs = {**draft, **(item.brief or {})}
+    for attachment in draft.get("attachments") or []:
+        refs.setdefault("proposal_id", attachment.get("proposal_id"))
+    if (deal := _get(session, Deal, refs.get("deal_id"))) is not None:
+        texts += _strings([deal.name, deal.amount, deal.currency, deal.expected_close, deal.owner, deal.next_step])
+    if (proposal := _get(session, Proposal, refs.get("proposal_id"))) is not None:
+        texts += _strings([proposal.number, proposal.lines, proposal.subtotal, proposal.total, proposal.terms])
+        texts += [f"{proposal.currency} {proposal.total}", str(proposal.valid_until), f"{proposal.discount_pct}%"]
+    if (invoice := _get(session, Invoice, refs.get("invoice_id"))) is not None:
+        texts += _strings([invoice.number, invoice.payment_link, invoice.issued_on, invoice.due_on])
+        texts += [f"{invoice.currency} {invoice.amount}"]
+    if (milestone := _get(session, Milestone, refs.get("milestone_id"))) is not None:
+        texts += _strings([milestone.name, milestone.amount])
+    return guard.Grounding(texts)
+
+
+def _get(session: Session, model: type, key: Any) -> Any:
+    try:
+        return session.get(model, int(key)) if key is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _pct(value: Any) -> str:
+    return format(value, "f") if value is not None else "?"
+
+
+def check_final_text(
+    session: Session,
+    item: ReviewItem,
+    final: dict[str, str],
+    *,
+    max_discount_pct: float,
+    acknowledged: list[str] | None = None,
+) -> list[str]:
+    """The guard over the text that will leave: a discount above the cap is refused (422, naming the field);
+    every fact no record supports must be named in `acknowledged` (409 listing them). Returns the facts the
+    reviewer vouched for."""
+    if item.kind not in GUARDED_KINDS:
+        return []
+    for field, text in final.items():
+        over = guard.discounts_over_cap(text, max_discount_pct)
+        if over:
+            said = ", ".join(f"{f.text!r} ({_pct(f.percent)} %)" for f in over)
+            raise InvalidInput(
+                f"{field}: {said} is above the {max_discount_pct:g} % discount cap (REVLOOP_MAX_DISCOUNT_PCT); "
+                "a discount above the cap cannot be sent, whoever approves it",
+                details={"field": field, "discounts": [f.text for f in over], "max_discount_pct": max_discount_pct},
+            )
+    drafted = {"subject": item.draft.get("subject", ""), "body": item.draft.get("body", "")}
+    edited = {field: text for field, text in final.items() if text != drafted.get(field)}
+    if not edited:
+        return []  # as drafted: checked when it was drafted (its flags are acknowledged separately)
+    known = grounding(session, item)
+    found = [(field, fact) for field, text in edited.items() for fact in guard.unsupported(text, known)]
+    unique: dict[str, tuple[str, guard.Fact]] = {}
+    for field, fact in found:
+        unique.setdefault(fact.text.lower(), (field, fact))
+    vouched = [f for _, f in unique.values() if any(guard.same_fact(f, said) for said in acknowledged or [])]
+    missing = [(field, f) for field, f in unique.values() if f not in vouched]
+    if missing:
+        raise Conflict(
+            f"review item {item.id}: the final text says things no record or the approved template supports: "
+            + ", ".join(repr(f.text) for _, f in missing)
+            + "; check each one, then approve with acknowledge_facts naming them",
+            details={
+                "unsupported_facts": [f.text for _, f in unique.values()],
+                "not_acknowledged": [f.text for _, f in missing],
+                "facts": [{"fact": f.text, "kind": f.kind, "field": field} for field, f in unique.values()],
+            },
+        )
+    return [f.text for f in vouched]
+
+
 def approve(
     session: Session,
     item_id: int,
@@ -215,8 +371,13 @@ def approve(
     subject: str | None = None,
     body: str | None = None,
     acknowledge_flags: bool = False,
+    acknowledge_facts: list[str] | None = None,
+    max_discount_pct: float | None = None,
     undo_seconds: int = 0,
 ) -> ReviewItem:
+    """Approve the draft, or the reviewer's edit of it. The final text is guarded: a discount above the cap is
+    refused; facts the edit adds that no record supports must each be named in `acknowledge_facts`; draft-time
+    guard flags need `acknowledge_flags`. What was acknowledged is audited with the decision."""
     item = get_item(session, item_id)
     if item.status != ItemStatus.PENDING:
         raise Conflict(f"review item {item_id} is already {item.status}; nothing was changed")
@@ -229,6 +390,14 @@ def approve(
     draft_subject, draft_body = item.draft.get("subject", ""), item.draft.get("body", "")
     final_subject = subject if subject is not None else draft_subject
     final_body = body if body is not None else draft_body
+    cap = max_discount_pct if max_discount_pct is not None else get_settings().max_discount_pct
+    vouched = check_final_text(
+        session,
+        item,
+        {"subject": final_subject, "body": final_body},
+        max_discount_pct=cap,
+        acknowledged=acknowledge_facts,
+    )
     diff = _edit_diff(draft_subject + "\n", final_subject + "\n", "subject") + _edit_diff(
         draft_body, final_body, "body"
     )
@@ -243,7 +412,12 @@ def approve(
         edit_diff=diff or None,
     )
     send_at = item.decided_at + dt.timedelta(seconds=undo_seconds) if undo_seconds else None
-    return _record(session, item, decision, ItemStatus.PENDING, run_after=send_at)
+    extra: dict[str, Any] = {}
+    if vouched:
+        extra["acknowledged_facts"] = vouched
+    if item.guard_flags:
+        extra["acknowledged_flags"] = list(item.guard_flags)
+    return _record(session, item, decision, ItemStatus.PENDING, run_after=send_at, extra=extra)
 
 
 def reject(
@@ -383,9 +557,11 @@ def mark_opened(session: Session, item_id: int) -> ReviewItem:
 
 
 def bulk_approve(
-    session: Session, ids: list[int], *, actor: str, undo_seconds: int
+    session: Session, ids: list[int], *, actor: str, undo_seconds: int, max_discount_pct: float | None = None
 ) -> tuple[list[int], dict[int, str]]:
-    """Approve each low-risk item as drafted; anything else is skipped with the reason."""
+    """Approve each low-risk item as drafted; anything else is skipped with the reason. Nothing is approved in
+    bulk whose text says something no record supports: the draft is guarded again against its records alone
+    (not against itself), whatever flags it was queued with."""
     approved: list[int] = []
     skipped: dict[int, str] = {}
     for item_id in dict.fromkeys(ids):
@@ -401,16 +577,26 @@ def bulk_approve(
             skipped[item_id] = "exception queue items are reviewed one by one"
         elif not is_low_risk(item):
             skipped[item_id] = f"grade {item.grade or '?'} drafts are reviewed one by one"
+        elif item.kind in GUARDED_KINDS and (facts := unsupported_in_draft(session, item)):
+            skipped[item_id] = "says things no record supports (" + ", ".join(facts) + "): open it and check"
         if item_id in skipped:
             continue
         try:
             with session.begin_nested():
-                approve(session, item_id, actor=actor, undo_seconds=undo_seconds)
-        except Conflict as exc:
+                approve(session, item_id, actor=actor, undo_seconds=undo_seconds, max_discount_pct=max_discount_pct)
+        except (Conflict, InvalidInput) as exc:
             skipped[item_id] = exc.message
         else:
             approved.append(item_id)
     return approved, skipped
+
+
+def unsupported_in_draft(session: Session, item: ReviewItem) -> list[str]:
+    """The facts in the drafted text that its records, facts and template do not support (the draft itself
+    does not count): what keeps an item out of bulk approval even when it carries no flags."""
+    known = grounding(session, item, with_draft=False)
+    text = item.draft.get("subject", "") + "\n" + item.draft.get("body", "")
+    return [fact.text for fact in guard.unsupported(text, known)]
 
 
 def timeline(session: Session, item_id: int) -> list[schemas.TimelineEntry]:
@@ -493,7 +679,12 @@ def _describe(event: AuditEvent) -> str:
     after, before = event.after or {}, event.before or {}
     verb = event.action.removeprefix("review_item.")
     if verb == "approved":
-        return "Approved" + (" with edits" if after.get("edited") else " as drafted")
+        said = "Approved" + (" with edits" if after.get("edited") else " as drafted")
+        if after.get("acknowledged_facts"):
+            said += "; the reviewer checked facts no record supports: " + ", ".join(after["acknowledged_facts"])
+        if after.get("acknowledged_flags"):
+            said += "; grounding flags acknowledged: " + "; ".join(after["acknowledged_flags"])
+        return said
     if verb == "rejected":
         return f"Rejected: {after.get('reason')}" + (" (redraft requested)" if after.get("redraft") else "")
     if verb == "undone":

@@ -81,13 +81,17 @@ def list_assignees(session: SessionDep, _: Reader) -> list[str]:
 @router.post(
     "/bulk-approve",
     response_model=BulkApproveResult,
-    summary="Approve selected low-risk items as drafted (never items with guard flags)",
+    summary="Approve selected low-risk items as drafted (never items with guard flags or unsupported facts)",
 )
 def bulk_approve(
     data: BulkApproveRequest, session: SessionDep, settings: SettingsDep, principal: Decider
 ) -> BulkApproveResult:
     approved, skipped = service.bulk_approve(
-        session, data.ids, actor=principal.actor, undo_seconds=settings.undo_seconds
+        session,
+        data.ids,
+        actor=principal.actor,
+        undo_seconds=settings.undo_seconds,
+        max_discount_pct=settings.max_discount_pct,
     )
     return BulkApproveResult(approved=approved, skipped=skipped)
 
@@ -112,6 +116,10 @@ def open_review_item(item_id: int, session: SessionDep, settings: SettingsDep, _
     "/{item_id}/approve",
     response_model=ReviewItem,
     summary="Approve (optionally edited); it is sent after the undo window, once",
+    description="The final subject and body are guarded: a discount above REVLOOP_MAX_DISCOUNT_PCT is refused "
+    "(422, `details.field` names subject or body); facts the edit adds that no record or the approved template "
+    "supports (prices, discounts, amounts, dates, names, places, phone numbers, email addresses, URLs, claims) "
+    "answer 409 with `details.unsupported_facts` until `acknowledge_facts` names each one.",
 )
 def approve_review_item(
     item_id: int,
@@ -128,6 +136,8 @@ def approve_review_item(
         subject=edit.subject,
         body=edit.body,
         acknowledge_flags=edit.acknowledge_flags,
+        acknowledge_facts=edit.acknowledge_facts,
+        max_discount_pct=settings.max_discount_pct,
         undo_seconds=settings.undo_seconds,
     )
     return service.present(item, settings)

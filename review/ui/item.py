@@ -204,6 +204,7 @@ def _pending(client: RevloopClient, me: dict, item: ReviewItem) -> None:
     if diff:
         st.markdown("**Your edits** (stored with the approval)")
         st.code(diff, language="diff")
+    checked = _unsupported_facts(item.id)
     approve_col, reject_col = st.columns(2)
     label = {"email": "Approve and send", "invoice": "Approve and issue"}.get(item.kind, "Approve")
     if approve_col.button(label, type="primary", key=f"approve_{item.id}"):
@@ -213,10 +214,19 @@ def _pending(client: RevloopClient, me: dict, item: ReviewItem) -> None:
                 subject=subject if subject != draft.get("subject") else None,
                 body=body if body != draft.get("body") else None,
                 acknowledge_flags=bool(item.guard_flags) and acknowledged,
+                acknowledge_facts=checked,
             )
         except ApiError as exc:
-            show_error(exc, "Not approved: ")
+            facts = exc.details.get("unsupported_facts") if exc.status_code == 409 else None
+            if facts:  # the edit says things no record supports: ask for each one, then approve again
+                st.session_state[f"unsupported_{item.id}"] = list(facts)
+                st.rerun()
+            elif exc.status_code == 422 and exc.details.get("field") in ("subject", "body"):
+                st.error(f"Not approved: the {exc.details['field']} offers a discount above the cap. {exc.message}")
+            else:
+                show_error(exc, "Not approved: ")
         else:
+            st.session_state.pop(f"unsupported_{item.id}", None)
             st.session_state["flash"] = (
                 f"Approved item #{done.id}"
                 + (" (edited)" if done.decision and done.decision.edited else "")
@@ -248,6 +258,23 @@ def _pending(client: RevloopClient, me: dict, item: ReviewItem) -> None:
                         " A new draft will appear in the queue." if redraft else ""
                     )
                     st.rerun()
+
+
+def _unsupported_facts(item_id: int) -> list[str]:
+    """After the API named facts in the edit that no record supports: one checkbox per fact; the ones the
+    reviewer ticks go with the next approval (the decision's audit records them)."""
+    facts = st.session_state.get(f"unsupported_{item_id}") or []
+    if not facts:
+        return []
+    st.warning(
+        "Your edit says things no record or the approved template supports. Check each one against the "
+        "customer's records before you approve:"
+    )
+    return [
+        fact
+        for number, fact in enumerate(facts)
+        if st.checkbox(f"I checked: {fact}", key=f"fact_{item_id}_{number}_{fact}")
+    ]
 
 
 def _timeline(client: RevloopClient, item_id: int) -> None:

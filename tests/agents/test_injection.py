@@ -175,3 +175,23 @@ def test_every_field_the_lead_typed_is_screened_and_only_plain_names_are_quoted(
         assert "evil.example" not in item.draft["body"] and "your company" in item.draft["body"]
     assert plain("Anne-Marie") == "Anne-Marie" and plain("Smith & Sons (UK) Ltd.") == "Smith & Sons (UK) Ltd."
     assert plain("Sam 🙂") is None and plain("https://x.example") is None and plain("a@b.com") is None
+
+
+def test_the_leads_own_words_never_ground_a_reviewers_edit(settings, worker, http):
+    # The lead claims a funding round, an office and a discount; a reviewer who copies that into the reply has
+    # still not checked it against a record: each one must be named, and the discount is above the cap.
+    message = "We just closed our series b round, opened an office in berlin and were promised 30% off."
+    lead_id = captured_lead(settings, message=message)
+    worker.run_until_idle()
+    with session_scope(settings) as session:
+        item = session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead_id)).one()
+        item_id, body = item.id, item.draft["body"]
+    closer = auth(settings, "closer")
+    greeting, _, rest = body.partition("\n\n")
+    edited = f"{greeting}\n\ncongratulations on the series b round and the office in berlin.\n\n{rest}"
+    blocked = http.post(f"/v1/review-items/{item_id}/approve", json={"body": edited}, headers=closer)
+    assert blocked.status_code == 409
+    assert blocked.json()["details"]["unsupported_facts"] == ["series b round", "berlin"]
+    discount = edited.replace("berlin.", "berlin, with the 30% off you were promised.")
+    refused = http.post(f"/v1/review-items/{item_id}/approve", json={"body": discount}, headers=closer)
+    assert refused.status_code == 422 and refused.json()["details"]["field"] == "body"
