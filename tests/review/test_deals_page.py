@@ -75,6 +75,8 @@ def test_a_stage_change_the_api_refuses_shows_its_message_and_an_edit_is_saved(s
     at = _signed_in(live_server, settings, "closer", "Robin")
     api = _api(at)
     deal = _deal(http, settings, api, 1, product="GTX Pro")
+    assert deal["owner"] == "Robin"  # nobody worked the lead: the closer who converted it owns the deal
+    user(settings, "closer", name="Casey")
     _open(at, "deals")
     _select_deal(at, deal["id"])
     assert {m.label: m.value for m in at.metric}["Stage"] == "qualified"
@@ -89,14 +91,14 @@ def test_a_stage_change_the_api_refuses_shows_its_message_and_an_edit_is_saved(s
     )
     assert http.get(f"/v1/deals/{deal['id']}", headers=api).json()["stage"] == "qualified"
 
-    at.selectbox(key=f"owner_{deal['id']}").select("Robin")
+    at.selectbox(key=f"owner_{deal['id']}").select("Casey")
     at.text_input(key=f"next_{deal['id']}").input("Send the proposal on Monday")
     at.text_input(key=f"value_{deal['id']}").input("5000")
     at.button(key=f"save_{deal['id']}").click()
     at.run()
     assert any(f"Deal #{deal['id']} saved: amount, next_step, owner." in s.value for s in at.success)
     saved = http.get(f"/v1/deals/{deal['id']}", headers=api).json()
-    assert (saved["owner"], saved["next_step"], saved["amount"]) == ("Robin", "Send the proposal on Monday", "5000.00")
+    assert (saved["owner"], saved["next_step"], saved["amount"]) == ("Casey", "Send the proposal on Monday", "5000.00")
     at.text_input(key=f"value_{deal['id']}").input("lots")
     at.button(key=f"save_{deal['id']}").click()
     at.run()
