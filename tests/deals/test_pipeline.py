@@ -77,11 +77,12 @@ def test_a_lead_becomes_a_deal_with_its_records_and_moves_through_checked_stages
     )
 
     proposal = http.post(f"/v1/deals/{deal['id']}/stage", json={"stage": "proposal"}, headers=closer)
-    assert proposal.status_code == 200 and proposal.json()["proposal"].startswith("proposal-")
+    assert proposal.status_code == 200 and proposal.json()["proposal"]  # the proposal graph's thread
     worker.run_until_idle()
     with session_scope(settings) as session:
         covers = session.scalars(select(ReviewItem).where(ReviewItem.source == "proposal")).all()
         assert len(covers) == 1 and covers[0].lead_id == lead_id and covers[0].draft["attachments"]
+        assert covers[0].thread_id == proposal.json()["proposal"]
     assert http.post(f"/v1/deals/{deal['id']}/stage", json={"stage": "negotiation"}, headers=closer).status_code == 200
 
     listed = http.get("/v1/deals", params={"open": True, "owner": "Casey"}, headers=closer).json()
