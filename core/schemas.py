@@ -362,6 +362,16 @@ class MilestoneRead(BaseModel):
     invoice_id: int | None
 
 
+class ProductRead(BaseModel):
+    """A price-book entry."""
+
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    series: str | None = None
+    price: Decimal
+    currency: str
+
+
 class DealSummary(BaseModel):
     """A deal as the pipeline lists it."""
 

@@ -134,6 +134,10 @@ def _base_slots(settings: Settings, deal: Deal, contact: Contact) -> dict[str, A
     }
 
 
+def price_book(session: Session) -> list[Product]:
+    return list(session.scalars(select(Product).order_by(Product.name)))
+
+
 def price_request(
     session: Session, settings: Settings, deal_id: int, lines: list[dict[str, Any]] | None, discount_pct: Decimal
 ) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from core.schemas import (
     LoginResult,
     Me,
     MilestoneCompleted,
+    ProductRead,
     ReviewItem,
     ReviewItemPage,
     StageChanged,
@@ -240,6 +241,9 @@ class RevloopClient:
 
     def deal(self, deal_id: int) -> DealRead:
         return DealRead.model_validate(self._call("GET", f"/v1/deals/{deal_id}"))
+
+    def products(self) -> list[ProductRead]:
+        return [ProductRead.model_validate(p) for p in self._call("GET", "/v1/products")]
 
     def convert_lead(self, lead_id: int, **fields: Any) -> DealRead:
         """fields: product, value, expected_close, owner, name (None ones are left out)."""

@@ -58,16 +58,21 @@ def make_deal(client: RevloopClient, me: dict, lead_id: int) -> None:
         return
     with st.expander("Make a deal"):
         st.caption(
-            "A qualified deal with this lead's contact and account. The product must be in the price book; "
-            "leave the value empty to take its price."
+            "A deal with this lead's contact and account: qualified with a product or a value, else engaging. "
+            "Leave the value empty to take the product's price."
         )
-        product = st.text_input("Product (from the price book)", key=f"convert_product_{lead_id}")
+        try:
+            book = {f"{p.name} ({p.currency} {p.price:,.2f})": p.name for p in client.products()}
+        except ApiError as exc:
+            show_error(exc)
+            return
+        choice = st.selectbox("Product (price book)", ["(none yet)", *book], key=f"convert_product_{lead_id}")
         value = st.text_input("Value", placeholder="e.g. 4821.00", key=f"convert_value_{lead_id}")
         expected = st.date_input("Expected close", value=None, key=f"convert_close_{lead_id}")
         if st.button("Make a deal", key=f"convert_{lead_id}"):
             try:
                 deal = client.convert_lead(
-                    lead_id, product=product.strip() or None, value=value.strip() or None, expected_close=expected
+                    lead_id, product=book.get(choice), value=value.strip() or None, expected_close=expected
                 )
             except ApiError as exc:
                 show_error(exc, "No deal made: ")

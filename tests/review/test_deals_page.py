@@ -166,11 +166,12 @@ def test_make_a_deal_from_a_review_item_of_a_lead_without_one(settings, live_ser
     item_id = at.selectbox(key="selected").value
     lead_id = http.get(f"/v1/review-items/{item_id}", headers=_api(at)).json()["lead_id"]
 
-    at.text_input(key=f"convert_product_{lead_id}").input("GTX Ultra")
-    at.button(key=f"convert_{lead_id}").click()
-    at.run()
-    assert any("No deal made: product 'GTX Ultra' is not in the price book" in e.value for e in at.error)
-    at.text_input(key=f"convert_product_{lead_id}").input("GTX Pro")
+    # The product is picked from the price book (GET /v1/products); the API refuses anything else by name.
+    picker = at.selectbox(key=f"convert_product_{lead_id}")
+    assert picker.options == ["(none yet)", "GTX Basic (USD 550.00)", "GTX Pro (USD 4,821.00)"]
+    unknown = http.post(f"/v1/leads/{lead_id}/convert", json={"product": "GTX Ultra"}, headers=_api(at))
+    assert unknown.status_code == 422 and unknown.json()["details"] == {"field": "product"}
+    picker.select("GTX Pro (USD 4,821.00)")
     at.text_input(key=f"convert_value_{lead_id}").input("12.345")
     at.button(key=f"convert_{lead_id}").click()
     at.run()
