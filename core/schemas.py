@@ -415,6 +415,18 @@ class LeadConvert(BaseModel):
     name: str | None = Field(None, max_length=200)
 
 
+class DealCreate(BaseModel):
+    """A deal for a contact already on record (no lead behind it); to make a deal of a lead, convert the lead."""
+
+    model_config = ConfigDict(extra="forbid")
+    contact_id: int = Field(ge=1)
+    name: str | None = Field(None, min_length=1, max_length=200)
+    product: str | None = Field(None, max_length=200, description="A product name from the price book")
+    value: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2, description="Default: the price")
+    expected_close: dt.date | None = None
+    owner: str | None = Field(None, max_length=200, description="An active closer or manager; default: you")
+
+
 class DealUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, min_length=1, max_length=200)

@@ -27,7 +27,7 @@ from core.enums import (
     LeadStatus,
 )
 from core.errors import Conflict, InvalidInput, NotFound
-from core.models import Deal, Lead, Product, Proposal, ReviewItem, utcnow
+from core.models import Contact, Deal, Lead, Product, Proposal, ReviewItem, utcnow
 from core.settings import Settings
 from core.users import assignable_names
 from crm.records import link_lead_to_crm, set_lead_status
@@ -191,6 +191,55 @@ def convert_lead(
         entity_type="deal",
         entity_id=deal.id,
         after={"lead_id": lead.id, "stage": deal.stage, "amount": str(deal.amount), "owner": deal.owner},
+    )
+    return deal
+
+
+def create_deal(
+    session: Session,
+    *,
+    contact_id: int,
+    actor: str,
+    name: str | None = None,
+    product: str | None = None,
+    value: Decimal | None = None,
+    expected_close: dt.date | None = None,
+    owner: str | None = None,
+) -> Deal:
+    """A deal with a contact already on record (an existing customer's new order): no lead behind it, so it is
+    never a training row. Contact and account come from the records."""
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise InvalidInput(f"contact {contact_id} not found", details={"field": "contact_id"})
+    chosen = _product(session, product)
+    if value is not None and value < 0:
+        raise InvalidInput("value must not be negative", details={"field": "value"})
+    if expected_close is not None and expected_close < utcnow().date():
+        raise InvalidInput("expected_close must not be in the past", details={"field": "expected_close"})
+    company = contact.account.name if contact.account else contact.email
+    now = utcnow()
+    deal = Deal(
+        name=(name or f"{company}{f' - {chosen.name}' if chosen else ''}")[:200],
+        account_id=contact.account_id,
+        contact_id=contact.id,
+        stage=DealStage.QUALIFIED if (value is not None or chosen) else DealStage.ENGAGING,
+        amount=value if value is not None else (chosen.price if chosen else None),
+        currency=chosen.currency if chosen else "USD",
+        expected_close=expected_close,
+        product_id=chosen.id if chosen else None,
+        owner=_owner(session, owner) if owner is not None else _person(session, actor),
+        stage_changed_at=now,
+        engaged_at=now.date(),
+    )
+    session.add(deal)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="deal.created",
+        entity_type="deal",
+        entity_id=deal.id,
+        after={"contact_id": contact.id, "stage": deal.stage, "amount": str(deal.amount), "owner": deal.owner},
     )
     return deal
 

@@ -18,6 +18,7 @@ from core.models import Deal, Milestone, Project, Proposal
 from core.schemas import (
     DealClose,
     DealClosed,
+    DealCreate,
     DealPage,
     DealRead,
     DealSummary,
@@ -89,6 +90,19 @@ def list_deals(
         session, stage=stage, owner=owner, open_only=open, lead_id=lead_id, limit=limit, offset=offset
     )
     return DealPage(items=[DealSummary(**summary(session, d)) for d in deals], total=total)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DealRead,
+    summary="A deal for a contact already on record (an existing customer's new order); contact and account "
+    "come from the records. To make a deal of a lead, use POST /v1/leads/{id}/convert.",
+)
+def create_deal(data: DealCreate, session: SessionDep, response: Response, principal: Seller) -> DealRead:
+    deal = pipeline.create_deal(session, actor=principal.actor, **data.model_dump())
+    response.headers["Location"] = f"/v1/deals/{deal.id}"
+    return get_deal(deal.id, session, principal)
 
 
 @router.get(

@@ -68,6 +68,7 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
     ("GET", "/v1/kpis"): ("/v1/kpis", None, ("manager", "admin"), 200),
     ("GET", "/v1/audit-events"): ("/v1/audit-events", None, ("admin",), 200),
     ("GET", "/v1/deals"): ("/v1/deals", None, DECIDERS, 200),
+    ("POST", "/v1/deals"): ("/v1/deals", {"contact_id": MISSING}, DECIDERS, 422),
     ("GET", "/v1/products"): ("/v1/products", None, DECIDERS, 200),
     ("GET", "/v1/deals/{deal_id}"): (f"/v1/deals/{MISSING}", None, DECIDERS, 404),
     ("PATCH", "/v1/deals/{deal_id}"): (f"/v1/deals/{MISSING}", {}, DECIDERS, 404),

@@ -148,3 +148,35 @@ def test_closed_loop_deals_closed_in_revloop_are_the_next_models_training_rows(s
     assert (result["challenger"]["n_won"], result["challenger"]["n_lost"]) == (won, 150 - won)
     models = http.get("/v1/scoring/models", headers=_h(session_token(settings, "manager"))).json()
     assert models[0]["report"]["rows_by_origin"]["revloop"] == 150  # what the model page shows
+
+
+def test_a_deal_for_a_contact_on_record_has_no_lead_and_is_never_a_training_row(settings, http):
+    from core.models import Account, Contact
+    from scoring.registry import training_rows_by_origin
+
+    _price_book(settings)
+    with session_scope(settings) as session:  # an existing customer, on record
+        account = Account(name="Initech", domain="initech.example")
+        session.add(account)
+        session.flush()
+        contact = Contact(email="bill@initech.example", first_name="Bill", account_id=account.id)
+        session.add(contact)
+        session.flush()
+        contact_id, account_id = contact.id, account.id
+    closer = _h(session_token(settings, "closer", name="Robin"))
+    missing = http.post("/v1/deals", json={"contact_id": 999_999}, headers=closer)
+    assert missing.status_code == 422 and missing.json()["details"] == {"field": "contact_id"}
+    made = http.post("/v1/deals", json={"contact_id": contact_id, "product": "GTX Basic"}, headers=closer)
+    assert made.status_code == 201, made.text
+    deal = made.json()
+    assert (deal["contact_id"], deal["account_id"], deal["lead_id"], deal["owner"]) == (
+        contact_id,
+        account_id,
+        None,
+        "Robin",
+    )
+    assert (deal["name"], deal["stage"], deal["amount"]) == ("Initech - GTX Basic", "qualified", "550.00")
+    lost = http.post(f"/v1/deals/{deal['id']}/close", json={"outcome": "lost", "reason": "Budget cut"}, headers=closer)
+    assert lost.status_code == 200
+    with session_scope(settings) as session:
+        assert training_rows_by_origin(session) == {"revloop": 0, "imported": 0}  # no lead: nothing to learn from
