@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -23,17 +23,22 @@ MAX_SERVICE_LENGTH = 100
 
 def list_agents(session: Session) -> list[dict[str, Any]]:
     """Every sales agent by name, with their services and how many open deals they hold."""
-    open_deals = dict(
-        session.execute(
-            select(Deal.sales_agent_id, func.count(Deal.id))
-            .where(Deal.sales_agent_id.is_not(None), Deal.outcome.is_(None))
-            .group_by(Deal.sales_agent_id)
-        ).all()
-    )
     return [
-        {**_as_dict(agent), "open_deals": open_deals.get(agent.id, 0)}
+        {**_as_dict(agent), "open_deals": _open_deals(session, agent)}
         for agent in session.scalars(select(SalesAgent).order_by(SalesAgent.name))
     ]
+
+
+def _open_deals(session: Session, agent: SalesAgent) -> int:
+    """Open deals the agent holds: imported ones by CRM agent, revloop's by owner (a person's name)."""
+    return (
+        session.scalar(
+            select(func.count(Deal.id)).where(
+                or_(Deal.sales_agent_id == agent.id, Deal.owner == agent.name), Deal.outcome.is_(None)
+            )
+        )
+        or 0
+    )
 
 
 def get_agent(session: Session, agent_id: int) -> SalesAgent:
@@ -98,10 +103,7 @@ def set_services(session: Session, agent_id: int, services: list[str], *, actor:
             before={"services": before},
             after={"services": new},
         )
-    open_deals = session.scalar(
-        select(func.count(Deal.id)).where(Deal.sales_agent_id == agent.id, Deal.outcome.is_(None))
-    )
-    return {**_as_dict(agent), "open_deals": open_deals or 0}
+    return {**_as_dict(agent), "open_deals": _open_deals(session, agent)}
 
 
 def _as_dict(agent: SalesAgent) -> dict[str, Any]:

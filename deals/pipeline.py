@@ -106,7 +106,9 @@ def list_deals(
 ) -> tuple[list[Deal], int]:
     """Deals, most recently moved first."""
     conditions = []
-    if stage:
+    if stage in (DealStage.WON, DealStage.LOST):  # closed deals: imports keep stage 'closed', the outcome says
+        conditions.append(Deal.outcome == stage)
+    elif stage:
         conditions.append(Deal.stage == stage)
     if owner:
         conditions.append(Deal.owner == owner)

@@ -90,7 +90,7 @@ def make_deal(client: RevloopClient, me: dict, lead_id: int) -> None:
 def _proposals(client: RevloopClient, deal: DealRead) -> None:
     st.markdown("**Proposals**")
     if not deal.proposals:
-        st.caption("None yet. Moving the deal to 'proposal' drafts one.")
+        st.caption("None." if deal.outcome else "None yet. Moving the deal to 'proposal' drafts one.")
         return
     for proposal in deal.proposals:
         left, right = st.columns([3, 1])
@@ -116,7 +116,7 @@ def _proposals(client: RevloopClient, deal: DealRead) -> None:
 def _milestones(client: RevloopClient, deal: DealRead) -> None:
     st.markdown("**Milestones**")
     if not deal.milestones:
-        st.caption("None: milestones come with the signature (a deal closed as won).")
+        st.caption("None." if deal.outcome else "None yet: milestones come with the signature (closing it as won).")
         return
     st.dataframe(
         [
@@ -309,7 +309,8 @@ def page(client: RevloopClient, me: dict) -> None:
         hide_index=True,
         width="stretch",
     )
-    labels = {d.id: f"#{d.id} · {d.name} · {d.stage} · {d.owner or 'no owner'}" for d in result.items}
+    # Labels that do not change when the deal does: the widget keeps option labels it was first given.
+    labels = {d.id: f"#{d.id} · {d.name}" for d in result.items}
     if st.session_state.get("deal_selected") not in labels:
         st.session_state.pop("deal_selected", None)
     selected = st.selectbox("Open deal", list(labels), format_func=labels.get, key="deal_selected")

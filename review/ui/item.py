@@ -218,7 +218,11 @@ def _pending(client: RevloopClient, me: dict, item: ReviewItem) -> None:
             )
         except ApiError as exc:
             facts = exc.details.get("unsupported_facts") if exc.status_code == 409 else None
-            if facts:  # the edit says things no record supports: ask for each one, then approve again
+            if facts and st.session_state.get(f"unsupported_{item.id}") == list(facts):
+                # The reviewer was asked already: say which facts still need their tick, not a silent rerun.
+                missing = [f for f in facts if f not in checked]
+                st.error(f"Not approved: tick each fact once you have checked it ({'; '.join(missing)}).")
+            elif facts:  # the edit says things no record supports: ask for each one, then approve again
                 st.session_state[f"unsupported_{item.id}"] = list(facts)
                 st.rerun()
             elif exc.status_code == 422 and exc.details.get("field") in ("subject", "body"):

@@ -26,6 +26,7 @@ def agents(settings) -> dict[str, int]:
             [
                 Deal(name="open one", stage="engaging", sales_agent_id=casey.id),
                 Deal(name="lost one", stage="closed", outcome="lost", sales_agent_id=casey.id),
+                Deal(name="converted", stage="qualified", owner="Robin Ortiz"),  # a revloop deal: by owner
             ]
         )
         return {"robin": robin.id, "casey": casey.id}
@@ -44,7 +45,7 @@ def test_a_manager_sets_services_and_a_lead_of_that_service_goes_to_that_agent(s
     assert listed.status_code == 200
     assert [(a["name"], a["services"], a["open_deals"]) for a in listed.json()] == [
         ("Casey Jordan", [], 1),
-        ("Robin Ortiz", [], 0),
+        ("Robin Ortiz", [], 1),
     ]
     r = http.put(
         f"/v1/sales-agents/{ids['casey']}/services",
@@ -151,7 +152,7 @@ def test_managers_edit_services_on_the_sales_team_page(settings, live_server, ht
     at = _open(_signed_in(live_server, settings, "manager"), "team")
     assert at.title[0].value == "Sales team"
     table = at.dataframe[0].value
-    assert list(table["name"]) == ["Casey Jordan", "Robin Ortiz"] and list(table["open deals"]) == [1, 0]
+    assert list(table["name"]) == ["Casey Jordan", "Robin Ortiz"] and list(table["open deals"]) == [1, 1]
     at.selectbox(key="team_agent").select("Robin Ortiz")
     at.run()
     at.multiselect(key=f"team_services_{ids['robin']}").set_value(["onboarding", "collections"])

@@ -146,6 +146,10 @@ def test_closed_loop_deals_closed_in_revloop_are_the_next_models_training_rows(s
     result = json.loads(trained.stdout)
     assert result["rows_by_origin"] == {"revloop": 150, "imported": 0}
     assert (result["challenger"]["n_won"], result["challenger"]["n_lost"]) == (won, 150 - won)
+    by_outcome = {
+        o: http.get("/v1/deals", params={"stage": o}, headers=closer).json()["total"] for o in ("won", "lost")
+    }
+    assert by_outcome == {"won": won, "lost": 150 - won}  # the pipeline filters closed deals by their outcome
     models = http.get("/v1/scoring/models", headers=_h(session_token(settings, "manager"))).json()
     assert models[0]["report"]["rows_by_origin"]["revloop"] == 150  # what the model page shows
 

@@ -535,6 +535,7 @@ def test_an_edit_with_unsupported_facts_asks_for_each_one_and_an_over_cap_discou
     at.button(key=f"approve_{item_id}").click()
     at.run()
     assert not any(f"Approved item #{item_id}" in s.value for s in at.success)  # 10 % off is not checked yet
+    assert any("tick each fact once you have checked it (10 % off)" in e.value for e in at.error)  # says why
     assert http.get(f"/v1/review-items/{item_id}", headers=_api(at)).json()["status"] == "pending"
     next(c for c in at.checkbox if c.label == "I checked: 10 % off").check()
     at.button(key=f"approve_{item_id}").click()
