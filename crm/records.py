@@ -94,9 +94,11 @@ def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
 
 
 def set_lead_status(session: Session, lead_id: int, status: str, *, actor: str) -> bool:
-    """Move a lead to a new status with an audit event; False (and no event) when it is already there."""
+    """Move a lead to a new status with an audit event; False (and no event) when it is already there, or
+    when it is converted: drafts and sends about its deal (a proposal, an invoice) do not make it a lead in
+    review or contacted again."""
     lead = session.get(Lead, lead_id)
-    if lead is None or lead.status == status:
+    if lead is None or lead.status in (status, LeadStatus.CONVERTED):
         return False
     audit.record(
         session,

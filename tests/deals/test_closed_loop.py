@@ -151,6 +151,9 @@ def test_a_lead_runs_the_whole_loop_to_cash_and_back_into_training(settings, htt
     _scan(subprocess_env, due + dt.timedelta(days=15))
     assert not [i for i in _pending(http, closer) if (i["template"] or "").startswith("dunning_")]
 
+    # The lead stays converted: drafts and sends about its deal do not make it a lead in review again.
+    assert http.get(f"/v1/leads/{lead_id}", headers=closer).json()["status"] == "converted"
+
     # The won deal is a training row, with the features the lead had at capture.
     with session_scope(settings) as session:
         snapshots, _, labels = closed_training_rows(session)
