@@ -125,6 +125,62 @@ def product_name(session: Session, deal: Deal) -> str | None:
     return session.get(Product, deal.product_id).name if deal.product_id else None
 
 
+def _new_deal(
+    session: Session,
+    *,
+    actor: str,
+    title: str,
+    account_id: int | None,
+    contact_id: int | None,
+    lead_id: int | None,
+    default_owner: str | None,
+    name: str | None,
+    product: str | None,
+    value: Decimal | None,
+    expected_close: dt.date | None,
+    owner: str | None,
+) -> Deal:
+    """Check the terms (price book, value, close date, owner), then add the deal and its audit event. Qualified
+    needs a value or a product (its entry criteria); without either the deal starts engaging."""
+    chosen = _product(session, product)
+    if value is not None and value < 0:
+        raise InvalidInput("value must not be negative", details={"field": "value"})
+    if expected_close is not None and expected_close < utcnow().date():
+        raise InvalidInput("expected_close must not be in the past", details={"field": "expected_close"})
+    now = utcnow()
+    deal = Deal(
+        name=(name or f"{title}{f' - {chosen.name}' if chosen else ''}")[:200],
+        account_id=account_id,
+        contact_id=contact_id,
+        lead_id=lead_id,
+        stage=DealStage.QUALIFIED if (value is not None or chosen) else DealStage.ENGAGING,
+        amount=value if value is not None else (chosen.price if chosen else None),
+        currency=chosen.currency if chosen else "USD",
+        expected_close=expected_close,
+        product_id=chosen.id if chosen else None,
+        owner=_owner(session, owner) if owner is not None else default_owner,
+        stage_changed_at=now,
+        engaged_at=now.date(),
+    )
+    session.add(deal)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="deal.created",
+        entity_type="deal",
+        entity_id=deal.id,
+        after={
+            "lead_id": lead_id,
+            "contact_id": contact_id,
+            "stage": deal.stage,
+            "amount": str(deal.amount),
+            "owner": deal.owner,
+        },
+    )
+    return deal
+
+
 def convert_lead(
     session: Session,
     lead_id: int,
@@ -152,31 +208,21 @@ def convert_lead(
         )
     if lead.contact_id is None:
         link_lead_to_crm(session, lead, actor=actor)
-    chosen = _product(session, product)
-    if value is not None and value < 0:
-        raise InvalidInput("value must not be negative", details={"field": "value"})
-    if expected_close is not None and expected_close < utcnow().date():
-        raise InvalidInput("expected_close must not be in the past", details={"field": "expected_close"})
-    company = lead.account.name if lead.account else lead.company
     person = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
-    now = utcnow()
-    deal = Deal(
-        name=(name or f"{company or person}{f' - {chosen.name}' if chosen else ''}")[:200],
+    deal = _new_deal(
+        session,
+        actor=actor,
+        title=(lead.account.name if lead.account else lead.company) or person,
         account_id=lead.account_id,
         contact_id=lead.contact_id,
         lead_id=lead.id,
-        # Qualified needs a value or a product (its entry criteria); without either the deal starts engaging.
-        stage=DealStage.QUALIFIED if (value is not None or chosen) else DealStage.ENGAGING,
-        amount=value if value is not None else (chosen.price if chosen else None),
-        currency=chosen.currency if chosen else "USD",
+        default_owner=_lead_owner(session, lead.id) or _person(session, actor),
+        name=name,
+        product=product,
+        value=value,
         expected_close=expected_close,
-        product_id=chosen.id if chosen else None,
-        owner=_owner(session, owner) if owner is not None else _lead_owner(session, lead.id) or _person(session, actor),
-        stage_changed_at=now,
-        engaged_at=now.date(),
+        owner=owner,
     )
-    session.add(deal)
-    session.flush()
     # The lead is now worked as a deal: automated follow-ups of the lead stop.
     review_queue.cancel_pending(
         session,
@@ -186,14 +232,6 @@ def convert_lead(
         sources=(ItemSource.CADENCE, ItemSource.CONVERSION),
     )
     set_lead_status(session, lead.id, LeadStatus.CONVERTED, actor=actor)
-    audit.record(
-        session,
-        actor=actor,
-        action="deal.created",
-        entity_type="deal",
-        entity_id=deal.id,
-        after={"lead_id": lead.id, "stage": deal.stage, "amount": str(deal.amount), "owner": deal.owner},
-    )
     return deal
 
 
@@ -213,37 +251,20 @@ def create_deal(
     contact = session.get(Contact, contact_id)
     if contact is None:
         raise InvalidInput(f"contact {contact_id} not found", details={"field": "contact_id"})
-    chosen = _product(session, product)
-    if value is not None and value < 0:
-        raise InvalidInput("value must not be negative", details={"field": "value"})
-    if expected_close is not None and expected_close < utcnow().date():
-        raise InvalidInput("expected_close must not be in the past", details={"field": "expected_close"})
-    company = contact.account.name if contact.account else contact.email
-    now = utcnow()
-    deal = Deal(
-        name=(name or f"{company}{f' - {chosen.name}' if chosen else ''}")[:200],
-        account_id=contact.account_id,
-        contact_id=contact.id,
-        stage=DealStage.QUALIFIED if (value is not None or chosen) else DealStage.ENGAGING,
-        amount=value if value is not None else (chosen.price if chosen else None),
-        currency=chosen.currency if chosen else "USD",
-        expected_close=expected_close,
-        product_id=chosen.id if chosen else None,
-        owner=_owner(session, owner) if owner is not None else _person(session, actor),
-        stage_changed_at=now,
-        engaged_at=now.date(),
-    )
-    session.add(deal)
-    session.flush()
-    audit.record(
+    return _new_deal(
         session,
         actor=actor,
-        action="deal.created",
-        entity_type="deal",
-        entity_id=deal.id,
-        after={"contact_id": contact.id, "stage": deal.stage, "amount": str(deal.amount), "owner": deal.owner},
+        title=contact.account.name if contact.account else contact.email,
+        account_id=contact.account_id,
+        contact_id=contact.id,
+        lead_id=None,
+        default_owner=_person(session, actor),
+        name=name,
+        product=product,
+        value=value,
+        expected_close=expected_close,
+        owner=owner,
     )
-    return deal
 
 
 EDITABLE = ("name", "amount", "expected_close", "owner", "next_step", "next_step_due", "product")
