@@ -151,6 +151,12 @@ class Sandbox:
             for item in session.scalars(
                 select(ReviewItem).where(ReviewItem.lead_id == lead_id, ReviewItem.status == ItemStatus.PENDING)
             ).all():
-                decisions.approve(session, item.id, actor="eval:approver", acknowledge_flags=True)
+                decisions.approve(
+                    session,
+                    item.id,
+                    actor="eval:approver",
+                    acknowledge_flags=True,
+                    max_discount_pct=self.settings.max_discount_pct,
+                )
         self.worker.run_until_idle()
         return self.observe(lead_id)

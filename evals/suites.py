@@ -232,7 +232,14 @@ def _approve_edit(box: Sandbox, item_id: int, edit: dict[str, str]) -> dict[str,
     outcome: dict[str, Any] = {"first": "approved", "field": None, "unsupported": []}
     try:
         with session_scope(box.settings) as session:
-            decisions.approve(session, item_id, actor="eval:reviewer", acknowledge_flags=True, **changes)
+            decisions.approve(
+                session,
+                item_id,
+                actor="eval:reviewer",
+                acknowledge_flags=True,
+                max_discount_pct=box.settings.max_discount_pct,
+                **changes,
+            )
     except InvalidInput as exc:
         outcome.update(first="refused", field=exc.details.get("field"), detail=exc.message)
     except Conflict as exc:
@@ -241,7 +248,13 @@ def _approve_edit(box: Sandbox, item_id: int, edit: dict[str, str]) -> dict[str,
         if facts:
             with session_scope(box.settings) as session:
                 decisions.approve(
-                    session, item_id, actor="eval:reviewer", acknowledge_flags=True, acknowledge_facts=facts, **changes
+                    session,
+                    item_id,
+                    actor="eval:reviewer",
+                    acknowledge_flags=True,
+                    acknowledge_facts=facts,
+                    max_discount_pct=box.settings.max_discount_pct,
+                    **changes,
                 )
     box.worker.run_until_idle()
     return outcome

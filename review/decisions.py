@@ -37,7 +37,7 @@ from core.models import (
     ReviewItem,
     utcnow,
 )
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from core.users import assignable_names
 from crm.records import lead_facts, set_lead_status
 from review import guard
@@ -372,7 +372,7 @@ def approve(
     body: str | None = None,
     acknowledge_flags: bool = False,
     acknowledge_facts: list[str] | None = None,
-    max_discount_pct: float | None = None,
+    max_discount_pct: float,
     undo_seconds: int = 0,
 ) -> ReviewItem:
     """Approve the draft, or the reviewer's edit of it. The final text is guarded: a discount above the cap is
@@ -390,12 +390,11 @@ def approve(
     draft_subject, draft_body = item.draft.get("subject", ""), item.draft.get("body", "")
     final_subject = subject if subject is not None else draft_subject
     final_body = body if body is not None else draft_body
-    cap = max_discount_pct if max_discount_pct is not None else get_settings().max_discount_pct
     vouched = check_final_text(
         session,
         item,
         {"subject": final_subject, "body": final_body},
-        max_discount_pct=cap,
+        max_discount_pct=max_discount_pct,
         acknowledged=acknowledge_facts,
     )
     diff = _edit_diff(draft_subject + "\n", final_subject + "\n", "subject") + _edit_diff(
@@ -557,7 +556,7 @@ def mark_opened(session: Session, item_id: int) -> ReviewItem:
 
 
 def bulk_approve(
-    session: Session, ids: list[int], *, actor: str, undo_seconds: int, max_discount_pct: float | None = None
+    session: Session, ids: list[int], *, actor: str, undo_seconds: int, max_discount_pct: float
 ) -> tuple[list[int], dict[int, str]]:
     """Approve each low-risk item as drafted; anything else is skipped with the reason. Nothing is approved in
     bulk whose text says something no record supports: the draft is guarded again against its records alone

@@ -27,7 +27,13 @@ def _first_touch_sent(settings, worker, **lead) -> int:
     with session_scope(settings) as session:
         row = session.get(ReviewItem, item.id)
         row.assignee = "Casey Jordan"
-        decisions.approve(session, item.id, actor="closer:Casey Jordan", acknowledge_flags=True)
+        decisions.approve(
+            session,
+            item.id,
+            actor="closer:Casey Jordan",
+            acknowledge_flags=True,
+            max_discount_pct=settings.max_discount_pct,
+        )
     worker.run_until_idle()
     with session_scope(settings) as session:
         row = session.get(ReviewItem, item.id)
@@ -87,7 +93,7 @@ def test_a_newer_follow_up_supersedes_the_pending_one_with_the_reason_audited(se
     assert events[("review_item.created", str(day5.id))].after["supersedes"] == [day2.id]
     # The withdrawn draft can no longer be approved.
     with pytest.raises(Conflict, match="already cancelled"), session_scope(settings) as session:
-        decisions.approve(session, day2.id, actor="closer:Casey Jordan")
+        decisions.approve(session, day2.id, actor="closer:Casey Jordan", max_discount_pct=settings.max_discount_pct)
 
 
 def test_unsubscribe_cancels_the_pending_first_touch_at_once(settings, worker, http):

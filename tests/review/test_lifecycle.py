@@ -59,7 +59,7 @@ def test_approved_items_are_dispatched_by_source_not_by_the_thread_ids_text(sett
     contact_id = _contact(settings)
     item_id = _queue_update(settings, contact_id, thread_id="lead-not-a-graph", key="update-9-kickoff")
     with session_scope(settings) as session:
-        decisions.approve(session, item_id, actor="Casey")
+        decisions.approve(session, item_id, actor="Casey", max_discount_pct=settings.max_discount_pct)
     worker.run_until_idle()
     with session_scope(settings) as session:
         item = session.get(ReviewItem, item_id)
@@ -76,7 +76,7 @@ def test_cancel_pending_touches_only_pending_items_and_audits_each(settings):
     pending = _queue_update(settings, contact_id, thread_id="update-2", key="update-2-a")
     approved = _queue_update(settings, contact_id, thread_id="update-2", key="update-2-b")
     with session_scope(settings) as session:
-        decisions.approve(session, approved, actor="Casey")
+        decisions.approve(session, approved, actor="Casey", max_discount_pct=settings.max_discount_pct)
     with session_scope(settings) as session:
         cancelled = queue.cancel_pending(session, reason="invoice paid", actor="billing", item_ids=[pending, approved])
     assert cancelled == 1
@@ -115,7 +115,7 @@ def test_a_draft_supersedes_the_other_pending_items_with_its_key_only(settings):
     contact_id = _contact(settings)
     approved = _queue_keyed(settings, contact_id, "k-approved", "contact:1:update")
     with session_scope(settings) as session:
-        decisions.approve(session, approved, actor="Casey")
+        decisions.approve(session, approved, actor="Casey", max_discount_pct=settings.max_discount_pct)
     older = _queue_keyed(settings, contact_id, "k-older", "contact:1:update")
     other_key = _queue_keyed(settings, contact_id, "k-other", "contact:1:other")
     no_key = _queue_keyed(settings, contact_id, "k-none", None)
