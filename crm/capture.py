@@ -6,6 +6,8 @@ written in the caller's one transaction, so a crash never leaves a lead nobody w
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -102,5 +104,14 @@ def capture_lead(
             "consent_call": lead.consent_call,
         },
     )
-    jobs.enqueue(session, JobKind.LEAD_RUN, {"lead_id": lead.id}, dedupe_key=f"{JobKind.LEAD_RUN}:{lead.id}")
+    queue_lead_run(session, lead.id)
     return lead, False
+
+
+def lead_run_key(lead_id: int) -> str:
+    """The lead graph job's dedupe key: one run per lead, whoever queues it (capture, working imported leads)."""
+    return f"{JobKind.LEAD_RUN}:{lead_id}"
+
+
+def queue_lead_run(session: Session, lead_id: int, run_after: dt.datetime | None = None) -> None:
+    jobs.enqueue(session, JobKind.LEAD_RUN, {"lead_id": lead_id}, dedupe_key=lead_run_key(lead_id), run_after=run_after)

@@ -27,11 +27,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from core import audit, jobs
+from core import audit
 from core.enums import DealOutcome, JobKind, JobStatus, LeadStatus
 from core.errors import InvalidInput
 from core.models import Deal, Job, Lead, utcnow
 from core.settings import Settings
+from crm.capture import lead_run_key, queue_lead_run
 from crm.records import set_lead_status
 from scoring.facts import build_facts
 from scoring.icp import active_rubric
@@ -49,11 +50,6 @@ SKIP_REASONS = {
     "no_email": "without an email address",
     "no_consent": "without consent to email or call",
 }
-
-
-def run_key(lead_id: int) -> str:
-    """The lead graph job's dedupe key: the same one capture uses, so a lead is never queued twice."""
-    return f"{JobKind.LEAD_RUN}:{lead_id}"
 
 
 @dataclass
@@ -122,7 +118,7 @@ def _with_closed_deal(session: Session, lead_ids: list[int]) -> set[int]:
 
 
 def _already_queued(session: Session, lead_ids: list[int]) -> set[int]:
-    keys = [run_key(i) for i in lead_ids]
+    keys = [lead_run_key(i) for i in lead_ids]
     found: set[int] = set()
     for chunk in _chunks(keys):
         for key in session.scalars(select(Job.dedupe_key).where(Job.dedupe_key.in_(chunk))).all():
@@ -259,10 +255,9 @@ def queue_plan(
 
 def _enqueue(session: Session, lead_id: int, run_after: dt.datetime) -> bool:
     """Queue the lead's graph run; False when a run was queued (or has run) already."""
-    key = run_key(lead_id)
-    if session.scalar(select(Job.id).where(Job.dedupe_key == key)) is not None:
+    if session.scalar(select(Job.id).where(Job.dedupe_key == lead_run_key(lead_id))) is not None:
         return False
-    jobs.enqueue(session, JobKind.LEAD_RUN, {"lead_id": lead_id}, dedupe_key=key, run_after=run_after)
+    queue_lead_run(session, lead_id, run_after)
     return True
 
 
