@@ -29,6 +29,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Contact, Deal, Invoice, Milestone, Product, Project, Proposal, ReviewItem, SalesAgent, utcnow
 from core.settings import Settings
 from review import queue as review_queue
+from review.documents import latin1
 from review.execute import Rule
 from review.queue import Draft
 
@@ -49,28 +50,23 @@ padding:.4rem;text-align:left}td.n{text-align:right}</style></head><body>
 )
 
 
-def _latin1(text: str) -> str:
-    # The PDF uses the core Helvetica font (no font files to ship): characters outside Latin-1 become "?".
-    return text.encode("latin-1", "replace").decode("latin-1")
-
-
 def render_pdf(p: Proposal, company: str, our_company: str) -> bytes:
     pdf = FPDF()
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 10, _latin1(f"Proposal {p.number}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 10, latin1(f"Proposal {p.number}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=10)
-    pdf.cell(0, 6, _latin1(f"{our_company} for {company} - valid until {p.valid_until}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 6, latin1(f"{our_company} for {company} - valid until {p.valid_until}"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     with pdf.table(col_widths=(90, 25, 35, 35), text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT")) as table:
         table.row(["Item", "Quantity", "Unit price", "Amount"])
         for line in p.lines:
-            table.row([_latin1(str(line["product"])), str(line["quantity"]), line["unit_price"], line["amount"]])
+            table.row([latin1(str(line["product"])), str(line["quantity"]), line["unit_price"], line["amount"]])
         table.row(["Subtotal", "", "", str(p.subtotal)])
         table.row([f"Discount ({p.discount_pct}%)", "", "", f"-{(p.subtotal - p.total).quantize(CENT)}"])
         table.row([f"Total ({p.currency})", "", "", str(p.total)])
     pdf.ln(4)
-    pdf.multi_cell(0, 5, _latin1(f"Terms: {p.terms}"))
+    pdf.multi_cell(0, 5, latin1(f"Terms: {p.terms}"))
     return bytes(pdf.output())
 
 

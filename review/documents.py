@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.models import Deal, Invoice, Milestone, Proposal
 
 
-def _latin1(text: str) -> str:
+def latin1(text: str) -> str:
     # The core Helvetica font needs no font files: characters outside Latin-1 become "?".
     return text.encode("latin-1", "replace").decode("latin-1")
 
@@ -32,7 +32,7 @@ def invoice_pdf(session: Session, invoice: Invoice, seller: str) -> bytes:
     pdf = FPDF()
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 10, _latin1(f"Invoice {invoice.number}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 10, latin1(f"Invoice {invoice.number}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=10)
     for line in (
         f"From: {seller}",
@@ -40,15 +40,15 @@ def invoice_pdf(session: Session, invoice: Invoice, seller: str) -> bytes:
         f"Issued on: {invoice.issued_on:%d %b %Y}",
         f"Due on: {invoice.due_on:%d %b %Y}",
     ):
-        pdf.cell(0, 6, _latin1(line), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, latin1(line), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     with pdf.table(col_widths=(140, 45), text_align=("LEFT", "RIGHT")) as table:
         table.row(["Item", f"Amount ({invoice.currency})"])
-        table.row([_latin1(item), amount])
+        table.row([latin1(item), amount])
         table.row([f"Total due ({invoice.currency})", amount])
     pdf.ln(4)
     if invoice.payment_link:
-        pdf.multi_cell(0, 5, _latin1(f"Pay at {invoice.payment_link} (reference {invoice.number})."))
+        pdf.multi_cell(0, 5, latin1(f"Pay at {invoice.payment_link} (reference {invoice.number})."))
     return bytes(pdf.output())
 
 
