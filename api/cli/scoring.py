@@ -42,6 +42,11 @@ def scoring_train(
         f"test {result['split']['test']}; chosen by CV AUC: {result['challenger']['algorithm']} "
         f"{result['cv_auc']} in {result['seconds']}s"
     )
+    origin = result["rows_by_origin"]
+    typer.echo(
+        f"training rows: {origin['revloop']} from deals closed in revloop, {origin['imported']} from imports "
+        f"({result['challenger']['n_won']} won, {result['challenger']['n_lost']} lost)"
+    )
     typer.echo(f"{'model':<44} {'AUC':>7} {'Brier':>7} {'logloss':>8} {'ECE':>7}")
     for name, m in rows:
         typer.echo(f"{name:<44} {m['auc']:>7.4f} {m['brier']:>7.4f} {m['log_loss']:>8.4f} {m['ece']:>7.4f}")

@@ -46,6 +46,7 @@ def test_train_promote_evaluate_and_score_with_the_model(settings, subprocess_en
     for baseline in baselines.values():
         assert challenger["auc"] >= baseline["auc"] and challenger["brier"] <= baseline["brier"]
     assert (challenger["n_won"], challenger["n_lost"]) == (2890, 4561)
+    assert result["rows_by_origin"] == {"revloop": 0, "imported": 7451}  # every row came from the import
 
     leaky = tmp_path / "leaky.yaml"
     spec = load_feature_spec().model_dump()
