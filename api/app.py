@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,7 +30,7 @@ from api.routes import (
     users,
     webhooks,
 )
-from core.db import get_engine
+from core.db import get_engine, is_busy_error
 from core.errors import AppError
 from core.schemas import Health
 from core.settings import Settings, get_settings
@@ -85,6 +86,9 @@ HTTP_ERROR_CODES = {
 }
 
 
+BUSY_RETRY_AFTER_SECONDS = 2
+
+
 def _field_name(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or ".".join(str(p) for p in loc)
@@ -108,6 +112,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             body["details"] = exc.details
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(DBAPIError)
+    async def database_busy(_: Request, exc: DBAPIError) -> JSONResponse:
+        # The database stayed busy past its wait (SQLite's write lock, a PostgreSQL serialization failure or
+        # deadlock): nothing was committed and the same request may simply be sent again.
+        if not is_busy_error(exc):
+            raise exc  # any other database failure is a server error, as before
+        return JSONResponse(
+            {
+                "error": "busy",
+                "message": "the database is busy; nothing was saved, send the same request again shortly",
+                "retry_after_seconds": BUSY_RETRY_AFTER_SECONDS,
+            },
+            status_code=503,
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -156,7 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", response_model=Health, tags=["ops"], summary="Liveness and database check (no auth)")
     def healthz() -> Health:
-        with get_engine(settings).connect() as conn:
+        with get_engine(settings, readonly=True).connect() as conn:  # never waits for the write lock
             conn.execute(text("SELECT 1"))
         return Health(status="ok")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,7 +18,7 @@ from core.errors import InvalidInput
 from core.models import ApiToken
 from core.schemas import ROLES
 from core.settings import Settings
-from core.users import SESSION_PREFIX, session_user
+from core.users import SESSION_PREFIX, live_session, session_user, touch_due
 
 TOKEN_PREFIX = "rl_"
 
@@ -30,6 +30,8 @@ class Principal:
     role: str
     user_id: int | None = None  # set for people signed in with a password (sessions), None for API tokens
     email: str | None = None
+    # A session whose idle clock is due a touch, found by a read-only lookup (authenticate(touch=False)).
+    touch_due: bool = field(default=False, compare=False, repr=False)
 
     @property
     def actor(self) -> str:
@@ -60,13 +62,23 @@ def create_token(session: Session, *, role: str, name: str, actor: str = "cli") 
     return row, plaintext
 
 
-def authenticate(session: Session, plaintext: str, settings: Settings | None = None) -> Principal | None:
-    """An API token (rl_...) or, with settings, a review-app session (rs_...)."""
+def authenticate(
+    session: Session, plaintext: str, settings: Settings | None = None, *, touch: bool = True
+) -> Principal | None:
+    """An API token (rl_...) or, with settings, a review-app session (rs_...). touch=False reads only: a
+    session's idle clock is then not moved, and the principal says whether it is due (touch_due)."""
     if settings is not None and plaintext.startswith(SESSION_PREFIX):
-        user = session_user(session, settings, plaintext)
+        if touch:
+            user = session_user(session, settings, plaintext)
+            due = False
+        else:
+            row = live_session(session, settings, plaintext)
+            user, due = (row.user, touch_due(row)) if row is not None else (None, False)
         if user is None:
             return None
-        return Principal(token_id=None, name=user.name, role=user.role, user_id=user.id, email=user.email)
+        return Principal(
+            token_id=None, name=user.name, role=user.role, user_id=user.id, email=user.email, touch_due=due
+        )
     row = session.scalar(
         select(ApiToken).where(ApiToken.token_hash == hash_token(plaintext), ApiToken.revoked_at.is_(None))
     )

@@ -10,10 +10,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.auth import Principal, authenticate
-from core.db import session_factory, session_scope
+from core.db import session_factory, session_scope, write_if_free
 from core.enums import Role
 from core.errors import AppError, Forbidden, Unauthorized
 from core.settings import Settings
+from core.users import touch_session
 
 bearer = HTTPBearer(
     auto_error=False, description="An API token (`revloop tokens create`) or a session token from POST /v1/auth/login."
@@ -49,6 +50,16 @@ def get_session(request: Request) -> Iterator[Session]:
 # scope="function": the commit happens before the answer is sent, so a client (or the worker) that acts on
 # the answer sees the rows, and a failed commit is an error answer, not a 200 for lost work.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A read-only session for routes that only read: on SQLite it neither takes nor waits for the write lock
+    (a long import or a training run does not hold up these pages); nothing is committed."""
+    with session_scope(request.app.state.settings, readonly=True) as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
@@ -57,11 +68,16 @@ def get_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    # Its own short unit of work: a session token's idle clock is touched even when the request fails.
-    with session_scope(request.app.state.settings) as session:
-        principal = authenticate(session, credentials.credentials, request.app.state.settings)
+    settings = request.app.state.settings
+    # Looked up read-only: a token check never waits for (nor takes) the database's write lock.
+    with session_scope(settings, readonly=True) as session:
+        principal = authenticate(session, credentials.credentials, settings, touch=False)
     if principal is None:
         raise Unauthorized("invalid, expired or revoked token: sign in again")
+    if principal.touch_due:
+        # The idle clock moves at most every 30 s, in its own short write that is skipped (the next request
+        # does it) when the database is busy, so a busy database never holds the request up here.
+        write_if_free(settings, lambda s: touch_session(s, credentials.credentials))
     return principal
 
 

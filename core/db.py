@@ -1,32 +1,54 @@
-"""Engine and session handling: one session per unit of work, committed in one place."""
+"""Engine and session handling: one session per unit of work, committed in one place.
+
+SQLite allows one writer at a time. Write units of work take the write lock when they begin (BEGIN
+IMMEDIATE) and must stay short; reads that need no lock use a read-only session (session_scope(settings,
+readonly=True)): a second engine per SQLite file whose transactions BEGIN DEFERRED with PRAGMA query_only,
+so in WAL mode they never wait for a writer nor make one wait. PostgreSQL uses one engine; its read-only
+sessions run READ ONLY transactions. A unit of work run through run_in_transaction() is retried when the
+database is busy (SQLite "database is locked", PostgreSQL serialization failure or deadlock)."""
 
 from __future__ import annotations
 
+import logging
+import random
+import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Engine, Select, create_engine, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings, get_settings
 
-_engines: dict[str, Engine] = {}
+log = logging.getLogger("revloop.db")
+
+_engines: dict[tuple[str, bool], Engine] = {}
 _lock = threading.Lock()
 
+# PostgreSQL SQLSTATEs that mean "try the same transaction again": serialization_failure, deadlock_detected,
+# lock_not_available (lock_timeout / NOWAIT).
+BUSY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    # Let SQLAlchemy, not pysqlite, decide when transactions begin (see _sqlite_begin).
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    # WAL lets the API, the worker and the CLI read while one of them writes.
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=15000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+
+def _sqlite_pragmas(busy_timeout_ms: int, readonly: bool):
+    def on_connect(dbapi_conn, _record) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (see _sqlite_begin).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        # WAL lets the API, the worker and the CLI read while one of them writes.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        if readonly:
+            cur.execute("PRAGMA query_only=1")  # a write through the read engine fails at once, loudly
+        cur.close()
+
+    return on_connect
 
 
 def _sqlite_begin(conn) -> None:
@@ -35,41 +57,73 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
+def _sqlite_begin_deferred(conn) -> None:
+    # Readers take no lock: in WAL mode they read a snapshot while a writer writes.
+    conn.exec_driver_sql("BEGIN")
+
+
+def _sqlite_path(url: str) -> str:
+    return url.split("///", 1)[-1] if "///" in url else ""
+
+
+def make_engine(url: str, *, readonly: bool = False, busy_timeout_seconds: float = 15.0) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = _sqlite_path(url)
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_seconds})
+        event.listen(engine, "connect", _sqlite_pragmas(int(busy_timeout_seconds * 1000), readonly))
+        event.listen(engine, "begin", _sqlite_begin_deferred if readonly else _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def get_engine(settings: Settings | None = None) -> Engine:
-    url = (settings or get_settings()).resolved_database_url
+def _has_read_engine(url: str) -> bool:
+    """A second (read-only) engine only for SQLite files: in-memory databases exist once per connection."""
+    path = _sqlite_path(url)
+    return url.startswith("sqlite") and bool(path) and path != ":memory:" and "mode=memory" not in url
+
+
+def get_engine(settings: Settings | None = None, *, readonly: bool = False) -> Engine:
+    """The engine of the settings' database; readonly=True: the read-only engine on SQLite (the same engine
+    on PostgreSQL, whose read-only sessions set READ ONLY per transaction)."""
+    settings = settings or get_settings()
+    url = settings.resolved_database_url
+    key = (url, readonly and _has_read_engine(url))
     with _lock:
-        if url not in _engines:
-            _engines[url] = make_engine(url)
-        return _engines[url]
+        if key not in _engines:
+            _engines[key] = make_engine(url, readonly=key[1], busy_timeout_seconds=settings.db_busy_timeout_seconds)
+        return _engines[key]
 
 
-def dispose_engines() -> None:
+def dispose_engines(settings: Settings | None = None) -> None:
+    """Close the pooled connections of every engine, or only of the settings' database."""
+    url = settings.resolved_database_url if settings is not None else None
     with _lock:
-        for engine in _engines.values():
-            engine.dispose()
-        _engines.clear()
+        for key in [k for k in _engines if url is None or k[0] == url]:
+            _engines.pop(key).dispose()
 
 
-def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
-    return sessionmaker(get_engine(settings), expire_on_commit=False)
+def session_factory(settings: Settings | None = None, *, readonly: bool = False) -> sessionmaker[Session]:
+    engine = get_engine(settings, readonly=readonly)
+    if readonly and engine.dialect.name == "postgresql":
+        engine = engine.execution_options(postgresql_readonly=True)
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 @contextmanager
-def session_scope(settings: Settings | None = None) -> Iterator[Session]:
-    """A unit of work: commit on success, roll back on any error."""
-    session = session_factory(settings)()
+def session_scope(settings: Settings | None = None, *, readonly: bool = False) -> Iterator[Session]:
+    """A unit of work: commit on success, roll back on any error.
+
+    readonly=True: a read-only session that never takes SQLite's write lock (nor waits for it) and never
+    commits; its objects stay readable (loaded attributes) after the block. Writing through it fails."""
+    session = session_factory(settings, readonly=readonly)()
+    if readonly:
+        try:
+            yield session
+        finally:
+            session.close()  # ends the read transaction; detaches the objects without expiring them
+        return
     try:
         yield session
         session.commit()
@@ -78,6 +132,85 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_busy_error(exc: BaseException) -> bool:
+    """True for a failure that the same unit of work may overcome by trying again: SQLite busy/locked,
+    PostgreSQL serialization failure, deadlock or lock timeout."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in BUSY_SQLSTATES or getattr(orig, "pgcode", None) in BUSY_SQLSTATES:
+        return True
+    if isinstance(orig, sqlite3.OperationalError):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return True
+        message = str(orig).lower()
+        return any(m in message for m in ("database is locked", "database is busy", "database table is locked"))
+    return False
+
+
+R = TypeVar("R")
+
+
+def run_in_transaction(
+    settings: Settings | None,
+    fn: Callable[[Session], R],
+    *,
+    attempts: int | None = None,
+    readonly: bool = False,
+    backoff_seconds: float = 0.05,
+) -> R:
+    """Run fn(session) as one unit of work and return its result; when the database is busy (see
+    is_busy_error) the whole unit runs again, `attempts` times at most (default REVLOOP_DB_BUSY_RETRIES),
+    after a short exponential backoff with jitter. fn must have no side effect outside the session."""
+    settings = settings or get_settings()
+    attempts = max(1, attempts if attempts is not None else settings.db_busy_retries)
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope(settings, readonly=readonly) as session:
+                return fn(session)
+        except DBAPIError as exc:
+            if attempt >= attempts or not is_busy_error(exc):
+                raise
+            delay = backoff_seconds * 2 ** (attempt - 1) * (1 + random.random())
+            log.warning("database busy (%s); attempt %s of %s again in %.2f s", exc.orig, attempt + 1, attempts, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def write_if_free(settings: Settings | None, fn: Callable[[Session], R], *, wait_seconds: float = 0.25) -> R | None:
+    """Run fn(session) as a short unit of work if the database is free within `wait_seconds` (SQLite's write
+    lock); None, with nothing done, when it stays busy. For writes that may be skipped (e.g. an idle clock)."""
+    settings = settings or get_settings()
+    engine = get_engine(settings)
+    if engine.dialect.name != "sqlite":
+        try:
+            return run_in_transaction(settings, fn, attempts=1)
+        except DBAPIError as exc:
+            if is_busy_error(exc):
+                return None
+            raise
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        raw.execute(f"PRAGMA busy_timeout={max(0, int(wait_seconds * 1000))}")
+        session = Session(bind=conn, expire_on_commit=False)
+        try:
+            result = fn(session)
+            session.commit()
+            return result
+        except DBAPIError as exc:
+            session.rollback()
+            if is_busy_error(exc):
+                return None
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+            raw.execute(f"PRAGMA busy_timeout={int(settings.db_busy_timeout_seconds * 1000)}")
 
 
 T = TypeVar("T")

@@ -19,6 +19,15 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL. Default: SQLite file var/revloop.db. PostgreSQL: postgresql+psycopg://..."
     )
+    db_busy_timeout_seconds: float = Field(
+        15, gt=0, description="SQLite: how long a statement waits for another process's write lock before failing."
+    )
+    db_busy_retries: int = Field(
+        3, ge=1, description="Attempts of a unit of work run through run_in_transaction when the database is busy."
+    )
+    import_batch_rows: int = Field(
+        500, ge=1, description="CSV imports write this many rows per transaction (after validating the whole file)."
+    )
     checkpoint_url: str | None = Field(
         None,
         description="Where LangGraph checkpoints live. Default: var/checkpoints.sqlite on SQLite, the same "

@@ -179,8 +179,11 @@ def login(session: Session, settings: Settings, *, email: str, password: str) ->
     return row, plaintext
 
 
-def session_user(session: Session, settings: Settings, plaintext: str) -> User | None:
-    """The active user of a live session (and a touch of its idle clock), or None."""
+SESSION_TOUCH_SECONDS = 30  # a session's idle clock moves at most this often: keep writes rare on busy pages
+
+
+def live_session(session: Session, settings: Settings, plaintext: str) -> UserSession | None:
+    """The session row of a live session token whose user is active, or None (reads only)."""
     row = session.scalar(
         select(UserSession).where(UserSession.token_hash == hash_secret(plaintext), UserSession.revoked_at.is_(None))
     )
@@ -189,13 +192,40 @@ def session_user(session: Session, settings: Settings, plaintext: str) -> User |
         return None
     if now - row.last_seen_at > dt.timedelta(minutes=settings.session_idle_minutes):
         return None
-    user = row.user
-    if not user.active:
+    if not row.user.active:
         return None
-    if now - row.last_seen_at > dt.timedelta(seconds=30):  # keep writes rare on busy pages
-        row.last_seen_at = now
+    return row
+
+
+def touch_due(row: UserSession) -> bool:
+    return utcnow() - row.last_seen_at > dt.timedelta(seconds=SESSION_TOUCH_SECONDS)
+
+
+def session_user(session: Session, settings: Settings, plaintext: str) -> User | None:
+    """The active user of a live session (and a touch of its idle clock), or None."""
+    row = live_session(session, settings, plaintext)
+    if row is None:
+        return None
+    if touch_due(row):
+        row.last_seen_at = utcnow()
         session.flush()
-    return user
+    return row.user
+
+
+def touch_session(session: Session, plaintext: str) -> bool:
+    """Move a session's idle clock to now: one short UPDATE, skipped when it moved in the last seconds."""
+    now = utcnow()
+    return bool(
+        session.execute(
+            update(UserSession)
+            .where(
+                UserSession.token_hash == hash_secret(plaintext),
+                UserSession.revoked_at.is_(None),
+                UserSession.last_seen_at < now - dt.timedelta(seconds=SESSION_TOUCH_SECONDS),
+            )
+            .values(last_seen_at=now)
+        ).rowcount
+    )
 
 
 def logout(session: Session, plaintext: str) -> bool:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
 from api.auth import Principal
-from api.deps import SessionDep, require
+from api.deps import ReadSessionDep, require
 from core.enums import Role
 from core.models import AuditEvent
 from core.schemas import AuditEventRead, AuditPage
@@ -24,7 +24,7 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 @router.get("", response_model=AuditPage, summary="Audit events, newest first")
 def list_audit_events(
-    session: SessionDep,
+    session: ReadSessionDep,
     _: Annotated[Principal, Depends(require(Role.ADMIN))],
     actor: Annotated[str | None, Query(max_length=200, description="Exact actor, e.g. closer:Dana")] = None,
     action: Annotated[str | None, Query(max_length=100, description="Prefix, e.g. review_item.")] = None,

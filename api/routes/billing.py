@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
 from api.auth import Principal
-from api.deps import SessionDep, require
+from api.deps import ReadSessionDep, require
 from billing import ledger as billing
 from core.enums import InvoiceStatus, Role
 from core.models import Deal, Invoice, utcnow
@@ -23,7 +23,7 @@ Manager = Annotated[Principal, Depends(require(Role.MANAGER))]
     "/v1/invoices", response_model=InvoicePage, summary="Invoices with their net balance, newest due date first"
 )
 def list_invoices(
-    session: SessionDep,
+    session: ReadSessionDep,
     _: Manager,
     status: InvoiceStatus | None = None,
     account_id: int | None = None,
@@ -71,7 +71,7 @@ def list_invoices(
     summary="DSO, aging buckets, expected collections by week, unpaid invoices, open deals",
 )
 def cash(
-    session: SessionDep,
+    session: ReadSessionDep,
     _: Manager,
     as_of: Annotated[dt.date | None, Query(description="The view as of this day (default: today)")] = None,
     weeks: Annotated[int, Query(ge=1, le=26)] = 8,

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from api.auth import Principal
-from api.deps import SessionDep, SettingsDep, require
+from api.deps import ReadSessionDep, SessionDep, SettingsDep, require
 from core.enums import Role
 from core.errors import NotFound
 from core.models import Deal, Milestone, Project, Proposal
@@ -77,7 +77,7 @@ def summary(session, deal: Deal) -> dict:
 
 @router.get("", response_model=DealPage, summary="The pipeline: deals by stage, owner, open or closed")
 def list_deals(
-    session: SessionDep,
+    session: ReadSessionDep,
     _: Seller,
     stage: str | None = None,
     owner: str | None = None,
@@ -108,7 +108,7 @@ def create_deal(data: DealCreate, session: SessionDep, response: Response, princ
 @router.get(
     "/{deal_id}", response_model=DealRead, summary="A deal with its proposals, delivery hand-off and milestones"
 )
-def get_deal(deal_id: int, session: SessionDep, _: Seller) -> DealRead:
+def get_deal(deal_id: int, session: ReadSessionDep, _: Seller) -> DealRead:
     deal = session.get(Deal, deal_id)
     if deal is None:
         raise NotFound(f"deal {deal_id} not found")
@@ -196,7 +196,7 @@ def _find(session, deal_id: int, number: str) -> Proposal:
     responses={200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}},
     summary="The proposal as PDF",
 )
-def proposal_pdf(deal_id: int, number: str, session: SessionDep, _: Seller) -> Response:
+def proposal_pdf(deal_id: int, number: str, session: ReadSessionDep, _: Seller) -> Response:
     row = _find(session, deal_id, number)
     return Response(
         row.pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{row.number}.pdf"'}
@@ -204,7 +204,7 @@ def proposal_pdf(deal_id: int, number: str, session: SessionDep, _: Seller) -> R
 
 
 @router.get("/{deal_id}/proposals/{number}/html", response_class=HTMLResponse, summary="The proposal as HTML")
-def proposal_html(deal_id: int, number: str, session: SessionDep, _: Seller) -> HTMLResponse:
+def proposal_html(deal_id: int, number: str, session: ReadSessionDep, _: Seller) -> HTMLResponse:
     return HTMLResponse(_find(session, deal_id, number).html)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, status
 
 from api.auth import Principal
-from api.deps import SessionDep, SettingsDep, require
+from api.deps import ReadSessionDep, SessionDep, SettingsDep, require
 from core.enums import Role
 from core.errors import InvalidInput
 from core.schemas import ActiveRubric, Backtest, BacktestRequest, IcpRubric, RubricContent, RubricValidation
@@ -21,12 +21,12 @@ Manager = Annotated[Principal, Depends(require(Role.MANAGER))]
 
 
 @router.get("/rubrics", response_model=list[IcpRubric], summary="Rubric versions, newest first")
-def list_rubrics(session: SessionDep, _: Reader) -> list[Any]:
+def list_rubrics(session: ReadSessionDep, _: Reader) -> list[Any]:
     return icp.list_rubrics(session)
 
 
 @router.get("/rubrics/active", response_model=ActiveRubric, summary="The rubric leads are scored with now")
-def active_rubric(session: SessionDep, settings: SettingsDep, _: Reader) -> ActiveRubric:
+def active_rubric(session: ReadSessionDep, settings: SettingsDep, _: Reader) -> ActiveRubric:
     row = icp.published(session)
     if row is not None:
         return ActiveRubric(version=row.version, content=row.content, origin="published")
@@ -51,7 +51,7 @@ def validate_rubric(data: RubricContent, _: Reader) -> RubricValidation:
     response_model=Backtest,
     summary="Re-score closed deals with a rubric and with the published one",
 )
-def backtest_rubric(data: BacktestRequest, session: SessionDep, settings: SettingsDep, _: Reader) -> dict[str, Any]:
+def backtest_rubric(data: BacktestRequest, session: ReadSessionDep, settings: SettingsDep, _: Reader) -> dict[str, Any]:
     return icp.backtest(session, parse(data.content), icp.active_rubric(session, settings), source=data.source)
 
 
@@ -61,12 +61,18 @@ def backtest_rubric(data: BacktestRequest, session: SessionDep, settings: Settin
     status_code=status.HTTP_201_CREATED,
     summary="Save a draft (422 naming each criterion and field when invalid)",
 )
-def save_draft(data: RubricContent, session: SessionDep, settings: SettingsDep, principal: Manager) -> Any:
-    row = icp.save_draft(session, data.content, actor=principal.actor)
+def save_draft(
+    data: RubricContent, session: SessionDep, read: ReadSessionDep, settings: SettingsDep, principal: Manager
+) -> Any:
+    draft = parse(data.content)  # 422 naming each criterion and field, before anything is read or written
+    # The backtest re-scores every closed deal: it runs first, through a read-only session, so the write
+    # below stays short and the database's write lock is not held while the backtest runs.
     try:
-        row.backtest = icp.backtest(session, parse(data.content), icp.active_rubric(session, settings))
+        backtest = icp.backtest(read, draft, icp.active_rubric(read, settings))
     except InvalidInput:  # no closed deals yet: the draft is saved without a backtest
-        row.backtest = None
+        backtest = None
+    row = icp.save_draft(session, data.content, actor=principal.actor)
+    row.backtest = backtest
     return row
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response, status
 from sqlalchemy import select
 
 from api.auth import Principal
-from api.deps import SessionDep, SettingsDep, require
+from api.deps import ReadSessionDep, SessionDep, SettingsDep, require
 from api.routes import deals as deals_routes
 from core.enums import Role
 from core.errors import NotFound
@@ -44,7 +44,7 @@ def create_lead(
 
 @router.get("", response_model=list[Lead], summary="Recent leads")
 def list_leads(
-    session: SessionDep,
+    session: ReadSessionDep,
     _: Reader,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -53,7 +53,7 @@ def list_leads(
 
 
 @router.get("/{lead_id}/llm-runs", response_model=list[LlmRun], summary="LLM calls, tokens and cost for a lead")
-def lead_llm_runs(lead_id: int, session: SessionDep, _: Reader) -> list[Any]:
+def lead_llm_runs(lead_id: int, session: ReadSessionDep, _: Reader) -> list[Any]:
     if session.get(LeadRow, lead_id) is None:
         raise NotFound(f"lead {lead_id} not found")
     return list(session.scalars(select(LlmRunRow).where(LlmRunRow.lead_id == lead_id).order_by(LlmRunRow.id)))
@@ -85,7 +85,7 @@ def lead_event(
 
 
 @router.get("/{lead_id}", response_model=Lead, summary="One lead with its brief")
-def get_lead(lead_id: int, session: SessionDep, _: Reader) -> LeadRow:
+def get_lead(lead_id: int, session: ReadSessionDep, _: Reader) -> LeadRow:
     lead = session.get(LeadRow, lead_id)
     if lead is None:
         raise NotFound(f"lead {lead_id} not found")

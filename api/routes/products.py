@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from api.auth import Principal
-from api.deps import SessionDep, require
+from api.deps import ReadSessionDep, require
 from core.enums import Role
 from core.schemas import ProductRead
 from deals import flow
@@ -16,5 +16,5 @@ router = APIRouter(prefix="/v1/products", tags=["deals"])
 
 
 @router.get("", response_model=list[ProductRead], summary="The price book: products with their prices, by name")
-def list_products(session: SessionDep, _: Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER))]):
+def list_products(session: ReadSessionDep, _: Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER))]):
     return [ProductRead.model_validate(p) for p in flow.price_book(session)]

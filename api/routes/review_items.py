@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Depends, Query
 
 from api.auth import Principal
-from api.deps import SessionDep, SettingsDep, require
+from api.deps import ReadSessionDep, SessionDep, SettingsDep, require
 from core.enums import ItemStatus, ReviewQueue, Role
 from core.schemas import (
     ApproveRequest,
@@ -38,7 +38,7 @@ Decider = Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER))]
     summary="The queue, most urgent first (SLA deadline, then grade, then age)",
 )
 def list_review_items(
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     principal: Reader,
     status: ItemStatus | None = None,
@@ -74,7 +74,7 @@ def list_review_items(
 
 
 @router.get("/assignees", response_model=list[str], summary="People an item can be assigned to")
-def list_assignees(session: SessionDep, _: Reader) -> list[str]:
+def list_assignees(session: ReadSessionDep, _: Reader) -> list[str]:
     return assignable_names(session)
 
 
@@ -97,12 +97,12 @@ def bulk_approve(
 
 
 @router.get("/{item_id}", response_model=ReviewItem)
-def get_review_item(item_id: int, session: SessionDep, settings: SettingsDep, _: Reader) -> ReviewItem:
+def get_review_item(item_id: int, session: ReadSessionDep, settings: SettingsDep, _: Reader) -> ReviewItem:
     return service.present(service.get_item(session, item_id), settings)
 
 
 @router.get("/{item_id}/timeline", response_model=list[TimelineEntry], summary="The lead's history, oldest first")
-def get_timeline(item_id: int, session: SessionDep, _: Reader) -> list[TimelineEntry]:
+def get_timeline(item_id: int, session: ReadSessionDep, _: Reader) -> list[TimelineEntry]:
     return service.timeline(session, item_id)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from api.auth import Principal
-from api.deps import SessionDep, SettingsDep, require
+from api.deps import ReadSessionDep, SettingsDep, require
 from core.enums import Role
 from core.models import utcnow
 from core.schemas import WeeklyReview
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/reviews", tags=["reviews"])
     "invoices by age; counts first, then the lists",
 )
 def weekly_review(
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     _: Annotated[Principal, Depends(require(Role.MANAGER, Role.CLOSER))],
     as_of: Annotated[

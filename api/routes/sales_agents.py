@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from api.auth import Principal
-from api.deps import SessionDep, require
+from api.deps import ReadSessionDep, SessionDep, require
 from core.enums import Role
 from core.schemas import SalesAgentRead, SalesAgentServices
 from crm import sales_team
@@ -17,7 +17,7 @@ Manager = Annotated[Principal, Depends(require(Role.MANAGER))]
 
 
 @router.get("", response_model=list[SalesAgentRead], summary="The sales agents, with their services and open deals")
-def list_sales_agents(session: SessionDep, _: Manager) -> Any:
+def list_sales_agents(session: ReadSessionDep, _: Manager) -> Any:
     return sales_team.list_agents(session)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from api.auth import Principal
-from api.deps import SessionDep, require
+from api.deps import ReadSessionDep, SessionDep, require
 from core.enums import Role
 from core.schemas import ScoringModel
 from scoring import registry
@@ -18,7 +18,7 @@ Manager = Annotated[Principal, Depends(require(Role.MANAGER))]
 
 
 @router.get("/models", response_model=list[ScoringModel], summary="Trained models, newest first")
-def list_models(session: SessionDep, _: Reader) -> list[Any]:
+def list_models(session: ReadSessionDep, _: Reader) -> list[Any]:
     return registry.list_models(session)
 
 

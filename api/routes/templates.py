@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, status
 
 from api.auth import Principal
-from api.deps import SessionDep, require
+from api.deps import ReadSessionDep, SessionDep, require
 from core.enums import Role
 from core.schemas import TemplatePreview, TemplateRead, TemplateText, TemplateVersion
 from review import templates
@@ -21,7 +21,7 @@ Manager = Annotated[Principal, Depends(require(Role.MANAGER))]
     response_model=list[TemplateRead],
     summary="Every template: the text in use (approved version or built-in) and its versions",
 )
-def list_templates(session: SessionDep, _: Manager) -> list[TemplateRead]:
+def list_templates(session: ReadSessionDep, _: Manager) -> list[TemplateRead]:
     by_key: dict[str, list[TemplateVersion]] = {}
     for row in templates.versions(session):
         by_key.setdefault(row.key, []).append(TemplateVersion.model_validate(row))

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from api.auth import Principal
-from api.deps import SessionDep, require
+from api.deps import ReadSessionDep, SessionDep, require
 from core import users
 from core.enums import Role
 from core.schemas import UserCreate, UserRead, UserUpdate
@@ -17,7 +17,7 @@ Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 
 @router.get("", response_model=list[UserRead], summary="All users")
-def list_users(session: SessionDep, _: Admin) -> list[UserRead]:
+def list_users(session: ReadSessionDep, _: Admin) -> list[UserRead]:
     return [UserRead.model_validate(u) for u in users.list_users(session)]
 
 

@@ -1,0 +1,155 @@
+"""The session layer: read-only sessions that never take (or wait for) the write lock, and the retry of a unit
+of work that finds the database busy."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg.errors
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from core.db import is_busy_error, run_in_transaction, session_scope, write_if_free
+from core.models import Company
+
+
+def _busy(backend: str, kind: str = "busy") -> OperationalError:
+    """The error the driver raises when the database is busy (as SQLAlchemy wraps it)."""
+    if backend == "sqlite":
+        orig = sqlite3.OperationalError("database is locked")
+    elif kind == "deadlock":
+        orig = psycopg.errors.DeadlockDetected("deadlock detected")
+    else:
+        orig = psycopg.errors.SerializationFailure("could not serialize access due to concurrent update")
+    return OperationalError("UPDATE ...", {}, orig)
+
+
+def _companies(settings) -> int:
+    with session_scope(settings, readonly=True) as session:
+        return session.scalar(select(func.count(Company.id)))
+
+
+def _sqlite_path(settings) -> str:
+    return settings.resolved_database_url.split("///", 1)[1]
+
+
+def test_a_busy_unit_of_work_runs_again_and_its_first_attempt_leaves_nothing(settings, database):
+    calls = []
+
+    def unit(session):
+        calls.append(1)
+        session.add(Company(name=f"Attempt {len(calls)}", source="test"))
+        session.flush()
+        if len(calls) == 1:
+            raise _busy(database["backend"])
+        return "done"
+
+    assert run_in_transaction(settings, unit, attempts=3, backoff_seconds=0) == "done"
+    assert len(calls) == 2
+    with session_scope(settings, readonly=True) as session:
+        assert session.scalars(select(Company.name)).all() == ["Attempt 2"]
+
+
+def test_the_retry_gives_up_after_the_last_attempt(settings, database):
+    calls = []
+
+    def always_busy(session):
+        calls.append(1)
+        raise _busy(database["backend"], "deadlock")
+
+    with pytest.raises(OperationalError) as raised:
+        run_in_transaction(settings, always_busy, attempts=3, backoff_seconds=0)
+    assert len(calls) == 3 and is_busy_error(raised.value)
+    settings.db_busy_retries = 2  # the default number of attempts comes from the settings
+    calls.clear()
+    with pytest.raises(OperationalError):
+        run_in_transaction(settings, always_busy, backoff_seconds=0)
+    assert len(calls) == 2
+
+
+def test_other_errors_are_not_retried(settings):
+    calls = []
+
+    def broken(session):
+        calls.append(1)
+        session.execute(text("SELECT * FROM no_such_table"))
+
+    with pytest.raises(DBAPIError) as raised:
+        run_in_transaction(settings, broken, attempts=3, backoff_seconds=0)
+    assert len(calls) == 1 and not is_busy_error(raised.value)
+    with pytest.raises(ValueError):
+        run_in_transaction(settings, lambda s: calls.append(1) or int("x"), attempts=3)
+    assert len(calls) == 2
+
+
+def test_a_read_only_session_refuses_writes_and_keeps_what_it_read(settings):
+    with session_scope(settings) as session:
+        session.add(Company(name="Acme", source="test"))
+    with pytest.raises(DBAPIError):
+        with session_scope(settings, readonly=True) as session:
+            session.add(Company(name="Sneaky", source="test"))
+            session.flush()
+    with session_scope(settings, readonly=True) as session:
+        row = session.scalars(select(Company)).one()
+    assert row.name == "Acme" and row.source == "test"  # loaded attributes stay readable after the block
+    assert _companies(settings) == 1
+
+
+def test_a_reader_and_a_writer_never_wait_for_each_other_on_sqlite(settings, database):
+    if database["backend"] != "sqlite":
+        pytest.skip("SQLite's single write lock")
+    other = sqlite3.connect(_sqlite_path(settings), timeout=0, isolation_level=None)  # never waits
+    try:
+        with session_scope(settings, readonly=True) as reader:
+            assert reader.scalar(select(func.count(Company.id))) == 0
+            # Another process writes while the read transaction is open: no lock is in its way.
+            other.execute("BEGIN IMMEDIATE")
+            other.execute(
+                "INSERT INTO companies (name, source, created_at, updated_at) "
+                "VALUES ('Other', 'test', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+            # ...and holds the write lock, uncommitted: the reader still reads (its snapshot).
+            assert reader.scalar(select(func.count(Company.id))) == 0
+        with session_scope(settings, readonly=True) as reader:
+            assert reader.scalar(select(func.count(Company.id))) == 0  # a new reader, the lock still held
+        other.execute("COMMIT")
+        assert _companies(settings) == 1
+        # A write unit of work takes the lock when it begins, so the other process cannot write meanwhile.
+        with session_scope(settings) as writer:
+            writer.scalar(select(func.count(Company.id)))
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+    finally:
+        other.close()
+
+
+def test_a_read_only_session_does_not_hold_up_a_writer_on_postgresql(settings, database):
+    if database["backend"] != "postgresql":
+        pytest.skip("PostgreSQL's read-only transactions")
+    with session_scope(settings, readonly=True) as reader:
+        assert reader.scalar(text("SHOW transaction_read_only")) == "on"
+        assert reader.scalar(select(func.count(Company.id))) == 0
+        with session_scope(settings) as writer:
+            assert writer.scalar(text("SHOW transaction_read_only")) == "off"
+            writer.add(Company(name="Written", source="test"))
+    assert _companies(settings) == 1
+
+
+def test_a_skippable_write_is_skipped_while_the_database_is_locked(settings, database):
+    if database["backend"] != "sqlite":
+        pytest.skip("SQLite's single write lock")
+
+    def add(session):
+        session.add(Company(name="Clock", source="test"))
+        return "written"
+
+    other = sqlite3.connect(_sqlite_path(settings), timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        assert write_if_free(settings, add, wait_seconds=0.05) is None
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert write_if_free(settings, add) == "written"
+    assert _companies(settings) == 1
