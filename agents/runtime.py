@@ -14,6 +14,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 
+from agents.lead import nodes as lead_nodes
 from agents.lead.graph import build_lead_graph
 from agents.proposal.graph import build_proposal_graph
 from billing import reminders
@@ -24,7 +25,7 @@ from core.models import Lead, ReviewItem
 from core.settings import Settings, get_settings
 from crm.records import set_lead_status
 from deals import cadences, daily, flow, pipeline
-from review import repository
+from review import health, repository
 from review.execute import Rule, execute_approved
 from review.queue import Draft, enqueue
 
@@ -165,6 +166,17 @@ class LeadGraphRunner:
             self._queue_interrupts(thread_id, graph)  # a redraft asked for a new draft
 
 
+    def execute(self, review_item_id: int) -> None:
+        """Carry out an approval again after a person's Retry: the graph thread (if any) has finished, so
+        the one executor runs with the item's rule."""
+        with session_scope(self.settings) as session:
+            item = session.get(ReviewItem, review_item_id)
+            if item is None:
+                raise LookupError(f"review item {review_item_id} not found")
+            source = ItemSource(item.source)
+        execute_approved(self.settings, review_item_id, ALL_EXECUTION_RULES[source])
+
+
 # How approved items without a graph thread are executed, by source: each domain owns its rule.
 EXECUTION_RULES: dict[ItemSource, Rule] = {
     ItemSource.DUNNING: reminders.EXECUTION,
@@ -174,6 +186,12 @@ EXECUTION_RULES: dict[ItemSource, Rule] = {
     ItemSource.INVOICE: flow.INVOICE_EXECUTION,
     ItemSource.INVOICE_EMAIL: flow.INVOICE_EMAIL_EXECUTION,
     ItemSource.CONVERSION: pipeline.CONVERSION_EXECUTION,
+}
+# ...and the graphs' own rules, for a Retry after their thread finished.
+ALL_EXECUTION_RULES: dict[ItemSource, Rule] = {
+    **EXECUTION_RULES,
+    ItemSource.LEAD: lead_nodes.EXECUTION,
+    ItemSource.PROPOSAL: flow.PROPOSAL_EXECUTION,
 }
 
 
@@ -186,6 +204,8 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
         handlers = {
             JobKind.LEAD_RUN: lambda payload: runner.run_lead(int(payload["lead_id"])),
             JobKind.REVIEW_RESUME: lambda payload: runner.resume(int(payload["review_item_id"])),
+            JobKind.REVIEW_EXECUTE: lambda payload: runner.execute(int(payload["review_item_id"])),
+            JobKind.HEALTH_CHECK: lambda payload: health.run_scheduled(settings, payload),
             JobKind.DAILY_SCAN: lambda payload: daily.run(settings, payload),
             JobKind.PROPOSAL_RUN: runner.run_proposal,
         }

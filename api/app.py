@@ -18,9 +18,11 @@ from api.routes import (
     billing,
     deals,
     evals,
+    health,
     icp,
     kpis,
     leads,
+    notifications,
     products,
     review_items,
     reviews,
@@ -171,6 +173,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit,
         evals,
         webhooks,
+        notifications,
+        health,
     ):
         app.include_router(module.router)
 

@@ -7,7 +7,9 @@ from enum import StrEnum
 
 
 class ItemStatus(StrEnum):
-    """A review item's life: pending -> approved | rejected; approved -> sent | done | cancelled | failed."""
+    """A review item's life: pending -> approved | rejected; approved -> sent | done | cancelled | failed |
+    send_failed | delivery_unknown. The last two wait for a person: Retry (back to approved) or, when the
+    provider may have the message, mark as sent."""
 
     PENDING = "pending"
     APPROVED = "approved"
@@ -16,12 +18,31 @@ class ItemStatus(StrEnum):
     DONE = "done"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    # The send failed for good (a permanent refusal, or transient failures for the whole retry window).
+    SEND_FAILED = "send_failed"
+    # A crash left the message handed to the provider without an answer: it may or may not have gone out.
+    DELIVERY_UNKNOWN = "delivery_unknown"
 
 
 # An approved item that was carried out, or is being: the approval record exists.
-APPROVED_STATES = (ItemStatus.APPROVED, ItemStatus.SENT, ItemStatus.DONE)
+APPROVED_STATES = (
+    ItemStatus.APPROVED,
+    ItemStatus.SENT,
+    ItemStatus.DONE,
+    ItemStatus.SEND_FAILED,
+    ItemStatus.DELIVERY_UNKNOWN,
+)
 # Final states after execution.
-EXECUTED_STATES = (ItemStatus.SENT, ItemStatus.DONE, ItemStatus.CANCELLED, ItemStatus.FAILED)
+EXECUTED_STATES = (
+    ItemStatus.SENT,
+    ItemStatus.DONE,
+    ItemStatus.CANCELLED,
+    ItemStatus.FAILED,
+    ItemStatus.SEND_FAILED,
+    ItemStatus.DELIVERY_UNKNOWN,
+)
+# Approved items a person must act on again: the send failed, or nobody knows whether it went out.
+NEEDS_ATTENTION_STATES = (ItemStatus.SEND_FAILED, ItemStatus.DELIVERY_UNKNOWN)
 
 
 class ItemKind(StrEnum):
@@ -108,9 +129,17 @@ class LeadEventType(StrEnum):
 
 class OutboxStatus(StrEnum):
     PENDING = "pending"
-    SENDING = "sending"
+    SENDING = "sending"  # handed to the transport; the answer is not recorded yet
     SENT = "sent"
-    FAILED = "failed"
+    FAILED = "failed"  # the last attempt failed (retried while the window lasts, else the item is send_failed)
+    DELIVERY_UNKNOWN = "delivery_unknown"  # found 'sending' after a crash: never resent without a person
+
+
+class NotificationKind(StrEnum):
+    SEND_FAILED = "send_failed"
+    DELIVERY_UNKNOWN = "delivery_unknown"
+    INTEGRATION_DOWN = "integration_down"
+    INTEGRATION_RECOVERED = "integration_recovered"
 
 
 class InvoiceStatus(StrEnum):
@@ -155,6 +184,8 @@ class JobKind(StrEnum):
 
     LEAD_RUN = "lead.run"
     REVIEW_RESUME = "review.resume"
+    REVIEW_EXECUTE = "review.execute"  # carry out an approval again after Retry (no graph step left to resume)
+    HEALTH_CHECK = "health.check"
     PROPOSAL_RUN = "proposal.run"
     DAILY_SCAN = "daily.scan"
 

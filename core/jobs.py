@@ -1,7 +1,9 @@
 """Durable background jobs in the database, and the in-process worker that runs them.
 
 Claiming is a compare-and-set UPDATE, so several workers (threads or processes) never run the same
-job twice; a sweep at start and on every idle tick takes back jobs whose worker died.
+job twice. A running job holds a lease that its worker renews with a heartbeat; while running, every
+worker sweeps periodically and takes back jobs whose lease expired (their worker died or hung) and, at
+once, jobs held by a dead process on its own host.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ JobHandler = Callable[[dict[str, Any]], None]
 
 
 class RetryLater(Exception):
-    """Raised by a handler that cannot proceed yet; the job is retried without counting as an error."""
+    """Raised by a handler that cannot proceed yet; the job is retried without counting as an error,
+    after `delay_seconds` when given (else the usual backoff)."""
+
+    def __init__(self, message: str, delay_seconds: float | None = None):
+        super().__init__(message)
+        self.delay_seconds = delay_seconds
 
 
 def enqueue(
@@ -79,8 +86,10 @@ def finish(settings: Settings, job_id: int) -> None:
         )
 
 
-def fail(settings: Settings, job: Job, error: str, *, count_attempt: bool = True) -> None:
-    retry_in = min(2**job.attempts, 300)
+def fail(
+    settings: Settings, job: Job, error: str, *, count_attempt: bool = True, delay_seconds: float | None = None
+) -> None:
+    retry_in = delay_seconds if delay_seconds is not None else min(2**job.attempts, 300)
     give_up = count_attempt and job.attempts >= settings.job_max_attempts
     with session_scope(settings) as session:
         values: dict[str, Any] = {"last_error": error[-4000:], "locked_by": None, "locked_at": None}
@@ -93,28 +102,92 @@ def fail(settings: Settings, job: Job, error: str, *, count_attempt: bool = True
         session.execute(update(Job).where(Job.id == job.id).values(**values))
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _held_by_dead_local_process(locked_by: str | None) -> bool:
+    """True when the lock holder ran on this host in a process that no longer exists (killed, crashed)."""
+    host, _, rest = (locked_by or "").partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+
+
 def sweep_stale(settings: Settings) -> int:
-    """Requeue jobs left 'running' by a worker that died (lease expired)."""
+    """Requeue jobs left 'running' by a worker that died: their lease expired (no heartbeat for
+    job_lease_seconds) or their process on this host is gone."""
     cutoff = utcnow() - dt.timedelta(seconds=settings.job_lease_seconds)
+    requeue = {"status": JobStatus.QUEUED, "locked_by": None, "locked_at": None, "run_after": utcnow()}
+    with session_scope(settings) as session:
+        count = session.execute(
+            update(Job).where(Job.status == JobStatus.RUNNING, Job.locked_at < cutoff).values(**requeue)
+        ).rowcount
+        held = session.execute(select(Job.id, Job.locked_by).where(Job.status == JobStatus.RUNNING)).all()
+        for job_id, locked_by in held:
+            if _held_by_dead_local_process(locked_by):
+                count += session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.locked_by == locked_by)
+                    .values(**requeue)
+                ).rowcount
+        return count
+
+
+def renew_leases(settings: Settings, worker_id: str) -> int:
+    """The heartbeat: push the lease of every job this worker runs forward."""
     with session_scope(settings) as session:
         return session.execute(
-            update(Job)
-            .where(Job.status == JobStatus.RUNNING, Job.locked_at < cutoff)
-            .values(status=JobStatus.QUEUED, locked_by=None, locked_at=None, run_after=utcnow())
+            update(Job).where(Job.status == JobStatus.RUNNING, Job.locked_by == worker_id).values(locked_at=utcnow())
         ).rowcount
 
 
 class Worker:
-    """Runs queued jobs with the given handlers, one at a time, until stopped."""
+    """Runs queued jobs with the given handlers until stopped; one housekeeping thread per worker renews
+    the leases of its running jobs and sweeps abandoned ones."""
 
     def __init__(self, handlers: dict[str, JobHandler], settings: Settings | None = None, worker_id: str | None = None):
         self.handlers = handlers
         self.settings = settings or get_settings()
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self._stop = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+        self._housekeeper_lock = threading.Lock()
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return max(0.5, self.settings.job_lease_seconds / 4)
+
+    def housekeeping(self) -> int:
+        """One heartbeat and sweep; the number of abandoned jobs taken back."""
+        renew_leases(self.settings, self.worker_id)
+        requeued = sweep_stale(self.settings)
+        if requeued:
+            log.warning("recovered %s job(s) abandoned by a stopped worker", requeued)
+        return requeued
+
+    def _housekeeping_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds):
+            try:
+                self.housekeeping()
+            except Exception:  # a lost database connection must not end the heartbeat
+                log.exception("worker housekeeping error")
+
+    def start_housekeeping(self) -> None:
+        with self._housekeeper_lock:
+            if self._housekeeper is None or not self._housekeeper.is_alive():
+                self._housekeeper = threading.Thread(
+                    target=self._housekeeping_loop, name="worker-heartbeat", daemon=True
+                )
+                self._housekeeper.start()
 
     def run_one(self) -> bool:
         """Run the next due job; False when there is none."""
@@ -125,7 +198,7 @@ class Worker:
         try:
             self.handlers[job.kind](dict(job.payload))
         except RetryLater as exc:
-            fail(self.settings, job, f"retry later: {exc}", count_attempt=False)
+            fail(self.settings, job, f"retry later: {exc}", count_attempt=False, delay_seconds=exc.delay_seconds)
         except Exception:
             log.exception("job %s %s failed", job.id, job.kind)
             fail(self.settings, job, traceback.format_exc())
@@ -135,16 +208,16 @@ class Worker:
 
     def run_until_idle(self, max_jobs: int = 10_000) -> int:
         """Run due jobs until none is left (used by tests and `revloop worker --until-idle`)."""
-        sweep_stale(self.settings)
+        self.housekeeping()
         done = 0
         while done < max_jobs and self.run_one():
             done += 1
         return done
 
     def run_forever(self) -> None:
-        requeued = sweep_stale(self.settings)
-        if requeued:
-            log.warning("recovered %s job(s) abandoned by a stopped worker", requeued)
+        """Run jobs until stopped; several threads may call this on one worker (they share its heartbeat)."""
+        self.housekeeping()
+        self.start_housekeeping()
         while not self._stop.is_set():
             try:
                 if not self.run_one():

@@ -348,12 +348,16 @@ class OutboxMessage(Base):
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
     transport: Mapped[str] = mapped_column(String(10))  # file | smtp
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | sending | sent | failed
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # OutboxStatus
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     location: Mapped[str | None] = mapped_column(String(500))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column()
+    # Transient failures are retried until this plus REVLOOP_SEND_RETRY_HOURS; a manual retry restarts it.
+    retry_window_started_at: Mapped[dt.datetime | None] = mapped_column()
+    # When the last attempt handed the message to the transport: the fact a closer needs when delivery is unknown.
+    handed_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class LlmRun(Base):
@@ -385,6 +389,36 @@ class AuditEvent(Base):
     entity_id: Mapped[str] = mapped_column(String(64))
     before: Mapped[dict[str, Any] | None] = mapped_column()
     after: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class Notification(Base):
+    """Something a person must know (a send that failed, an integration down): one row per recipient."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_id_read_at", "user_id", "read_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(50))  # NotificationKind
+    severity: Mapped[str] = mapped_column(String(10), default="warning")  # info | warning | critical
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    entity_type: Mapped[str | None] = mapped_column(String(50))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    read_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class IntegrationState(Base):
+    """The last known health of one integration (SMTP, database, knowledge base, LLM, webhook senders):
+    a change of `healthy` is what alerts people, not every failed check."""
+
+    __tablename__ = "integration_states"
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    healthy: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    checked_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_success_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class ApiToken(Base):
@@ -635,6 +669,8 @@ class Job(Base):
 
 __all__ = [
     "Account",
+    "IntegrationState",
+    "Notification",
     "Activity",
     "ApiToken",
     "AuditEvent",

@@ -997,3 +997,40 @@ class SalesAgentServices(BaseModel):
             if len(item.strip()) > 100:
                 raise ValueError(f"item {position} is longer than 100 characters")
         return value
+
+
+class NotificationRead(BaseModel):
+    """Something a person must know: a send that failed, an integration that went down or recovered."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    severity: Literal["info", "warning", "critical"]
+    title: str
+    body: str
+    entity_type: str | None
+    entity_id: str | None
+    created_at: dt.datetime
+    read_at: dt.datetime | None
+
+
+class NotificationList(BaseModel):
+    unread: int
+    items: list[NotificationRead]
+
+
+class IntegrationHealth(BaseModel):
+    name: str = Field(description="database | mail | work_queue | knowledge_base | llm | webhooks")
+    healthy: bool
+    status: Literal["ok", "down", "not_configured"]
+    detail: str
+    latency_ms: float | None = None
+    checked_at: dt.datetime | None = None
+    last_success_at: dt.datetime | None = Field(None, description="The last check that found it working")
+    changed_at: dt.datetime | None = Field(None, description="When it last turned healthy or unhealthy")
+
+
+class IntegrationsHealth(BaseModel):
+    healthy: bool = Field(description="True when every integration is healthy")
+    integrations: list[IntegrationHealth]

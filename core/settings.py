@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     smtp_url: str | None = Field(
         None, description="smtp://[user:pass@]host:port[?starttls=true] or smtps://...; unset = .eml files."
     )
+    send_retry_hours: float = Field(
+        24, gt=0, description="Transient send failures are retried this long; then the item is send_failed"
+    )
+    send_retry_base_seconds: float = Field(60, gt=0, description="First retry delay; doubles each attempt, jittered")
+    send_retry_max_seconds: float = Field(3600, gt=0, description="Longest delay between two send attempts")
     mail_from: str = "Revloop Demo Co <sales@revloop.example>"
     sender_name: str = "Alex Morgan"
     company_name: str = "Revloop Demo Co"
@@ -113,8 +118,19 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(64 * 1024, description="Larger request bodies are refused with 413.")
 
     worker_poll_seconds: float = 0.5
-    job_lease_seconds: int = Field(300, description="A running job older than this is taken back by the sweep.")
+    job_lease_seconds: int = Field(
+        60,
+        ge=2,
+        description="A running job whose worker sent no heartbeat for this long is taken back by the sweep "
+        "(workers renew leases every quarter of it and sweep as often).",
+    )
     job_max_attempts: int = 5
+    health_check_minutes: float = Field(
+        5, gt=0, description="The worker checks the integrations this often; a change alerts managers"
+    )
+    health_queue_wait_seconds: float = Field(
+        300, gt=0, description="A due background job waiting longer than this marks the work queue unhealthy"
+    )
 
     @property
     def resolved_database_url(self) -> str:

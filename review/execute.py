@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.enums import ItemKind, ItemStatus
+from core.enums import NEEDS_ATTENTION_STATES, ItemKind, ItemStatus, NotificationKind
 from core.models import ReviewItem
+from core.notifications import notify
 from core.settings import Settings
 from review import outbox
 from review.queue import RecipientOptedOut, approved_action, log_activity, mark_executed
@@ -65,11 +66,27 @@ def execute_approved(settings: Settings, review_item_id: int, rule: Rule) -> Out
         try:
             sent = outbox.send_approved_email(settings, review_item_id)
         except RecipientOptedOut as exc:
-            result = {"reason": exc.message}
-            with session_scope(settings) as session:
-                item, _ = approved_action(session, review_item_id)
-                mark_executed(session, item, status=ItemStatus.CANCELLED, result=result, actor=rule.actor)
-            return Outcome(ItemStatus.CANCELLED, result)
+            return _finish_unsent(settings, review_item_id, ItemStatus.CANCELLED, {"reason": exc.message}, rule)
+        except outbox.SendFailed as exc:
+            result = {
+                "reason": exc.reason,
+                "outbox_id": exc.row.id,
+                "to": exc.row.to_addr,
+                "attempts": exc.row.attempts,
+            }
+            return _finish_unsent(settings, review_item_id, ItemStatus.SEND_FAILED, result, rule)
+        except outbox.DeliveryUnknown as exc:
+            row = exc.row
+            result = {
+                "reason": "the worker stopped after handing the message to the mail server and before its answer "
+                "was recorded: it may have been delivered",
+                "outbox_id": row.id,
+                "to": row.to_addr,
+                "message_id": row.message_id,
+                "handed_at": row.handed_at.isoformat() if row.handed_at else None,
+                "transport": row.transport,
+            }
+            return _finish_unsent(settings, review_item_id, ItemStatus.DELIVERY_UNKNOWN, result, rule)
         status = ItemStatus.SENT
         result = {"outbox_id": sent.id, "to": sent.to_addr, "transport": sent.transport}
         activity = ("email_sent", f"Sent '{sent.subject}' to {sent.to_addr}")
@@ -79,6 +96,34 @@ def execute_approved(settings: Settings, review_item_id: int, rule: Rule) -> Out
         item, decision = approved_action(session, review_item_id)
         if kind != ItemKind.EMAIL:
             activity = (kind, decision.final_subject or item.draft.get("subject") or kind.replace("_", " "))
-        log_activity(session, item, kind=activity[0], summary=activity[1])
-        mark_executed(session, item, status=status, result=result, actor=rule.actor)
+        if mark_executed(
+            session, item, status=status, result=result, actor=rule.actor, also_from=NEEDS_ATTENTION_STATES
+        ):
+            log_activity(session, item, kind=activity[0], summary=activity[1])
+    return Outcome(status, result)
+
+
+ATTENTION_TITLES = {
+    ItemStatus.SEND_FAILED: "Send failed: {subject}",
+    ItemStatus.DELIVERY_UNKNOWN: "Delivery unknown: {subject}",
+}
+
+
+def _finish_unsent(
+    settings: Settings, review_item_id: int, status: ItemStatus, result: dict[str, Any], rule: Rule
+) -> Outcome:
+    """Record why an approved email did not go out; a person is told when it needs one (Retry / mark as sent)."""
+    with session_scope(settings) as session:
+        item, decision = approved_action(session, review_item_id)
+        if mark_executed(session, item, status=status, result=result, actor=rule.actor) and status in ATTENTION_TITLES:
+            subject = decision.final_subject or item.draft.get("subject") or f"review item {item.id}"
+            notify(
+                session,
+                NotificationKind(status.value),
+                ATTENTION_TITLES[status].format(subject=subject),
+                body=f"To {result.get('to')}: {result['reason']}",
+                severity="critical",
+                names=[item.assignee],
+                entity=("review_item", item.id),
+            )
     return Outcome(status, result)

@@ -1,13 +1,21 @@
 """Outbound mail through an outbox: one row per approved review item, delivered at most once.
 
 Transports: `.eml` files in a folder (default) or SMTP (REVLOOP_SMTP_URL). The Message-ID is derived
-from the review item, so even a retry after a crash between the SMTP hand-off and the database
-commit carries the same id and receivers can discard the copy.
+from the review item. What happens when the process dies:
+- before the hand-off: the row is 'pending' or 'failed'; the next attempt sends it.
+- during it (marked 'sending', SMTP answer not recorded): the message may have gone out, so it is never
+  resent blindly; the item becomes delivery_unknown and a person decides (mark as sent / send again).
+  A file transport checks whether the file exists.
+- after it: the row is 'sent'; a re-run finds it and sends nothing.
+Transient failures are retried with backoff for REVLOOP_SEND_RETRY_HOURS; then, or at once for a
+permanent refusal, the item becomes send_failed.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import random
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -15,11 +23,12 @@ from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.db import session_scope
 from core.enums import OutboxStatus
 from core.errors import ConfigError
+from core.jobs import RetryLater
 from core.models import Contact, OutboxMessage, utcnow
 from core.settings import Settings
 from review import documents
@@ -77,9 +86,66 @@ def _deliver_smtp(settings: Settings, msg: EmailMessage) -> str:
     return f"smtp://{url.hostname}:{port}"
 
 
+class SendDeferred(RetryLater):
+    """A transient failure (server down, timeout, 4xx reply): the job retries after `delay_seconds`."""
+
+
+class SendFailed(Exception):
+    """The send failed for good: a permanent refusal, or transient failures for the whole retry window."""
+
+    def __init__(self, reason: str, row: OutboxMessage):
+        super().__init__(reason)
+        self.reason, self.row = reason, row
+
+
+class DeliveryUnknown(Exception):
+    """An earlier attempt handed the message to the provider and crashed before recording the answer."""
+
+    def __init__(self, row: OutboxMessage):
+        super().__init__(f"delivery of {row.message_id} is unknown: handed to {row.transport} at {row.handed_at}")
+        self.row = row
+
+
+def _smtp_code(exc: BaseException) -> int | None:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return min(codes) if codes else None
+    return getattr(exc, "smtp_code", None)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """A 5xx SMTP reply (550 recipient rejected, 535 bad credentials, 554 refused) or a configuration error
+    will fail the same way however often it is retried; a refused connection, a timeout or a 4xx will not."""
+    if isinstance(exc, ConfigError):
+        return True
+    code = _smtp_code(exc)
+    return code is not None and 500 <= int(code) < 600
+
+
+def retry_delay(settings: Settings, attempts: int) -> float:
+    """Exponential backoff with jitter (half to full of the doubled delay), capped."""
+    ceiling = min(settings.send_retry_max_seconds, settings.send_retry_base_seconds * 2 ** max(0, attempts - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _already_written(settings: Settings, row: OutboxMessage) -> str | None:
+    path = settings.resolved_outbox_dir / f"{row.idempotency_key}.eml"
+    return str(path) if path.exists() else None
+
+
+def _record_sent(row: OutboxMessage, location: str, at: dt.datetime | None = None) -> None:
+    row.status, row.location, row.sent_at, row.last_error = OutboxStatus.SENT, location, at or utcnow(), None
+
+
 def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessage:
-    """Send the approved email of a review item exactly once; the recipient is the contact record's."""
+    """Send the approved email of a review item at most once; the recipient is the contact record's.
+
+    Before the hand-off the row is marked 'sending' (committed); a row found 'sending' later means a crash
+    after the hand-off may have delivered it: a file that exists was delivered, an SMTP hand-off is unknown
+    and raises DeliveryUnknown instead of sending a second copy. Failures raise SendDeferred (retry later)
+    or SendFailed (for good)."""
     key = f"review-item-{review_item_id}"
+    now = utcnow()
     with session_scope(settings) as session:
         item, decision = approved_action(session, review_item_id)
         row = session.scalar(select(OutboxMessage).where(OutboxMessage.idempotency_key == key))
@@ -99,26 +165,61 @@ def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessag
                 subject=decision.final_subject or "",
                 body=decision.final_body or "",
                 transport="smtp" if settings.smtp_url else "file",
+                retry_window_started_at=now,
             )
             session.add(row)
             session.flush()
         if row.status == OutboxStatus.SENT:
             return row
-        row.status = "sending"
-        row.attempts += 1
-        attachments = _attachments(settings, session, item)
+        unknown = None
+        if row.status in (OutboxStatus.SENDING, OutboxStatus.DELIVERY_UNKNOWN):
+            written = _already_written(settings, row) if row.transport == "file" else None
+            if written:  # the file was written; only its commit was lost
+                _record_sent(row, written, row.handed_at)
+                return row
+            if row.transport != "file":  # an SMTP server may have accepted it: never resend blindly
+                row.status = unknown = OutboxStatus.DELIVERY_UNKNOWN
+        if unknown is None:
+            claimed = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id, OutboxMessage.status == row.status)
+                .values(status=OutboxStatus.SENDING, attempts=OutboxMessage.attempts + 1, handed_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if claimed != 1:
+                raise SendDeferred(
+                    f"outbox row {row.id} is being sent by another worker", settings.send_retry_base_seconds
+                )
+            session.refresh(row)
+            attachments = _attachments(settings, session, item)
+    if unknown is not None:
+        raise DeliveryUnknown(row)
     try:
         msg = build_message(settings, row, attachments)
         location = _deliver_smtp(settings, msg) if row.transport == "smtp" else _deliver_file(settings, row, msg)
     except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
         with session_scope(settings) as session:
             failed = session.get(OutboxMessage, row.id)
-            failed.status = "failed"
-            failed.last_error = f"{type(exc).__name__}: {exc}"
-        raise
+            failed.status, failed.last_error = OutboxStatus.FAILED, error
+            window_end = (failed.retry_window_started_at or failed.created_at) + dt.timedelta(
+                hours=settings.send_retry_hours
+            )
+            attempts = failed.attempts
+        left = (window_end - utcnow()).total_seconds()
+        if is_permanent(exc):
+            raise SendFailed(f"refused by the mail server: {error}", failed) from exc
+        if left <= 0:
+            raise SendFailed(
+                f"still failing after {settings.send_retry_hours:g} h of retries ({attempts} attempts): {error}",
+                failed,
+            ) from exc
+        raise SendDeferred(
+            f"send attempt {attempts} failed: {error}", min(retry_delay(settings, attempts), left)
+        ) from exc
     with session_scope(settings) as session:
         sent = session.get(OutboxMessage, row.id)
-        sent.status, sent.location, sent.sent_at, sent.last_error = "sent", location, utcnow(), None
+        _record_sent(sent, location)
         return sent
 
 

@@ -198,12 +198,19 @@ def approved_action(session: Session, review_item_id: int) -> tuple[ReviewItem, 
 
 
 def mark_executed(
-    session: Session, item: ReviewItem, *, status: ItemStatus, result: dict[str, Any], actor: str
+    session: Session,
+    item: ReviewItem,
+    *,
+    status: ItemStatus,
+    result: dict[str, Any],
+    actor: str,
+    also_from: tuple[ItemStatus, ...] = (),
 ) -> bool:
-    """Move an approved item to its final state once; False if it was already there."""
+    """Move an approved item (or one in `also_from`) to its final state once; False if it was already there."""
+    before = item.status
     done = session.execute(
         update(ReviewItem)
-        .where(ReviewItem.id == item.id, ReviewItem.status == ItemStatus.APPROVED)
+        .where(ReviewItem.id == item.id, ReviewItem.status.in_((ItemStatus.APPROVED, *also_from)))
         .values(status=status, executed_at=utcnow(), result=result)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -216,7 +223,7 @@ def mark_executed(
         action=f"review_item.{status}",
         entity_type="review_item",
         entity_id=item.id,
-        before={"status": ItemStatus.APPROVED},
+        before={"status": before},
         after={"status": status, **result},
     )
     if item.lead_id is not None and status in (ItemStatus.SENT, ItemStatus.DONE):

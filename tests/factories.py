@@ -163,3 +163,14 @@ def queued_item(settings: Settings, **fields: Any) -> int:
         session.add(row)
         session.flush()
         return row.id
+
+
+def pending_item(settings: Settings, http, worker, **lead_overrides: Any) -> dict[str, Any]:
+    """Post a lead over HTTP, run the worker, and return the lead's pending review item as the API shows it."""
+    r = http.post("/v1/leads", json=lead_payload(**lead_overrides), headers=auth(settings, "integration"))
+    assert r.status_code == 202, r.text
+    worker.run_until_idle()
+    page = http.get("/v1/review-items", params={"status": "pending"}, headers=auth(settings, "closer")).json()
+    items = [i for i in page["items"] if i["lead_id"] == r.json()["id"]]
+    assert len(items) == 1, page
+    return items[0]

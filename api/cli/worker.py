@@ -23,6 +23,7 @@ def worker(
     from agents.runtime import lead_worker
     from core.models import utcnow
     from deals import daily
+    from review import health
 
     setup_logging()
     with lead_worker() as w:
@@ -30,6 +31,7 @@ def worker(
             typer.echo(f"ran {w.run_until_idle()} job(s)")
             return
         daily.schedule(get_settings(), utcnow().date())  # today's scan, once whatever restarts; each queues the next
+        health.schedule(get_settings())  # the integration checks, every REVLOOP_HEALTH_CHECK_MINUTES
         signal.signal(signal.SIGTERM, lambda *_: w.stop())
         signal.signal(signal.SIGINT, lambda *_: w.stop())
         logging.getLogger("revloop.worker").info("worker started (%s, %d threads)", w.worker_id, concurrency)

@@ -25,6 +25,7 @@ from core.schemas import (
 )
 from core.users import assignable_names
 from review import decisions as service
+from review import recovery
 
 router = APIRouter(prefix="/v1/review-items", tags=["review"])
 
@@ -165,6 +166,30 @@ def reject_review_item(
         session, item_id, actor=principal.actor, reason=data.reason, redraft=data.redraft, template=data.template
     )
     return service.present(item, settings)
+
+
+@router.post(
+    "/{item_id}/retry",
+    response_model=ReviewItem,
+    summary="Retry a send that failed, or send again one whose delivery is unknown (managers and the item's closer)",
+    description="send_failed or delivery_unknown -> approved, and the send is queued again with a fresh retry "
+    "window. The outbox keeps the message's key, so a late success of an earlier attempt still counts once. "
+    "Audited as review_item.send_retried.",
+)
+def retry_review_item(item_id: int, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
+    item = recovery.retry_send(session, item_id, actor=principal.actor, role=principal.role, me=principal.name)
+    return service.present(service.get_item(session, item.id), settings)
+
+
+@router.post(
+    "/{item_id}/mark-sent",
+    response_model=ReviewItem,
+    summary="Confirm that a message whose delivery is unknown did go out (managers and the item's closer)",
+    description="delivery_unknown -> sent, with the time it was handed to the mail server; nothing is sent.",
+)
+def mark_review_item_sent(item_id: int, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
+    recovery.mark_sent(session, item_id, actor=principal.actor, role=principal.role, me=principal.name)
+    return service.present(service.get_item(session, item_id), settings)
 
 
 @router.post("/{item_id}/assign", response_model=ReviewItem, summary="Assign, reassign or return to the team queue")

@@ -10,25 +10,14 @@ from email import policy
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from core.db import session_scope
 from core.models import Activity, AuditEvent, Decision, Job, Lead, OutboxMessage, ReviewItem
 from review.outbox import outbox_files
 from tests.conftest import free_port
-from tests.factories import auth, lead_payload
-
-
-def _pending_item(settings, http, worker, **lead_overrides) -> dict:
-    r = http.post("/v1/leads", json=lead_payload(**lead_overrides), headers=auth(settings, "integration"))
-    assert r.status_code == 202, r.text
-    worker.run_until_idle()
-    closer = auth(settings, "closer")
-    page = http.get("/v1/review-items", params={"status": "pending"}, headers=closer).json()
-    items = [i for i in page["items"] if i["lead_id"] == r.json()["id"]]
-    assert len(items) == 1, page
-    return items[0]
+from tests.factories import auth, pending_item
+from tests.smtp_server import SmtpServer
 
 
 def _count(settings, model) -> int:
@@ -37,7 +26,7 @@ def _count(settings, model) -> int:
 
 
 def test_approve_with_edit_sends_exactly_one_email_to_the_lead(settings, http, worker):
-    item = _pending_item(settings, http, worker)
+    item = pending_item(settings, http, worker)
     assert item["brief"]["grade"] in "ABCD" and item["draft"]["subject"]
     closer = auth(settings, "closer")
     edited_body = item["draft"]["body"].replace("Best regards", "Kind regards")
@@ -84,7 +73,7 @@ def test_approve_with_edit_sends_exactly_one_email_to_the_lead(settings, http, w
 
 
 def test_reject_records_the_reason_and_sends_nothing(settings, http, worker):
-    item = _pending_item(settings, http, worker)
+    item = pending_item(settings, http, worker)
     closer = auth(settings, "closer")
     r = http.post(
         f"/v1/review-items/{item['id']}/reject", json={"reason": "Tone is too pushy for this account"}, headers=closer
@@ -101,7 +90,7 @@ def test_reject_records_the_reason_and_sends_nothing(settings, http, worker):
 
 
 def test_bad_decisions_are_clear_4xx_and_write_nothing(settings, http, worker):
-    item = _pending_item(settings, http, worker)
+    item = pending_item(settings, http, worker)
     closer = auth(settings, "closer")
     assert http.post("/v1/review-items/999999/approve", headers=closer).status_code == 404
     assert http.get("/v1/review-items/999999", headers=closer).status_code == 404
@@ -120,7 +109,7 @@ def test_bad_decisions_are_clear_4xx_and_write_nothing(settings, http, worker):
 
 
 def test_resume_happens_in_a_new_process(settings, http, worker, subprocess_env):
-    item = _pending_item(settings, http, worker)
+    item = pending_item(settings, http, worker)
     r = http.post(f"/v1/review-items/{item['id']}/approve", headers=auth(settings, "closer"))
     assert r.status_code == 200
     # A fresh process builds a new graph instance from the checkpoint and finishes the thread.
@@ -143,7 +132,7 @@ def test_resume_happens_in_a_new_process(settings, http, worker, subprocess_env)
 
 def test_ten_simultaneous_approvals_send_one_message(settings, live_server, worker):
     with httpx.Client(base_url=live_server.url, timeout=30) as http:
-        item = _pending_item(settings, http, worker)
+        item = pending_item(settings, http, worker)
     closer = auth(settings, "closer")
     barrier = threading.Barrier(10)
     statuses: list[int] = []
@@ -165,28 +154,16 @@ def test_ten_simultaneous_approvals_send_one_message(settings, live_server, work
     assert _count(settings, OutboxMessage) == 1
 
 
-class _Inbox:
-    def __init__(self):
-        self.messages: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))
-        return "250 OK"
-
-
 @pytest.fixture
 def smtp_server():
-    inbox = _Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
+    with SmtpServer() as smtp:
+        yield smtp.controller, smtp.inbox
 
 
 def test_approval_sends_through_smtp_when_configured(settings, http, worker, smtp_server):
     controller, inbox = smtp_server
     settings.smtp_url = f"smtp://{controller.hostname}:{controller.port}"
-    item = _pending_item(settings, http, worker)
+    item = pending_item(settings, http, worker)
     assert http.post(f"/v1/review-items/{item['id']}/approve", headers=auth(settings, "closer")).status_code == 200
     worker.run_until_idle()
     assert len(inbox.messages) == 1
@@ -205,14 +182,16 @@ def test_approval_sends_through_smtp_when_configured(settings, http, worker, smt
 def test_smtp_failure_is_retried_and_still_sends_once(settings, http, worker, smtp_server):
     controller, inbox = smtp_server
     settings.smtp_url = f"smtp://127.0.0.1:{free_port()}"  # nobody listens here yet
-    item = _pending_item(settings, http, worker)
+    item = pending_item(settings, http, worker)
     http.post(f"/v1/review-items/{item['id']}/approve", headers=auth(settings, "closer"))
     worker.run_until_idle()
     with session_scope(settings) as session:
         row = session.scalars(select(OutboxMessage)).one()
-        assert row.status == "failed" and "Error" in row.last_error
+        assert row.status == "failed" and "Error" in row.last_error and row.attempts == 1
+        assert session.get(ReviewItem, item["id"]).status == "approved"  # inside the retry window: not given up
         job = session.scalars(select(Job).where(Job.kind == "review.resume")).one()
-        assert job.status == "queued" and job.attempts == 1
+        # A transient send failure is retried after a backoff and does not use up the job's attempts.
+        assert job.status == "queued" and job.attempts == 0 and job.run_after > job.created_at
         job.run_after = job.created_at  # due now
     settings.smtp_url = f"smtp://{controller.hostname}:{controller.port}"
     worker.run_until_idle()
@@ -224,7 +203,7 @@ def test_smtp_failure_is_retried_and_still_sends_once(settings, http, worker, sm
 def test_an_opt_out_after_approval_cancels_the_send(settings, http, worker):
     from core.models import Contact
 
-    item = _pending_item(settings, http, worker)
+    item = pending_item(settings, http, worker)
     assert http.post(f"/v1/review-items/{item['id']}/approve", headers=auth(settings, "closer")).status_code == 200
     with session_scope(settings) as session:
         session.scalars(select(Contact)).one().do_not_email = True  # e.g. an unsubscribe arrived meanwhile

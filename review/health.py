@@ -1,0 +1,197 @@
+"""Integration health: is each system revloop depends on reachable, and when did it last work?
+
+Checks: the database, outbound mail (SMTP, or the file outbox), the background work queue, the knowledge
+base, the LLM endpoint and the webhook senders. The last known state of each is stored; a change between
+healthy and unhealthy notifies managers and admins once (down, then recovered), not on every check. The
+worker runs the checks every REVLOOP_HEALTH_CHECK_MINUTES; GET /v1/health/integrations runs them on demand.
+(It lives in review/ because review owns the outbound channels, the integrations that matter most.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import smtplib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select, text
+
+from core import jobs
+from core.db import get_engine, session_scope
+from core.enums import NEEDS_ATTENTION_STATES, JobKind, JobStatus, NotificationKind
+from core.models import IntegrationState, Job, ReviewItem, WebhookDelivery, utcnow
+from core.notifications import notify
+from core.settings import Settings
+
+WEBHOOK_SOURCES = ("leads", "payments", "esign")
+
+
+@dataclass
+class Result:
+    name: str
+    healthy: bool
+    status: str  # ok | down | not_configured
+    detail: str
+    latency_ms: float | None = None
+    checked_at: dt.datetime | None = None
+    last_success_at: dt.datetime | None = None
+    changed_at: dt.datetime | None = None
+
+
+def _database(settings: Settings) -> Result:
+    with get_engine(settings).connect() as conn:
+        conn.execute(text("SELECT 1"))
+    backend = "SQLite" if settings.is_sqlite else "PostgreSQL"
+    return Result("database", True, "ok", f"{backend} answers")
+
+
+def _mail(settings: Settings) -> Result:
+    with session_scope(settings) as session:
+        waiting = session.scalar(select(func.count()).where(ReviewItem.status.in_(NEEDS_ATTENTION_STATES)))
+    note = f"; {waiting} approved email(s) wait for a person (send failed / delivery unknown)" if waiting else ""
+    if not settings.smtp_url:
+        folder = settings.resolved_outbox_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".health-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return Result("mail", True, "ok", f"file outbox {folder} is writable{note}")
+    url = urlsplit(settings.smtp_url)
+    port = url.port or (465 if url.scheme == "smtps" else 25)
+    client_class = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
+    with client_class(url.hostname or "", port, timeout=5) as client:
+        code, _ = client.noop()
+    if code != 250:
+        return Result("mail", False, "down", f"SMTP {url.hostname}:{port} answered NOOP with {code}{note}")
+    return Result("mail", True, "ok", f"SMTP {url.hostname}:{port} answers{note}")
+
+
+def _work_queue(settings: Settings) -> Result:
+    """The embedded job table: due jobs waiting long mean no worker is running (or it is stuck)."""
+    now = utcnow()
+    with session_scope(settings) as session:
+        oldest_due = session.scalar(
+            select(func.min(Job.run_after)).where(Job.status == JobStatus.QUEUED, Job.run_after <= now)
+        )
+        failed = session.scalar(select(func.count()).where(Job.status == JobStatus.FAILED))
+    waited = (now - oldest_due).total_seconds() if oldest_due else 0.0
+    detail = f"embedded job table; oldest due job waits {waited:.0f} s; {failed} failed job(s)"
+    if waited > settings.health_queue_wait_seconds:
+        return Result("work_queue", False, "down", f"{detail}: is a worker running? (`revloop worker`)")
+    return Result("work_queue", True, "ok", detail)
+
+
+def _knowledge_base(settings: Settings) -> Result:
+    from tools import kb
+
+    count = kb.collection(settings).count()
+    where = settings.kb_url or "embedded store"
+    return Result("knowledge_base", True, "ok", f"{where}: {count} document(s)")
+
+
+def _llm(settings: Settings) -> Result:
+    if settings.llm != "openai":
+        return Result("llm", True, "not_configured", "not used: the deterministic engine drafts and scores")
+    import httpx
+
+    base = (settings.llm_base_url or "https://api.openai.com/v1").rstrip("/")
+    headers = {"Authorization": f"Bearer {settings.llm_api_key}"} if settings.llm_api_key else {}
+    response = httpx.get(f"{base}/models", headers=headers, timeout=5)
+    if response.status_code >= 400:
+        return Result("llm", False, "down", f"{base}/models answered {response.status_code}")
+    return Result("llm", True, "ok", f"{base} answers; model {settings.llm_model}")
+
+
+def _webhooks(settings: Settings) -> Result:
+    with session_scope(settings) as session:
+        last = dict(
+            session.execute(
+                select(WebhookDelivery.source, func.max(WebhookDelivery.received_at)).group_by(WebhookDelivery.source)
+            ).all()
+        )
+    parts = [
+        f"{source}: {last[source]:%Y-%m-%d %H:%M} UTC" if last.get(source) else f"{source}: none yet"
+        for source in WEBHOOK_SOURCES
+    ]
+    return Result("webhooks", True, "ok", "last accepted delivery: " + "; ".join(parts))
+
+
+CHECKS: dict[str, Callable[[Settings], Result]] = {
+    "database": _database,
+    "mail": _mail,
+    "work_queue": _work_queue,
+    "knowledge_base": _knowledge_base,
+    "llm": _llm,
+    "webhooks": _webhooks,
+}
+
+
+def run_check(settings: Settings, name: str) -> Result:
+    started = time.perf_counter()
+    try:
+        result = CHECKS[name](settings)
+    except Exception as exc:  # an unreachable integration is the answer, not an error
+        result = Result(name, False, "down", f"{type(exc).__name__}: {exc}"[:500])
+    result.latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+def _record(settings: Settings, result: Result) -> None:
+    """Store the state; a change between healthy and unhealthy notifies the operators once."""
+    now = utcnow()
+    with session_scope(settings) as session:
+        state = session.get(IntegrationState, result.name)
+        changed = state is None and not result.healthy or state is not None and state.healthy != result.healthy
+        if state is None:
+            state = IntegrationState(name=result.name, healthy=result.healthy, changed_at=now)
+            session.add(state)
+        elif changed:
+            state.changed_at = now
+        state.healthy, state.detail, state.checked_at = result.healthy, result.detail, now
+        if result.healthy:
+            state.last_success_at = now
+        session.flush()
+        if changed:
+            kind = NotificationKind.INTEGRATION_RECOVERED if result.healthy else NotificationKind.INTEGRATION_DOWN
+            title = f"{result.name.replace('_', ' ')} {'recovered' if result.healthy else 'is down'}"
+            notify(
+                session,
+                kind,
+                title,
+                body=result.detail,
+                severity="info" if result.healthy else "critical",
+                entity=("integration", result.name),
+            )
+        result.checked_at, result.last_success_at, result.changed_at = now, state.last_success_at, state.changed_at
+
+
+def check_all(settings: Settings, *, record: bool = True) -> list[Result]:
+    results = [run_check(settings, name) for name in CHECKS]
+    if record:
+        for result in results:
+            _record(settings, result)
+    return results
+
+
+def schedule(settings: Settings, at: dt.datetime | None = None) -> None:
+    """Queue the next periodic check (once per interval, whatever restarts)."""
+    interval = dt.timedelta(minutes=settings.health_check_minutes)
+    now = at or utcnow()
+    epoch = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    slot = epoch + interval * ((now - epoch) // interval + 1)
+    with session_scope(settings) as session:
+        jobs.enqueue(
+            session,
+            JobKind.HEALTH_CHECK,
+            {"slot": slot.isoformat()},
+            dedupe_key=f"{JobKind.HEALTH_CHECK}:{slot.isoformat()}",
+            run_after=slot,
+        )
+
+
+def run_scheduled(settings: Settings, payload: dict[str, Any]) -> None:
+    check_all(settings)
+    schedule(settings)

@@ -1,0 +1,99 @@
+"""The job table's leases: renewed by a heartbeat while a job runs, taken back when its worker dies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from core.db import session_scope
+from core.jobs import RetryLater, Worker, claim_next, enqueue, renew_leases, sweep_stale
+from core.models import Job, utcnow
+
+
+def _job(settings, key: str = "k1", kind: str = "test.kind") -> int:
+    with session_scope(settings) as session:
+        return enqueue(session, kind, {"n": 1}, dedupe_key=key).id
+
+
+def _get(settings, job_id: int) -> Job:
+    with session_scope(settings) as session:
+        return session.get(Job, job_id)
+
+
+def test_an_expired_lease_is_taken_back_and_a_renewed_one_is_not(settings):
+    settings.job_lease_seconds = 30
+    old, fresh = _job(settings, "old"), _job(settings, "fresh")
+    claim_next(settings, "elsewhere:1:1", ["test.kind"])
+    claim_next(settings, "elsewhere:2:1", ["test.kind"])
+    with session_scope(settings) as session:
+        for job_id in (old, fresh):
+            session.get(Job, job_id).locked_at = utcnow() - dt.timedelta(seconds=60)
+    assert renew_leases(settings, _get(settings, fresh).locked_by) == 1  # its worker's heartbeat
+    assert sweep_stale(settings) == 1
+    assert _get(settings, old).status == "queued" and _get(settings, old).locked_by is None
+    assert _get(settings, fresh).status == "running"
+
+
+def test_a_job_held_by_a_dead_process_on_this_host_is_taken_back_at_once(settings):
+    settings.job_lease_seconds = 3600  # the lease alone would keep it for an hour
+    job_id = _job(settings)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    claim_next(settings, f"{socket.gethostname()}:{dead_pid}:1", ["test.kind"])
+    alive = _job(settings, "alive")
+    claim_next(settings, f"{socket.gethostname()}:1:1", ["test.kind"])  # pid 1 is alive
+    assert sweep_stale(settings) == 1
+    assert _get(settings, job_id).status == "queued"
+    assert _get(settings, alive).status == "running"
+
+
+def test_a_running_worker_heartbeats_its_long_job_and_sweeps_a_dead_ones(settings):
+    """Lease 2 s, a job that runs 3 s: the heartbeat keeps it from being taken back (it runs once), while
+    a job abandoned by another worker is recovered by the same running worker, not only at start-up."""
+    settings.job_lease_seconds = 2
+    settings.worker_poll_seconds = 0.05
+    runs: list[int] = []
+
+    def slow(payload):
+        runs.append(payload["n"])
+        time.sleep(3)
+
+    long_job = _job(settings, "long", "slow")
+    worker = Worker({"slow": slow, "test.kind": lambda p: runs.append(-1)}, settings, worker_id="here:0:1")
+    second = Worker({"slow": slow}, settings, worker_id="there:0:1")  # would steal an expired lease
+    threads = [threading.Thread(target=w.run_forever, daemon=True) for w in (worker, second)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    abandoned = _job(settings, "abandoned")
+    with session_scope(settings) as session:  # as a worker that died holding it would leave it
+        row = session.get(Job, abandoned)
+        row.status, row.locked_by, row.locked_at = "running", "gone:0:1", utcnow() - dt.timedelta(seconds=10)
+    deadline = time.monotonic() + 15
+    while (_get(settings, long_job).status != "done" or _get(settings, abandoned).status != "done") and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    worker.stop()
+    second.stop()
+    for t in threads:
+        t.join(timeout=10)
+    assert _get(settings, long_job).status == "done" and _get(settings, long_job).attempts == 1
+    assert runs.count(1) == 1  # the slow job ran once despite a lease shorter than its run
+    assert _get(settings, abandoned).status == "done" and -1 in runs
+
+
+def test_retry_later_waits_the_given_delay_without_using_an_attempt(settings):
+    def not_yet(payload):
+        raise RetryLater("the server is down", delay_seconds=120)
+
+    job_id = _job(settings)
+    before = utcnow()
+    Worker({"test.kind": not_yet}, settings).run_until_idle()
+    job = _get(settings, job_id)
+    assert job.status == "queued" and job.attempts == 0 and "server is down" in job.last_error
+    assert before + dt.timedelta(seconds=110) < job.run_after < utcnow() + dt.timedelta(seconds=121)
