@@ -25,10 +25,11 @@ class Inbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        # The provider has the message from here on, whether or not the client lives to read the reply.
+        self.messages.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))
         self.data_started.set()
         if self.hold_data_seconds:
             await asyncio.sleep(self.hold_data_seconds)
-        self.messages.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))
         return "250 OK"
 
 
