@@ -26,6 +26,10 @@ def signed_in() -> None:
     page = st.navigation(pages.signed_in(me["role"]))  # a page the role lacks falls back to the queue
     with st.sidebar:
         st.write(f"Signed in as **{me['name']}** ({me['role']})")
+        with contextlib.suppress(ApiError):  # a badge, not a reason to fail the page
+            unread = client().notifications(unread=True, limit=1)["unread"]
+            if unread:
+                st.error(f"{unread} unread notification(s): see Notifications", icon=":material/notifications:")
         if st.button("Sign out", key="logout"):
             with contextlib.suppress(ApiError):  # the session may be gone already; local sign-out is what matters
                 client().logout()

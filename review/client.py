@@ -108,6 +108,24 @@ class RevloopClient:
     def undo(self, item_id: int) -> ReviewItem:
         return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/undo"))
 
+    def retry_send(self, item_id: int) -> ReviewItem:
+        return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/retry"))
+
+    def mark_sent(self, item_id: int) -> ReviewItem:
+        return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/mark-sent"))
+
+    def notifications(self, unread: bool = False, limit: int = 50) -> dict[str, Any]:
+        return self._call("GET", "/v1/notifications", params={"unread": unread, "limit": limit})
+
+    def read_notification(self, notification_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/v1/notifications/{notification_id}/read")
+
+    def read_all_notifications(self) -> dict[str, Any]:
+        return self._call("POST", "/v1/notifications/read-all")
+
+    def integrations_health(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/health/integrations")
+
     def bulk_approve(self, ids: list[int]) -> dict[str, Any]:
         return self._call("POST", "/v1/review-items/bulk-approve", json={"ids": ids, "confirm": True})
 

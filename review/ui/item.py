@@ -149,6 +149,34 @@ def undo_banner(client: RevloopClient, item_id: int) -> None:
         st.rerun(scope="app")
 
 
+def _unsent(client: RevloopClient, item: ReviewItem) -> None:
+    """An approved email that did not go out, with the facts and what the closer can do about it."""
+    result = item.result or {}
+    if item.status == "send_failed":
+        st.error(
+            f"**Not sent** to {result.get('to')} after {result.get('attempts', '?')} attempt(s): {result.get('reason')}"
+        )
+        actions = [("Retry", "Sending again with a fresh retry window.")]
+    else:
+        st.warning(
+            f"**Delivery unknown.** The message {result.get('message_id')} to {result.get('to')} was handed to the "
+            f"mail server at {result.get('handed_at')} and the worker stopped before its answer was recorded. "
+            "Check the mail server's log or the sent folder: mark it as sent, or send it again (the customer may "
+            "get two copies; the Message-ID lets mail clients merge them)."
+        )
+        actions = [("Mark as sent", "Recorded as sent; nothing was sent now."), ("Send again", "Sending again.")]
+    columns = st.columns(len(actions))
+    for column, (label, done) in zip(columns, actions, strict=True):
+        if column.button(label, key=f"{label}_{item.id}", type="primary" if label != "Send again" else "secondary"):
+            try:
+                (client.mark_sent if label == "Mark as sent" else client.retry_send)(item.id)
+            except ApiError as exc:
+                show_error(exc)
+                return
+            st.session_state["flash"] = f"#{item.id}: {done}"
+            st.rerun()
+
+
 def _decided(client: RevloopClient, item: ReviewItem) -> None:
     decision = item.decision
     if item.status == "approved":
@@ -163,7 +191,9 @@ def _decided(client: RevloopClient, item: ReviewItem) -> None:
         if decision.edit_diff:
             st.markdown("**Edits made before approval**")
             st.code(decision.edit_diff, language="diff")
-    if item.status == "sent" and item.result:
+    if item.status in ("send_failed", "delivery_unknown"):
+        _unsent(client, item)
+    elif item.status == "sent" and item.result:
         st.success(f"Sent at {item.executed_at:%H:%M:%S} UTC to {item.result.get('to')}")
     elif item.status == "done":
         st.success(f"Done at {item.executed_at:%H:%M:%S} UTC: {item.result}")

@@ -41,6 +41,8 @@ PAGES = (  # the first page a role has is its default, served at the app's root 
     AppPage("Sales team", "team", "team.py", MANAGERS, ":material/groups:"),
     AppPage("ICP rubric", "icp", "icp.py", (*MANAGERS, "evaluator"), ":material/rule:"),
     AppPage("Evals", "evals", "evals.py", (*MANAGERS, "evaluator"), ":material/fact_check:"),
+    AppPage("Notifications", "notifications", "notifications.py", EVERYONE, ":material/notifications:"),
+    AppPage("Integration health", "health", "health.py", MANAGERS, ":material/health_and_safety:"),
     AppPage("Users", "users", "users.py", ("admin",), ":material/group:"),
     AppPage("Audit", "audit", "audit.py", ("admin",), ":material/history:"),
 )

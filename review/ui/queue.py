@@ -10,7 +10,18 @@ from review.ui import item as item_page
 from review.ui.common import show_error, sla_label
 
 VIEWS = {"My queue": "my", "Team queue": "team", "Exception queue": "exception", "Everything": None}
-STATUSES = ["pending", "approved", "sent", "done", "rejected", "cancelled", "failed", "all"]
+STATUSES = [
+    "pending",
+    "approved",
+    "send_failed",
+    "delivery_unknown",
+    "sent",
+    "done",
+    "rejected",
+    "cancelled",
+    "failed",
+    "all",
+]
 KINDS = ["any", "email", "call_task"]
 GRADES = ["any", "A", "B", "C", "D"]
 SLA_STATES = {"any": None, "breached": "breached", "due soon": "due_soon", "on track": "on_track", "no SLA": "none"}

@@ -47,6 +47,12 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
     ("POST", "/v1/review-items/{item_id}/reject"): (f"/v1/review-items/{MISSING}/reject", {}, DECIDERS, 422),
     ("POST", "/v1/review-items/{item_id}/assign"): (f"/v1/review-items/{MISSING}/assign", {}, DECIDERS, 422),
     ("POST", "/v1/review-items/{item_id}/snooze"): (f"/v1/review-items/{MISSING}/snooze", {}, DECIDERS, 422),
+    ("POST", "/v1/review-items/{item_id}/retry"): (f"/v1/review-items/{MISSING}/retry", None, DECIDERS, 404),
+    ("POST", "/v1/review-items/{item_id}/mark-sent"): (f"/v1/review-items/{MISSING}/mark-sent", None, DECIDERS, 404),
+    ("GET", "/v1/notifications"): ("/v1/notifications", None, ALL, 200),
+    ("POST", "/v1/notifications/read-all"): ("/v1/notifications/read-all", None, ALL, 200),
+    ("POST", "/v1/notifications/{notification_id}/read"): (f"/v1/notifications/{MISSING}/read", None, ALL, 404),
+    ("GET", "/v1/health/integrations"): ("/v1/health/integrations", None, ("manager", "admin"), 200),
     ("GET", "/v1/icp/rubrics"): ("/v1/icp/rubrics", None, ICP, 200),
     ("POST", "/v1/icp/rubrics"): ("/v1/icp/rubrics", {}, ("manager", "admin"), 422),
     ("GET", "/v1/icp/rubrics/active"): ("/v1/icp/rubrics/active", None, ICP, 200),
@@ -130,6 +136,7 @@ UNAUTHENTICATED: dict[tuple[str, str], tuple[str, object, int]] = {
     ("POST", "/v1/webhooks/payments"): ("/v1/webhooks/payments", {}, 401),
     ("POST", "/v1/webhooks/esign"): ("/v1/webhooks/esign", {}, 401),
     ("GET", "/healthz"): ("/healthz", None, 200),
+    ("GET", "/v1/health"): ("/v1/health", None, 200),
 }
 
 

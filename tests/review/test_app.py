@@ -363,11 +363,13 @@ PAGE_URLS = {
     "Sales team": "team",
     "ICP rubric": "icp",
     "Evals": "evals",
+    "Notifications": "notifications",
+    "Integration health": "health",
     "Users": "users",
     "Audit": "audit",
 }
 ROLE_PAGES = {
-    "closer": {"Review queue", "Deals"},
+    "closer": {"Review queue", "Deals", "Notifications"},
     "manager": {
         "Review queue",
         "Deals",
@@ -378,8 +380,10 @@ ROLE_PAGES = {
         "Sales team",
         "ICP rubric",
         "Evals",
+        "Notifications",
+        "Integration health",
     },
-    "evaluator": {"Review queue", "Evals", "ICP rubric"},
+    "evaluator": {"Review queue", "Evals", "ICP rubric", "Notifications"},
     "admin": set(PAGE_URLS),
 }
 
