@@ -47,7 +47,7 @@ def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
     policy = load_policy(settings.dunning_policy_path)
     counts = {"drafted": 0, "skipped": 0, "waiting": 0, "already_drafted": 0, "no_contact": 0}
     histories: dict[int, ledger.PaymentHistory] = {}
-    with session_scope(settings) as session:
+    with session_scope(settings, readonly=True) as session:  # then one short unit of work per invoice
         invoice_ids = session.scalars(
             select(Invoice.id).where(Invoice.status == InvoiceStatus.ISSUED, Invoice.issued_on <= today)
         ).all()

@@ -4,13 +4,19 @@ Each row is validated on its own; rejected rows are reported with their reasons 
 written in the caller's one transaction (with `strict`, any rejection commits nothing). Imported
 records carry (external_source, external_id), so running an import again updates, never duplicates.
 Outcomes become closed deals; X Education's Do Not Email / Do Not Call become consent.
+
+Lead files, as the CLI imports them (import_leads_in_batches): the whole file is validated first, reading the
+database in a read-only session (with `strict`, a rejection stops the import before anything is written);
+then the rows are written in short transactions of REVLOOP_IMPORT_BATCH_ROWS rows, so a long import never
+holds the database's write lock for long. An interrupted import leaves whole batches; running it again
+resumes (rows already written are found by their external id and count as unchanged).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -24,6 +30,7 @@ from core import audit
 from core.enums import DealOutcome, DealStage, LeadStatus
 from core.errors import InvalidInput
 from core.models import Account, Company, Deal, Lead, Product, SalesAgent, utcnow
+from core.settings import Settings
 from crm.records import link_lead_to_crm
 from scoring.features import capture_snapshot
 from tools.enrichment import email_domain, is_free_mail
@@ -52,6 +59,14 @@ class ImportReport:
 
     def reject(self, file: str, row: int, reason: str) -> None:
         self.rejected.append({"file": file, "row": row, "reason": reason})
+
+    def merge(self, part: ImportReport) -> None:
+        """Add the counts and rejections of one written batch."""
+        for bucket in ("created", "updated", "unchanged"):
+            for entity, n in getattr(part, bucket).items():
+                counts = getattr(self, bucket)
+                counts[entity] = counts.get(entity, 0) + n
+        self.rejected.extend(part.rejected)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -231,20 +246,34 @@ def read_labelled(path: Path, fmt: str) -> tuple[list[dict[str, Any]], list[int]
     return [x_education_snapshot(r) for r in records], [int(r["won"]) for r in records], rejected
 
 
-def _import_x_education(session: Session, path: Path, report: ImportReport, progress: Progress | None) -> None:
+def _plan_x_education(path: Path, plan: LeadImportPlan) -> None:
     _, rows, passthrough = _x_education_columns(path)
-    leads = {lead.external_id: lead for lead in session.scalars(select(Lead).where(Lead.external_source == XED_SOURCE))}
-    deals = {d.external_id: d for d in session.scalars(select(Deal).where(Deal.external_source == XED_SOURCE))}
     seen: dict[str, int] = {}
-    imported_at = utcnow()  # the file has no capture dates: one time for the whole import, not a fake order
 
-    def handle(number: int, row: dict[str, str]) -> None:
+    def check(number: int, row: dict[str, str]) -> None:
         record = x_education_record(row, passthrough)
-        pid, custom, source = record["pid"], record["custom"], record["source"]
-        consent_email, consent_call = record["consent_email"], record["consent_call"]
+        pid = record["pid"]
         if pid in seen:
             raise RowError(f"Prospect ID {pid} repeats row {seen[pid]}")
         seen[pid] = number
+        plan.rows.append({**record, "key": pid, "number": number, "lead_number": row.get("Lead Number")})
+
+    _each(plan.report, path.name, rows, None, check)
+
+
+def _write_x_education(session: Session, plan: LeadImportPlan, batch: list[dict[str, Any]], report: ImportReport):
+    keys = [r["key"] for r in batch]
+    leads = {
+        lead.external_id: lead
+        for lead in session.scalars(select(Lead).where(Lead.external_source == XED_SOURCE, Lead.external_id.in_(keys)))
+    }
+    deals = {
+        d.external_id: d
+        for d in session.scalars(select(Deal).where(Deal.external_source == XED_SOURCE, Deal.external_id.in_(keys)))
+    }
+    for record in batch:
+        pid, custom, source = record["pid"], record["custom"], record["source"]
+        consent_email, consent_call = record["consent_email"], record["consent_call"]
         lead = leads.get(pid)
         if lead is None:
             lead = Lead(
@@ -256,7 +285,7 @@ def _import_x_education(session: Session, path: Path, report: ImportReport, prog
                 consent_call=consent_call,
                 custom=custom,
                 status=LeadStatus.IMPORTED,
-                captured_at=imported_at,
+                captured_at=plan.imported_at,
                 capture_features=x_education_snapshot(record),
             )
             session.add(lead)
@@ -271,7 +300,7 @@ def _import_x_education(session: Session, path: Path, report: ImportReport, prog
             report,
             deals.get(pid),
             {
-                "name": f"X Education enrolment {row.get('Lead Number') or pid}",
+                "name": f"X Education enrolment {record['lead_number'] or pid}",
                 "lead": lead,
                 "stage": DealStage.CLOSED,
                 "outcome": DealOutcome.WON if won else DealOutcome.LOST,
@@ -279,8 +308,6 @@ def _import_x_education(session: Session, path: Path, report: ImportReport, prog
                 "external_id": pid,
             },
         )
-
-    _each(report, path.name, rows, progress, handle)
 
 
 # --- generic leads --------------------------------------------------------------------------------
@@ -324,9 +351,7 @@ def lead_source_key(path: Path, fmt: str) -> str:
     return XED_SOURCE if fmt == "x-education" else f"generic:{path.stem}"
 
 
-def _import_generic(
-    session: Session, path: Path, report: ImportReport, mapping: dict[str, str], progress: Progress | None
-) -> None:
+def _plan_generic(session: Session, path: Path, plan: LeadImportPlan, mapping: dict[str, str]) -> None:
     header, rows = read_csv(path)
     unknown = [c for c in mapping if c not in header]
     if unknown:
@@ -336,13 +361,18 @@ def _import_generic(
     }
     if "email" not in fields.values() and "external_id" not in fields.values():
         raise InvalidInput(f"{path.name} needs an email or an external_id column (use --map COLUMN=email)")
-    source_key = lead_source_key(path, "generic")
-    imported_at = utcnow()
-    leads = {lead.external_id: lead for lead in session.scalars(select(Lead).where(Lead.external_source == source_key))}
-    deals = {d.external_id: d for d in session.scalars(select(Deal).where(Deal.external_source == source_key))}
     seen: dict[str, int] = {}
+    emails: dict[str, int] = {}
+    outcomes = {
+        "won": DealOutcome.WON,
+        "1": DealOutcome.WON,
+        "converted": DealOutcome.WON,
+        "lost": DealOutcome.LOST,
+        "0": DealOutcome.LOST,
+        "": None,
+    }
 
-    def handle(number: int, row: dict[str, str]) -> None:
+    def check(number: int, row: dict[str, str]) -> None:
         values: dict[str, Any] = {}
         custom: dict[str, Any] = {}
         for column, target in fields.items():
@@ -365,44 +395,97 @@ def _import_generic(
             raise RowError(f"{key} repeats row {seen[key]}")
         seen[key] = number
         outcome = (values.get("outcome") or "").lower()
-        outcomes = {
-            "won": DealOutcome.WON,
-            "1": DealOutcome.WON,
-            "converted": DealOutcome.WON,
-            "lost": DealOutcome.LOST,
-            "0": DealOutcome.LOST,
-            "": None,
-        }
         if outcome not in outcomes:
             raise RowError(f"outcome must be won or lost, got {values['outcome']!r}")
         consent_email = _yes_no(values.get("consent_email") or "no", "consent_email")
         consent_call = _yes_no(values.get("consent_call") or "no", "consent_call")
         captured_day = _date(values.get("captured_at", ""), "captured_at")
+        if email and email in emails:
+            raise RowError(f"email {email} repeats row {emails[email]}")
+        if email:
+            emails[email] = number
+        plan.rows.append(
+            {
+                "key": key,
+                "number": number,
+                "email": email,
+                "outcome": outcomes[outcome],
+                "captured_day": captured_day,
+                "custom": custom,
+                "fields": {
+                    "email": email,
+                    "first_name": values.get("first_name") or None,
+                    "last_name": values.get("last_name") or None,
+                    "company": values.get("company") or None,
+                    "title": values.get("title") or None,
+                    "phone": values.get("phone") or None,
+                    "website": values.get("website") or None,
+                    "message": values.get("message") or None,
+                    "source": values.get("source") or None,
+                    "consent_email": consent_email,
+                    "consent_call": consent_call,
+                    "custom": custom,
+                },
+            }
+        )
+
+    _each(plan.report, path.name, rows, None, check)
+    # A new lead may not take an email that belongs to another lead (checked for the whole file up front).
+    existing: set[str] = set()
+    for chunk in _chunks([r["key"] for r in plan.rows]):
+        existing.update(
+            session.scalars(
+                select(Lead.external_id).where(Lead.external_source == plan.source, Lead.external_id.in_(chunk))
+            ).all()
+        )
+    new_emails = [r["email"] for r in plan.rows if r["email"] and r["key"] not in existing]
+    owners: dict[str, int] = {}
+    for chunk in _chunks(new_emails):
+        owners.update(
+            {
+                email: lead_id
+                for email, lead_id in session.execute(select(Lead.email, Lead.id).where(Lead.email.in_(chunk)))
+            }
+        )
+    kept = []
+    for r in plan.rows:
+        if r["email"] in owners and r["key"] not in existing:
+            plan.report.reject(
+                path.name, r["number"], f"email {r['email']} already belongs to lead {owners[r['email']]}"
+            )
+        else:
+            kept.append(r)
+    plan.rows = kept
+    plan.report.rejected.sort(key=lambda x: x["row"])
+
+
+def _write_generic(session: Session, plan: LeadImportPlan, batch: list[dict[str, Any]], report: ImportReport):
+    keys = [r["key"] for r in batch]
+    leads = {
+        lead.external_id: lead
+        for lead in session.scalars(select(Lead).where(Lead.external_source == plan.source, Lead.external_id.in_(keys)))
+    }
+    deals = {
+        d.external_id: d
+        for d in session.scalars(select(Deal).where(Deal.external_source == plan.source, Deal.external_id.in_(keys)))
+    }
+    for record in batch:
+        key, email, fields_values = record["key"], record["email"], record["fields"]
+        consent_email, consent_call = fields_values["consent_email"], fields_values["consent_call"]
         lead = leads.get(key)
         if lead is None and email:
             other = session.scalar(select(Lead).where(Lead.email == email))
-            if other is not None:
-                raise RowError(f"email {email} already belongs to lead {other.id}")
-        fields_values = {
-            "email": email,
-            "first_name": values.get("first_name") or None,
-            "last_name": values.get("last_name") or None,
-            "company": values.get("company") or None,
-            "title": values.get("title") or None,
-            "phone": values.get("phone") or None,
-            "website": values.get("website") or None,
-            "message": values.get("message") or None,
-            "source": values.get("source") or None,
-            "consent_email": consent_email,
-            "consent_call": consent_call,
-            "custom": custom,
-        }
+            if other is not None:  # taken since the file was validated
+                report.reject(
+                    Path(plan.path).name, record["number"], f"email {email} already belongs to lead {other.id}"
+                )
+                continue
         if lead is None:
             lead = Lead(
-                external_source=source_key,
+                external_source=plan.source,
                 external_id=key,
                 status=LeadStatus.IMPORTED,
-                captured_at=_closed_at(captured_day) or imported_at,
+                captured_at=_closed_at(record["captured_day"]) or plan.imported_at,
                 capture_features=capture_snapshot(
                     source=fields_values["source"],
                     consent_email=consent_email,
@@ -411,7 +494,7 @@ def _import_generic(
                     phone=fields_values["phone"],
                     company=fields_values["company"],
                     title=fields_values["title"],
-                    custom=custom,
+                    custom=record["custom"],
                 ),
                 **fields_values,
             )
@@ -423,23 +506,61 @@ def _import_generic(
             report.count("created", "leads")
         else:
             report.count("updated" if _set_fields(lead, fields_values) else "unchanged", "leads")
-        if outcomes[outcome]:
+        if record["outcome"]:
             _upsert_deal(
                 session,
                 report,
                 deals.get(key),
                 {
-                    "name": f"{fields_values['company'] or key} ({path.stem})",
+                    "name": f"{fields_values['company'] or key} ({Path(plan.path).stem})",
                     "lead": lead,
                     "account_id": lead.account_id,
                     "stage": DealStage.CLOSED,
-                    "outcome": outcomes[outcome],
-                    "external_source": source_key,
+                    "outcome": record["outcome"],
+                    "external_source": plan.source,
                     "external_id": key,
                 },
             )
 
-    _each(report, path.name, rows, progress, handle)
+
+@dataclass
+class LeadImportPlan:
+    """A lead file, validated: the rows to write (in file order) and the report so far (rows, rejections)."""
+
+    fmt: str
+    path: str
+    source: str
+    report: ImportReport
+    imported_at: dt.datetime  # capture time of rows without one: one time for the whole import, not a fake order
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def plan_lead_import(session: Session, path: Path, fmt: str, mapping: dict[str, str] | None = None) -> LeadImportPlan:
+    """Validate a whole lead file; reads the database only (a read-only session will do)."""
+    if fmt not in LEAD_FORMATS:
+        raise InvalidInput(f"--format must be one of {', '.join(LEAD_FORMATS)}, got {fmt!r}")
+    if mapping and fmt != "generic":
+        raise InvalidInput("--map applies to --format generic only")
+    report = ImportReport(kind="leads", format=fmt, path=str(path))
+    plan = LeadImportPlan(fmt, str(path), lead_source_key(path, fmt), report, utcnow())
+    if fmt == "x-education":
+        _plan_x_education(path, plan)
+    else:
+        _plan_generic(session, path, plan, mapping or {})
+    return plan
+
+
+def write_lead_batch(session: Session, plan: LeadImportPlan, batch: list[dict[str, Any]]) -> ImportReport:
+    """Write validated rows (one batch); the counts of this batch, to merge into the plan's report."""
+    part = ImportReport(kind="leads", format=plan.fmt, path=plan.path)
+    (_write_x_education if plan.fmt == "x-education" else _write_generic)(session, plan, batch, part)
+    session.flush()
+    return part
+
+
+def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def import_leads(
@@ -452,18 +573,52 @@ def import_leads(
     progress: Progress | None = None,
     actor: str = "cli",
 ) -> ImportReport:
-    """Import a lead file; the caller commits. With strict, any rejected row aborts the whole import."""
-    if fmt not in LEAD_FORMATS:
-        raise InvalidInput(f"--format must be one of {', '.join(LEAD_FORMATS)}, got {fmt!r}")
-    if mapping and fmt != "generic":
-        raise InvalidInput("--map applies to --format generic only")
-    report = ImportReport(kind="leads", format=fmt, path=str(path))
-    if fmt == "x-education":
-        _import_x_education(session, path, report, progress)
-    else:
-        _import_generic(session, path, report, mapping or {}, progress)
-    _finish(session, report, strict, actor)
-    return report
+    """Import a lead file in the caller's one unit of work; the caller commits. With strict, any rejected row
+    aborts the whole import. (The CLI uses import_leads_in_batches.)"""
+    plan = plan_lead_import(session, path, fmt, mapping)
+    _refuse_rejected(plan.report, strict)
+    if progress:
+        progress(len(plan.report.rejected))
+    for batch in _chunks(plan.rows):
+        plan.report.merge(write_lead_batch(session, plan, batch))
+        if progress:
+            progress(len(batch))
+    plan.report.rejected.sort(key=lambda x: x["row"])
+    _audit_import(session, plan.report, actor)
+    return plan.report
+
+
+def import_leads_in_batches(
+    settings: Settings,
+    path: Path,
+    fmt: str,
+    *,
+    mapping: dict[str, str] | None = None,
+    strict: bool = False,
+    progress: Progress | None = None,
+    actor: str = "cli",
+    batch_rows: int | None = None,
+) -> ImportReport:
+    """Import a lead file without holding the database's write lock for long: validate the whole file (reading
+    in a read-only session; with strict, any rejected row stops the import before anything is written), then
+    write REVLOOP_IMPORT_BATCH_ROWS rows per short transaction (retried when the database is busy). Safe to
+    run again after an interruption: written rows are found by their external id."""
+    from core.db import run_in_transaction, session_scope
+
+    with session_scope(settings, readonly=True) as session:
+        plan = plan_lead_import(session, path, fmt, mapping)
+    _refuse_rejected(plan.report, strict)
+    if progress:
+        progress(len(plan.report.rejected))
+    for batch in _chunks(plan.rows, batch_rows or settings.import_batch_rows):
+        plan.report.merge(
+            run_in_transaction(settings, lambda session, batch=batch: write_lead_batch(session, plan, batch))
+        )
+        if progress:
+            progress(len(batch))
+    plan.report.rejected.sort(key=lambda x: x["row"])
+    run_in_transaction(settings, lambda session: _audit_import(session, plan.report, actor))
+    return plan.report
 
 
 # --- Maven CRM ------------------------------------------------------------------------------------
@@ -654,6 +809,11 @@ def import_crm(
 
 
 def _finish(session: Session, report: ImportReport, strict: bool, actor: str) -> None:
+    _refuse_rejected(report, strict)
+    _audit_import(session, report, actor)
+
+
+def _refuse_rejected(report: ImportReport, strict: bool) -> None:
     if strict and report.rejected:
         first = report.rejected[0]
         raise InvalidInput(
@@ -661,6 +821,9 @@ def _finish(session: Session, report: ImportReport, strict: bool, actor: str) ->
             "--strict imports nothing",
             details={"rejections": report.rejected[:50]},
         )
+
+
+def _audit_import(session: Session, report: ImportReport, actor: str) -> None:
     session.flush()
     audit.record(
         session,

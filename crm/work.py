@@ -218,17 +218,77 @@ def queue_plan(
     progress: Progress | None = None,
 ) -> WorkReport:
     """Queue the planned leads' graph runs, `rate_per_minute` apart at most; the caller commits."""
-    if rate_per_minute < 1:
-        raise InvalidInput(f"rate must be at least 1 lead a minute, got {rate_per_minute}")
+    interval = _interval(rate_per_minute)
     now = now or utcnow()
-    interval = dt.timedelta(seconds=60 / rate_per_minute)
     start = _start_after_waiting(session, now, interval)
     report = WorkReport(plan=plan, rate_per_minute=rate_per_minute)
-    for position, planned in enumerate(plan.queue):
+    queued, already = _queue_some(session, plan.queue, 0, start, interval, actor, progress)
+    report.queued += queued
+    plan.already_queued += already
+    _audit_queued(session, report, actor)
+    return report
+
+
+def queue_plan_in_batches(
+    settings: Settings,
+    plan: WorkPlan,
+    *,
+    rate_per_minute: int = DEFAULT_RATE_PER_MINUTE,
+    actor: str = "cli",
+    now: dt.datetime | None = None,
+    progress: Progress | None = None,
+    batch_size: int | None = None,
+) -> WorkReport:
+    """queue_plan for long lists (the CLI): each batch of leads is its own short unit of work (retried when
+    the database is busy), so queueing thousands of leads never holds the write lock for long. A re-run
+    queues what an interrupted run did not (each lead's job has its dedupe key)."""
+    from core.db import run_in_transaction, session_scope
+
+    interval = _interval(rate_per_minute)
+    now = now or utcnow()
+    with session_scope(settings, readonly=True) as session:
+        start = _start_after_waiting(session, now, interval)
+    report = WorkReport(plan=plan, rate_per_minute=rate_per_minute)
+    size = batch_size or settings.import_batch_rows
+    for offset in range(0, len(plan.queue), size):
+        chunk = plan.queue[offset : offset + size]
+        queued, already = run_in_transaction(
+            settings,
+            lambda session, chunk=chunk, offset=offset: _queue_some(
+                session, chunk, offset, start, interval, actor, None
+            ),
+        )
+        report.queued += queued
+        plan.already_queued += already
+        if progress:
+            progress(len(chunk))
+    run_in_transaction(settings, lambda session: _audit_queued(session, report, actor))
+    return report
+
+
+def _interval(rate_per_minute: int) -> dt.timedelta:
+    if rate_per_minute < 1:
+        raise InvalidInput(f"rate must be at least 1 lead a minute, got {rate_per_minute}")
+    return dt.timedelta(seconds=60 / rate_per_minute)
+
+
+def _queue_some(
+    session: Session,
+    planned_leads: list[Planned],
+    first_position: int,
+    start: dt.datetime,
+    interval: dt.timedelta,
+    actor: str,
+    progress: Progress | None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Queue these planned leads (positions from first_position on); (what was queued, how many were already)."""
+    queued: list[dict[str, Any]] = []
+    already = 0
+    for position, planned in enumerate(planned_leads, start=first_position):
         run_after = start + position * interval
         if _enqueue(session, planned.lead_id, run_after):
             set_lead_status(session, planned.lead_id, LeadStatus.NEW, actor=actor)
-            report.queued.append(
+            queued.append(
                 {
                     "lead_id": planned.lead_id,
                     "email": planned.email,
@@ -238,9 +298,14 @@ def queue_plan(
                 }
             )
         else:  # queued by someone else since the plan was made
-            plan.already_queued += 1
+            already += 1
         if progress:
             progress(1)
+    return queued, already
+
+
+def _audit_queued(session: Session, report: WorkReport, actor: str) -> None:
+    plan = report.plan
     summary = {k: v for k, v in report.as_dict().items() if k != "leads"}
     audit.record(
         session,
@@ -250,7 +315,6 @@ def queue_plan(
         entity_id=plan.source or plan.status,
         after=summary,
     )
-    return report
 
 
 def _enqueue(session: Session, lead_id: int, run_after: dt.datetime) -> bool:

@@ -156,7 +156,7 @@ def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
     """Draft every follow-up step that is due, once; and reactivation drafts for stale deals."""
     today = today or utcnow().date()
     counts = {"drafted": 0, "reactivations": 0}
-    with session_scope(settings) as session:
+    with session_scope(settings, readonly=True) as session:  # then one short unit of work per lead
         lead_ids = session.scalars(
             select(ReviewItem.lead_id)
             .where(ReviewItem.status == ItemStatus.SENT, ReviewItem.lead_id.is_not(None))
@@ -186,7 +186,7 @@ def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
 def reactivate_stale_deals(settings: Settings, today: dt.date) -> int:
     cutoff = dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=settings.stale_deal_days)
     drafted = 0
-    with session_scope(settings) as session:
+    with session_scope(settings, readonly=True) as session:  # then one short unit of work per deal
         last_activity = (
             select(Activity.lead_id, func.max(Activity.occurred_at).label("at")).group_by(Activity.lead_id).subquery()
         )

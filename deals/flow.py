@@ -488,35 +488,46 @@ def issue_invoice(session: Session, settings: Settings, milestone_id: int) -> In
 
 
 def onboarding_scan(session: Session, settings: Settings, today: dt.date) -> int:
-    """The next onboarding step: a kickoff reminder the day before the kickoff, drafted once per project."""
-    drafted = 0
-    for project in session.scalars(select(Project).where(Project.kickoff_on == today + dt.timedelta(days=1))).all():
-        deal = session.get(Deal, project.deal_id)
-        step = f"onboarding-{deal.id}-kickoff"
-        if session.scalar(select(func.count(ReviewItem.id)).where(ReviewItem.dedupe_key == step)):
-            continue
-        contact = _recipient(session, deal)
-        milestones = session.scalars(select(Milestone.name).where(Milestone.deal_id == deal.id).order_by(Milestone.seq))
-        slots = {
-            **_base_slots(settings, deal, contact),
-            "kickoff_on": project.kickoff_on.strftime("%d %b %Y"),
-            "milestones": ", ".join(milestones),
-            "owner": project.brief.get("owner", settings.sender_name),
-        }
-        _queue(
-            session,
-            source=ItemSource.ONBOARDING,
-            thread=f"onboarding-{deal.id}",
-            step=step,
-            deal=deal,
-            contact=contact,
-            kind=ItemKind.EMAIL,
-            template="onboarding_kickoff",
-            slots=slots,
-            brief={"summary": f"Kickoff reminder to {slots['company']}.", "next_action": "kickoff_reminder"},
-        )
-        drafted += 1
-    return drafted
+    """The next onboarding step: a kickoff reminder the day before the kickoff, drafted once per project.
+    In the caller's one unit of work; the daily job runs kickoffs_due and onboarding_step, one short unit each."""
+    return sum(onboarding_step(session, settings, project_id, today) for project_id in kickoffs_due(session, today))
+
+
+def kickoffs_due(session: Session, today: dt.date) -> list[int]:
+    """Projects whose kickoff is tomorrow (reads only)."""
+    return list(session.scalars(select(Project.id).where(Project.kickoff_on == today + dt.timedelta(days=1))).all())
+
+
+def onboarding_step(session: Session, settings: Settings, project_id: int, today: dt.date) -> int:
+    """Draft one project's kickoff reminder unless it was drafted already; 1 when drafted."""
+    project = session.get(Project, project_id)
+    if project is None or project.kickoff_on != today + dt.timedelta(days=1):
+        return 0
+    deal = session.get(Deal, project.deal_id)
+    step = f"onboarding-{deal.id}-kickoff"
+    if session.scalar(select(func.count(ReviewItem.id)).where(ReviewItem.dedupe_key == step)):
+        return 0
+    contact = _recipient(session, deal)
+    milestones = session.scalars(select(Milestone.name).where(Milestone.deal_id == deal.id).order_by(Milestone.seq))
+    slots = {
+        **_base_slots(settings, deal, contact),
+        "kickoff_on": project.kickoff_on.strftime("%d %b %Y"),
+        "milestones": ", ".join(milestones),
+        "owner": project.brief.get("owner", settings.sender_name),
+    }
+    _queue(
+        session,
+        source=ItemSource.ONBOARDING,
+        thread=f"onboarding-{deal.id}",
+        step=step,
+        deal=deal,
+        contact=contact,
+        kind=ItemKind.EMAIL,
+        template="onboarding_kickoff",
+        slots=slots,
+        brief={"summary": f"Kickoff reminder to {slots['company']}.", "next_action": "kickoff_reminder"},
+    )
+    return 1
 
 
 def _invoice_recipient(session: Session, deal: Deal, invoice: Invoice) -> Contact | None:

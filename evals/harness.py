@@ -1,5 +1,6 @@
 """A sandbox for eval runs: its own SQLite database, checkpoints, outbox and knowledge base in a
-temporary folder, so an eval never touches the business's data. Each case starts from empty tables."""
+temporary folder, so an eval never touches the business's data (nor its SMTP server or chromadb server,
+whatever the environment says). Each case starts from empty tables."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ class Sandbox:
             database_url=f"sqlite:///{self.folder / 'eval.db'}",
             checkpoint_url=f"sqlite:///{self.folder / 'checkpoints.sqlite'}",
             outbox_dir=self.folder / "outbox",
+            smtp_url=None,  # approved sends become .eml files in the sandbox, never real mail
+            kb_url=None,  # the embedded knowledge base under the sandbox folder, not the business's server
             rubric_path=base.rubric_path,
             undo_seconds=0,
             worker_poll_seconds=0.05,
@@ -58,7 +61,7 @@ class Sandbox:
 
     def close(self) -> None:
         self._stack.close()
-        dispose_engines()
+        dispose_engines(self.settings)  # the sandbox's engines only: the business's stay as they are
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> Sandbox:

@@ -64,6 +64,17 @@ def _context(session: Session, settings: Settings) -> dict[str, Any]:
     }
 
 
+def _check(settings: Settings, name: str, engine: str, dataset: Path | None, fmt: str | None) -> None:
+    if engine not in ENGINES:
+        raise InvalidInput(f"--engine must be offline or llm, got {engine!r}")
+    if engine == "llm" and not settings.llm_base_url and not settings.llm_api_key:
+        raise InvalidInput(
+            "--engine llm needs an endpoint: set OPENAI_BASE_URL (and OPENAI_API_KEY if it asks for one)"
+        )
+    if (dataset or fmt) and name != "scoring":
+        raise InvalidInput("--dataset and --format apply to the scoring suite only")
+
+
 def run_suite(
     session: Session,
     settings: Settings,
@@ -75,16 +86,52 @@ def run_suite(
     out_dir: Path | None = None,
     tick: Callable[[int], Any] = lambda n: None,
 ) -> EvalRun:
-    if engine not in ENGINES:
-        raise InvalidInput(f"--engine must be offline or llm, got {engine!r}")
-    if engine == "llm" and not settings.llm_base_url and not settings.llm_api_key:
-        raise InvalidInput(
-            "--engine llm needs an endpoint: set OPENAI_BASE_URL (and OPENAI_API_KEY if it asks for one)"
-        )
-    if (dataset or fmt) and name != "scoring":
-        raise InvalidInput("--dataset and --format apply to the scoring suite only")
+    """Run a suite with the caller's session (context read from it, the run stored in it). The CLI uses
+    run_and_store, which holds no transaction on the business's database while the suite runs."""
+    _check(settings, name, engine, dataset, fmt)
+    values = execute_suite(
+        settings, name, _context(session, settings), engine=engine, dataset=dataset, fmt=fmt, out_dir=out_dir, tick=tick
+    )
+    return store_run(session, values)
+
+
+def run_and_store(
+    settings: Settings,
+    name: str,
+    *,
+    engine: str = "offline",
+    dataset: Path | None = None,
+    fmt: str | None = None,
+    out_dir: Path | None = None,
+    tick: Callable[[int], Any] = lambda n: None,
+) -> EvalRun:
+    """`revloop eval run`: read what the business uses now (rubric, champion) in a short read-only session, run
+    the suite in its sandbox with no transaction open on the business's database, then store the run in a
+    short write (retried when the database is busy)."""
+    from core.db import run_in_transaction, session_scope
+
+    _check(settings, name, engine, dataset, fmt)
+    with session_scope(settings, readonly=True) as session:
+        context = _context(session, settings)
+    values = execute_suite(settings, name, context, engine=engine, dataset=dataset, fmt=fmt, out_dir=out_dir, tick=tick)
+    return run_in_transaction(settings, lambda session: store_run(session, values))
+
+
+def execute_suite(
+    settings: Settings,
+    name: str,
+    context: dict[str, Any],
+    *,
+    engine: str = "offline",
+    dataset: Path | None = None,
+    fmt: str | None = None,
+    out_dir: Path | None = None,
+    tick: Callable[[int], Any] = lambda n: None,
+) -> dict[str, Any]:
+    """Run the suite (in its sandbox) and write the run's files; the EvalRun's values, not stored yet.
+    Touches no database of the business: `context` carries what it needs from there."""
     suite: Suite = SUITES[name]
-    context = _context(session, settings)
+    context = dict(context)
     champion_row = context.pop("champion")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="revloop-eval-rubric-") as tmp:
@@ -111,38 +158,35 @@ def run_suite(
         **result.meta,  # a suite may name what it actually used (e.g. the rubric and model it scored with)
     }
     run_id = f"{utcnow():%Y%m%d-%H%M%S}-{name}-{uuid.uuid4().hex[:6]}"
-    row = EvalRun(
-        run_id=run_id,
-        suite=name,
-        engine=engine,
-        passed=not failures,
-        metrics=_jsonable(result.metrics),
-        thresholds=[
-            {"metric": t.metric, "op": t.op, "value": t.value, "regression": t.regression} for t in suite.thresholds
-        ],
-        failures=_jsonable(failures),
-        cases=[{"id": c.id, "passed": c.passed, "detail": c.detail} for c in result.cases],
-        meta=_jsonable(meta),
-    )
-    folder = (out_dir or settings.var_dir / "evals") / run_id
-    folder.mkdir(parents=True, exist_ok=True)
-    record = {
+    values: dict[str, Any] = {
         "run_id": run_id,
         "suite": name,
         "engine": engine,
-        "passed": row.passed,
-        "metrics": row.metrics,
-        "thresholds": row.thresholds,
-        "failures": row.failures,
-        "meta": row.meta,
+        "passed": not failures,
+        "metrics": _jsonable(result.metrics),
+        "thresholds": [
+            {"metric": t.metric, "op": t.op, "value": t.value, "regression": t.regression} for t in suite.thresholds
+        ],
+        "failures": _jsonable(failures),
+        "cases": [{"id": c.id, "passed": c.passed, "detail": c.detail} for c in result.cases],
+        "meta": _jsonable(meta),
     }
+    folder = (out_dir or settings.var_dir / "evals") / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    shown = ("run_id", "suite", "engine", "passed", "metrics", "thresholds", "failures", "meta")
+    record = {k: values[k] for k in shown}
     (folder / "run.json").write_text(json.dumps(record, indent=2, default=str))
     with (folder / "cases.jsonl").open("w", encoding="utf-8") as fh:
         for case in result.cases:
             fh.write(json.dumps(_jsonable(case.__dict__), ensure_ascii=False, default=str) + "\n")
     report = folder / "report.html"
     report.write_text(render_report(record, suite, result), encoding="utf-8")
-    row.report_path = str(report.resolve())
+    values["report_path"] = str(report.resolve())
+    return values
+
+
+def store_run(session: Session, values: dict[str, Any]) -> EvalRun:
+    row = EvalRun(**values)
     session.add(row)
     session.flush()
     return row

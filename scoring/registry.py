@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -14,6 +15,7 @@ from core import audit
 from core.enums import DealOutcome, ModelStatus
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Deal, Lead, ScoringModel, utcnow
+from core.settings import Settings
 from scoring.features import FeatureSpec
 
 
@@ -84,12 +86,38 @@ def load_model(row: ScoringModel) -> Any:
     return loaded(row.version, row.artifact)
 
 
-def train_challenger(session: Session, spec: FeatureSpec, *, min_closed: int, actor: str) -> dict[str, Any]:
-    """Train, evaluate against the champion on the same held-out split, register; the first becomes champion."""
+@dataclass
+class TrainingData:
+    """What a training run reads from the database: closed outcomes and the champion to compare with."""
+
+    snapshots: list[dict[str, Any]]
+    times: list[Any]
+    y: np.ndarray
+    rows_by_origin: dict[str, int]
+    champion: ScoringModel | None
+
+
+def read_training_data(session: Session) -> TrainingData:
+    """Everything training needs, read at once (a read-only session will do)."""
+    snapshots, times, y = closed_training_rows(session)
+    return TrainingData(snapshots, times, y, training_rows_by_origin(session), champion(session))
+
+
+@dataclass
+class Fitted:
+    """A fitted challenger, not stored yet: the model row's values and the comparison shown to the user."""
+
+    values: dict[str, Any]
+    comparison: dict[str, Any]
+
+
+def fit_challenger(data: TrainingData, spec: FeatureSpec, *, min_closed: int, actor: str) -> Fitted:
+    """Fit and evaluate a challenger against the champion on the same held-out split: computation only, no
+    database (register() stores the result)."""
     from scoring import model as outcome_model
 
     spec.check_trainable()
-    snapshots, times, y = closed_training_rows(session)
+    snapshots, times, y = data.snapshots, data.times, data.y
     if len(y) < min_closed:
         raise InvalidInput(
             f"only {len(y)} closed deal(s) linked to leads; at least {min_closed} are needed to train "
@@ -100,14 +128,14 @@ def train_challenger(session: Session, spec: FeatureSpec, *, min_closed: int, ac
     X = outcome_model.frame(snapshots, spec)
     split = outcome_model.holdout_split(times, y)
     result = outcome_model.train(X, y, spec, split)
-    current = champion(session)
+    current = data.champion
     champion_metrics = None
     if current is not None:
         current_spec = FeatureSpec.model_validate(current.feature_spec)
         X_champion = outcome_model.frame([snapshots[i] for i in split.test], current_spec)
         champion_metrics = outcome_model.metrics(y[split.test], load_model(current).predict_proba(X_champion)[:, 1])
     window = [t for t in times if t is not None]
-    row = ScoringModel(
+    values: dict[str, Any] = dict(
         version=f"{utcnow():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
         status=ModelStatus.CHALLENGER if current is not None else ModelStatus.CHAMPION,
         algorithm=result.algorithm,
@@ -130,39 +158,70 @@ def train_challenger(session: Session, spec: FeatureSpec, *, min_closed: int, ac
                 "cutoff": result.split.cutoff,
             },
             "seconds": result.seconds,
-            "rows_by_origin": training_rows_by_origin(session),
+            "rows_by_origin": data.rows_by_origin,
         },
         artifact=outcome_model.dump(result.model),
     )
     if current is None:
-        row.promoted_at, row.promoted_by = utcnow(), f"{actor} (first model)"
+        values.update(promoted_at=utcnow(), promoted_by=f"{actor} (first model)")
+    comparison = {
+        "challenger": {
+            "version": values["version"],
+            "status": values["status"],
+            "algorithm": values["algorithm"],
+            **result.metrics,
+            "n_won": values["n_won"],
+            "n_lost": values["n_lost"],
+        },
+        "champion": None if current is None else {"version": current.version, **champion_metrics},
+        "baselines": result.baselines,
+        "cv_auc": result.cv_auc,
+        "split": values["report"]["split"],
+        "rows_by_origin": values["report"]["rows_by_origin"],
+        "seconds": result.seconds,
+        "feature_spec": spec.version,
+    }
+    return Fitted(values, comparison)
+
+
+def register(session: Session, fitted: Fitted, *, actor: str) -> dict[str, Any]:
+    """Store a fitted model (a short write) and return the comparison. The first model becomes the champion;
+    when another model became the champion since the data was read, this one is a challenger to promote."""
+    row = ScoringModel(**fitted.values)
+    comparison = fitted.comparison
+    if row.status == ModelStatus.CHAMPION and champion(session) is not None:
+        row.status, row.promoted_at, row.promoted_by = ModelStatus.CHALLENGER, None, None
+        comparison = {**comparison, "challenger": {**comparison["challenger"], "status": row.status}}
     session.add(row)
     session.flush()
+    metrics = {k: comparison["challenger"][k] for k in ("auc", "brier", "log_loss", "ece")}
     audit.record(
         session,
         actor=actor,
         action="scoring_model.trained",
         entity_type="scoring_model",
         entity_id=row.version,
-        after={"status": row.status, "algorithm": row.algorithm, **result.metrics},
+        after={"status": row.status, "algorithm": row.algorithm, **metrics},
     )
-    return {
-        "challenger": {
-            "version": row.version,
-            "status": row.status,
-            "algorithm": row.algorithm,
-            **result.metrics,
-            "n_won": row.n_won,
-            "n_lost": row.n_lost,
-        },
-        "champion": None if current is None else {"version": current.version, **champion_metrics},
-        "baselines": result.baselines,
-        "cv_auc": result.cv_auc,
-        "split": row.report["split"],
-        "rows_by_origin": row.report["rows_by_origin"],
-        "seconds": result.seconds,
-        "feature_spec": spec.version,
-    }
+    return comparison
+
+
+def train_challenger(session: Session, spec: FeatureSpec, *, min_closed: int, actor: str) -> dict[str, Any]:
+    """Train, evaluate against the champion on the same held-out split, register; the first becomes champion.
+    All in the caller's unit of work: long jobs use train_and_register, which holds no transaction while fitting."""
+    fitted = fit_challenger(read_training_data(session), spec, min_closed=min_closed, actor=actor)
+    return register(session, fitted, actor=actor)
+
+
+def train_and_register(settings: Settings, spec: FeatureSpec, *, min_closed: int, actor: str) -> dict[str, Any]:
+    """`revloop scoring train`: read the closed outcomes in a read-only session, fit outside any transaction
+    (the database stays free for capture and the review app while it runs), then register in a short write."""
+    from core.db import run_in_transaction, session_scope
+
+    with session_scope(settings, readonly=True) as session:
+        data = read_training_data(session)
+    fitted = fit_challenger(data, spec, min_closed=min_closed, actor=actor)
+    return run_in_transaction(settings, lambda session: register(session, fitted, actor=actor))
 
 
 def promote(session: Session, version: str, *, actor: str) -> ScoringModel:

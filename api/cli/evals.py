@@ -39,9 +39,8 @@ def eval_run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the metrics")] = False,
 ) -> None:
     """Run a suite (or all) and store the run; exit 1 when a threshold is not met."""
-    from core.db import session_scope
     from core.migrate import upgrade
-    from evals.runner import run_suite, suite_names, summary
+    from evals.runner import run_and_store, suite_names, summary
 
     settings = get_settings()
     with user_errors():
@@ -50,9 +49,10 @@ def eval_run(
         runs = []
         for name in names:
             progress, tick = progress_bar(eval_total(name, dataset), f"eval {name}")
-            with progress, session_scope(settings) as session:
-                row = run_suite(
-                    session,
+            # The suite runs in its own sandbox database; the business's database is read briefly before and
+            # written briefly after, never held while the suite runs.
+            with progress:
+                row = run_and_store(
                     settings,
                     name,
                     engine=engine,
@@ -89,7 +89,7 @@ def eval_list(
     from evals.runner import list_runs, summary
     from evals.suites import SUITES
 
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         runs = [summary(r) for r in list_runs(session, suite, limit)]
     if as_json:
         typer.echo(json.dumps(runs, default=str))
@@ -114,7 +114,7 @@ def eval_compare(
     from core.db import session_scope
     from evals.runner import compare, get_run
 
-    with user_errors(), session_scope() as session:
+    with user_errors(), session_scope(readonly=True) as session:
         result = compare(get_run(session, run_a), get_run(session, run_b))
     if as_json:
         typer.echo(json.dumps(result, default=str))

@@ -52,7 +52,7 @@ def icp_backtest(
     draft = read_rubric(path)
     settings = get_settings()
     with user_errors():
-        with session_scope(settings) as session:
+        with session_scope(settings, readonly=True) as session:  # reads and re-scores; never holds the write lock
             result = backtest(session, draft, active_rubric(session, settings), source=source)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -103,7 +103,7 @@ def icp_list() -> None:
     from core.db import session_scope
     from scoring.icp import list_rubrics
 
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         rows = list_rubrics(session)
         for r in rows:
             typer.echo(f"{r.id:>4} {r.version:<30} {r.status:<10} by {r.created_by} {r.created_at:%Y-%m-%d %H:%M}")

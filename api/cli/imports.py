@@ -78,15 +78,17 @@ def import_leads_cmd(
     rate: RateOption = 20,
 ) -> None:
     """Import leads; outcomes become closed deals, Do Not Email/Call become consent. Safe to re-run."""
-    from crm.imports import count_rows, import_leads, lead_source_key, parse_mapping
+    from core.settings import get_settings
+    from crm.imports import count_rows, import_leads_in_batches, lead_source_key, parse_mapping
 
     with user_errors():
         mapping = parse_mapping(map_ or [])
-    report = run_import(
-        count_rows(path),
-        path.name,
-        lambda session, advance: import_leads(session, path, format, mapping=mapping, strict=strict, progress=advance),
-    )
+        # The whole file is validated first; then short transactions of REVLOOP_IMPORT_BATCH_ROWS rows.
+        progress, advance = progress_bar(count_rows(path), f"importing {path.name}")
+        with progress:
+            report = import_leads_in_batches(
+                get_settings(), path, format, mapping=mapping, strict=strict, progress=advance
+            )
     if not work:
         report_import(report, as_json, rejects)
         return

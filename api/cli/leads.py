@@ -17,18 +17,21 @@ RateOption = Annotated[
 
 
 def queue_leads(*, status: str, source: str | None, limit: int | None, rate: int):
-    """Plan (skip the uncontactable, rank by rubric pre-score) and queue, in one transaction, with a progress bar."""
+    """Plan (skip the uncontactable, rank by rubric pre-score) in a read-only session, then queue in short
+    batches, with a progress bar: the database's write lock is never held while the plan is made."""
     from core.db import session_scope
     from core.settings import get_settings
-    from crm.work import plan_work, queue_plan
+    from crm.work import plan_work, queue_plan_in_batches
 
-    with user_errors(), session_scope() as session:
-        plan = plan_work(session, get_settings(), status=status, source=source, limit=limit)
+    settings = get_settings()
+    with user_errors():
+        with session_scope(settings, readonly=True) as session:
+            plan = plan_work(session, settings, status=status, source=source, limit=limit)
         if not plan.queue:
-            return queue_plan(session, plan, rate_per_minute=rate, actor="cli")
+            return queue_plan_in_batches(settings, plan, rate_per_minute=rate, actor="cli")
         progress, advance = progress_bar(len(plan.queue), "queueing leads")
         with progress:
-            return queue_plan(session, plan, rate_per_minute=rate, actor="cli", progress=advance)
+            return queue_plan_in_batches(settings, plan, rate_per_minute=rate, actor="cli", progress=advance)
 
 
 def print_work(report, as_json: bool) -> None:

@@ -21,15 +21,14 @@ def scoring_train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON")] = False,
 ) -> None:
     """Train a challenger on closed deals; compare it with the champion and two baselines on a held-out split."""
-    from core.db import session_scope
     from scoring.features import DEFAULT_FEATURE_SPEC, load_feature_spec
-    from scoring.registry import train_challenger
+    from scoring.registry import train_and_register
 
     settings = get_settings()
     with user_errors():
         spec = load_feature_spec(spec_path or DEFAULT_FEATURE_SPEC)
-        with session_scope(settings) as session:
-            result = train_challenger(session, spec, min_closed=settings.scoring_min_closed_deals, actor="cli")
+        # Reads, then fits outside any transaction, then stores the model in a short write.
+        result = train_and_register(settings, spec, min_closed=settings.scoring_min_closed_deals, actor="cli")
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
@@ -78,7 +77,7 @@ def scoring_models() -> None:
     from core.db import session_scope
     from scoring.registry import list_models
 
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         for m in list_models(session):
             typer.echo(
                 f"{m.version:<24} {m.status:<10} {m.algorithm:<18} AUC {m.auc:.4f} Brier {m.brier:.4f} "
@@ -101,7 +100,7 @@ def scoring_evaluate(
 
     with user_errors():
         snapshots, labels, rejected = read_labelled(dataset, format)
-        with session_scope() as session:
+        with session_scope(readonly=True) as session:  # scores the file without holding the write lock
             result = evaluate_snapshots(session, snapshots, np.array(labels))
     if rejected:
         typer.echo(
