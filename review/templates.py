@@ -10,8 +10,6 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
-from jinja2.exceptions import UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -19,12 +17,15 @@ from core import audit
 from core.enums import TemplateStatus
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import MessageTemplate, utcnow
+from review import sandbox
 from review.texts.cadences import TEMPLATES as CADENCE_TEMPLATES
 from review.texts.collections import TEMPLATES as DUNNING_TEMPLATES
 from review.texts.deals import TEMPLATES as DEAL_TEMPLATES
 from review.texts.lead import TEMPLATES as LEAD_TEMPLATES
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+# Sandboxed, with limits on time, steps, output and value sizes (review/sandbox.py): drafts, previews and approvals
+# all render through render_parts.
+_env = sandbox.LimitedSandbox(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
 
 BUILT_IN: dict[str, dict[str, str]] = {**LEAD_TEMPLATES, **CADENCE_TEMPLATES, **DUNNING_TEMPLATES, **DEAL_TEMPLATES}
 LEAD_FIELDS = {
@@ -144,10 +145,8 @@ def validate(key: str, subject: str, body: str) -> list[str]:
     if not errors:
         for field in sorted(REQUIRED[key] - used):
             errors.append(f"missing required merge field {field!r}")
-        try:
-            render_parts({"subject": subject, "body": body}, sample_facts(key))
-        except (UndefinedError, TypeError, ValueError) as exc:
-            errors.append(f"does not render with sample data: {exc}")
+        # A template that fails or is stopped with sample data raises TemplateRenderError (422, naming the part).
+        render_parts({"subject": subject, "body": body}, sample_facts(key))
     return errors
 
 
@@ -157,7 +156,9 @@ def _compiled(text: str):
 
 
 def render_parts(parts: dict[str, str], slots: dict[str, Any]) -> dict[str, str]:
-    return {name: _compiled(text).render(**slots).strip() for name, text in parts.items()}
+    """Each part rendered with the slots, within the sandbox's limits (review/sandbox.py); a part that fails,
+    or is stopped, raises sandbox.TemplateRenderError (a 422 naming the part and the problem)."""
+    return {name: sandbox.render(_compiled(text), slots, field=name).strip() for name, text in parts.items()}
 
 
 def template_words(parts: dict[str, str]) -> list[str]:
