@@ -20,6 +20,7 @@ from agents.proposal.graph import build_proposal_graph
 from billing import reminders
 from core.db import session_scope
 from core.enums import GRAPH_SOURCES, DecisionAction, ItemSource, JobKind, LeadStatus
+from core.files import private_file
 from core.jobs import Worker
 from core.models import Lead, ReviewItem
 from core.settings import Settings, get_settings
@@ -44,7 +45,7 @@ def open_checkpointer(settings: Settings) -> Iterator[BaseCheckpointSaver]:
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         path = Path(url.split("///", 1)[1])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)  # checkpoints hold leads' data: 0600 in a 0700 folder
         conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         try:

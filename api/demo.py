@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import secrets
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session
 from api.auth import create_token
 from billing.ledger import record_payment
 from core.enums import DealOutcome, DealStage, Role
+from core.files import write_private
 from core.models import Account, Contact, Deal, Invoice, Lead, Product, SalesAgent, utcnow
 from core.schemas import LeadCreate
 from core.settings import Settings
@@ -230,7 +230,5 @@ def seed(session: Session, settings: Settings) -> dict[str, object]:
     tokens = {"integration": integration}
     _seed_knowledge_base(settings)
     path = credentials_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"tokens": tokens, "users": users}, indent=2))
-    os.chmod(path, 0o600)
+    write_private(path, json.dumps({"tokens": tokens, "users": users}, indent=2).encode())
     return {"tokens": tokens, "users": users, "leads": lead_ids, "accounts": len(ACCOUNTS), "deals": len(DEALS)}

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, Select, create_engine, event
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.files import private_file
 from core.settings import Settings, get_settings
 
 log = logging.getLogger("revloop.db")
@@ -69,8 +70,8 @@ def _sqlite_path(url: str) -> str:
 def make_engine(url: str, *, readonly: bool = False, busy_timeout_seconds: float = 15.0) -> Engine:
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:" and not path.startswith("file:"):
+            private_file(Path(path))  # 0600 in a 0700 folder: the database holds customers' data
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_seconds})
         event.listen(engine, "connect", _sqlite_pragmas(int(busy_timeout_seconds * 1000), readonly))
         event.listen(engine, "begin", _sqlite_begin_deferred if readonly else _sqlite_begin)

@@ -14,7 +14,6 @@ permanent refusal, the item becomes send_failed.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 import smtplib
 import ssl
@@ -28,6 +27,7 @@ from sqlalchemy import select, update
 from core.db import session_scope
 from core.enums import OutboxStatus
 from core.errors import ConfigError
+from core.files import write_private
 from core.jobs import RetryLater
 from core.models import Contact, OutboxMessage, utcnow
 from core.settings import Settings
@@ -56,15 +56,10 @@ def _attachments(settings: Settings, session, item) -> list[tuple[str, bytes]]:
 
 
 def _deliver_file(settings: Settings, row: OutboxMessage, msg: EmailMessage) -> str:
-    folder = settings.resolved_outbox_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{row.idempotency_key}.eml"
+    path = settings.resolved_outbox_dir / f"{row.idempotency_key}.eml"
     if path.exists():  # written by an earlier attempt whose commit was lost
         return str(path)
-    tmp = path.with_suffix(".eml.tmp")
-    tmp.write_bytes(bytes(msg))
-    os.replace(tmp, path)
-    return str(path)
+    return str(write_private(path, bytes(msg)))  # atomic, 0600: a message is customer data
 
 
 def _deliver_smtp(settings: Settings, msg: EmailMessage) -> str:

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from api.cli.db import db_app
@@ -55,4 +57,7 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
+    # Everything revloop creates (SQLite files, checkpoints, the knowledge base, logs, .eml files) is its own
+    # user's only; the places that matter most also set 0600/0700 explicitly (core/files.py).
+    os.umask(0o077)
     app()

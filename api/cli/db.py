@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from core.files import redact_url
 from core.settings import get_settings
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -18,4 +19,4 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] 
 
     settings = get_settings()
     upgrade(settings, revision)
-    typer.echo(f"database {settings.resolved_database_url} at revision {current_revision(settings)}")
+    typer.echo(f"database {redact_url(settings.resolved_database_url)} at revision {current_revision(settings)}")

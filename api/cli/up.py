@@ -14,7 +14,8 @@ import typer
 from api.cli.common import fail
 from api.cli.demo import seed_if_empty
 from api.cli.review_app import review_app_command
-from core.settings import get_settings
+from core.files import private_dir, redact_url
+from core.settings import Settings, get_settings
 
 
 def wait_for_api(url: str, procs: list[subprocess.Popen], timeout: float = 60) -> None:
@@ -37,14 +38,13 @@ def up(
     no_review_app: Annotated[bool, typer.Option("--no-review-app", help="Start only the API and the worker")] = False,
 ) -> None:
     """Migrate, seed a demo if the database is empty, then run API, worker and review app until Ctrl-C."""
-    from api import demo
     from core.migrate import upgrade
 
     settings = get_settings()
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.var_dir)  # 0700: the database, checkpoints, outbox and credentials live here
     upgrade(settings)
     seeded = seed_if_empty()
-    typer.echo(f"database: {settings.resolved_database_url} (migrated)")
+    typer.echo(f"database: {redact_url(settings.resolved_database_url)} (migrated)")
     if seeded:
         typer.echo(f"seeded the demo business: {len(seeded['leads'])} incoming leads")
     base = [sys.executable, "-m", "api.cli"]
@@ -67,26 +67,7 @@ def up(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         wait_for_api(settings.resolved_api_url, procs)
-        creds = demo.credentials_path(settings)
-        stored = json.loads(creds.read_text()) if creds.exists() else {}
-        tokens, demo_users = stored.get("tokens", {}), stored.get("users", [])
-        lines = [
-            "",
-            "revloop is running:",
-            f"  API         {settings.resolved_api_url}  (docs: {settings.resolved_api_url}/docs)",
-            "  worker      running (lead and proposal graphs, approved sends, the daily reminder and follow-up scan)",
-        ]
-        if not no_review_app:
-            lines.append(f"  review app  http://127.0.0.1:{settings.review_app_port}")
-        lines.append(f"  outbox      {settings.resolved_outbox_dir if not settings.smtp_url else settings.smtp_url}")
-        for user in demo_users:
-            lines.append(f"  demo {user['role']:<10} sign-in: {user['email']} / {user['password']}")
-        for role, token in tokens.items():
-            lines.append(f"  demo {role} token: {token}")
-        if tokens or demo_users:
-            lines.append(f"  (stored in {creds}; sign in to the review app as the closer)")
-        lines.append("Press Ctrl-C to stop.")
-        typer.echo("\n".join(lines))
+        typer.echo(banner(settings, no_review_app=no_review_app))
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         fail("a service stopped unexpectedly; stopping the others")
@@ -95,3 +76,30 @@ def up(
     finally:
         stop()
     typer.echo("stopped.")
+
+
+def banner(settings: Settings, *, no_review_app: bool = False) -> str:
+    """What `revloop up` prints once everything answers: addresses, demo sign-ins; no URL shows a password."""
+    from api import demo
+
+    creds = demo.credentials_path(settings)
+    stored = json.loads(creds.read_text()) if creds.exists() else {}
+    tokens, demo_users = stored.get("tokens", {}), stored.get("users", [])
+    lines = [
+        "",
+        "revloop is running:",
+        f"  API         {settings.resolved_api_url}  (docs: {settings.resolved_api_url}/docs)",
+        "  worker      running (lead and proposal graphs, approved sends, the daily reminder and follow-up scan)",
+    ]
+    if not no_review_app:
+        lines.append(f"  review app  http://127.0.0.1:{settings.review_app_port}")
+    outbox = redact_url(settings.smtp_url) if settings.smtp_url else settings.resolved_outbox_dir
+    lines.append(f"  outbox      {outbox}")
+    for user in demo_users:
+        lines.append(f"  demo {user['role']:<10} sign-in: {user['email']} / {user['password']}")
+    for role, token in tokens.items():
+        lines.append(f"  demo {role} token: {token}")
+    if tokens or demo_users:
+        lines.append(f"  (stored in {creds}; sign in to the review app as the closer)")
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
