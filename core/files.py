@@ -3,6 +3,7 @@ revloop's own user only: folders 0700, files 0600, whatever the umask. And URLs 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -19,9 +20,14 @@ def private_dir(path: Path) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """Create the file empty if missing, 0600 either way (SQLite's -wal/-shm files copy the database's mode)."""
+    """Create the file empty if missing, 0600 either way (SQLite's -wal/-shm files copy the database's mode).
+
+    An existing file is never opened here: closing any descriptor of a file drops every POSIX lock this
+    process holds on it, and SQLite's locks are POSIX locks (a second open/close would unlock a live database)."""
     private_dir(path.parent)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):  # another process created it meanwhile
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE))
     if path.stat().st_mode & 0o777 != PRIVATE_FILE:
         os.chmod(path, PRIVATE_FILE)
     return path
