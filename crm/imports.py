@@ -5,10 +5,11 @@ written in the caller's one transaction (with `strict`, any rejection commits no
 records carry (external_source, external_id), so running an import again updates, never duplicates.
 Outcomes become closed deals; X Education's Do Not Email / Do Not Call become consent.
 
-Lead files, as the CLI imports them (import_leads_in_batches): the whole file is validated first, reading the
-database in a read-only session (with `strict`, a rejection stops the import before anything is written);
-then the rows are written in short transactions of REVLOOP_IMPORT_BATCH_ROWS rows, so a long import never
-holds the database's write lock for long. An interrupted import leaves whole batches; running it again
+Lead files and CRM exports, as the CLI imports them (import_leads_in_batches, import_crm_in_batches): the
+whole file is validated first, reading the database in a read-only session (with `strict`, a rejection stops
+the import before anything is written); then the rows are written in short transactions of
+REVLOOP_IMPORT_BATCH_ROWS rows, so a long import never holds the database's write lock for long. An
+interrupted import leaves whole batches; running it again
 resumes (rows already written are found by their external id and count as unchanged).
 """
 
@@ -642,26 +643,30 @@ def maven_row_count(folder: Path) -> int:
     return sum(count_rows(folder / name) for name in MAVEN_FILES if (folder / name).exists())
 
 
-def import_crm(
-    session: Session,
-    folder: Path,
-    fmt: str,
-    *,
-    strict: bool = False,
-    progress: Progress | None = None,
-    actor: str = "cli",
-) -> ImportReport:
-    """Import a CRM export folder (accounts, products, sales team, pipeline); the caller commits."""
+@dataclass
+class CrmImportPlan:
+    """A CRM export, validated: the rows to write per entity (values by column) and the report so far."""
+
+    report: ImportReport
+    accounts: list[dict[str, Any]] = field(default_factory=list)
+    products: list[dict[str, Any]] = field(default_factory=list)
+    agents: list[dict[str, Any]] = field(default_factory=list)
+    deals: list[dict[str, Any]] = field(default_factory=list)
+
+
+def plan_crm_import(session: Session, folder: Path, fmt: str) -> CrmImportPlan:
+    """Validate a whole CRM export folder; reads the database only (a read-only session will do)."""
     if fmt not in CRM_FORMATS:
         raise InvalidInput(f"--format must be one of {', '.join(CRM_FORMATS)}, got {fmt!r}")
     missing = [name for name in MAVEN_FILES if not (folder / name).is_file()]
     if missing:
         raise InvalidInput(f"{folder} lacks {', '.join(missing)}")
-    report = ImportReport(kind="crm", format=fmt, path=str(folder))
+    plan = CrmImportPlan(ImportReport(kind="crm", format=fmt, path=str(folder)))
+    report = plan.report
 
-    accounts = {
-        a.external_id: a for a in session.scalars(select(Account).where(Account.external_source == MAVEN_SOURCE))
-    }
+    account_names = set(
+        session.scalars(select(Account.external_id).where(Account.external_source == MAVEN_SOURCE)).all()
+    )
     header, rows = read_csv(folder / "accounts.csv")
     _require_columns(folder / "accounts.csv", header, ["account", "sector", "revenue", "employees"])
 
@@ -673,27 +678,22 @@ def import_crm(
         revenue = _number(row["revenue"], "revenue")
         year = _number(row.get("year_established", ""), "year_established")
         sector = SECTOR_FIXES.get(row["sector"].lower(), row["sector"].lower()) or None
-        values = {
-            "name": name,
-            "industry": sector,
-            "employees": int(employees) if employees is not None else None,
-            "revenue_musd": Decimal(str(revenue)) if revenue is not None else None,
-            "year_established": int(year) if year is not None else None,
-            "country": row.get("office_location") or None,
-            "subsidiary_of": row.get("subsidiary_of") or None,
-        }
-        existing = accounts.get(name)
-        if existing is None:
-            account = Account(external_source=MAVEN_SOURCE, external_id=name, **values)
-            session.add(account)
-            accounts[name] = account
-            report.count("created", "accounts")
-        else:
-            report.count("updated" if _set_fields(existing, values) else "unchanged", "accounts")
+        account_names.add(name)
+        plan.accounts.append(
+            {
+                "name": name,
+                "industry": sector,
+                "employees": int(employees) if employees is not None else None,
+                "revenue_musd": Decimal(str(revenue)) if revenue is not None else None,
+                "year_established": int(year) if year is not None else None,
+                "country": row.get("office_location") or None,
+                "subsidiary_of": row.get("subsidiary_of") or None,
+            }
+        )
 
-    _each(report, "accounts.csv", rows, progress, account_row)
+    _each(report, "accounts.csv", rows, None, account_row)
 
-    products = {_product_key(p.name): p for p in session.scalars(select(Product))}
+    product_names = {_product_key(name): name for name in session.scalars(select(Product.name)).all()}
     header, rows = read_csv(folder / "products.csv")
     _require_columns(folder / "products.csv", header, ["product", "sales_price"])
 
@@ -704,41 +704,29 @@ def import_crm(
             price = Decimal(row["sales_price"])
         except InvalidOperation:
             raise RowError(f"sales_price is not a number: {row['sales_price']!r}") from None
-        values = {"name": row["product"], "series": row.get("series") or None, "price": price}
-        existing = products.get(_product_key(row["product"]))
-        if existing is None:
-            products[_product_key(row["product"])] = product = Product(**values)
-            session.add(product)
-            report.count("created", "products")
-        else:
-            report.count("updated" if _set_fields(existing, values) else "unchanged", "products")
+        product_names[_product_key(row["product"])] = row["product"]  # the write renames a matching product
+        plan.products.append({"name": row["product"], "series": row.get("series") or None, "price": price})
 
-    _each(report, "products.csv", rows, progress, product_row)
+    _each(report, "products.csv", rows, None, product_row)
 
-    agents = {a.name: a for a in session.scalars(select(SalesAgent))}
+    agent_names = set(session.scalars(select(SalesAgent.name)).all())
     header, rows = read_csv(folder / "sales_teams.csv")
     _require_columns(folder / "sales_teams.csv", header, ["sales_agent", "manager", "regional_office"])
 
     def agent_row(number: int, row: dict[str, str]) -> None:
         if not row["sales_agent"]:
             raise RowError("sales_agent is empty")
-        values = {
-            "name": row["sales_agent"],
-            "manager": row["manager"] or None,
-            "regional_office": row["regional_office"] or None,
-        }
-        existing = agents.get(row["sales_agent"])
-        if existing is None:
-            agents[row["sales_agent"]] = agent = SalesAgent(**values)
-            session.add(agent)
-            report.count("created", "sales_agents")
-        else:
-            report.count("updated" if _set_fields(existing, values) else "unchanged", "sales_agents")
+        agent_names.add(row["sales_agent"])
+        plan.agents.append(
+            {
+                "name": row["sales_agent"],
+                "manager": row["manager"] or None,
+                "regional_office": row["regional_office"] or None,
+            }
+        )
 
-    _each(report, "sales_teams.csv", rows, progress, agent_row)
-    session.flush()
+    _each(report, "sales_teams.csv", rows, None, agent_row)
 
-    deals = {d.external_id: d for d in session.scalars(select(Deal).where(Deal.external_source == MAVEN_SOURCE))}
     header, rows = read_csv(folder / "sales_pipeline.csv")
     _require_columns(
         folder / "sales_pipeline.csv",
@@ -766,46 +754,161 @@ def import_crm(
         if row["deal_stage"] not in MAVEN_STAGES:
             raise RowError(f"deal_stage must be one of {', '.join(MAVEN_STAGES)}, got {row['deal_stage']!r}")
         stage, outcome = MAVEN_STAGES[row["deal_stage"]]
-        product = products.get(_product_key(row["product"]))
+        product = product_names.get(_product_key(row["product"]))
         if product is None:
             raise RowError(f"unknown product {row['product']!r}")
-        agent = agents.get(row["sales_agent"])
-        if agent is None:
+        if row["sales_agent"] not in agent_names:
             raise RowError(f"unknown sales_agent {row['sales_agent']!r}")
-        account = None
-        if row["account"]:
-            account = accounts.get(row["account"])
-            if account is None:
-                raise RowError(f"unknown account {row['account']!r}")
+        if row["account"] and row["account"] not in account_names:
+            raise RowError(f"unknown account {row['account']!r}")
         engaged = _date(row["engage_date"], "engage_date")
         closed = _date(row["close_date"], "close_date")
         if outcome and closed is None:
             raise RowError(f"a {row['deal_stage']} deal needs a close_date")
         value = _number(row["close_value"], "close_value")
-        _upsert_deal(
-            session,
-            report,
-            deals.get(oid),
+        plan.deals.append(
             {
-                "name": f"{row['account'] or 'Unassigned'} - {product.name}",
-                "account": account,
-                "product_id": product.id,
-                "sales_agent_id": agent.id,
-                "stage": stage,
-                "outcome": outcome,
-                # close_value is 0 on lost deals: that is no amount, not a zero-price sale.
-                "amount": Decimal(str(value)) if value and outcome != DealOutcome.LOST else None,
-                "engaged_at": engaged,
-                "expected_close": closed,
-                "closed_at": _closed_at(closed) if outcome else None,
-                "external_source": MAVEN_SOURCE,
-                "external_id": oid,
-            },
+                "oid": oid,
+                "product": _product_key(row["product"]),
+                "agent": row["sales_agent"],
+                "account": row["account"] or None,
+                "values": {
+                    "name": f"{row['account'] or 'Unassigned'} - {product}",
+                    "stage": stage,
+                    "outcome": outcome,
+                    # close_value is 0 on lost deals: that is no amount, not a zero-price sale.
+                    "amount": Decimal(str(value)) if value and outcome != DealOutcome.LOST else None,
+                    "engaged_at": engaged,
+                    "expected_close": closed,
+                    "closed_at": _closed_at(closed) if outcome else None,
+                    "external_source": MAVEN_SOURCE,
+                    "external_id": oid,
+                },
+            }
         )
 
-    _each(report, "sales_pipeline.csv", rows, progress, deal_row)
-    _finish(session, report, strict, actor)
-    return report
+    _each(report, "sales_pipeline.csv", rows, None, deal_row)
+    return plan
+
+
+def write_crm_records(session: Session, plan: CrmImportPlan) -> ImportReport:
+    """Write the accounts, products and sales agents of a validated export (few rows: one unit of work)."""
+    part = ImportReport(kind="crm", format=plan.report.format, path=plan.report.path)
+    accounts = {
+        a.external_id: a for a in session.scalars(select(Account).where(Account.external_source == MAVEN_SOURCE))
+    }
+    for values in plan.accounts:
+        existing = accounts.get(values["name"])
+        if existing is None:
+            accounts[values["name"]] = Account(external_source=MAVEN_SOURCE, external_id=values["name"], **values)
+            session.add(accounts[values["name"]])
+            part.count("created", "accounts")
+        else:
+            part.count("updated" if _set_fields(existing, values) else "unchanged", "accounts")
+    products = {_product_key(p.name): p for p in session.scalars(select(Product))}
+    for values in plan.products:
+        existing = products.get(_product_key(values["name"]))
+        if existing is None:
+            products[_product_key(values["name"])] = product = Product(**values)
+            session.add(product)
+            part.count("created", "products")
+        else:
+            part.count("updated" if _set_fields(existing, values) else "unchanged", "products")
+    agents = {a.name: a for a in session.scalars(select(SalesAgent))}
+    for values in plan.agents:
+        existing = agents.get(values["name"])
+        if existing is None:
+            agents[values["name"]] = agent = SalesAgent(**values)
+            session.add(agent)
+            part.count("created", "sales_agents")
+        else:
+            part.count("updated" if _set_fields(existing, values) else "unchanged", "sales_agents")
+    session.flush()
+    return part
+
+
+def write_crm_deals(session: Session, plan: CrmImportPlan, batch: list[dict[str, Any]]) -> ImportReport:
+    """Write one batch of a validated export's pipeline (after write_crm_records)."""
+    part = ImportReport(kind="crm", format=plan.report.format, path=plan.report.path)
+    accounts = {
+        a.external_id: a for a in session.scalars(select(Account).where(Account.external_source == MAVEN_SOURCE))
+    }
+    products = {_product_key(name): pid for pid, name in session.execute(select(Product.id, Product.name))}
+    agents = {name: aid for aid, name in session.execute(select(SalesAgent.id, SalesAgent.name))}
+    oids = [d["oid"] for d in batch]
+    deals = {
+        d.external_id: d
+        for d in session.scalars(select(Deal).where(Deal.external_source == MAVEN_SOURCE, Deal.external_id.in_(oids)))
+    }
+    for record in batch:
+        _upsert_deal(
+            session,
+            part,
+            deals.get(record["oid"]),
+            {
+                **record["values"],
+                "account": accounts.get(record["account"]) if record["account"] else None,
+                "product_id": products[record["product"]],
+                "sales_agent_id": agents[record["agent"]],
+            },
+        )
+    session.flush()
+    return part
+
+
+def import_crm(
+    session: Session,
+    folder: Path,
+    fmt: str,
+    *,
+    strict: bool = False,
+    progress: Progress | None = None,
+    actor: str = "cli",
+) -> ImportReport:
+    """Import a CRM export folder (accounts, products, sales team, pipeline) in the caller's one unit of work;
+    the caller commits. (The CLI uses import_crm_in_batches.)"""
+    plan = plan_crm_import(session, folder, fmt)
+    _refuse_rejected(plan.report, strict)
+    plan.report.merge(write_crm_records(session, plan))
+    for batch in _chunks(plan.deals):
+        plan.report.merge(write_crm_deals(session, plan, batch))
+    if progress:
+        progress(plan.report.rows)
+    _audit_import(session, plan.report, actor)
+    return plan.report
+
+
+def import_crm_in_batches(
+    settings: Settings,
+    folder: Path,
+    fmt: str,
+    *,
+    strict: bool = False,
+    progress: Progress | None = None,
+    actor: str = "cli",
+    batch_rows: int | None = None,
+) -> ImportReport:
+    """Import a CRM export without holding the database's write lock for long: validate every file first
+    (read-only; with strict, any rejected row stops the import before anything is written), write the
+    accounts, products and sales team in one short unit of work, then the pipeline in batches of
+    REVLOOP_IMPORT_BATCH_ROWS (each retried when the database is busy). Safe to run again."""
+    from core.db import run_in_transaction, session_scope
+
+    with session_scope(settings, readonly=True) as session:
+        plan = plan_crm_import(session, folder, fmt)
+    _refuse_rejected(plan.report, strict)
+    done = len(plan.report.rejected) + len(plan.accounts) + len(plan.products) + len(plan.agents)
+    plan.report.merge(run_in_transaction(settings, lambda session: write_crm_records(session, plan)))
+    if progress:
+        progress(done)
+    for batch in _chunks(plan.deals, batch_rows or settings.import_batch_rows):
+        plan.report.merge(
+            run_in_transaction(settings, lambda session, batch=batch: write_crm_deals(session, plan, batch))
+        )
+        if progress:
+            progress(len(batch))
+    run_in_transaction(settings, lambda session: _audit_import(session, plan.report, actor))
+    return plan.report
 
 
 def _finish(session: Session, report: ImportReport, strict: bool, actor: str) -> None:

@@ -131,13 +131,14 @@ def import_crm_cmd(
     as_json: ReportJsonOption = False,
 ) -> None:
     """Import a CRM export (accounts, products, sales team, pipeline). Safe to re-run."""
-    from crm.imports import import_crm, maven_row_count
+    from core.settings import get_settings
+    from crm.imports import import_crm_in_batches, maven_row_count
 
-    report = run_import(
-        maven_row_count(folder),
-        folder.name,
-        lambda session, advance: import_crm(session, folder, format, strict=strict, progress=advance),
-    )
+    with user_errors():
+        # Every file is validated first; then short transactions (the pipeline REVLOOP_IMPORT_BATCH_ROWS at a time).
+        progress, advance = progress_bar(maven_row_count(folder), f"importing {folder.name}")
+        with progress:
+            report = import_crm_in_batches(get_settings(), folder, format, strict=strict, progress=advance)
     report_import(report, as_json, rejects)
 
 

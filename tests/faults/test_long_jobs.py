@@ -199,3 +199,32 @@ def test_an_import_validates_first_writes_in_short_batches_and_resumes(settings,
     with session_scope(settings, readonly=True) as session:
         audits = session.scalars(select(AuditEvent.after).where(AuditEvent.action == "import.leads")).all()
     assert [a["created"]["leads"] for a in audits] == [200]  # one audit event, for the import that finished
+
+
+def test_a_crm_import_writes_its_pipeline_in_short_batches(settings, tmp_path):
+    import shutil
+
+    from core.models import Account, Deal
+    from crm import imports
+
+    maven = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "maven-crm-sales-opportunities"
+    folder = tmp_path / "maven"
+    shutil.copytree(maven, folder)
+    pipeline = folder / "sales_pipeline.csv"
+    lines = pipeline.read_text().splitlines()[:601]  # the header and 600 opportunities: small and quick
+    pipeline.write_text("\n".join([*lines, "BROKEN01,Nobody Known,GTX Basic,Cancity,Won,2017-01-01,2017-02-01,100"]))
+    with pytest.raises(imports.InvalidInput, match="unknown sales_agent 'Nobody Known'"):
+        imports.import_crm_in_batches(settings, folder, "maven", strict=True, batch_rows=100)
+    with session_scope(settings, readonly=True) as session:
+        assert session.scalar(select(func.count(Account.id))) == 0  # --strict: nothing written
+
+    report = imports.import_crm_in_batches(
+        settings, folder, "maven", batch_rows=100, progress=lambda n: assert_database_free(settings)
+    )
+    assert report.created["accounts"] == 85 and report.created["sales_agents"] == 35
+    assert report.created["deals"] == 600 and [r["row"] for r in report.rejected] == [602]
+    with session_scope(settings) as session:  # the one-transaction import finds everything in place
+        again = imports.import_crm(session, folder, "maven")
+    assert again.created == {} and again.unchanged["deals"] == 600
+    with session_scope(settings, readonly=True) as session:
+        assert session.scalar(select(func.count(Deal.id))) == 600
