@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.db import insert_once
 from core.enums import InvoiceStatus
 from core.errors import InvalidInput
 from core.models import Account, Invoice, Payment, PaymentAllocation
@@ -115,8 +116,10 @@ def record_payment(
     actor: str = "billing",
 ) -> tuple[Payment, bool]:
     """Record a payment once (by provider id) and reconcile it: the quoted invoice first, then the
-    customer's oldest open invoices; what is left stays as credit. Paid invoices stop their ladder."""
-    existing = session.scalar(select(Payment).where(Payment.external_id == external_id))
+    customer's oldest open invoices; what is left stays as credit. Paid invoices stop their ladder.
+    (payment, True) when the provider id was recorded before, by a replay or a concurrent delivery."""
+    same_id = select(Payment).where(Payment.external_id == external_id)
+    existing = session.scalar(same_id)
     if existing is not None:
         return existing, True
     if amount <= 0:
@@ -131,16 +134,22 @@ def record_payment(
         )
     if quoted is not None and quoted.account_id != account_id:
         raise InvalidInput(f"invoice {reference} belongs to another customer", details={"field": "invoice_number"})
-    payment = Payment(
-        external_id=external_id,
-        account_id=account_id,
-        amount=amount.quantize(CENT),
-        currency=currency,
-        received_on=received_on,
-        reference=reference,
+    if quoted is None and session.get(Account, account_id) is None:
+        raise InvalidInput(f"customer {account_id} is not on record", details={"field": "account_id"})
+    payment, created = insert_once(
+        session,
+        Payment(
+            external_id=external_id,
+            account_id=account_id,
+            amount=amount.quantize(CENT),
+            currency=currency,
+            received_on=received_on,
+            reference=reference,
+        ),
+        same_id,
     )
-    session.add(payment)
-    session.flush()
+    if not created:  # a concurrent delivery of the same payment recorded it first
+        return payment, True
     open_invoices = session.scalars(
         select(Invoice)
         .where(Invoice.account_id == account_id, Invoice.status == InvoiceStatus.ISSUED, Invoice.currency == currency)

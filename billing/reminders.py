@@ -12,11 +12,10 @@ import logging
 from decimal import Decimal
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from billing import ledger
 from billing.dunning import InvoiceState, decide, load_policy
-from core.db import session_scope
+from core.db import insert_once, session_scope
 from core.enums import InvoiceStatus, ItemKind, ItemSource
 from core.models import Contact, DunningTouch, Invoice, ReviewItem, utcnow
 from core.settings import Settings
@@ -79,12 +78,12 @@ def _scan_one(
     contact = billing_contact(session, invoice.account_id)
     if contact is None:
         return "no_contact"
-    try:
-        with session.begin_nested():
-            touch = DunningTouch(invoice_id=invoice.id, step=decision.step)
-            session.add(touch)
-            session.flush()
-    except IntegrityError:
+    touch, created = insert_once(
+        session,
+        DunningTouch(invoice_id=invoice.id, step=decision.step),
+        select(DunningTouch).where(DunningTouch.invoice_id == invoice.id, DunningTouch.step == decision.step),
+    )
+    if not created:
         return "already_drafted"
     days_overdue = (today - invoice.due_on).days
     template = f"dunning_{decision.tone}"

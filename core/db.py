@@ -220,10 +220,14 @@ T = TypeVar("T")
 def insert_once(session: Session, row: T, existing: Select[tuple[T]]) -> tuple[T, bool]:
     """Insert `row` unless `existing` finds one; (row, True) when inserted, (found, False) otherwise.
 
-    `existing` must select by a unique key: when a concurrent transaction inserts first, the unique
-    constraint fails our insert and the winner's row is returned instead.
+    The one way to insert by a unique key (payments, leads, accounts, contacts, decisions, deliveries...):
+    `existing` selects by the key(s) the row's unique constraints hold (the best match first when several).
+    When a concurrent transaction inserts first, our insert fails the constraint inside a savepoint (PostgreSQL
+    makes it wait until the winner commits) and the winner's row is returned: a concurrent duplicate gets the
+    same answer as a replay. An integrity error that no row explains (a foreign key, another constraint) is
+    raised as it is.
     """
-    found = session.scalar(existing)
+    found = session.scalars(existing).first()
     if found is not None:
         return found, False
     try:
@@ -231,5 +235,8 @@ def insert_once(session: Session, row: T, existing: Select[tuple[T]]) -> tuple[T
             session.add(row)
             session.flush()
     except IntegrityError:
-        return session.scalars(existing).one(), False
+        found = session.scalars(existing).first()
+        if found is None:
+            raise
+        return found, False
     return row, True

@@ -13,10 +13,11 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.db import insert_once
 from core.enums import Role
 from core.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from core.models import User, UserSession, utcnow
@@ -77,9 +78,14 @@ def create_user(session: Session, *, email: str, role: str, password: str, name:
         raise Conflict(f"a user with email {email} already exists", details={"field": "email"})
     if session.scalar(select(User.id).where(func.lower(User.name) == name.lower())) is not None:
         raise Conflict(f"a user named {name!r} already exists; pick another --name", details={"field": "name"})
-    user = User(email=email, name=name, role=role, password_hash=_hasher.hash(password), active=True)
-    session.add(user)
-    session.flush()
+    user, created = insert_once(  # the same person added twice at once: one user, the other answer a 409
+        session,
+        User(email=email, name=name, role=role, password_hash=_hasher.hash(password), active=True),
+        select(User).where(or_(User.email == email, User.name == name)),
+    )
+    if not created:
+        field = "email" if user.email == email else "name"
+        raise Conflict(f"a user with {field} {getattr(user, field)} already exists", details={"field": field})
     audit.record(
         session,
         actor=actor,

@@ -13,10 +13,10 @@ import hashlib
 import hmac
 import time
 
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from core.db import insert_once
 from core.errors import AppError, Conflict, Unauthorized
 from core.models import WebhookDelivery, utcnow
 
@@ -56,22 +56,25 @@ def verify(
         raise WebhookNotConfigured(f"the {source} webhook has no secret: set REVLOOP_WEBHOOK_SECRET_{source.upper()}")
     if not timestamp or not signature:
         raise Unauthorized(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
-    if not timestamp.isdigit():
-        raise Unauthorized(f"{TIMESTAMP_HEADER} must be unix seconds")
+    # ASCII digits only ("²" and "١" are digits to str.isdigit()), and few enough to be a time at all.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise Unauthorized(f"{TIMESTAMP_HEADER} must be unix seconds (ASCII digits)")
     now = time.time() if now is None else now
     if abs(now - int(timestamp)) > tolerance_seconds:
         raise Unauthorized(
             f"{TIMESTAMP_HEADER} is outside the {tolerance_seconds}s window: the delivery is stale or the clocks differ"
         )
     expected = sign(secret, int(timestamp), body)
-    if not hmac.compare_digest(expected, signature.strip()):
+    if not signature.isascii() or not hmac.compare_digest(expected, signature.strip()):
         raise Unauthorized("signature does not match the body and timestamp")
     # Deliveries older than the window would be refused by their timestamp anyway: forget them.
     horizon = utcnow() - dt.timedelta(seconds=2 * tolerance_seconds)
     session.execute(delete(WebhookDelivery).where(WebhookDelivery.received_at < horizon))
-    try:
-        with session.begin_nested():
-            session.add(WebhookDelivery(source=source, signature=expected.removeprefix("sha256=")))
-            session.flush()
-    except IntegrityError:
-        raise Conflict("this delivery was already received (replay refused)") from None
+    digest = expected.removeprefix("sha256=")
+    _, received = insert_once(
+        session,
+        WebhookDelivery(source=source, signature=digest),
+        select(WebhookDelivery).where(WebhookDelivery.signature == digest),
+    )
+    if not received:  # the same signed delivery before, or at the same moment
+        raise Conflict("this delivery was already received (replay refused)")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import audit, jobs
+from core.db import insert_once
 from core.enums import JobKind
 from core.models import Lead
 from core.schemas import LeadCreate
@@ -25,12 +25,16 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _existing(session: Session, email: str, idempotency_key: str | None) -> Lead | None:
-    if idempotency_key:
-        lead = session.scalar(select(Lead).where(Lead.idempotency_key == idempotency_key))
-        if lead is not None:
-            return lead
-    return session.scalar(select(Lead).where(Lead.email == email))
+def _existing(email: str, idempotency_key: str | None) -> Select[tuple[Lead]]:
+    """The lead a capture repeats: the one with the same Idempotency-Key first, else the one with the same email."""
+    if not idempotency_key:
+        return select(Lead).where(Lead.email == email)
+    return (
+        select(Lead)
+        .where(or_(Lead.idempotency_key == idempotency_key, Lead.email == email))
+        .order_by(case((Lead.idempotency_key == idempotency_key, 0), else_=1))
+        .limit(1)
+    )
 
 
 def _mark_duplicate(session: Session, lead: Lead, actor: str, idempotency_key: str | None) -> Lead:
@@ -52,9 +56,6 @@ def capture_lead(
 ) -> tuple[Lead, bool]:
     """Return (lead, duplicate). The same key or the same email again returns the existing lead."""
     email = normalise_email(str(data.email))
-    existing = _existing(session, email, idempotency_key)
-    if existing is not None:
-        return _mark_duplicate(session, existing, actor, idempotency_key), True
     lead = Lead(
         email=email,
         idempotency_key=idempotency_key,
@@ -80,16 +81,10 @@ def capture_lead(
             custom=dict(data.custom),
         ),
     )
-    try:
-        with session.begin_nested():
-            session.add(lead)
-            session.flush()
-    except IntegrityError:
-        # A concurrent request with the same email or key won the race.
-        existing = _existing(session, email, idempotency_key)
-        if existing is None:
-            raise
-        return _mark_duplicate(session, existing, actor, idempotency_key), True
+    # A repeat, or a concurrent request with the same key or email that inserted first: the same answer.
+    lead, created = insert_once(session, lead, _existing(email, idempotency_key))
+    if not created:
+        return _mark_duplicate(session, lead, actor, idempotency_key), True
     link_lead_to_crm(session, lead, actor=actor)
     audit.record(
         session,

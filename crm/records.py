@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.db import insert_once
 from core.enums import DealOutcome, LeadStatus
 from core.models import Account, Activity, Contact, Deal, Lead, SalesAgent
 from scoring.facts import build_facts
@@ -39,10 +40,13 @@ def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
     contact = session.scalar(select(Contact).where(Contact.email == lead.email))
     domain = company_domain(lead.email, lead.website)
     account = session.scalar(select(Account).where(Account.domain == domain)) if domain else None
+    account_created = False
     if account is None and domain and lead.company:
-        account = Account(name=lead.company.strip(), domain=domain)
-        session.add(account)
-        session.flush()
+        # Leads from one new company can arrive at once: the first creates the account, the others link to it.
+        account, account_created = insert_once(
+            session, Account(name=lead.company.strip(), domain=domain), select(Account).where(Account.domain == domain)
+        )
+    if account_created:
         audit.record(
             session,
             actor=actor,
@@ -51,20 +55,24 @@ def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
             entity_id=account.id,
             after={"name": account.name, "domain": domain},
         )
+    contact_created = False
     if contact is None:
-        contact = Contact(
-            email=lead.email,
-            first_name=lead.first_name,
-            last_name=lead.last_name,
-            title=lead.title,
-            phone=lead.phone,
-            account_id=account.id if account else None,
-            do_not_email=not lead.consent_email,
-            do_not_call=not lead.consent_call,
-            lawful_basis="consent" if lead.consent_email else None,
+        contact, contact_created = insert_once(
+            session,
+            Contact(
+                email=lead.email,
+                first_name=lead.first_name,
+                last_name=lead.last_name,
+                title=lead.title,
+                phone=lead.phone,
+                account_id=account.id if account else None,
+                do_not_email=not lead.consent_email,
+                do_not_call=not lead.consent_call,
+                lawful_basis="consent" if lead.consent_email else None,
+            ),
+            select(Contact).where(Contact.email == lead.email),
         )
-        session.add(contact)
-        session.flush()
+    if contact_created:
         audit.record(
             session,
             actor=actor,

@@ -19,11 +19,10 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.db import session_scope
+from core.db import insert_once, session_scope
 from core.enums import ItemKind, ItemSource, ItemStatus, LeadEventType
 from core.errors import InvalidInput, NotFound
 from core.models import Activity, CadenceTouch, Deal, Lead, LeadEvent, Proposal, ReviewItem, utcnow
@@ -115,12 +114,12 @@ def _draft(
 ) -> ReviewItem | None:
     """Queue one step once; None when it was drafted before. `supersede` (key, label): this draft replaces
     the pending one with the same key (one pending follow-up per lead)."""
-    try:
-        with session.begin_nested():
-            touch = CadenceTouch(lead_id=lead.id, step=step)
-            session.add(touch)
-            session.flush()
-    except IntegrityError:
+    touch, created = insert_once(
+        session,
+        CadenceTouch(lead_id=lead.id, step=step),
+        select(CadenceTouch).where(CadenceTouch.lead_id == lead.id, CadenceTouch.step == step),
+    )
+    if not created:
         return None
     first = _first_touch(session, lead.id)
     slots = _slots(session, settings, lead, first, today or utcnow().date(), **extra)
@@ -285,19 +284,23 @@ def record_event(
             "proposal_opened event",
             details={"field": "type"},
         )
-    if external_id and session.scalar(select(LeadEvent.id).where(LeadEvent.external_id == external_id)):
-        return {
-            "lead_id": lead_id,
-            "type": type,
-            "duplicate": True,
-            "cancelled_drafts": 0,
-            "handoff_item": None,
-            "conversion_item": None,
-        }
-    session.add(
-        LeadEvent(lead_id=lead_id, type=type, note=note, occurred_at=occurred_at or utcnow(), external_id=external_id)
+    event = LeadEvent(
+        lead_id=lead_id, type=type, note=note, occurred_at=occurred_at or utcnow(), external_id=external_id
     )
-    session.flush()
+    if external_id is None:
+        session.add(event)
+        session.flush()
+    else:  # a re-delivery, or the same event delivered twice at once, counts once
+        _, created = insert_once(session, event, select(LeadEvent).where(LeadEvent.external_id == external_id))
+        if not created:
+            return {
+                "lead_id": lead_id,
+                "type": type,
+                "duplicate": True,
+                "cancelled_drafts": 0,
+                "handoff_item": None,
+                "conversion_item": None,
+            }
     cancelled, handoff = 0, None
     if type in OPTED_OUT:
         cancelled += _opt_out(session, lead, type, actor)

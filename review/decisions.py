@@ -7,10 +7,10 @@ import difflib
 from typing import Any
 
 from sqlalchemy import case, delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from core import audit, jobs, schemas
+from core.db import insert_once
 from core.enums import (
     DecisionAction,
     ItemKind,
@@ -203,12 +203,9 @@ def _record(
     run_after: dt.datetime | None = None,
     extra: dict[str, Any] | None = None,
 ) -> ReviewItem:
-    try:
-        with session.begin_nested():
-            session.add(decision)
-            session.flush()
-    except IntegrityError as exc:
-        raise Conflict(f"review item {item.id} already has a decision") from exc
+    decision, created = insert_once(session, decision, select(Decision).where(Decision.review_item_id == item.id))
+    if not created:
+        raise Conflict(f"review item {item.id} already has a decision")
     after = {"status": item.status, "edited": decision.edited, "reason": decision.reason, "decision_id": decision.id}
     if decision.redraft:
         after.update(redraft=True, template=decision.redraft_template)

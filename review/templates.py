@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.db import insert_once
 from core.enums import TemplateStatus
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import MessageTemplate, utcnow
@@ -183,10 +184,17 @@ def save_draft(session: Session, key: str, subject: str, body: str, *, actor: st
     errors = validate(key, subject, body)
     if errors:
         raise InvalidInput(f"template {key} not saved: " + "; ".join(errors), details={"errors": errors})
-    version = (session.scalar(select(func.max(MessageTemplate.version)).where(MessageTemplate.key == key)) or 0) + 1
-    row = MessageTemplate(key=key, version=version, subject=subject, body=body, created_by=actor)
-    session.add(row)
-    session.flush()
+    for _ in range(5):  # a concurrent save took the next version number: take the one after it
+        version = (session.scalar(select(func.max(MessageTemplate.version)).where(MessageTemplate.key == key)) or 0) + 1
+        row, created = insert_once(
+            session,
+            MessageTemplate(key=key, version=version, subject=subject, body=body, created_by=actor),
+            select(MessageTemplate).where(MessageTemplate.key == key, MessageTemplate.version == version),
+        )
+        if created:
+            break
+    else:
+        raise Conflict(f"template {key}: others are saving versions at this moment; save again")
     audit.record(
         session,
         actor=actor,

@@ -11,6 +11,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, selectinload
 
 from core import audit
+from core.db import insert_once
 from core.enums import DealOutcome, RubricStatus
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Deal, IcpRubric, Lead, utcnow
@@ -58,14 +59,15 @@ def get_rubric(session: Session, rubric_id: int) -> IcpRubric:
 def save_draft(session: Session, content: str, *, actor: str) -> IcpRubric:
     """Validate and store a draft; a bad rubric raises before anything is written."""
     rubric = parse(content)
-    existing = session.scalar(select(IcpRubric).where(IcpRubric.version == rubric.version))
-    if existing is not None:
-        if existing.content == content:
-            return existing
-        raise Conflict(f"rubric version {rubric.version!r} exists already ({existing.status}); change 'version'")
-    row = IcpRubric(version=rubric.version, status=RubricStatus.DRAFT, content=content, created_by=actor)
-    session.add(row)
-    session.flush()
+    row, created = insert_once(
+        session,
+        IcpRubric(version=rubric.version, status=RubricStatus.DRAFT, content=content, created_by=actor),
+        select(IcpRubric).where(IcpRubric.version == rubric.version),
+    )
+    if not created:  # saved before, or by a concurrent request: the same content is the same draft
+        if row.content == content:
+            return row
+        raise Conflict(f"rubric version {rubric.version!r} exists already ({row.status}); change 'version'")
     audit.record(
         session,
         actor=actor,
