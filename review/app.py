@@ -12,7 +12,7 @@ import streamlit as st
 
 from review.client import ApiError
 from review.ui import login, pages
-from review.ui.common import client, show_error, sign_out
+from review.ui.common import client, md, show_error, sign_out
 
 
 def signed_out() -> None:
@@ -25,7 +25,7 @@ def signed_in() -> None:
     me = st.session_state["me"]
     page = st.navigation(pages.signed_in(me["role"]))  # a page the role lacks falls back to the queue
     with st.sidebar:
-        st.write(f"Signed in as **{me['name']}** ({me['role']})")
+        st.markdown(f"Signed in as **{md(me['name'])}** ({md(me['role'])})")
         with contextlib.suppress(ApiError):  # a badge, not a reason to fail the page
             unread = client().notifications(unread=True, limit=1)["unread"]
             if unread:
@@ -42,8 +42,18 @@ def signed_in() -> None:
         show_error(exc)
 
 
+def _favicon():
+    """A favicon drawn here: without one, Streamlit points the browser at fonts.gstatic.com for the page's
+    Material icon, and the app would make a request to a host other than its own on every page."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    ImageDraw.Draw(image).rounded_rectangle((2, 2, 29, 29), radius=7, fill=(255, 75, 75, 255))
+    return image
+
+
 def main() -> None:
-    st.set_page_config(page_title="revloop review", layout="wide")
+    st.set_page_config(page_title="revloop review", page_icon=_favicon(), layout="wide")
     if "token" not in st.session_state:
         signed_out()
     else:

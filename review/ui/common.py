@@ -1,9 +1,11 @@
-"""Shared pieces of the review app: the signed-in client, API error handling, time formatting."""
+"""Shared pieces of the review app: the signed-in client, API error handling, time formatting, and md() for
+showing untrusted text inside Markdown."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 
 import streamlit as st
 
@@ -30,14 +32,49 @@ def sign_out(message: str | None = None) -> None:
         st.session_state["login_notice"] = message
 
 
+# Lead text and model output (summaries, research notes, evidence, flags, drafts, reasons, names, server replies)
+# are untrusted: in the app they are shown with st.text / st.code / disabled inputs / dataframes, or, where a
+# Markdown element mixes our labels with them (st.markdown, st.caption, st.info/warning/error/success, st.metric,
+# widget labels), through md(), so that `![x](http://...)`, `[x](...)`, `<img ...>`, autolinks, :color[...]
+# directives and $math$ are shown as the characters they are and the browser fetches nothing. Streamlit turns
+# bare URLs into links after escapes are read (a backslash does not stop it), so "://" and "www." get an
+# invisible WORD JOINER instead; email addresses stay mailto links (their text is their target).
+_MD_ANYWHERE = re.compile(r"[\\`*\[\]<>|~$&]")  # inline syntax, HTML, entities
+_MD_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")  # emphasis; snake_case stays readable
+_MD_SHORTCODE = re.compile(r":(?=[\w/+-]+:)")  # :emoji: and :material/icon: shortcodes
+_MD_AUTOLINK = re.compile(r"(?i)(?<=:)(?=//)|(?<=\bwww)(?=\.)")  # http://... and www.... links
+WORD_JOINER = "\u2060"
+_MD_LINE_START = re.compile(r"^( {0,3})(#{1,6}(?=\s|$)|[-+=](?=\s|$)|[-=]+\s*$|\d{1,9}(?=[.)](?:\s|$)))", re.M)
+
+
+def md(value: object) -> str:
+    """`value` as literal text inside Markdown: every character that Markdown (or Streamlit's extensions) would
+    read as syntax is backslash-escaped, URLs are not made links, and line breaks are kept. Use it for every
+    untrusted value in a Markdown element; words, numbers, names, emails and snake_case look unchanged."""
+    text = _MD_ANYWHERE.sub(r"\\\g<0>", str(value))
+    text = _MD_UNDERSCORE.sub(r"\\_", text)
+    text = _MD_SHORTCODE.sub(r"\\:", text)
+    text = _MD_AUTOLINK.sub(WORD_JOINER, text)
+    text = _MD_LINE_START.sub(_escape_line_start, text)
+    return text.replace("\r\n", "\n").replace("\n", "  \n")
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    indent, mark = match.group(1), match.group(2)
+    if mark[0].isdigit():  # "1. " / "1) " would start a numbered list: escape the dot or parenthesis
+        return f"{indent}{mark}\\"
+    return f"{indent}\\{mark}"
+
+
 def show_error(exc: ApiError, prefix: str = "") -> None:
-    """An API error for the user; an expired session sends them back to sign in."""
+    """An API error for the user (its message and fields can quote what was typed or drafted: shown literally);
+    an expired session sends them back to sign in."""
     if exc.status_code == 401:
         sign_out("Your session expired or was ended. Sign in again.")
         st.rerun()
-    text = f"{prefix}{exc.message}"
+    text = f"{prefix}{md(exc.message)}"
     if exc.fields:
-        text += "\n" + "\n".join(f"- **{field}**: {msg}" for field, msg in exc.fields.items())
+        text += "\n" + "\n".join(f"- **{md(field)}**: {md(msg)}" for field, msg in exc.fields.items())
     st.error(text)
 
 

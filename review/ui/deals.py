@@ -14,7 +14,7 @@ import streamlit as st
 from core.schemas import DealRead, OpenStage
 from review.client import ApiError, RevloopClient
 from review.ui import common
-from review.ui.common import show_error
+from review.ui.common import md, show_error
 
 SELLERS = ("closer", "manager", "admin")
 OPEN_STAGES = list(get_args(OpenStage))
@@ -54,7 +54,7 @@ def make_deal(client: RevloopClient, me: dict, lead_id: int) -> None:
         return
     if existing:
         deal = existing[0]
-        st.caption(f"This lead is deal #{deal.id} ({deal.stage}, owner {deal.owner or 'nobody'}): see Deals.")
+        st.caption(f"This lead is deal #{deal.id} ({md(deal.stage)}, owner {md(deal.owner or 'nobody')}): see Deals.")
         return
     with st.expander("Make a deal"):
         st.caption(
@@ -78,7 +78,7 @@ def make_deal(client: RevloopClient, me: dict, lead_id: int) -> None:
                 show_error(exc, "No deal made: ")
                 return
             st.session_state["flash"] = (
-                f"Deal #{deal.id} made: {deal.name}, {deal.stage}, {_money(deal.amount, deal.currency)}. "
+                f"Deal #{deal.id} made: {md(deal.name)}, {md(deal.stage)}, {_money(deal.amount, deal.currency)}. "
                 "It is on the Deals page."
             )
             st.rerun()
@@ -95,14 +95,14 @@ def _proposals(client: RevloopClient, deal: DealRead) -> None:
     for proposal in deal.proposals:
         left, right = st.columns([3, 1])
         left.markdown(
-            f"{proposal.number} · {proposal.currency} {Decimal(proposal.total):,.2f}"
+            f"{md(proposal.number)} · {md(proposal.currency)} {Decimal(proposal.total):,.2f}"
             f" ({len(proposal.lines)} line(s), discount {proposal.discount_pct} %) · valid until {proposal.valid_until}"
             + (f" · cover email #{proposal.review_item_id}" if proposal.review_item_id else "")
         )
         try:
             pdf = client.proposal_pdf(deal.id, proposal.number)
         except ApiError as exc:
-            right.caption(f"PDF not available: {exc.message}")
+            right.caption(f"PDF not available: {md(exc.message)}")
             continue
         right.download_button(
             "PDF",
@@ -145,7 +145,7 @@ def _milestones(client: RevloopClient, deal: DealRead) -> None:
             show_error(exc, "Not completed: ")
             return
         _done(
-            f"{names[seq]} is complete: its invoice (#{done.invoice_item}) and a client update "
+            f"{md(names[seq])} is complete: its invoice (#{done.invoice_item}) and a client update "
             f"(#{done.update_item}) wait for review."
         )
 
@@ -161,7 +161,7 @@ def _move(client: RevloopClient, deal: DealRead) -> None:
             show_error(exc, "Not moved: ")
             return
         _done(
-            f"Deal #{deal.id} is in {moved.stage}."
+            f"Deal #{deal.id} is in {md(moved.stage)}."
             + (" A proposal is being drafted; its cover email will wait for review." if moved.proposal else "")
         )
 
@@ -192,7 +192,7 @@ def _edit(client: RevloopClient, deal: DealRead, people: list[str]) -> None:
     try:
         amount = Decimal(value.strip()) if value.strip() else None
     except InvalidOperation:
-        st.error(f"Not saved:\n- **amount**: {value!r} is not a number")
+        st.error(f"Not saved:\n- **amount**: {md(repr(value))} is not a number")
         return
     if amount != (Decimal(deal.amount) if deal.amount is not None else None):
         changes["amount"] = value.strip() or None
@@ -225,7 +225,7 @@ def _close(client: RevloopClient, deal: DealRead) -> None:
         except ApiError as exc:
             show_error(exc, "Not closed: ")
             return
-        _done(f"Deal #{deal.id} is {outcome}." + (f" Reason: {reason.strip()}" if outcome == "lost" else ""))
+        _done(f"Deal #{deal.id} is {outcome}." + (f" Reason: {md(reason.strip())}" if outcome == "lost" else ""))
 
 
 def detail(client: RevloopClient, me: dict, deal_id: int, people: list[str]) -> None:
@@ -234,20 +234,20 @@ def detail(client: RevloopClient, me: dict, deal_id: int, people: list[str]) -> 
     except ApiError as exc:
         show_error(exc)
         return
-    st.subheader(f"#{deal.id} · {deal.name}")
+    st.subheader(f"#{deal.id} · {md(deal.name)}")  # a deal's name is its lead's company, as typed
     cols = st.columns(4)
-    cols[0].metric("Stage", deal.stage)
-    cols[1].metric("Value", _money(deal.amount, deal.currency))
-    cols[2].metric("Owner", deal.owner or "-")
-    cols[3].metric("Expected close", str(deal.expected_close or "-"))
+    cols[0].metric("Stage", md(deal.stage))
+    cols[1].metric("Value", md(_money(deal.amount, deal.currency)))
+    cols[2].metric("Owner", md(deal.owner or "-"))
+    cols[3].metric("Expected close", md(deal.expected_close or "-"))
     due = f" (due {deal.next_step_due})" if deal.next_step_due else ""
     since = f" · in this stage since {deal.stage_changed_at:%Y-%m-%d}" if deal.stage_changed_at else ""
     st.markdown(
-        f"**Next step:** {deal.next_step or 'none set'}{due}  \n"
-        f"Product {deal.product or '-'} · lead {deal.lead_id or '-'}{since}"
+        f"**Next step:** {md(deal.next_step or 'none set')}{due}  \n"
+        f"Product {md(deal.product or '-')} · lead {deal.lead_id or '-'}{since}"
     )
     if deal.outcome == "lost":
-        st.warning(f"Lost: {deal.lost_reason or 'no reason recorded'}")
+        st.warning(f"Lost: {md(deal.lost_reason or 'no reason recorded')}")
     elif deal.outcome == "won":
         st.success("Won." + (f" Kickoff on {deal.project.kickoff_on}." if deal.project else ""))
     _proposals(client, deal)

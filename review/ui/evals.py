@@ -8,7 +8,7 @@ import streamlit.components.v1 as components
 
 from review.client import ApiError, RevloopClient
 from review.ui import common
-from review.ui.common import show_error
+from review.ui.common import md, show_error
 
 SUITES = ["all", "scoring", "routing", "drafting", "safety", "collections"]
 MAIN_METRIC = {
@@ -62,16 +62,18 @@ def page(client: RevloopClient) -> None:
     if run["failures"]:
         st.error(
             "Thresholds not met: "
-            + "; ".join(f"{f['metric']} = {f['actual']} (needs {f['op']} {f['threshold']})" for f in run["failures"])
+            + "; ".join(
+                md(f"{f['metric']} = {f['actual']} (needs {f['op']} {f['threshold']})") for f in run["failures"]
+            )
         )
     else:
-        st.success(f"{run['suite']}: every threshold met")
+        st.success(f"{md(run['suite'])}: every threshold met")
     st.dataframe(
         [{"metric": k, "value": v} for k, v in run["metrics"].items()],
         hide_index=True,
         width="stretch",
     )
-    st.caption(", ".join(f"{k}: {v}" for k, v in run["meta"].items() if v is not None))
+    st.caption(", ".join(md(f"{k}: {v}") for k, v in run["meta"].items() if v is not None))
     failing = [c for c in run["cases"] if not c["passed"]]
     st.markdown(f"**Failing cases: {len(failing)}** of {len(run['cases'])}")
     if failing:
@@ -96,7 +98,7 @@ def page(client: RevloopClient) -> None:
         show_error(exc)
         return
     if diff["regressions"]:
-        st.error("Regressions: " + "; ".join(f"{r['metric']}: {r['a']} -> {r['b']}" for r in diff["regressions"]))
+        st.error("Regressions: " + "; ".join(md(f"{r['metric']}: {r['a']} -> {r['b']}") for r in diff["regressions"]))
     else:
         st.success("No regression past the suite's limits.")
     st.dataframe(

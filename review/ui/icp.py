@@ -6,7 +6,7 @@ import streamlit as st
 
 from review.client import ApiError, RevloopClient
 from review.ui import common
-from review.ui.common import show_error
+from review.ui.common import md, show_error
 
 GRADES = ["A", "B", "C", "D"]
 BACKTEST_SOURCES = ["all", "maven", "x-education"]
@@ -18,16 +18,16 @@ def show_backtest(result: dict) -> None:
     draft, published = result["draft"], result["published"]
     st.subheader(
         f"Backtest on {result['closed_deals']} closed deals"
-        + (f" ({result['source']})" if result.get("source") else "")
+        + (f" ({md(result['source'])})" if result.get("source") else "")
     )
     cols = st.columns(4)
     auc = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     cols[0].metric(
-        f"AUC {draft['version']}",
+        f"AUC {md(draft['version'])}",
         auc(draft["auc"]),
         None if draft["auc"] is None or published["auc"] is None else f"{draft['auc'] - published['auc']:+.3f}",
     )
-    cols[1].metric(f"AUC {published['version']} (published)", auc(published["auc"]))
+    cols[1].metric(f"AUC {md(published['version'])} (published)", auc(published["auc"]))
     cols[2].metric("Base win rate", f"{result['base_win_rate']:.1%}")
     cols[3].metric("Open leads changing grade", f"{result['open_leads_changing_grade']} / {result['open_leads']}")
     rows = []
@@ -59,7 +59,7 @@ def page(client: RevloopClient, role: str) -> None:
         show_error(exc)
         return
     st.caption(
-        f"Leads are scored with **{active['version']}** "
+        f"Leads are scored with **{md(active['version'])}** "
         f"({'published' if active['origin'] == 'published' else 'rubric file, nothing published yet'})."
     )
     content = st.text_area("Rubric (YAML)", value=active["content"], height=420, key="icp_content")
@@ -68,9 +68,9 @@ def page(client: RevloopClient, role: str) -> None:
     if cols[0].button("Validate", key="icp_validate"):
         result = client.validate_rubric(content)
         if result["valid"]:
-            st.success(f"Valid: version {result['version']}")
+            st.success(f"Valid: version {md(result['version'])}")
         else:
-            st.error(f"{len(result['errors'])} error(s):\n" + "\n".join(f"- {e}" for e in result["errors"]))
+            st.error(f"{len(result['errors'])} error(s):\n" + "\n".join(f"- {md(e)}" for e in result["errors"]))
     if cols[1].button("Backtest", key="icp_run_backtest"):
         try:
             st.session_state["icp_backtest"] = client.backtest_rubric(content, None if source == "all" else source)
@@ -87,7 +87,7 @@ def page(client: RevloopClient, role: str) -> None:
         if (
             draft
             and draft["status"] == "draft"
-            and cols[3].button(f"Publish {draft['version']}", type="primary", key="icp_publish")
+            and cols[3].button(f"Publish {md(draft['version'])}", type="primary", key="icp_publish")
         ):
             try:
                 published = client.publish_rubric(draft["id"])
@@ -95,9 +95,9 @@ def page(client: RevloopClient, role: str) -> None:
                 show_error(exc)
             else:
                 st.session_state["icp_draft"] = published
-                st.success(f"Published {published['version']}; new leads are scored with it.")
+                st.success(f"Published {md(published['version'])}; new leads are scored with it.")
         elif draft:
-            st.info(f"Saved {draft['version']} ({draft['status']}).")
+            st.info(f"Saved {md(draft['version'])} ({md(draft['status'])}).")
     if backtest := st.session_state.get("icp_backtest"):
         show_backtest(backtest)
     models_section(client, role)
@@ -139,13 +139,13 @@ def models_section(client: RevloopClient, role: str) -> None:
     challengers = [m["version"] for m in models if m["status"] == "challenger"]
     if role in ("manager", "admin") and challengers:
         version = st.selectbox("Challenger", challengers, key="promote_version")
-        if st.button(f"Promote {version} to champion", key="promote"):
+        if st.button(f"Promote {md(version)} to champion", key="promote"):
             try:
                 client.promote_model(version)
             except ApiError as exc:
                 show_error(exc)
             else:
-                st.success(f"{version} is now the champion.")
+                st.success(f"{md(version)} is now the champion.")
                 st.rerun()
 
 

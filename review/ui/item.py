@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.schemas import ReviewItem
 from review.client import ApiError, RevloopClient
-from review.ui.common import GRADE_COLOUR, relative, show_error, sla_label
+from review.ui.common import GRADE_COLOUR, md, relative, show_error, sla_label
 from review.ui.deals import make_deal
 
 DECIDERS = ("closer", "manager", "admin")
@@ -18,28 +18,31 @@ REDRAFT_TEMPLATES = ["(same template)", "first_touch_fast", "first_touch_nurture
 
 
 def show_brief(brief: dict) -> None:
+    """The brief is model output (its summary carries the research notes): plain text, or md() in Markdown."""
     grade = brief.get("grade", "?")
     cols = st.columns(3)
-    cols[0].metric("Score", brief.get("score", "-"))
-    cols[1].markdown(f"**Grade** :{GRADE_COLOUR.get(grade, 'gray')}[{grade}]")
-    cols[2].markdown(f"**Next action**  \n{str(brief.get('next_action', '-')).replace('_', ' ')}")
-    st.write(brief.get("summary", ""))
+    cols[0].metric("Score", md(brief.get("score", "-")))
+    cols[1].markdown(f"**Grade** :{GRADE_COLOUR.get(grade, 'gray')}[{md(grade)}]")
+    cols[2].markdown(f"**Next action**  \n{md(str(brief.get('next_action', '-')).replace('_', ' '))}")
+    st.text(str(brief.get("summary") or ""))
     model = brief.get("model")
     if model:
 
         def factors(items: list) -> str:
-            return ", ".join(f"{f['field'].removeprefix('custom.')} = {f['value']} ({f['effect']:+.0%})" for f in items)
+            return ", ".join(
+                f"{md(f['field'].removeprefix('custom.'))} = {md(f['value'])} ({f['effect']:+.0%})" for f in items
+            )
 
         st.markdown(
-            f"**Model** {model['probability']:.0%} likely to close (model {model['version']}, rubric fit "
-            f"{brief.get('rubric_score', '-')})  \n"
+            f"**Model** {model['probability']:.0%} likely to close (model {md(model['version'])}, rubric fit "
+            f"{md(brief.get('rubric_score', '-'))})  \n"
             f"For: {factors(model['for']) or 'nothing notable'}  \n"
             f"Against: {factors(model['against']) or 'nothing notable'}"
         )
     elif brief.get("fallback"):
-        st.caption(brief["fallback"])
+        st.caption(md(brief["fallback"]))
     if brief.get("flags"):
-        st.warning("Flags: " + ", ".join(brief["flags"]))
+        st.warning("Flags: " + ", ".join(md(flag) for flag in brief["flags"]))
     criteria = brief.get("criteria") or []
     if criteria:
         st.dataframe(
@@ -75,8 +78,8 @@ def _llm_usage(client: RevloopClient, item: ReviewItem) -> None:
         cost = sum(float(r["cost_usd"]) for r in runs)
         failed = [r["error"] for r in runs if r["status"] == "failed"]
         st.caption(
-            f"LLM {runs[-1]['model']}: {sum(r['calls'] for r in runs)} call(s), {tokens} tokens, "
-            f"${cost:.4f}" + (f" — failed: {failed[-1]}" if failed else "")
+            f"LLM {md(runs[-1]['model'])}: {sum(r['calls'] for r in runs)} call(s), {tokens} tokens, "
+            f"\\${cost:.4f}" + (f" — failed: {md(failed[-1])}" if failed else "")
         )
 
 
@@ -97,7 +100,7 @@ def _assignment(client: RevloopClient, me: dict, item: ReviewItem) -> None:
         if st.button("Assign", key=f"assign_{item.id}"):
             _act(
                 lambda: client.assign(item.id, None if target == "(team queue)" else target),
-                f"#{item.id} assigned to {target}.",
+                f"#{item.id} assigned to {md(target)}.",
             )
     with right:
         if item.snoozed_until:
@@ -154,13 +157,15 @@ def _unsent(client: RevloopClient, item: ReviewItem) -> None:
     result = item.result or {}
     if item.status == "send_failed":
         st.error(
-            f"**Not sent** to {result.get('to')} after {result.get('attempts', '?')} attempt(s): {result.get('reason')}"
+            f"**Not sent** to {md(result.get('to'))} after {md(result.get('attempts', '?'))} attempt(s): "
+            f"{md(result.get('reason'))}"
         )
         actions = [("Retry", "Sending again with a fresh retry window.")]
     else:
         st.warning(
-            f"**Delivery unknown.** The message {result.get('message_id')} to {result.get('to')} was handed to the "
-            f"mail server at {result.get('handed_at')} and the worker stopped before its answer was recorded. "
+            f"**Delivery unknown.** The message {md(result.get('message_id'))} to {md(result.get('to'))} was handed "
+            f"to the mail server at {md(result.get('handed_at'))} and the worker stopped before its answer was "
+            "recorded. "
             "Check the mail server's log or the sent folder: mark it as sent, or send it again (the customer may "
             "get two copies; the Message-ID lets mail clients merge them)."
         )
@@ -184,8 +189,8 @@ def _decided(client: RevloopClient, item: ReviewItem) -> None:
     if decision is not None:
         verb = {"approve": "Approved", "reject": "Rejected"}.get(decision.action, decision.action)
         st.info(
-            f"{verb} by {decision.actor} at {decision.decided_at:%Y-%m-%d %H:%M UTC}"
-            + (f" — reason: {decision.reason}" if decision.reason else "")
+            f"{md(verb)} by {md(decision.actor)} at {decision.decided_at:%Y-%m-%d %H:%M UTC}"
+            + (f" — reason: {md(decision.reason)}" if decision.reason else "")
             + (" — a redraft was requested" if decision.redraft else "")
         )
         if decision.edit_diff:
@@ -194,11 +199,11 @@ def _decided(client: RevloopClient, item: ReviewItem) -> None:
     if item.status in ("send_failed", "delivery_unknown"):
         _unsent(client, item)
     elif item.status == "sent" and item.result:
-        st.success(f"Sent at {item.executed_at:%H:%M:%S} UTC to {item.result.get('to')}")
+        st.success(f"Sent at {item.executed_at:%H:%M:%S} UTC to {md(item.result.get('to'))}")
     elif item.status == "done":
-        st.success(f"Done at {item.executed_at:%H:%M:%S} UTC: {item.result}")
+        st.success(f"Done at {item.executed_at:%H:%M:%S} UTC: {md(item.result)}")
     elif item.result and item.status != "approved":
-        st.info(f"{item.status.title()}: {item.result}")
+        st.info(f"{md(item.status.title())}: {md(item.result)}")
     draft = item.draft
     st.text_input(
         "Subject",
@@ -225,7 +230,7 @@ def _pending(client: RevloopClient, me: dict, item: ReviewItem) -> None:
     if item.guard_flags:
         st.error(
             "Grounding guard: the draft says things no record supports:\n"
-            + "\n".join(f"- {flag}" for flag in item.guard_flags)
+            + "\n".join(f"- {md(flag)}" for flag in item.guard_flags)
         )
         acknowledged = st.checkbox("I checked these and the draft is right", key=f"ack_{item.id}")
     subject = st.text_input("Subject", value=draft.get("subject", ""), key=f"subject_{item.id}")
@@ -251,12 +256,14 @@ def _pending(client: RevloopClient, me: dict, item: ReviewItem) -> None:
             if facts and st.session_state.get(f"unsupported_{item.id}") == list(facts):
                 # The reviewer was asked already: say which facts still need their tick, not a silent rerun.
                 missing = [f for f in facts if f not in checked]
-                st.error(f"Not approved: tick each fact once you have checked it ({'; '.join(missing)}).")
+                st.error(f"Not approved: tick each fact once you have checked it ({md('; '.join(missing))}).")
             elif facts:  # the edit says things no record supports: ask for each one, then approve again
                 st.session_state[f"unsupported_{item.id}"] = list(facts)
                 st.rerun()
             elif exc.status_code == 422 and exc.details.get("field") in ("subject", "body"):
-                st.error(f"Not approved: the {exc.details['field']} offers a discount above the cap. {exc.message}")
+                st.error(
+                    f"Not approved: the {md(exc.details['field'])} offers a discount above the cap. {md(exc.message)}"
+                )
             else:
                 show_error(exc, "Not approved: ")
         else:
@@ -307,7 +314,7 @@ def _unsupported_facts(item_id: int) -> list[str]:
     return [
         fact
         for number, fact in enumerate(facts)
-        if st.checkbox(f"I checked: {fact}", key=f"fact_{item_id}_{number}_{fact}")
+        if st.checkbox(f"I checked: {md(fact)}", key=f"fact_{item_id}_{number}_{fact}")
     ]
 
 
@@ -348,7 +355,7 @@ def page(client: RevloopClient, me: dict, item_id: int) -> None:
     sla = sla_label(item.sla_due_at, item.sla_state, item.status)
     sla_text = f":red[**{sla}**]" if item.sla_state == "breached" else sla
     st.markdown(
-        f"SLA: {sla_text} · queue {item.queue} · assignee {item.assignee or 'team'}"
+        f"SLA: {sla_text} · queue {md(item.queue)} · assignee {md(item.assignee or 'team')}"
         + (f" · redraft of #{item.redraft_of}" if item.redraft_of else "")
     )
     if item.status == "pending" and me["role"] in DECIDERS:
@@ -359,11 +366,11 @@ def page(client: RevloopClient, me: dict, item_id: int) -> None:
     if item.lead_id is not None:
         make_deal(client, me, item.lead_id)  # a lead without an open deal: product, value, expected close
     if item.draft.get("redraft_reason"):
-        st.info(f"Redrafted after a rejection: “{item.draft['redraft_reason']}”")
+        st.info(f"Redrafted after a rejection: “{md(item.draft['redraft_reason'])}”")
     st.divider()
-    st.markdown(f"**To:** {item.draft.get('to') or '(contact record)'}  ·  template `{item.template}`")
+    st.markdown(f"**To:** {md(item.draft.get('to') or '(contact record)')}  ·  template {md(item.template)}")
     if item.draft.get("attachments"):
-        st.caption("Attached: " + ", ".join(a["filename"] for a in item.draft["attachments"]))
+        st.caption("Attached: " + ", ".join(md(a["filename"]) for a in item.draft["attachments"]))
     with st.expander("Data this draft used"):
         used = item.draft.get("facts_used") or {}
         st.dataframe(

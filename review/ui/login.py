@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from review.client import ApiError, login
-from review.ui.common import api_url
+from review.ui.common import api_url, md
 
 
 def page() -> None:
@@ -27,7 +27,7 @@ def page() -> None:
     try:
         result = login(url, email.strip(), password)
     except ApiError as exc:
-        st.error(f"Sign-in failed: {exc.message}")
+        st.error(f"Sign-in failed: {md(exc.message)}")
         return
     st.session_state.update(api_url=url, token=result.token, me=result.user.model_dump())
     st.session_state.pop("login_password", None)

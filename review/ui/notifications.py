@@ -7,7 +7,7 @@ import streamlit as st
 
 from review.client import ApiError, RevloopClient
 from review.ui import common, pages
-from review.ui.common import show_error
+from review.ui.common import md, show_error
 
 KIND_LABEL = {
     "send_failed": "Send failed",
@@ -34,7 +34,8 @@ def page(client: RevloopClient) -> None:
         st.info("Nothing to see: no notifications." if not only_unread else "All caught up.")
     for note in view["items"]:
         with st.container(border=True):
-            st.markdown(f"{SEVERITY_ICON.get(note['severity'], '')} **{KIND_LABEL.get(note['kind'], note['kind'])}**")
+            label = md(KIND_LABEL.get(note["kind"], note["kind"]))
+            st.markdown(f"{SEVERITY_ICON.get(note['severity'], '')} **{label}**")
             # Plain text, never Markdown: a title quotes an email subject, a body a server's reply.
             st.text(note["title"])
             st.text(note["body"])

@@ -7,7 +7,7 @@ import streamlit as st
 from review.client import ApiError, RevloopClient
 from review.ui import common
 from review.ui import item as item_page
-from review.ui.common import show_error, sla_label
+from review.ui.common import md, show_error, sla_label
 
 VIEWS = {"My queue": "my", "Team queue": "team", "Exception queue": "exception", "Everything": None}
 STATUSES = [
@@ -84,7 +84,7 @@ def _bulk_approve(client: RevloopClient, items: list) -> None:
                     return
                 skipped = result["skipped"]
                 st.session_state["flash"] = f"Approved {len(result['approved'])} item(s)" + (
-                    "; skipped " + "; ".join(f"#{k}: {v}" for k, v in skipped.items()) if skipped else ""
+                    "; skipped " + "; ".join(f"#{k}: {md(v)}" for k, v in skipped.items()) if skipped else ""
                 )
                 st.session_state.pop("bulk_ids", None)
                 st.rerun()

@@ -6,7 +6,7 @@ import streamlit as st
 
 from review.client import ApiError, RevloopClient
 from review.ui import common
-from review.ui.common import show_error
+from review.ui.common import md, show_error
 
 
 def page(client: RevloopClient) -> None:
@@ -59,7 +59,8 @@ def page(client: RevloopClient) -> None:
         except ApiError as exc:
             show_error(exc, "Not saved: ")
         else:
-            st.session_state["team_flash"] = f"Saved {saved['name']}: {', '.join(saved['services']) or 'no services'}."
+            services = ", ".join(saved["services"]) or "no services"
+            st.session_state["team_flash"] = f"Saved {md(saved['name'])}: {md(services)}."
             st.rerun()
 
 

@@ -7,7 +7,7 @@ import streamlit as st
 
 from review.client import ApiError, RevloopClient
 from review.ui import common
-from review.ui.common import show_error
+from review.ui.common import md, show_error
 
 
 def page(client: RevloopClient) -> None:
@@ -22,8 +22,8 @@ def page(client: RevloopClient) -> None:
     key = st.selectbox("Template", list(catalogue), key="template_key")
     current = catalogue[key]
     st.caption(
-        f"In use: **{current['in_use']}** · merge fields: {', '.join(current['fields'])}"
-        + (f" · required: {', '.join(current['required'])}" if current["required"] else "")
+        f"In use: **{md(current['in_use'])}** · merge fields: {md(', '.join(current['fields']))}"
+        + (f" · required: {md(', '.join(current['required']))}" if current["required"] else "")
     )
     subject = st.text_input("Subject", value=current["subject"], key=f"template_subject_{key}")
     body = st.text_area("Body", value=current["body"], height=300, key=f"template_body_{key}")
@@ -38,7 +38,7 @@ def page(client: RevloopClient) -> None:
             st.success("Valid. Preview with sample data:")
             st.text(f"Subject: {result['subject']}\n\n{result['body']}")
         else:
-            st.error("Not valid:\n" + "\n".join(f"- {e}" for e in result["errors"]))
+            st.error("Not valid:\n" + "\n".join(f"- {md(e)}" for e in result["errors"]))
     if cols[1].button("Save as a new version", key="template_save"):
         try:
             saved = client.save_template(key, subject, body)

@@ -6,7 +6,7 @@ import streamlit as st
 
 from review.client import ApiError, RevloopClient
 from review.ui import common
-from review.ui.common import show_error
+from review.ui.common import md, show_error
 
 ROLES = ["closer", "manager", "evaluator", "admin"]
 
@@ -28,7 +28,6 @@ def page(client: RevloopClient, me: dict) -> None:
                 "role": u["role"],
                 "active": u["active"],
                 "last sign-in": (u["last_login_at"] or "never")[:16].replace("T", " "),
-                "locked until": (u["locked_until"] or "")[:16].replace("T", " "),
             }
             for u in users
         ],
@@ -48,7 +47,9 @@ def page(client: RevloopClient, me: dict) -> None:
             except ApiError as exc:
                 show_error(exc, "Not created: ")
             else:
-                st.session_state["users_flash"] = f"Created {user['role']} {user['name']} <{user['email']}>."
+                st.session_state["users_flash"] = (
+                    f"Created {md(user['role'])} {md(user['name'])} ({md(user['email'])})."
+                )
                 st.rerun()
     st.subheader("Change a user")
     by_email = {u["email"]: u for u in users}
@@ -76,7 +77,7 @@ def page(client: RevloopClient, me: dict) -> None:
         except ApiError as exc:
             show_error(exc, "Not saved: ")
         else:
-            st.session_state["users_flash"] = f"Saved {email}: {', '.join(changes)} (signed out everywhere)."
+            st.session_state["users_flash"] = f"Saved {md(email)}: {', '.join(changes)} (signed out everywhere)."
             st.rerun()
 
 

@@ -117,7 +117,7 @@ def test_queue_shows_brief_and_draft_then_edit_and_approve(settings, live_server
     api_item = http.get(f"/v1/review-items/{item_id}", headers=_api(at)).json()
     assert api_item["first_opened_at"] is not None  # opening the item started the review clock
     assert at.metric[0].value == str(api_item["brief"]["score"])
-    assert any("Jane Doe, VP Sales at Acme Software" in m.value for m in at.markdown)
+    assert any("Jane Doe, VP Sales at Acme Software" in t.value for t in at.text)  # the summary, as plain text
     assert at.text_input(key=f"subject_{item_id}").value.startswith("Acme Software")
     body = at.text_area(key=f"body_{item_id}")
     body.input(body.value.replace("Best regards", "Warm regards"))

@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -136,6 +137,8 @@ def test_pages_have_urls_that_open_after_sign_in_when_the_role_has_them(settings
         "Sales team",
         "ICP rubric",
         "Evals",
+        "Notifications",
+        "Integration health",
     ]
     links.filter(has_text="Cash").click()
     page.get_by_role("heading", name="Cash").wait_for()
@@ -147,6 +150,48 @@ def test_pages_have_urls_that_open_after_sign_in_when_the_role_has_them(settings
     assert page.url == f"{review_app}/"
     assert page.get_by_role("heading", name="Users").count() == 0
     assert page.get_by_text("Page not found").count() == 0
+
+
+def test_opening_an_item_with_markdown_and_html_from_a_lead_and_a_model_requests_nothing_from_other_hosts(
+    settings, http, worker, review_app, browser
+):
+    """Lead text and model output with image/link Markdown and an <img> tag: shown as the characters they are,
+    and the page fetches nothing from any host but the app's own (the attacker's pixel is never requested)."""
+    from tests.review.test_untrusted_text import HTML, IMAGE, PAYLOAD, plant_untrusted
+
+    email = user(settings, "closer", "Casey Jordan")
+    r = http.post(
+        "/v1/leads",
+        json=lead_payload(message=f"Please read this: {PAYLOAD}"),
+        headers={"Authorization": f"Bearer {token(settings, 'integration')}"},
+    )
+    assert r.status_code == 202
+    worker.run_until_idle()
+    items = http.get(
+        "/v1/review-items?status=pending", headers={"Authorization": f"Bearer {token(settings, 'manager')}"}
+    ).json()["items"]
+    assert len(items) == 1
+    plant_untrusted(settings, items[0]["id"])  # brief summary (research notes), flags, evidence, draft, reason
+
+    page = browser.new_page(viewport={"width": 1400, "height": 5000})  # tall: nothing is below the fold
+    page.set_default_timeout(30_000)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(review_app)
+    _sign_in(page, email)
+    page.get_by_text("Everything", exact=True).click()
+    page.get_by_text("Research notes:").first.wait_for()
+    page.get_by_text("Grounding guard").first.wait_for()
+    page.wait_for_timeout(2000)  # time for any image, font or link preload to be requested
+
+    own = urlsplit(review_app).netloc
+    elsewhere = [u for u in requests if urlsplit(u).scheme in ("http", "https") and urlsplit(u).netloc != own]
+    assert elsewhere == [], elsewhere
+    assert any(urlsplit(u).netloc == own for u in requests)  # the recording worked
+    assert page.locator("img[src*='attacker']").count() == 0
+    assert page.locator("a[href*='attacker']").count() == 0  # not even a link to click
+    shown = page.evaluate("() => document.body.innerText").replace("\u2060", "")  # md()'s invisible link breaks
+    assert shown.count(IMAGE) >= 4 and shown.count(HTML) >= 4  # summary, flags, guard, reason: as written
 
 
 def _sign_in(page, email: str) -> None:
