@@ -34,7 +34,7 @@ from api.routes import (
 )
 from core.db import get_engine, is_busy_error
 from core.errors import AppError
-from core.schemas import Health
+from core.schemas import ErrorBody, Health
 from core.settings import Settings, get_settings
 
 
@@ -80,6 +80,7 @@ async def _empty_receive() -> Message:
 
 
 HTTP_ERROR_CODES = {
+    400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
@@ -89,6 +90,27 @@ HTTP_ERROR_CODES = {
 
 
 BUSY_RETRY_AFTER_SECONDS = 2
+
+
+# The error answers of every /v1 route, documented once and included with each router: each has the same JSON
+# body ({"error", "message", ...}); 422 adds `fields` (field -> what is wrong) and `detail`.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "The request body could not be read (not UTF-8 JSON)"),
+        (401, "No valid bearer token (webhooks: a missing or wrong signature, or a stale timestamp)"),
+        (403, "The token's role may not do this"),
+        (404, "The record named in the path or body does not exist"),
+        (409, "The record's state forbids this (already decided, a replayed delivery, a duplicate)"),
+        (413, "The request body is larger than REVLOOP_MAX_REQUEST_BYTES"),
+        (422, "Invalid input: `fields` names each invalid field and says what is wrong"),
+        (429, "Too many failed sign-ins from this source: retry after Retry-After"),
+        (503, "Not available now (the database is busy, a webhook has no secret): retry after Retry-After"),
+    )
+}
+
+
+ERROR_BODY_REF = "#/components/schemas/ErrorBody"
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -176,7 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         notifications,
         health,
     ):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES)
 
     @app.get("/healthz", response_model=Health, tags=["ops"], summary="Liveness and database check (no auth)")
     def healthz() -> Health:
@@ -185,4 +207,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Health(status="ok")
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    _document_errors_as_json(app)
     return app
+
+
+def _document_errors_as_json(app: FastAPI) -> None:
+    """FastAPI documents an included response in the route's own media type (text/html for a report page);
+    the error answers are JSON whatever the route serves, so the schema says so."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    for status in ERROR_RESPONSES:
+                        answer = operation.get("responses", {}).get(str(status))
+                        if answer and "application/json" not in answer.get("content", {}):
+                            answer["content"] = {"application/json": {"schema": {"$ref": ERROR_BODY_REF}}}
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

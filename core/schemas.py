@@ -5,9 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, field_validator
+from annotated_types import Ge, Le
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from core.enums import OPEN_STAGES, LeadEventType, ReviewQueue, Role
 
@@ -30,14 +41,98 @@ def _strip(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-class Consent(BaseModel):
+# --- what every input obeys ----------------------------------------------------------------------------
+
+# The largest row id: ids are INTEGER columns, 32-bit on PostgreSQL (SQLite's are 64-bit), so a larger one cannot
+# name a row on either database; refusing it (422) beats PostgreSQL's "integer out of range" (and SQLite's overflow).
+ID_MAX = 2**31 - 1
+MAX_OFFSET = 1_000_000  # pages start at most this far in: deeper lists are filtered, not paged
+
+
+def _refuse_nul(value: Any) -> Any:
+    """Strings anywhere in `value` (lists, dict keys and values) may not hold NUL: PostgreSQL refuses them."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise PydanticCustomError("nul_character", "must not contain NUL (\\x00) characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key)
+            _refuse_nul(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            _refuse_nul(item)
+    return value
+
+
+def _one_line(value: Any) -> Any:
+    """Header-like text (a mail subject, a name that may end up in one): CR or LF would start a new header."""
+    if isinstance(value, str) and ("\r" in value or "\n" in value):
+        raise PydanticCustomError("multi_line", "must be one line: CR and LF characters are not allowed")
+    return value
+
+
+EARLIEST_DAY, LATEST_DAY = dt.date(1900, 1, 1), dt.date(2999, 12, 31)  # dates outside are typos (and overflow)
+
+
+def _in_calendar(value: Any) -> Any:
+    day = value.date() if isinstance(value, dt.datetime) else value
+    if isinstance(day, dt.date) and not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise PydanticCustomError(
+            "date_out_of_range",
+            "must be between {earliest} and {latest}",
+            {"earliest": EARLIEST_DAY.isoformat(), "latest": LATEST_DAY.isoformat()},
+        )
+    return value
+
+
+Id = Annotated[int, Ge(1), Le(ID_MAX)]  # a row id, in a path, a query or a body
+Day = Annotated[dt.date, AfterValidator(_in_calendar)]
+Moment = Annotated[dt.datetime, AfterValidator(_in_calendar)]
+Offset = Annotated[int, Ge(0), Le(MAX_OFFSET)]
+# Path and query strings (bodies are checked by Input): `run_id: Text`, `Annotated[str | None, Query(...), NoNul]`.
+NoNul = AfterValidator(_refuse_nul)
+Text = Annotated[str, NoNul]
+
+
+class Input(BaseModel):
+    """A request body: no string in it may hold NUL, and the fields named in `one_line` (subjects, names, ids:
+    text that may end up in a mail header) no CR or LF either; a refusal names the field (422)."""
+
+    one_line: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plain_text(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name in cls.one_line:
+            _one_line(value)
+        return _refuse_nul(value)
+
+
+class ErrorIssue(BaseModel):
+    loc: list[str | int] = Field(description="Where: body|query|path|header, then the field's path")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer (4xx, 503): a code, a sentence saying what is wrong, and what applies of the rest."""
+
+    error: str = Field(description="A stable code: unauthorized, forbidden, not_found, conflict, validation_error, ...")
+    message: str = Field(description="What went wrong, naming the field or the record")
+    details: dict[str, Any] | None = Field(None, description="Facts for a client to act on, e.g. field, guard_flags")
+    fields: dict[str, str] | None = Field(None, description="422: each invalid field -> what is wrong with it")
+    detail: list[ErrorIssue] | None = Field(None, description="422: the validation issues as pydantic reports them")
+
+
+class Consent(Input):
     model_config = ConfigDict(extra="forbid")
     email: StrictBool = Field(description="May we email this person?")
     call: StrictBool = Field(description="May we call this person?")
 
 
-class LeadCreate(BaseModel):
+class LeadCreate(Input):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    one_line: ClassVar[tuple[str, ...]] = ("first_name", "last_name", "company", "title", "website", "source")
     email: EmailStr = Field(max_length=320)
     first_name: str | None = Field(None, max_length=100)
     last_name: str | None = Field(None, max_length=100)
@@ -140,9 +235,12 @@ class ReviewItemPage(BaseModel):
     offset: int
 
 
-class ApproveRequest(BaseModel):
+class ApproveRequest(Input):
     model_config = ConfigDict(extra="forbid")
-    subject: str | None = Field(None, min_length=1, max_length=300, description="Edited subject; omit to keep")
+    one_line: ClassVar[tuple[str, ...]] = ("subject",)
+    subject: str | None = Field(
+        None, min_length=1, max_length=300, description="Edited subject (one line: no CR or LF); omit to keep"
+    )
     body: str | None = Field(None, min_length=1, max_length=20_000, description="Edited body; omit to keep")
     acknowledge_flags: bool = Field(
         False, description="Required (true) to approve an item whose draft carries grounding-guard flags"
@@ -157,8 +255,9 @@ class ApproveRequest(BaseModel):
     _strip = field_validator("subject", "body", mode="before")(_strip)
 
 
-class RejectRequest(BaseModel):
+class RejectRequest(Input):
     model_config = ConfigDict(extra="forbid")
+    one_line: ClassVar[tuple[str, ...]] = ("template",)
     reason: str = Field(min_length=3, max_length=2000, description="Why the draft is rejected")
     redraft: bool = Field(False, description="Ask the agent for a new draft (queued as a new item)")
     template: str | None = Field(
@@ -175,8 +274,9 @@ class Me(BaseModel):
     kind: Literal["user", "token"] = "token"
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(Input):
     model_config = ConfigDict(extra="forbid")
+    one_line: ClassVar[tuple[str, ...]] = ("email",)
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=1000)
 
@@ -199,8 +299,9 @@ class UserRead(BaseModel):
     locked_until: dt.datetime | None
 
 
-class UserCreate(BaseModel):
+class UserCreate(Input):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    one_line: ClassVar[tuple[str, ...]] = ("name",)
     # Sign-in names, not mail targets: internal domains (company.local) are allowed.
     email: str = Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$", description="Sign-in email")
     role: UserRole
@@ -208,21 +309,24 @@ class UserCreate(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200, description="Queue name; default: email's local part")
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(Input):
     model_config = ConfigDict(extra="forbid")
     role: UserRole | None = None
     active: bool | None = None
     password: str | None = Field(None, min_length=10, max_length=1000)
 
 
-class AssignRequest(BaseModel):
+class AssignRequest(Input):
     model_config = ConfigDict(extra="forbid")
-    assignee: str | None = Field(description="A closer's or manager's name; null returns the item to the team queue")
+    one_line: ClassVar[tuple[str, ...]] = ("assignee",)
+    assignee: str | None = Field(
+        max_length=200, description="A closer's or manager's name; null returns the item to the team queue"
+    )
 
 
-class SnoozeRequest(BaseModel):
+class SnoozeRequest(Input):
     model_config = ConfigDict(extra="forbid")
-    until: dt.datetime | None = Field(
+    until: Moment | None = Field(
         description="Hide the item from the queues until this moment (ISO 8601, with zone); null wakes it"
     )
 
@@ -234,9 +338,9 @@ class SnoozeRequest(BaseModel):
         return value
 
 
-class BulkApproveRequest(BaseModel):
+class BulkApproveRequest(Input):
     model_config = ConfigDict(extra="forbid")
-    ids: list[int] = Field(min_length=1, max_length=200)
+    ids: list[Id] = Field(min_length=1, max_length=200)
     confirm: Literal[True] = Field(description="Must be true: the reviewer confirmed the selection")
 
 
@@ -287,12 +391,15 @@ class LlmRun(BaseModel):
     created_at: dt.datetime
 
 
-class LeadEventIn(BaseModel):
+class LeadEventIn(Input):
     model_config = ConfigDict(extra="forbid")
+    one_line: ClassVar[tuple[str, ...]] = ("event_id",)
     type: LeadEventType
     note: str | None = Field(None, max_length=5000, description="e.g. the reply's text, shown to the closer")
-    occurred_at: dt.datetime | None = None
-    event_id: str | None = Field(None, max_length=200, description="The sender's id: a re-delivery counts once")
+    occurred_at: Moment | None = None
+    event_id: str | None = Field(
+        None, min_length=1, max_length=200, description="The sender's id: a re-delivery counts once"
+    )
 
 
 class LeadEventRecorded(BaseModel):
@@ -309,18 +416,19 @@ class LeadEventRecorded(BaseModel):
 # --- deals -------------------------------------------------------------------------------------------
 
 
-class StageChange(BaseModel):
+class StageChange(Input):
     model_config = ConfigDict(extra="forbid")
     stage: OpenStage
 
 
-class ProposalLine(BaseModel):
+class ProposalLine(Input):
     model_config = ConfigDict(extra="forbid")
+    one_line: ClassVar[tuple[str, ...]] = ("product",)
     product: str = Field(min_length=1, max_length=200, description="A product name from the price book")
     quantity: int = Field(1, ge=1, le=100_000)
 
 
-class ProposalRequest(BaseModel):
+class ProposalRequest(Input):
     model_config = ConfigDict(extra="forbid")
     lines: list[ProposalLine] = Field(default_factory=list, max_length=50)
     discount_pct: Decimal = Field(Decimal("0"), ge=0, le=100, decimal_places=2)
@@ -404,41 +512,44 @@ class DealPage(BaseModel):
     total: int
 
 
-class LeadConvert(BaseModel):
+class LeadConvert(Input):
     """Make a deal of a lead: contact and account come from the lead's records, never from this body."""
 
     model_config = ConfigDict(extra="forbid")
+    one_line: ClassVar[tuple[str, ...]] = ("product", "owner", "name")
     product: str | None = Field(None, max_length=200, description="A product name from the price book")
     value: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2, description="Default: the price")
-    expected_close: dt.date | None = None
+    expected_close: Day | None = None
     owner: str | None = Field(None, max_length=200, description="An active closer or manager; default: who worked it")
     name: str | None = Field(None, max_length=200)
 
 
-class DealCreate(BaseModel):
+class DealCreate(Input):
     """A deal for a contact already on record (no lead behind it); to make a deal of a lead, convert the lead."""
 
     model_config = ConfigDict(extra="forbid")
-    contact_id: int = Field(ge=1)
+    one_line: ClassVar[tuple[str, ...]] = ("name", "product", "owner")
+    contact_id: Id
     name: str | None = Field(None, min_length=1, max_length=200)
     product: str | None = Field(None, max_length=200, description="A product name from the price book")
     value: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2, description="Default: the price")
-    expected_close: dt.date | None = None
+    expected_close: Day | None = None
     owner: str | None = Field(None, max_length=200, description="An active closer or manager; default: you")
 
 
-class DealUpdate(BaseModel):
+class DealUpdate(Input):
     model_config = ConfigDict(extra="forbid")
+    one_line: ClassVar[tuple[str, ...]] = ("name", "owner", "next_step", "product")
     name: str | None = Field(None, min_length=1, max_length=200)
     amount: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2)
-    expected_close: dt.date | None = None
+    expected_close: Day | None = None
     owner: str | None = Field(None, max_length=200)
     next_step: str | None = Field(None, max_length=300)
-    next_step_due: dt.date | None = None
+    next_step_due: Day | None = None
     product: str | None = Field(None, max_length=200)
 
 
-class DealClose(BaseModel):
+class DealClose(Input):
     model_config = ConfigDict(extra="forbid")
     outcome: Literal["won", "lost"]
     reason: str | None = Field(None, max_length=500, description="Required for lost: why it was lost")
@@ -480,7 +591,7 @@ class MilestoneCompleted(BaseModel):
 # --- ICP rubrics -------------------------------------------------------------------------------------
 
 
-class RubricContent(BaseModel):
+class RubricContent(Input):
     model_config = ConfigDict(extra="forbid")
     content: str = Field(min_length=1, max_length=60_000, description="The rubric as YAML")
 
@@ -562,10 +673,11 @@ class ScoringModel(BaseModel):
 # --- message templates -------------------------------------------------------------------------------
 
 
-class TemplateText(BaseModel):
+class TemplateText(Input):
     model_config = ConfigDict(extra="forbid")
+    one_line: ClassVar[tuple[str, ...]] = ("key", "subject")
     key: str = Field(min_length=1, max_length=50, description="Which message, e.g. first_touch_fast, dunning_firm")
-    subject: str = Field(max_length=2000)
+    subject: str = Field(max_length=2000, description="One line: no CR or LF")
     body: str = Field(max_length=20_000)
 
 
@@ -925,16 +1037,17 @@ class EvalComparison(BaseModel):
 # --- webhooks ----------------------------------------------------------------------------------------
 
 
-class PaymentNotice(BaseModel):
+class PaymentNotice(Input):
     """What a payment provider tells us. payment_id makes a re-delivery count once."""
 
     model_config = ConfigDict(extra="ignore")
+    one_line: ClassVar[tuple[str, ...]] = ("payment_id", "currency", "invoice_number")
     payment_id: str = Field(min_length=1, max_length=200)
     amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
     currency: str = Field("USD", min_length=3, max_length=3)
-    received_on: dt.date
+    received_on: Day
     invoice_number: str | None = Field(None, max_length=50)
-    account_id: int | None = None
+    account_id: Id | None = None
 
 
 class PaymentRecorded(BaseModel):
@@ -943,14 +1056,15 @@ class PaymentRecorded(BaseModel):
     unallocated: str = Field(description="Credit left after paying the customer's open invoices")
 
 
-class SignatureNotice(BaseModel):
+class SignatureNotice(Input):
     """What the e-signature provider tells us; only a completed envelope acts."""
 
     model_config = ConfigDict(extra="ignore")
+    one_line: ClassVar[tuple[str, ...]] = ("envelope_id",)
     envelope_id: str = Field(min_length=1, max_length=200)
-    deal_id: int
+    deal_id: Id
     status: str = Field(max_length=30, description="completed | declined | voided | ...")
-    signed_at: dt.datetime
+    signed_at: Moment
 
 
 class SignatureRecorded(BaseModel):
@@ -978,7 +1092,7 @@ class SalesAgentRead(BaseModel):
     updated_at: dt.datetime
 
 
-class SalesAgentServices(BaseModel):
+class SalesAgentServices(Input):
     """The agent's service types, replacing the ones they have; [] clears them."""
 
     model_config = ConfigDict(extra="forbid")

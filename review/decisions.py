@@ -387,6 +387,11 @@ def approve(
     draft_subject, draft_body = item.draft.get("subject", ""), item.draft.get("body", "")
     final_subject = subject if subject is not None else draft_subject
     final_body = body if body is not None else draft_body
+    if "\r" in final_subject or "\n" in final_subject:  # a mail header is one line: refused now, not at send
+        raise InvalidInput(
+            f"review item {item_id}: the subject must be one line (no CR or LF characters)",
+            details={"field": "subject"},
+        )
     vouched = check_final_text(
         session,
         item,

@@ -12,7 +12,7 @@ from api.auth import Principal
 from api.deps import ReadSessionDep, require
 from core.enums import Role
 from core.models import AuditEvent
-from core.schemas import AuditEventRead, AuditPage
+from core.schemas import AuditEventRead, AuditPage, Moment, NoNul, Offset
 
 router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
 
@@ -26,14 +26,14 @@ def _utc(value: dt.datetime) -> dt.datetime:
 def list_audit_events(
     session: ReadSessionDep,
     _: Annotated[Principal, Depends(require(Role.ADMIN))],
-    actor: Annotated[str | None, Query(max_length=200, description="Exact actor, e.g. closer:Dana")] = None,
-    action: Annotated[str | None, Query(max_length=100, description="Prefix, e.g. review_item.")] = None,
-    entity_type: Annotated[str | None, Query(max_length=50)] = None,
-    entity_id: Annotated[str | None, Query(max_length=64)] = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    actor: Annotated[str | None, Query(max_length=200, description="Exact actor, e.g. closer:Dana"), NoNul] = None,
+    action: Annotated[str | None, Query(max_length=100, description="Prefix, e.g. review_item."), NoNul] = None,
+    entity_type: Annotated[str | None, Query(max_length=50), NoNul] = None,
+    entity_id: Annotated[str | None, Query(max_length=64), NoNul] = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> AuditPage:
     conditions = []
     if actor:

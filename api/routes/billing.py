@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -13,7 +12,7 @@ from api.deps import ReadSessionDep, require
 from billing import ledger as billing
 from core.enums import InvoiceStatus, Role
 from core.models import Deal, Invoice, utcnow
-from core.schemas import CashView, InvoicePage, InvoiceRead
+from core.schemas import CashView, Day, Id, InvoicePage, InvoiceRead, Offset
 
 router = APIRouter(tags=["billing"])
 Manager = Annotated[Principal, Depends(require(Role.MANAGER))]
@@ -26,9 +25,9 @@ def list_invoices(
     session: ReadSessionDep,
     _: Manager,
     status: InvoiceStatus | None = None,
-    account_id: int | None = None,
+    account_id: Id | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> InvoicePage:
     conditions = []
     if status:
@@ -73,7 +72,7 @@ def list_invoices(
 def cash(
     session: ReadSessionDep,
     _: Manager,
-    as_of: Annotated[dt.date | None, Query(description="The view as of this day (default: today)")] = None,
+    as_of: Annotated[Day | None, Query(description="The view as of this day (default: today)")] = None,
     weeks: Annotated[int, Query(ge=1, le=26)] = 8,
 ) -> dict[str, Any]:
     view = billing.cash_view(session, as_of or utcnow().date(), weeks=weeks)

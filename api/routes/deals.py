@@ -23,14 +23,18 @@ from core.schemas import (
     DealRead,
     DealSummary,
     DealUpdate,
+    Id,
     MilestoneCompleted,
     MilestoneRead,
+    NoNul,
+    Offset,
     ProjectRead,
     ProposalRead,
     ProposalRequest,
     ProposalRequested,
     StageChange,
     StageChanged,
+    Text,
 )
 from deals import flow, pipeline
 
@@ -79,12 +83,12 @@ def summary(session, deal: Deal) -> dict:
 def list_deals(
     session: ReadSessionDep,
     _: Seller,
-    stage: str | None = None,
-    owner: str | None = None,
+    stage: Annotated[str | None, Query(max_length=200), NoNul] = None,
+    owner: Annotated[str | None, Query(max_length=200), NoNul] = None,
     open: bool = False,
-    lead_id: int | None = None,
+    lead_id: Id | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> DealPage:
     deals, total = pipeline.list_deals(
         session, stage=stage, owner=owner, open_only=open, lead_id=lead_id, limit=limit, offset=offset
@@ -108,7 +112,7 @@ def create_deal(data: DealCreate, session: SessionDep, response: Response, princ
 @router.get(
     "/{deal_id}", response_model=DealRead, summary="A deal with its proposals, delivery hand-off and milestones"
 )
-def get_deal(deal_id: int, session: ReadSessionDep, _: Seller) -> DealRead:
+def get_deal(deal_id: Id, session: ReadSessionDep, _: Seller) -> DealRead:
     deal = session.get(Deal, deal_id)
     if deal is None:
         raise NotFound(f"deal {deal_id} not found")
@@ -139,13 +143,13 @@ def get_deal(deal_id: int, session: ReadSessionDep, _: Seller) -> DealRead:
     summary="Move a deal; entering 'proposal' starts the proposal graph",
 )
 def change_stage(
-    deal_id: int, data: StageChange, session: SessionDep, settings: SettingsDep, principal: Seller
+    deal_id: Id, data: StageChange, session: SessionDep, settings: SettingsDep, principal: Seller
 ) -> dict[str, Any]:
     return pipeline.change_stage(session, settings, deal_id, data.stage, actor=principal.actor)
 
 
 @router.patch("/{deal_id}", response_model=DealRead, summary="Edit an open deal: value, close date, owner, next step")
-def update_deal(deal_id: int, data: DealUpdate, session: SessionDep, principal: Seller) -> DealRead:
+def update_deal(deal_id: Id, data: DealUpdate, session: SessionDep, principal: Seller) -> DealRead:
     pipeline.update_deal(session, deal_id, data.model_dump(exclude_unset=True), actor=principal.actor)
     return get_deal(deal_id, session, principal)
 
@@ -157,7 +161,7 @@ def update_deal(deal_id: int, data: DealUpdate, session: SessionDep, principal: 
     "lost with a reason; either way it becomes a training row for the outcome model",
 )
 def close_deal(
-    deal_id: int, data: DealClose, session: SessionDep, settings: SettingsDep, principal: Seller
+    deal_id: Id, data: DealClose, session: SessionDep, settings: SettingsDep, principal: Seller
 ) -> dict[str, Any]:
     result = pipeline.close_deal(session, settings, deal_id, data.outcome, reason=data.reason, actor=principal.actor)
     return {"outcome": data.outcome, **result}
@@ -171,7 +175,7 @@ def close_deal(
     "it and queues it for review",
 )
 def request_proposal(
-    deal_id: int, data: ProposalRequest, session: SessionDep, settings: SettingsDep, principal: Seller
+    deal_id: Id, data: ProposalRequest, session: SessionDep, settings: SettingsDep, principal: Seller
 ) -> dict[str, Any]:
     return flow.request_proposal(
         session,
@@ -196,7 +200,7 @@ def _find(session, deal_id: int, number: str) -> Proposal:
     responses={200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}},
     summary="The proposal as PDF",
 )
-def proposal_pdf(deal_id: int, number: str, session: ReadSessionDep, _: Seller) -> Response:
+def proposal_pdf(deal_id: Id, number: Text, session: ReadSessionDep, _: Seller) -> Response:
     row = _find(session, deal_id, number)
     return Response(
         row.pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{row.number}.pdf"'}
@@ -204,7 +208,7 @@ def proposal_pdf(deal_id: int, number: str, session: ReadSessionDep, _: Seller) 
 
 
 @router.get("/{deal_id}/proposals/{number}/html", response_class=HTMLResponse, summary="The proposal as HTML")
-def proposal_html(deal_id: int, number: str, session: ReadSessionDep, _: Seller) -> HTMLResponse:
+def proposal_html(deal_id: Id, number: Text, session: ReadSessionDep, _: Seller) -> HTMLResponse:
     return HTMLResponse(_find(session, deal_id, number).html)
 
 
@@ -214,6 +218,6 @@ def proposal_html(deal_id: int, number: str, session: ReadSessionDep, _: Seller)
     summary="Complete a milestone: its invoice and a client update are drafted for review",
 )
 def complete_milestone(
-    deal_id: int, milestone: int, session: SessionDep, settings: SettingsDep, principal: Seller
+    deal_id: Id, milestone: Id, session: SessionDep, settings: SettingsDep, principal: Seller
 ) -> dict[str, Any]:
     return flow.complete_milestone(session, settings, deal_id, milestone, actor=principal.actor)

@@ -12,7 +12,7 @@ from api.auth import Principal
 from api.deps import ReadSessionDep, require
 from core.enums import Role
 from core.errors import NotFound
-from core.schemas import EvalComparison, EvalRunRead, EvalRunSummary
+from core.schemas import EvalComparison, EvalRunRead, EvalRunSummary, NoNul, Text
 from evals import runner
 
 router = APIRouter(prefix="/v1/evals", tags=["evals"])
@@ -23,7 +23,7 @@ Reader = Annotated[Principal, Depends(require(Role.EVALUATOR, Role.MANAGER))]
 def list_runs(
     session: ReadSessionDep,
     _: Reader,
-    suite: Annotated[str | None, Query(max_length=30)] = None,
+    suite: Annotated[str | None, Query(max_length=30), NoNul] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
     return [runner.summary(r) for r in runner.list_runs(session, suite, limit)]
@@ -31,19 +31,22 @@ def list_runs(
 
 @router.get("/compare", response_model=EvalComparison, summary="Metric deltas and changed verdicts from run a to run b")
 def compare_runs(
-    session: ReadSessionDep, _: Reader, a: Annotated[str, Query(max_length=80)], b: Annotated[str, Query(max_length=80)]
+    session: ReadSessionDep,
+    _: Reader,
+    a: Annotated[str, Query(max_length=80), NoNul],
+    b: Annotated[str, Query(max_length=80), NoNul],
 ) -> dict[str, Any]:
     return runner.compare(runner.get_run(session, a), runner.get_run(session, b))
 
 
 @router.get("/runs/{run_id}", response_model=EvalRunRead, summary="One run with every case verdict")
-def get_run(run_id: str, session: ReadSessionDep, _: Reader) -> dict[str, Any]:
+def get_run(run_id: Text, session: ReadSessionDep, _: Reader) -> dict[str, Any]:
     row = runner.get_run(session, run_id)
     return {**runner.summary(row), "thresholds": row.thresholds, "cases": row.cases}
 
 
 @router.get("/runs/{run_id}/report", response_class=HTMLResponse, summary="The run's self-contained HTML report")
-def get_report(run_id: str, session: ReadSessionDep, _: Reader) -> HTMLResponse:
+def get_report(run_id: Text, session: ReadSessionDep, _: Reader) -> HTMLResponse:
     row = runner.get_run(session, run_id)
     path = Path(row.report_path or "")
     if not row.report_path or not path.is_file():

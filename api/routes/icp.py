@@ -10,7 +10,7 @@ from api.auth import Principal
 from api.deps import ReadSessionDep, SessionDep, SettingsDep, require
 from core.enums import Role
 from core.errors import InvalidInput
-from core.schemas import ActiveRubric, Backtest, BacktestRequest, IcpRubric, RubricContent, RubricValidation
+from core.schemas import ActiveRubric, Backtest, BacktestRequest, IcpRubric, Id, RubricContent, RubricValidation
 from scoring import icp
 from scoring.rubric import RubricError, parse
 
@@ -77,5 +77,5 @@ def save_draft(
 
 
 @router.post("/rubrics/{rubric_id}/publish", response_model=IcpRubric, summary="Publish a draft (manager)")
-def publish_rubric(rubric_id: int, session: SessionDep, principal: Manager) -> Any:
+def publish_rubric(rubric_id: Id, session: SessionDep, principal: Manager) -> Any:
     return icp.publish(session, rubric_id, actor=principal.actor)

@@ -14,7 +14,19 @@ from core.enums import Role
 from core.errors import NotFound
 from core.models import Lead as LeadRow
 from core.models import LlmRun as LlmRunRow
-from core.schemas import DealRead, Lead, LeadAccepted, LeadConvert, LeadCreate, LeadEventIn, LeadEventRecorded, LlmRun
+from core.schemas import (
+    DealRead,
+    Id,
+    Lead,
+    LeadAccepted,
+    LeadConvert,
+    LeadCreate,
+    LeadEventIn,
+    LeadEventRecorded,
+    LlmRun,
+    NoNul,
+    Offset,
+)
 from crm.capture import capture_lead
 from deals import cadences, pipeline
 
@@ -35,7 +47,7 @@ def create_lead(
     session: SessionDep,
     response: Response,
     principal: Sender,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255, min_length=1)] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255, min_length=1), NoNul] = None,
 ) -> LeadAccepted:
     lead, duplicate = capture_lead(session, data, actor=principal.actor, idempotency_key=idempotency_key)
     response.headers["Location"] = f"/v1/leads/{lead.id}"
@@ -47,13 +59,13 @@ def list_leads(
     session: ReadSessionDep,
     _: Reader,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[LeadRow]:
     return list(session.scalars(select(LeadRow).order_by(LeadRow.id.desc()).limit(limit).offset(offset)))
 
 
 @router.get("/{lead_id}/llm-runs", response_model=list[LlmRun], summary="LLM calls, tokens and cost for a lead")
-def lead_llm_runs(lead_id: int, session: ReadSessionDep, _: Reader) -> list[Any]:
+def lead_llm_runs(lead_id: Id, session: ReadSessionDep, _: Reader) -> list[Any]:
     if session.get(LeadRow, lead_id) is None:
         raise NotFound(f"lead {lead_id} not found")
     return list(session.scalars(select(LlmRunRow).where(LlmRunRow.lead_id == lead_id).order_by(LlmRunRow.id)))
@@ -66,7 +78,7 @@ def lead_llm_runs(lead_id: int, session: ReadSessionDep, _: Reader) -> list[Any]
     "stop the follow-ups; an opened proposal gets a timely follow-up",
 )
 def lead_event(
-    lead_id: int,
+    lead_id: Id,
     data: LeadEventIn,
     session: SessionDep,
     settings: SettingsDep,
@@ -85,7 +97,7 @@ def lead_event(
 
 
 @router.get("/{lead_id}", response_model=Lead, summary="One lead with its brief")
-def get_lead(lead_id: int, session: ReadSessionDep, _: Reader) -> LeadRow:
+def get_lead(lead_id: Id, session: ReadSessionDep, _: Reader) -> LeadRow:
     lead = session.get(LeadRow, lead_id)
     if lead is None:
         raise NotFound(f"lead {lead_id} not found")
@@ -102,7 +114,7 @@ Seller = Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER))]
     summary="Make a deal of a lead: contact and account come from the lead's records; the value from the price "
     "book unless given. A lead has one open deal at a time (409 names it).",
 )
-def convert_lead(lead_id: int, data: LeadConvert, session: SessionDep, response: Response, principal: Seller) -> Any:
+def convert_lead(lead_id: Id, data: LeadConvert, session: SessionDep, response: Response, principal: Seller) -> Any:
     deal = pipeline.convert_lead(session, lead_id, actor=principal.actor, **data.model_dump())
     response.headers["Location"] = f"/v1/deals/{deal.id}"
     return deals_routes.get_deal(deal.id, session, principal)

@@ -10,7 +10,7 @@ from api.auth import Principal
 from api.deps import SessionDep, get_principal
 from core import notifications
 from core.errors import NotFound
-from core.schemas import NotificationList, NotificationRead
+from core.schemas import ID_MAX, NotificationList, NotificationRead
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
@@ -42,7 +42,7 @@ def read_all(session: SessionDep, principal: Me) -> NotificationList:
 
 @router.post("/{notification_id}/read", response_model=NotificationList, summary="Mark one notification read")
 def read_one(
-    session: SessionDep, principal: Me, notification_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+    session: SessionDep, principal: Me, notification_id: Annotated[int, Path(ge=1, le=ID_MAX)]
 ) -> NotificationList:
     if principal.user_id is None:
         raise NotFound(f"notification {notification_id} not found")

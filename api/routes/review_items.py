@@ -16,6 +16,9 @@ from core.schemas import (
     AssignRequest,
     BulkApproveRequest,
     BulkApproveResult,
+    Id,
+    NoNul,
+    Offset,
     RejectRequest,
     ReviewItem,
     ReviewItemPage,
@@ -48,13 +51,13 @@ def list_review_items(
         Query(description="my: assigned to me; team: the main queue; exception: the exception queue"),
     ] = None,
     queue: ReviewQueue | None = None,
-    kind: Annotated[str | None, Query(max_length=30)] = None,
+    kind: Annotated[str | None, Query(max_length=30), NoNul] = None,
     grade: Literal["A", "B", "C", "D"] | None = None,
     sla: SlaState | None = None,
-    assignee: Annotated[str | None, Query(max_length=200, description="A name, or 'unassigned'")] = None,
+    assignee: Annotated[str | None, Query(max_length=200, description="A name, or 'unassigned'"), NoNul] = None,
     snoozed: Annotated[bool, Query(description="true: list only snoozed items (hidden otherwise)")] = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> ReviewItemPage:
     items, total = service.list_items(
         session,
@@ -98,17 +101,17 @@ def bulk_approve(
 
 
 @router.get("/{item_id}", response_model=ReviewItem)
-def get_review_item(item_id: int, session: ReadSessionDep, settings: SettingsDep, _: Reader) -> ReviewItem:
+def get_review_item(item_id: Id, session: ReadSessionDep, settings: SettingsDep, _: Reader) -> ReviewItem:
     return service.present(service.get_item(session, item_id), settings)
 
 
 @router.get("/{item_id}/timeline", response_model=list[TimelineEntry], summary="The lead's history, oldest first")
-def get_timeline(item_id: int, session: ReadSessionDep, _: Reader) -> list[TimelineEntry]:
+def get_timeline(item_id: Id, session: ReadSessionDep, _: Reader) -> list[TimelineEntry]:
     return service.timeline(session, item_id)
 
 
 @router.post("/{item_id}/open", response_model=ReviewItem, summary="Start the review clock (first open only)")
-def open_review_item(item_id: int, session: SessionDep, settings: SettingsDep, _: Decider) -> ReviewItem:
+def open_review_item(item_id: Id, session: SessionDep, settings: SettingsDep, _: Decider) -> ReviewItem:
     item = service.mark_opened(session, item_id)
     return service.present(item, settings)
 
@@ -123,7 +126,7 @@ def open_review_item(item_id: int, session: SessionDep, settings: SettingsDep, _
     "answer 409 with `details.unsupported_facts` until `acknowledge_facts` names each one.",
 )
 def approve_review_item(
-    item_id: int,
+    item_id: Id,
     session: SessionDep,
     settings: SettingsDep,
     principal: Decider,
@@ -149,7 +152,7 @@ def approve_review_item(
     response_model=ReviewItem,
     summary="Take back an approval inside the undo window; the item is pending again and nothing is sent",
 )
-def undo_review_item(item_id: int, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
+def undo_review_item(item_id: Id, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
     item = service.undo(session, settings, item_id, actor=principal.actor)
     return service.present(item, settings)
 
@@ -160,7 +163,7 @@ def undo_review_item(item_id: int, session: SessionDep, settings: SettingsDep, p
     summary="Reject with a reason; nothing is sent. redraft=true asks the agent for a new draft",
 )
 def reject_review_item(
-    item_id: int, data: RejectRequest, session: SessionDep, settings: SettingsDep, principal: Decider
+    item_id: Id, data: RejectRequest, session: SessionDep, settings: SettingsDep, principal: Decider
 ) -> ReviewItem:
     item = service.reject(
         session, item_id, actor=principal.actor, reason=data.reason, redraft=data.redraft, template=data.template
@@ -176,7 +179,7 @@ def reject_review_item(
     "window. The outbox keeps the message's key, so a late success of an earlier attempt still counts once. "
     "Audited as review_item.send_retried.",
 )
-def retry_review_item(item_id: int, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
+def retry_review_item(item_id: Id, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
     item = recovery.retry_send(session, item_id, actor=principal.actor, role=principal.role, me=principal.name)
     return service.present(service.get_item(session, item.id), settings)
 
@@ -187,14 +190,14 @@ def retry_review_item(item_id: int, session: SessionDep, settings: SettingsDep, 
     summary="Confirm that a message whose delivery is unknown did go out (managers and the item's closer)",
     description="delivery_unknown -> sent, with the time it was handed to the mail server; nothing is sent.",
 )
-def mark_review_item_sent(item_id: int, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
+def mark_review_item_sent(item_id: Id, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
     recovery.mark_sent(session, item_id, actor=principal.actor, role=principal.role, me=principal.name)
     return service.present(service.get_item(session, item_id), settings)
 
 
 @router.post("/{item_id}/assign", response_model=ReviewItem, summary="Assign, reassign or return to the team queue")
 def assign_review_item(
-    item_id: int, data: AssignRequest, session: SessionDep, settings: SettingsDep, principal: Decider
+    item_id: Id, data: AssignRequest, session: SessionDep, settings: SettingsDep, principal: Decider
 ) -> ReviewItem:
     item = service.assign(
         session, item_id, assignee=data.assignee, actor=principal.actor, role=principal.role, me=principal.name
@@ -204,7 +207,7 @@ def assign_review_item(
 
 @router.post("/{item_id}/snooze", response_model=ReviewItem, summary="Hide until a time (null wakes it now)")
 def snooze_review_item(
-    item_id: int, data: SnoozeRequest, session: SessionDep, settings: SettingsDep, principal: Decider
+    item_id: Id, data: SnoozeRequest, session: SessionDep, settings: SettingsDep, principal: Decider
 ) -> ReviewItem:
     item = service.snooze(session, item_id, until=data.until, actor=principal.actor)
     return service.present(item, settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -11,7 +10,7 @@ from api.auth import Principal
 from api.deps import ReadSessionDep, SettingsDep, require
 from core.enums import Role
 from core.models import utcnow
-from core.schemas import WeeklyReview
+from core.schemas import Day, WeeklyReview
 from deals import weekly
 
 router = APIRouter(prefix="/v1/reviews", tags=["reviews"])
@@ -28,7 +27,7 @@ def weekly_review(
     settings: SettingsDep,
     _: Annotated[Principal, Depends(require(Role.MANAGER, Role.CLOSER))],
     as_of: Annotated[
-        dt.date | None, Query(description="The review as it stood at the end of this day, UTC (default: today)")
+        Day | None, Query(description="The review as it stood at the end of this day, UTC (default: today)")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Rows per list (counts are never cut)")] = 25,
 ) -> dict[str, Any]:

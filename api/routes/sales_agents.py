@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from api.auth import Principal
 from api.deps import ReadSessionDep, SessionDep, require
 from core.enums import Role
-from core.schemas import SalesAgentRead, SalesAgentServices
+from core.schemas import Id, SalesAgentRead, SalesAgentServices
 from crm import sales_team
 
 router = APIRouter(prefix="/v1/sales-agents", tags=["sales team"])
@@ -26,5 +26,5 @@ def list_sales_agents(session: ReadSessionDep, _: Manager) -> Any:
     response_model=SalesAgentRead,
     summary="Set the service types routed to this agent first (replaces them; [] clears them)",
 )
-def set_services(agent_id: int, data: SalesAgentServices, session: SessionDep, principal: Manager) -> Any:
+def set_services(agent_id: Id, data: SalesAgentServices, session: SessionDep, principal: Manager) -> Any:
     return sales_team.set_services(session, agent_id, data.services, actor=principal.actor)

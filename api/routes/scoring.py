@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from api.auth import Principal
 from api.deps import ReadSessionDep, SessionDep, require
 from core.enums import Role
-from core.schemas import ScoringModel
+from core.schemas import ScoringModel, Text
 from scoring import registry
 
 router = APIRouter(prefix="/v1/scoring", tags=["scoring"])
@@ -23,5 +23,5 @@ def list_models(session: ReadSessionDep, _: Reader) -> list[Any]:
 
 
 @router.post("/models/{version}/promote", response_model=ScoringModel, summary="Make a model the champion")
-def promote_model(version: str, session: SessionDep, principal: Manager) -> Any:
+def promote_model(version: Text, session: SessionDep, principal: Manager) -> Any:
     return registry.promote(session, version, actor=principal.actor)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, status
 from api.auth import Principal
 from api.deps import ReadSessionDep, SessionDep, require
 from core.enums import Role
-from core.schemas import TemplatePreview, TemplateRead, TemplateText, TemplateVersion
+from core.schemas import Id, TemplatePreview, TemplateRead, TemplateText, TemplateVersion
 from review import templates
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
@@ -71,5 +71,5 @@ def save(data: TemplateText, session: SessionDep, principal: Manager) -> Any:
     response_model=TemplateVersion,
     summary="Approve a draft version: new drafts use it from now on",
 )
-def approve(template_id: int, session: SessionDep, principal: Manager) -> Any:
+def approve(template_id: Id, session: SessionDep, principal: Manager) -> Any:
     return templates.approve(session, template_id, actor=principal.actor)

@@ -10,7 +10,7 @@ from api.auth import Principal
 from api.deps import ReadSessionDep, SessionDep, require
 from core import users
 from core.enums import Role
-from core.schemas import UserCreate, UserRead, UserUpdate
+from core.schemas import Id, UserCreate, UserRead, UserUpdate
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
@@ -30,7 +30,7 @@ def create_user(data: UserCreate, session: SessionDep, principal: Admin) -> User
 
 
 @router.patch("/{user_id}", response_model=UserRead, summary="Change role, (de)activate, or set a new password")
-def update_user(user_id: int, data: UserUpdate, session: SessionDep, principal: Admin) -> UserRead:
+def update_user(user_id: Id, data: UserUpdate, session: SessionDep, principal: Admin) -> UserRead:
     if principal.user_id == user_id and (data.active is False or (data.role and data.role != Role.ADMIN)):
         from core.errors import Conflict
 

@@ -55,3 +55,26 @@ def test_the_check_refuses_a_bare_dict():
     assert _described({"type": "array", "items": {"$ref": "#/components/schemas/Thing"}}, components)
     assert not _described({"type": "object", "additionalProperties": True}, components)
     assert not _described({"type": "array", "items": {"type": "object", "additionalProperties": True}}, components)
+
+
+def test_every_v1_operation_documents_the_shared_error_answers():
+    """401/403/404/409/413/422/503 (and 400) are declared once and included with every router: each points at
+    the one error body ({"error", "message", ...}) the handlers render."""
+    from api.app import ERROR_RESPONSES
+
+    schema = create_app(Settings(database_url="sqlite://")).openapi()
+    body = schema["components"]["schemas"]["ErrorBody"]
+    assert set(body["required"]) == {"error", "message"}
+    assert {"details", "fields", "detail"} <= set(body["properties"])
+    missing = []
+    for path, ops in schema["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, op in ops.items():
+            for status in ERROR_RESPONSES:
+                answer = op["responses"].get(str(status), {})
+                ref = answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+                if not ref.endswith("/ErrorBody"):
+                    missing.append(f"{method.upper()} {path}: {status}")
+    assert {401, 403, 404, 409, 413, 422, 503} <= set(ERROR_RESPONSES)
+    assert not missing, "\n".join(missing)
