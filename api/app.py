@@ -29,11 +29,12 @@ from api.routes import (
     sales_agents,
     scoring,
     templates,
+    tokens,
     users,
     webhooks,
 )
 from core.db import get_engine, is_busy_error
-from core.errors import AppError
+from core.errors import AppError, TooManyAttempts
 from core.schemas import ErrorBody, Health
 from core.settings import Settings, get_settings
 
@@ -135,6 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if exc.details:
             body["details"] = exc.details
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if isinstance(exc, TooManyAttempts):
+            headers = {"Retry-After": str(exc.retry_after_seconds)}
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(DBAPIError)
@@ -197,6 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks,
         notifications,
         health,
+        tokens,
     ):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api.auth import Principal, authenticate
+from api.auth import Principal, authenticate, scope_needed, touch_token
 from core.db import session_factory, session_scope, write_if_free
 from core.enums import Role
 from core.errors import AppError, Forbidden, Unauthorized
@@ -78,15 +78,22 @@ def get_principal(
         # The idle clock moves at most every 30 s, in its own short write that is skipped (the next request
         # does it) when the database is busy, so a busy database never holds the request up here.
         write_if_free(settings, lambda s: touch_session(s, credentials.credentials))
+    if principal.token_touch_due and principal.token_id is not None:
+        write_if_free(settings, lambda s: touch_token(s, principal.token_id))  # last_used_at, at most every 60 s
     return principal
 
 
 def require(*roles: Role):
     allowed = set(roles) | {Role.ADMIN}
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    def check(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in allowed:
             raise Forbidden(f"role {principal.role!r} may not do this; allowed: {', '.join(sorted(allowed))}")
+        if not principal.allows(request.method, request.url.path):
+            raise Forbidden(
+                f"this token's scopes ({', '.join(principal.scopes or ())}) do not include "
+                f"{scope_needed(request.method, request.url.path)}"
+            )
         return principal
 
     return check

@@ -54,6 +54,17 @@ class InvalidInput(AppError):
     code = "validation_error"
 
 
+class TooManyAttempts(AppError):
+    """Slow down: the answer carries Retry-After (seconds)."""
+
+    status_code = 429
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, *, retry_after_seconds: int, commit: bool = False):
+        super().__init__(message, details={"retry_after_seconds": retry_after_seconds}, commit=commit)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class ConfigError(AppError):
     status_code = 500
     code = "config_error"

@@ -431,6 +431,9 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column()
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    # None: everything the role may do; else a list like ["leads:write"] (see api.auth.SCOPE_AREAS).
+    scopes: Mapped[list[str] | None] = mapped_column(JSON)
+    expires_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class User(Base):
@@ -448,6 +451,17 @@ class User(Base):
     locked_until: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins of one account from one source (IP): past a few, each next try waits longer. Keyed by a
+    hash of both, so a stranger's failures slow only their own address, never lock the person out."""
+
+    __tablename__ = "login_throttles"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column()
+    last_failure_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
 class UserSession(Base):
@@ -670,6 +684,7 @@ class Job(Base):
 __all__ = [
     "Account",
     "IntegrationState",
+    "LoginThrottle",
     "Notification",
     "Activity",
     "ApiToken",

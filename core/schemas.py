@@ -1148,3 +1148,33 @@ class IntegrationHealth(BaseModel):
 class IntegrationsHealth(BaseModel):
     healthy: bool = Field(description="True when every integration is healthy")
     integrations: list[IntegrationHealth]
+
+
+class TokenCreate(Input):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, description="Who or what uses it, e.g. 'web-form'")
+    role: str = Field(description="closer | manager | evaluator | admin | integration")
+    scopes: list[str] | None = Field(
+        None, max_length=40, description="e.g. ['leads:write']; <area>:read or <area>:write; none = the role's all"
+    )
+    expires_in_days: int | None = Field(None, ge=1, le=3650, description="None: never expires")
+
+
+class TokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: str
+    prefix: str = Field(description="The first characters of the token, to recognise it")
+    scopes: list[str] | None
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+class TokenCreated(BaseModel):
+    token: str = Field(description="Shown only now: only its hash is stored")
+    details: TokenRead

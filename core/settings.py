@@ -86,8 +86,12 @@ class Settings(BaseSettings):
 
     session_hours: float = Field(12, description="A review-app sign-in expires this long after login")
     session_idle_minutes: float = Field(60, description="...or after this long without a request")
-    login_max_failures: int = Field(5, description="Wrong passwords in a row before the account is locked")
-    login_lockout_minutes: float = Field(15, description="How long a locked account stays locked")
+    login_max_failures: int = Field(
+        5, ge=1, description="Wrong passwords for one account from one address before each next try must wait"
+    )
+    login_lockout_minutes: float = Field(
+        15, gt=0, description="The longest wait between tries (it doubles from 1 s); other addresses are not slowed"
+    )
 
     webhook_secret_leads: str | None = Field(None, description="HMAC secret of POST /v1/webhooks/leads")
     webhook_secret_payments: str | None = Field(None, description="HMAC secret of POST /v1/webhooks/payments")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import math
 import secrets
 
 from argon2 import PasswordHasher
@@ -19,8 +20,8 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.db import insert_once
 from core.enums import Role
-from core.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from core.models import User, UserSession, utcnow
+from core.errors import Conflict, InvalidInput, NotFound, TooManyAttempts, Unauthorized
+from core.models import LoginThrottle, User, UserSession, utcnow
 from core.schemas import USER_ROLES  # integration is for machines: API tokens only
 from core.settings import Settings
 
@@ -140,37 +141,71 @@ def revoke_sessions(session: Session, user_id: int) -> int:
     ).rowcount
 
 
-def login(session: Session, settings: Settings, *, email: str, password: str) -> tuple[UserSession, str]:
-    """A new session for the right email and password; one message for every kind of failure."""
+def _throttle_key(email: str, source: str) -> str:
+    return hashlib.sha256(f"{email}|{source}".encode()).hexdigest()
+
+
+def _check_throttle(session: Session, key: str, now: dt.datetime) -> LoginThrottle | None:
+    throttle = session.get(LoginThrottle, key)
+    if throttle is not None and throttle.blocked_until is not None and throttle.blocked_until > now:
+        wait = max(1, math.ceil((throttle.blocked_until - now).total_seconds()))
+        raise TooManyAttempts(f"too many failed sign-ins from here: try again in {wait} s", retry_after_seconds=wait)
+    return throttle
+
+
+def _record_failure(
+    session: Session, settings: Settings, key: str, throttle: LoginThrottle | None, now: dt.datetime
+) -> None:
+    """Past login_max_failures from this source, each next try waits twice as long (1 s, 2 s, 4 s, ... capped)."""
+    if throttle is None:
+        throttle, _ = insert_once(
+            session,
+            LoginThrottle(key=key, failures=0, last_failure_at=now),
+            select(LoginThrottle).where(LoginThrottle.key == key),
+        )
+    throttle.failures += 1
+    throttle.last_failure_at = now
+    over = throttle.failures - settings.login_max_failures
+    if over >= 0:
+        delay = min(2**over, settings.login_lockout_minutes * 60)
+        throttle.blocked_until = now + dt.timedelta(seconds=delay)
+    session.flush()
+
+
+def login(
+    session: Session, settings: Settings, *, email: str, password: str, source: str = "unknown"
+) -> tuple[UserSession, str]:
+    """A new session for the right email and password; one message for every kind of failure. Failures are
+    counted per account and source (the client's address): a source that keeps failing waits longer and
+    longer (429 with Retry-After), while the person signing in from elsewhere is not slowed at all."""
     failure = "wrong email or password"
     now = utcnow()
     try:
         normalised = _normalise_email(email)
     except InvalidInput:
         raise Unauthorized(failure) from None
+    key = _throttle_key(normalised, source)
+    throttle = _check_throttle(session, key, now)
     user = session.scalar(select(User).where(User.email == normalised))
     if user is None:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
-        raise Unauthorized(failure)
-    if user.locked_until is not None and user.locked_until > now:
-        raise Unauthorized(f"too many failed sign-ins: try again after {user.locked_until:%H:%M} UTC")
+        _record_failure(session, settings, key, throttle, now)
+        raise Unauthorized(failure, commit=True)
     try:
         _hasher.verify(user.password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         user.failed_logins += 1
-        if user.failed_logins >= settings.login_max_failures:
-            user.locked_until = now + dt.timedelta(minutes=settings.login_lockout_minutes)
-            user.failed_logins = 0
-            audit.record(session, actor="system", action="user.locked", entity_type="user", entity_id=user.id, after={})
-        session.flush()
-        # The failure count (and a lockout) must survive the error answer: the unit of work commits it.
+        _record_failure(session, settings, key, throttle, now)
+        # The failure count must survive the error answer: the unit of work commits it.
         raise Unauthorized(failure, commit=True) from None
     if not user.active:
         raise Unauthorized("this account is deactivated; ask an admin")
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    if throttle is not None:
+        session.delete(throttle)
     plaintext = SESSION_PREFIX + secrets.token_urlsafe(32)
     row = UserSession(
         user_id=user.id,

@@ -108,6 +108,9 @@ class RevloopClient:
     def undo(self, item_id: int) -> ReviewItem:
         return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/undo"))
 
+    def take_over(self, item_id: int) -> ReviewItem:
+        return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/take-over"))
+
     def retry_send(self, item_id: int) -> ReviewItem:
         return ReviewItem.model_validate(self._call("POST", f"/v1/review-items/{item_id}/retry"))
 

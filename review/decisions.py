@@ -40,7 +40,8 @@ from core.models import (
 from core.settings import Settings
 from core.users import assignable_names
 from crm.records import lead_facts, set_lead_status
-from review import guard
+from review import guard, policy
+from review.policy import Who
 from review.templates import BUILT_IN, template_words
 from review.texts.lead import TEMPLATES as REDRAFT_TEMPLATES
 
@@ -371,6 +372,7 @@ def approve(
     acknowledge_facts: list[str] | None = None,
     max_discount_pct: float,
     undo_seconds: int = 0,
+    who: Who | None = None,
 ) -> ReviewItem:
     """Approve the draft, or the reviewer's edit of it. The final text is guarded: a discount above the cap is
     refused; facts the edit adds that no record supports must each be named in `acknowledge_facts`; draft-time
@@ -378,6 +380,8 @@ def approve(
     item = get_item(session, item_id)
     if item.status != ItemStatus.PENDING:
         raise Conflict(f"review item {item_id} is already {item.status}; nothing was changed")
+    if who is not None:
+        policy.check_may_decide(item, who)
     if item.guard_flags and not acknowledge_flags:
         raise Conflict(
             f"review item {item_id} has grounding flags ({'; '.join(item.guard_flags)}): check the draft, "
@@ -429,10 +433,13 @@ def reject(
     reason: str,
     redraft: bool = False,
     template: str | None = None,
+    who: Who | None = None,
 ) -> ReviewItem:
     item = get_item(session, item_id)
     if item.status != ItemStatus.PENDING:
         raise Conflict(f"review item {item_id} is already {item.status}; nothing was changed")
+    if who is not None:
+        policy.check_may_decide(item, who)
     if template is not None and not redraft:
         raise InvalidInput("template is only used with redraft=true", details={"field": "template"})
     if template is not None and template not in REDRAFT_TEMPLATES:
@@ -456,11 +463,13 @@ def reject(
     return _record(session, item, decision, ItemStatus.PENDING)
 
 
-def undo(session: Session, settings: Settings, item_id: int, *, actor: str) -> ReviewItem:
+def undo(session: Session, settings: Settings, item_id: int, *, actor: str, who: Who | None = None) -> ReviewItem:
     """Take back an approval inside the undo window: the send is cancelled and the item is pending again."""
     item = get_item(session, item_id)
     if item.status != ItemStatus.APPROVED or item.decision is None:
         raise Conflict(f"review item {item_id} is {item.status}: only an approval waiting to be sent can be undone")
+    if who is not None:
+        policy.check_may_undo(item, who)
     deadline = item.decided_at + dt.timedelta(seconds=settings.undo_seconds)
     if utcnow() >= deadline or not jobs.cancel_queued(session, _resume_key(item.id)):
         raise Conflict(f"review item {item_id}: the undo window has closed and the message is being sent")
@@ -502,8 +511,7 @@ def assign(session: Session, item_id: int, *, assignee: str | None, actor: str, 
     _pending(item, "assign")
     if assignee is not None and assignee not in assignable_names(session):
         raise InvalidInput(f"assignee {assignee!r} is not an active closer or manager", details={"field": "assignee"})
-    if role == "closer" and item.assignee not in (None, me):
-        raise Forbidden(f"review item {item_id} belongs to {item.assignee}; ask a manager to reassign it")
+    policy.check_may_assign(item, Who(name=me, role=role, actor=actor))
     before = item.assignee
     item.assignee = assignee
     session.flush()
@@ -519,9 +527,36 @@ def assign(session: Session, item_id: int, *, assignee: str | None, actor: str, 
     return item
 
 
-def snooze(session: Session, item_id: int, *, until: dt.datetime | None, actor: str) -> ReviewItem:
+def take_over(session: Session, item_id: int, *, who: Who) -> ReviewItem:
+    """Reassign a pending item to `who` so they can decide it: a manager always; a closer when its SLA is
+    breached or its assignee cannot sign in. Audited with the reason and who had it."""
+    item = get_item(session, item_id)
+    _pending(item, "take over")
+    if who.name not in assignable_names(session):
+        raise Forbidden(f"{who.name!r} is not an active closer or manager: sign in as a person to take items over")
+    reason = policy.take_over_reason(session, item, who)
+    before = item.assignee
+    item.assignee = who.name
+    session.flush()
+    audit.record(
+        session,
+        actor=who.actor,
+        action="review_item.taken_over",
+        entity_type="review_item",
+        entity_id=item.id,
+        before={"assignee": before},
+        after={"assignee": who.name, "reason": reason},
+    )
+    return item
+
+
+def snooze(
+    session: Session, item_id: int, *, until: dt.datetime | None, actor: str, who: Who | None = None
+) -> ReviewItem:
     item = get_item(session, item_id)
     _pending(item, "snooze")
+    if who is not None:
+        policy.check_may_decide(item, who)
     now = utcnow()
     until = until.astimezone(dt.UTC) if until is not None else None  # stored as UTC (SQLite keeps no offset)
     if until is not None and until <= now:
@@ -558,7 +593,13 @@ def mark_opened(session: Session, item_id: int) -> ReviewItem:
 
 
 def bulk_approve(
-    session: Session, ids: list[int], *, actor: str, undo_seconds: int, max_discount_pct: float
+    session: Session,
+    ids: list[int],
+    *,
+    actor: str,
+    undo_seconds: int,
+    max_discount_pct: float,
+    who: Who | None = None,
 ) -> tuple[list[int], dict[int, str]]:
     """Approve each low-risk item as drafted; anything else is skipped with the reason. Nothing is approved in
     bulk whose text says something no record supports: the draft is guarded again against its records alone
@@ -572,6 +613,8 @@ def bulk_approve(
             continue
         if item.status != ItemStatus.PENDING:
             skipped[item_id] = f"already {item.status}"
+        elif who is not None and not who.manages and item.assignee not in (None, who.name):
+            skipped[item_id] = f"assigned to {item.assignee}: only they or a manager can decide it"
         elif item.guard_flags:
             skipped[item_id] = "has grounding flags: open it and check the draft"
         elif item.queue != ReviewQueue.MAIN:
@@ -584,7 +627,14 @@ def bulk_approve(
             continue
         try:
             with session.begin_nested():
-                approve(session, item_id, actor=actor, undo_seconds=undo_seconds, max_discount_pct=max_discount_pct)
+                approve(
+                    session,
+                    item_id,
+                    actor=actor,
+                    undo_seconds=undo_seconds,
+                    max_discount_pct=max_discount_pct,
+                    who=who,
+                )
         except (Conflict, InvalidInput) as exc:
             skipped[item_id] = exc.message
         else:

@@ -8,22 +8,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit, jobs
-from core.enums import ItemStatus, JobKind, OutboxStatus, Role
-from core.errors import Conflict, Forbidden
+from core.enums import ItemStatus, JobKind, OutboxStatus
+from core.errors import Conflict
 from core.models import AuditEvent, Decision, OutboxMessage, ReviewItem, utcnow
+from review import policy
 from review.decisions import get_item
+from review.policy import Who
 from review.queue import log_activity, mark_executed
 
 RETRYABLE = (ItemStatus.SEND_FAILED, ItemStatus.DELIVERY_UNKNOWN)
-
-
-def _check_may_act(item: ReviewItem, decision: Decision | None, *, role: str, me: str, actor: str) -> None:
-    """Managers and admins act on any item; a closer on the items assigned to them or that they approved."""
-    if role in (Role.MANAGER, Role.ADMIN):
-        return
-    if item.assignee == me or (decision is not None and decision.actor == actor):
-        return
-    raise Forbidden(f"review item {item.id} belongs to {item.assignee or 'the team queue'}; ask a manager")
 
 
 def _load(session: Session, item_id: int) -> tuple[ReviewItem, Decision | None, OutboxMessage | None]:
@@ -32,12 +25,13 @@ def _load(session: Session, item_id: int) -> tuple[ReviewItem, Decision | None, 
     return item, item.decision, row
 
 
-def retry_send(session: Session, item_id: int, *, actor: str, role: str, me: str) -> ReviewItem:
+def retry_send(session: Session, item_id: int, *, who: Who) -> ReviewItem:
     """send_failed -> approved (Retry) or delivery_unknown -> approved (send again), and queue the send."""
     item, decision, row = _load(session, item_id)
     if item.status not in RETRYABLE:
         raise Conflict(f"review item {item_id} is {item.status}: only a failed or unknown send can be retried")
-    _check_may_act(item, decision, role=role, me=me, actor=actor)
+    policy.check_may_recover(item, who)
+    actor = who.actor
     before = {"status": item.status, **(item.result or {})}
     moved = session.execute(
         update(ReviewItem)
@@ -76,12 +70,13 @@ def retry_send(session: Session, item_id: int, *, actor: str, role: str, me: str
     return item
 
 
-def mark_sent(session: Session, item_id: int, *, actor: str, role: str, me: str) -> ReviewItem:
+def mark_sent(session: Session, item_id: int, *, who: Who) -> ReviewItem:
     """delivery_unknown -> sent: the closer confirmed (e.g. in the mailbox's sent folder) that it went out."""
     item, decision, row = _load(session, item_id)
     if item.status != ItemStatus.DELIVERY_UNKNOWN or row is None:
         raise Conflict(f"review item {item_id} is {item.status}: only a send whose delivery is unknown can be marked")
-    _check_may_act(item, decision, role=role, me=me, actor=actor)
+    policy.check_may_recover(item, who)
+    actor = who.actor
     row.status, row.sent_at, row.last_error = OutboxStatus.SENT, row.handed_at or utcnow(), None
     row.location = row.location or f"confirmed by {actor}"
     result = {"outbox_id": row.id, "to": row.to_addr, "transport": row.transport, "confirmed_by": actor}

@@ -96,6 +96,7 @@ def bulk_approve(
         actor=principal.actor,
         undo_seconds=settings.undo_seconds,
         max_discount_pct=settings.max_discount_pct,
+        who=principal.who,
     )
     return BulkApproveResult(approved=approved, skipped=skipped)
 
@@ -143,6 +144,7 @@ def approve_review_item(
         acknowledge_facts=edit.acknowledge_facts,
         max_discount_pct=settings.max_discount_pct,
         undo_seconds=settings.undo_seconds,
+        who=principal.who,
     )
     return service.present(item, settings)
 
@@ -153,7 +155,7 @@ def approve_review_item(
     summary="Take back an approval inside the undo window; the item is pending again and nothing is sent",
 )
 def undo_review_item(item_id: Id, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
-    item = service.undo(session, settings, item_id, actor=principal.actor)
+    item = service.undo(session, settings, item_id, actor=principal.actor, who=principal.who)
     return service.present(item, settings)
 
 
@@ -166,7 +168,13 @@ def reject_review_item(
     item_id: Id, data: RejectRequest, session: SessionDep, settings: SettingsDep, principal: Decider
 ) -> ReviewItem:
     item = service.reject(
-        session, item_id, actor=principal.actor, reason=data.reason, redraft=data.redraft, template=data.template
+        session,
+        item_id,
+        actor=principal.actor,
+        reason=data.reason,
+        redraft=data.redraft,
+        template=data.template,
+        who=principal.who,
     )
     return service.present(item, settings)
 
@@ -180,7 +188,7 @@ def reject_review_item(
     "Audited as review_item.send_retried.",
 )
 def retry_review_item(item_id: Id, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
-    item = recovery.retry_send(session, item_id, actor=principal.actor, role=principal.role, me=principal.name)
+    item = recovery.retry_send(session, item_id, who=principal.who)
     return service.present(service.get_item(session, item.id), settings)
 
 
@@ -191,7 +199,7 @@ def retry_review_item(item_id: Id, session: SessionDep, settings: SettingsDep, p
     description="delivery_unknown -> sent, with the time it was handed to the mail server; nothing is sent.",
 )
 def mark_review_item_sent(item_id: Id, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
-    recovery.mark_sent(session, item_id, actor=principal.actor, role=principal.role, me=principal.name)
+    recovery.mark_sent(session, item_id, who=principal.who)
     return service.present(service.get_item(session, item_id), settings)
 
 
@@ -209,5 +217,16 @@ def assign_review_item(
 def snooze_review_item(
     item_id: Id, data: SnoozeRequest, session: SessionDep, settings: SettingsDep, principal: Decider
 ) -> ReviewItem:
-    item = service.snooze(session, item_id, until=data.until, actor=principal.actor)
+    item = service.snooze(session, item_id, until=data.until, actor=principal.actor, who=principal.who)
+    return service.present(item, settings)
+
+
+@router.post(
+    "/{item_id}/take-over",
+    response_model=ReviewItem,
+    summary="Assign another person's pending item to me (managers; closers when its SLA is breached or its "
+    "assignee cannot sign in); audited with the reason",
+)
+def take_over_review_item(item_id: Id, session: SessionDep, settings: SettingsDep, principal: Decider) -> ReviewItem:
+    item = service.take_over(session, item_id, who=principal.who)
     return service.present(item, settings)

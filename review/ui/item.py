@@ -96,6 +96,13 @@ def _assignment(client: RevloopClient, me: dict, item: ReviewItem) -> None:
         can_take = me["role"] == "closer" and item.assignee is None and me["name"] in people
         if can_take and st.button("Take it", key=f"take_{item.id}"):
             _act(lambda: client.assign(item.id, me["name"]), f"#{item.id} is yours.")
+        if item.assignee not in (None, me["name"]) and st.button(
+            "Take over",
+            key=f"take_over_{item.id}",
+            help="Allowed when its SLA is breached or its assignee cannot "
+            "sign in (managers: always); recorded in the audit log",
+        ):
+            _act(lambda: client.take_over(item.id), f"#{item.id} is yours now (taken over from {md(item.assignee)}).")
         target = st.selectbox("Assign to", options, index=options.index(current), key=f"assignee_{item.id}")
         if st.button("Assign", key=f"assign_{item.id}"):
             _act(

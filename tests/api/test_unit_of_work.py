@@ -16,7 +16,7 @@ from core import audit, webhooks
 from core.db import session_scope
 from core.enums import JobKind, JobStatus
 from core.errors import Conflict
-from core.models import AuditEvent, Job, Lead, User, WebhookDelivery
+from core.models import AuditEvent, Job, Lead, LoginThrottle, User, WebhookDelivery
 from tests.factories import auth, lead_payload, user
 
 SECRET = "whsec-unit-of-work"
@@ -62,13 +62,13 @@ def test_a_failed_sign_in_is_counted_although_the_answer_is_an_error(settings, h
     wrong = http.post("/v1/auth/login", json={"email": email, "password": "wrong-password"})
     assert wrong.status_code == 401
     with session_scope(settings) as session:
-        stored = session.scalars(select(User)).one()
-        assert (stored.failed_logins, stored.locked_until) == (1, None)
+        assert session.scalars(select(User)).one().failed_logins == 1
+        throttle = session.scalars(select(LoginThrottle)).one()
+        assert (throttle.failures, throttle.blocked_until) == (1, None)
     assert http.post("/v1/auth/login", json={"email": email, "password": "wrong-password"}).status_code == 401
     with session_scope(settings) as session:
-        stored = session.scalars(select(User)).one()
-        assert stored.failed_logins == 0 and stored.locked_until is not None  # the lockout, and its audit event
-    assert _audit_count(settings, "user.locked") == 1
+        throttle = session.scalars(select(LoginThrottle)).one()
+        assert throttle.failures == 2 and throttle.blocked_until is not None  # this address now waits
 
 
 def test_a_lead_and_its_background_job_are_committed_before_the_answer(settings, http):

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from core import webhooks
 from core.db import session_scope
-from core.models import Lead, User, UserSession
+from core.models import Lead, LoginThrottle, User, UserSession
 from tests.api.test_cli import run
 from tests.factories import PASSWORD, lead_payload, session_token, token, user
 
@@ -67,7 +67,8 @@ def test_users_create_without_a_terminal_generates_a_password_once(settings, sub
     assert done.returncode == 0, done.stderr
     password = done.stdout.strip().splitlines()[-1]
     assert len(password) >= 16
-    assert _login(http, "gen@example.com", password).status_code == 200
+    r = _login(http, "gen@example.com", password)
+    assert r.status_code == 200, r.text
 
 
 def test_wrong_password_and_unknown_email_get_the_same_answer(settings, http):
@@ -78,16 +79,25 @@ def test_wrong_password_and_unknown_email_get_the_same_answer(settings, http):
     assert wrong.json()["message"] == unknown.json()["message"] == "wrong email or password"
 
 
-def test_repeated_failures_lock_the_account_for_a_while(settings, http):
+def test_repeated_failures_slow_down_that_address_only_and_nobody_is_locked_out(settings, http):
     settings.login_max_failures = 3
     email = user(settings, "closer")
+    attacker, closer = {"X-Forwarded-For": "203.0.113.66"}, {"X-Forwarded-For": "198.51.100.7"}
     for _ in range(3):
-        assert _login(http, email, "wrong-password").status_code == 401
-    locked = _login(http, email)  # even the right password is refused while locked
-    assert locked.status_code == 401 and "too many failed sign-ins" in locked.json()["message"]
-    with session_scope(settings) as session:
-        session.scalars(select(User)).one().locked_until = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-    assert _login(http, email).status_code == 200
+        r = http.post("/v1/auth/login", json={"email": email, "password": "wrong-password"}, headers=attacker)
+        assert r.status_code == 401
+    # That address must now wait, even with the right password...
+    r = http.post("/v1/auth/login", json={"email": email, "password": PASSWORD}, headers=attacker)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1 and "try again in" in r.json()["message"]
+    # ...while the closer, elsewhere, signs in as usual.
+    assert http.post("/v1/auth/login", json={"email": email, "password": PASSWORD}, headers=closer).status_code == 200
+    with session_scope(settings) as session:  # the wait ends by itself
+        for throttle in session.scalars(select(LoginThrottle)).all():
+            throttle.blocked_until = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    r = http.post("/v1/auth/login", json={"email": email, "password": "wrong-password"}, headers=attacker)
+    assert r.status_code == 401
+    r = http.post("/v1/auth/login", json={"email": email, "password": PASSWORD}, headers=attacker)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 2  # doubled after one more failure
 
 
 def test_sessions_expire_absolutely_and_when_idle(settings, http):
