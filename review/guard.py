@@ -14,9 +14,7 @@ your recent series b funding round ... in berlin") is caught by three other sign
 with word frequencies (shipped by `pyspellchecker`): a word that is neither in the grounding nor ordinary
 English is named too. Both data sets are read from the installed packages, never downloaded.
 
-Injection screen: lead text is data, never instructions. Messages that try to steer the agent
-(other recipients, prices, the rubric, tools, approval) are flagged for the human who reviews them;
-whatever the text says, recipients and amounts still come from records only.
+The injection screen (lead text is data, never instructions) is `review/injection.py`.
 """
 
 from __future__ import annotations
@@ -608,64 +606,3 @@ def same_fact(fact: Fact, written: str) -> bool:
     if _norm(written) == _norm(fact.text):
         return True
     return fact.kind == "phone" and _digits(written) == _digits(fact.text) != ""
-
-
-INJECTION_PATTERNS: dict[str, re.Pattern[str]] = {
-    "override_instructions": re.compile(
-        r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules?|prompts?|guidelines|previous|above)\b"
-        r"|\b(you are now|act as|pretend to be|developer mode|jailbreak|new instructions|system:)\b"
-        r"|<\|?(im_start|system)\|?>|###\s*(instruction|system)",
-        re.IGNORECASE,
-    ),
-    "redirect_recipient": re.compile(
-        r"\b(send|forward|email|mail|cc|bcc|copy|reply)\b.{0,60}\b(to|at)\b\s*[\w.+-]+@[\w-]+\.", re.IGNORECASE
-    ),
-    "change_price": re.compile(
-        r"\b(change|set|lower|reduce|cut|waive|make)\b.{0,40}\b(price|pricing|cost|fee|amount|invoice|discount)\b"
-        r"|(\b\d{1,3}\s?%|\bfree of charge\b|\bfor free\b).{0,30}\b(discount|off)\b"
-        r"|\bdiscount of\b",
-        re.IGNORECASE,
-    ),
-    "reveal_internals": re.compile(
-        r"\b(reveal|show|print|tell|give|output|list|repeat)\b.{0,40}\b(rubric|system prompt|prompt|instructions|"
-        r"scoring|score(?:s)? you|internal|api key|token|password|other (?:leads|customers))\b",
-        re.IGNORECASE,
-    ),
-    # A promise nobody on record made ("as agreed, the first year is free"): a human checks it.
-    "claimed_commitment": re.compile(
-        r"\b(as (?:agreed|promised)|you (?:promised|agreed)|your (?:rep|colleague|team) (?:promised|agreed|said)|"
-        r"pre-?approved)\b",
-        re.IGNORECASE,
-    ),
-    "invoke_tools": re.compile(
-        r"\b(call|use|invoke|run|execute|trigger)\b.{0,30}\b(tool|function|api|crm_\w+|send_\w+|update_\w+|webhook)\b",
-        re.IGNORECASE,
-    ),
-    "skip_approval": re.compile(
-        r"\b(skip|bypass|without|no need for)\b.{0,30}\b(approval|review|human|checks?|confirmation)\b"
-        r"|\bauto-?approve|\bapprove (?:this |it )?automatically\b",
-        re.IGNORECASE,
-    ),
-}
-
-
-def lead_text(lead: dict[str, Any]) -> str:
-    """Everything the lead typed, for the injection screen: not only the message (a company or title field
-    can carry an instruction too)."""
-    custom = lead.get("custom") or {}
-    parts = [lead.get(k) for k in ("message", "company", "title", "first_name", "last_name", "website")]
-    parts += [v for v in custom.values() if isinstance(v, str)]
-    return "\n".join(str(p) for p in parts if p)
-
-
-def injection_signals(text: str | None, own_email: str | None = None) -> list[str]:
-    """Names of the steering attempts found in a lead's free text (empty when there are none)."""
-    if not text:
-        return []
-    found = [name for name, pattern in INJECTION_PATTERNS.items() if pattern.search(text)]
-    others = {e.lower() for e in EMAIL.findall(text)} - {(own_email or "").lower()}
-    if "redirect_recipient" in found and not others:
-        found.remove("redirect_recipient")  # "reply to me at <my own address>" redirects nothing
-    if others and "redirect_recipient" not in found:
-        found.append("foreign_email_address")
-    return found

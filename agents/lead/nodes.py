@@ -22,7 +22,8 @@ from crm import records
 from review import queue as review_queue
 from review import templates as message_templates
 from review.execute import Rule, execute_approved
-from review.guard import injection_signals, lead_text, ungrounded
+from review.guard import ungrounded
+from review.injection import injection_flags, injection_signals, lead_text
 from scoring.scorer import score_lead
 
 # First touches are sent by the one executor with no further check: the approval and the contact's
@@ -123,8 +124,7 @@ class LeadNodes:
         insight = investigation.get("insight") or {}
         if insight.get("injection_suspected") and not injection:
             injection = ["model_suspected"]
-        if injection:
-            flags.append("possible_prompt_injection:" + ",".join(injection))
+        flags += injection_flags(injection)  # the code, then one sentence per category for the closer
         if investigation.get("refused"):
             flags.append("tool_calls_refused:" + ",".join(investigation["refused"]))
         if investigation.get("llm_error"):

@@ -140,7 +140,7 @@ def test_ordinary_leads_are_not_flagged(settings, worker):
 
 
 def test_asking_for_a_reply_at_ones_own_address_is_not_a_redirect():
-    from review.guard import injection_signals
+    from review.injection import injection_signals
 
     own = "me@northwind.com"
     assert injection_signals("Please reply to me at me@northwind.com with pricing.", own) == []
@@ -156,7 +156,7 @@ def test_asking_for_a_reply_at_ones_own_address_is_not_a_redirect():
     ],
 )
 def test_screen_catches_percent_discounts_claimed_promises_and_auto_approval(text, signal):
-    from review.guard import injection_signals
+    from review.injection import injection_signals
 
     assert signal in injection_signals(text)
 
