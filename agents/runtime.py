@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ from review.execute import Rule, execute_approved
 from review.queue import Draft, enqueue
 
 log = logging.getLogger("revloop.agents")
+CHECKPOINT_SETUP_LOCK = 0x7265766C6F6F70  # "revloop": the advisory lock key of the checkpointer's migrations
 
 
 def _libpq_url(url: str) -> str:
@@ -69,7 +71,16 @@ def open_checkpointer(settings: Settings) -> Iterator[BaseCheckpointSaver]:
     )
     try:
         saver = PostgresSaver(pool)
-        saver.setup()
+        # Workers started together on a fresh database would race on setup()'s CREATE TABLEs (UniqueViolation on
+        # pg_type): one at a time, under an advisory lock. The others poll for it with short statements instead of
+        # blocking in one: setup() builds indexes CONCURRENTLY, which waits for every open statement to finish.
+        with pool.connection() as conn:
+            while not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (CHECKPOINT_SETUP_LOCK,)).fetchone()["ok"]:
+                time.sleep(0.1)
+            try:
+                saver.setup()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (CHECKPOINT_SETUP_LOCK,))
         yield saver
     finally:
         pool.close()
@@ -165,7 +176,6 @@ class LeadGraphRunner:
             graph.invoke(None, config)  # resumed before but stopped mid-execute: finish the run
         if source == ItemSource.LEAD and lead_id is not None:
             self._queue_interrupts(thread_id, graph)  # a redraft asked for a new draft
-
 
     def execute(self, review_item_id: int) -> None:
         """Carry out an approval again after a person's Retry: the graph thread (if any) has finished, so

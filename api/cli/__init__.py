@@ -60,4 +60,9 @@ def main() -> None:
     # Everything revloop creates (SQLite files, checkpoints, the knowledge base, logs, .eml files) is its own
     # user's only; the places that matter most also set 0600/0700 explicitly (core/files.py).
     os.umask(0o077)
+    # revloop's numeric work is small (one lead's prediction) and runs in threads of its own: on a shared 2-core
+    # box the default one-OpenMP-thread-per-core oversubscribes and a 19 ms prediction took 3 s. One each,
+    # unless the operator says otherwise.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     app()
