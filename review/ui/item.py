@@ -17,6 +17,16 @@ DECIDERS = ("closer", "manager", "admin")
 REDRAFT_TEMPLATES = ["(same template)", "first_touch_fast", "first_touch_nurture", "polite_decline", "call_task"]
 
 
+def flag_lines(flags: list[str]) -> list[str]:
+    """Flags in words: the sentences the screen wrote, then the remaining codes made readable; an injection code
+    is dropped when its sentences are there (it says the same thing, for machines)."""
+    sentences = [f for f in flags if " " in f]
+    codes = [f for f in flags if " " not in f]
+    if sentences:
+        codes = [c for c in codes if not c.startswith("possible_prompt_injection")]
+    return sentences + [c.replace("_", " ").replace(":", ": ").replace(",", ", ") for c in codes]
+
+
 def show_brief(brief: dict) -> None:
     """The brief is model output (its summary carries the research notes): plain text, or md() in Markdown."""
     grade = brief.get("grade", "?")
@@ -42,7 +52,7 @@ def show_brief(brief: dict) -> None:
     elif brief.get("fallback"):
         st.caption(md(brief["fallback"]))
     if brief.get("flags"):
-        st.warning("Flags: " + ", ".join(md(flag) for flag in brief["flags"]))
+        st.warning("**Flags**\n" + "\n".join(f"- {md(line)}" for line in flag_lines(brief["flags"])))
     criteria = brief.get("criteria") or []
     if criteria:
         st.dataframe(
