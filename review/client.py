@@ -35,11 +35,16 @@ class ApiError(Exception):
         self.details = details or {}  # e.g. an approval's unsupported_facts
 
 
-def login(base_url: str, email: str, password: str, timeout: float = 15.0) -> LoginResult:
-    """Exchange email and password for a session token."""
+def login(
+    base_url: str, email: str, password: str, timeout: float = 15.0, *, client_ip: str | None = None
+) -> LoginResult:
+    """Exchange email and password for a session token. `client_ip` is the browser's address: the API counts
+    failed sign-ins per account and address, and without it every review-app sign-in would come from this
+    server's one address (anyone failing for a closer would slow the closer down too)."""
     client = RevloopClient(base_url, None, timeout)
+    headers = {"X-Forwarded-For": client_ip} if client_ip else {}
     return LoginResult.model_validate(
-        client._call("POST", "/v1/auth/login", json={"email": email, "password": password})
+        client._call("POST", "/v1/auth/login", json={"email": email, "password": password}, headers=headers)
     )
 
 

@@ -25,7 +25,8 @@ def page() -> None:
         st.error("Enter your email and password.")
         return
     try:
-        result = login(url, email.strip(), password)
+        browser = st.context.ip_address  # None on localhost (and outside a real browser session)
+        result = login(url, email.strip(), password, client_ip=browser if isinstance(browser, str) else None)
     except ApiError as exc:
         st.error(f"Sign-in failed: {md(exc.message)}")
         return

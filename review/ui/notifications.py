@@ -48,6 +48,7 @@ def page(client: RevloopClient) -> None:
                     client.read_notification(note["id"])
                 # The queue shows the item in the state it was reported in (send_failed / delivery_unknown).
                 st.session_state["follow_item"] = (note["kind"], int(note["entity_id"]))
+                st.session_state["view"] = "Everything"  # the item may be someone else's or the team's
                 st.switch_page(pages.PAGES[0].page())
             if note["read_at"] is None and cols[2].button("Mark read", key=f"read_{note['id']}"):
                 client.read_notification(note["id"])

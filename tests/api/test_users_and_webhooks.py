@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import time
 
+import pytest
 from sqlalchemy import select
 
 from core import webhooks
@@ -211,3 +212,18 @@ def test_webhooks_sign_cli_produces_headers_the_api_accepts(settings, subprocess
     headers = dict(line.split(": ", 1) for line in done.stdout.strip().splitlines())
     assert set(headers) == {webhooks.TIMESTAMP_HEADER, webhooks.SIGNATURE_HEADER}
     assert _post_signed(http, path.read_bytes(), headers).status_code == 202
+
+
+def test_the_review_app_passes_the_browsers_address_so_one_browser_cannot_slow_another(settings, live_server):
+    from review.client import ApiError, login
+
+    settings.login_max_failures = 2
+    email = user(settings, "closer")
+    for _ in range(2):
+        with pytest.raises(ApiError) as wrong:
+            login(live_server.url, email, "wrong-password", client_ip="203.0.113.66")
+        assert wrong.value.status_code == 401
+    with pytest.raises(ApiError) as slowed:
+        login(live_server.url, email, PASSWORD, client_ip="203.0.113.66")
+    assert slowed.value.status_code == 429
+    assert login(live_server.url, email, PASSWORD, client_ip="198.51.100.7").token.startswith("rs_")

@@ -33,6 +33,14 @@ def test_a_refused_send_shows_the_reason_and_retry_sends_it(settings, live_serve
         _open(manager, "notifications")
         assert any("Send failed" in m.value for m in manager.markdown)
         assert any("a quick call this week" in t.value for t in manager.text)  # the subject, as plain text
+        _button(manager, f"Open item #{item_id}").click()  # the manager lands on the item, whoever holds it
+        manager.run()
+        assert not manager.exception, manager.exception
+        assert any(f"#{item_id} · email · send_failed" in s.value for s in manager.subheader), (
+            [t.value for t in manager.title],
+            [c.value for c in manager.caption],
+            [s.value for s in manager.subheader],
+        )
 
         smtp.inbox.refuse_recipients = None
         _button(at, "Retry").click()
