@@ -73,7 +73,9 @@ def get_principal(
     with session_scope(settings, readonly=True) as session:
         principal = authenticate(session, credentials.credentials, settings, touch=False)
     if principal is None:
-        raise Unauthorized("invalid, expired or revoked token: sign in again")
+        raise Unauthorized(
+            "invalid, expired or revoked token: people sign in again; for an API token ask an admin for a new one"
+        )
     if principal.touch_due:
         # The idle clock moves at most every 30 s, in its own short write that is skipped (the next request
         # does it) when the database is busy, so a busy database never holds the request up here.

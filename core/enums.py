@@ -140,6 +140,7 @@ class NotificationKind(StrEnum):
     DELIVERY_UNKNOWN = "delivery_unknown"
     INTEGRATION_DOWN = "integration_down"
     INTEGRATION_RECOVERED = "integration_recovered"
+    TAKEN_OVER = "taken_over"  # someone took over a review item assigned to you
 
 
 class InvoiceStatus(StrEnum):

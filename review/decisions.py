@@ -18,6 +18,7 @@ from core.enums import (
     ItemStatus,
     JobKind,
     LeadStatus,
+    NotificationKind,
     OutboxStatus,
     ReviewQueue,
 )
@@ -37,6 +38,7 @@ from core.models import (
     ReviewItem,
     utcnow,
 )
+from core.notifications import notify
 from core.settings import Settings
 from core.users import assignable_names
 from crm.records import lead_facts, set_lead_status
@@ -547,6 +549,17 @@ def take_over(session: Session, item_id: int, *, who: Who) -> ReviewItem:
         before={"assignee": before},
         after={"assignee": who.name, "reason": reason},
     )
+    if before is not None:  # the person it was taken from hears it from us, not from the queue
+        notify(
+            session,
+            NotificationKind.TAKEN_OVER,
+            f"{who.name} took over review item #{item.id}",
+            body=f"Reason: {reason}.",
+            severity="info",
+            roles=(),
+            names=[before],
+            entity=("review_item", item.id),
+        )
     return item
 
 

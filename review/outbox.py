@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import smtplib
+import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -108,6 +109,30 @@ def _smtp_code(exc: BaseException) -> int | None:
     return getattr(exc, "smtp_code", None)
 
 
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong, in words a closer can act on (the technical detail stays in the outbox row)."""
+    code = _smtp_code(exc)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        replies = "; ".join(f"{addr}: {c} {m.decode(errors='replace')}" for addr, (c, m) in exc.recipients.items())
+        return f"the mail server refused the recipient ({replies})"
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return f"the mail server refused our credentials ({code}): check REVLOOP_SMTP_URL"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        return f"the mail server answered {code} {reply}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "the mail server refused the connection (is it running, and is REVLOOP_SMTP_URL right?)"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "the mail server did not answer in time"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return "the mail server closed the connection"
+    if isinstance(exc, OSError):
+        return f"the mail server could not be reached ({exc.strerror or exc})"
+    if isinstance(exc, ConfigError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
 def is_permanent(exc: BaseException) -> bool:
     """A 5xx SMTP reply (550 recipient rejected, 535 bad credentials, 554 refused) or a configuration error
     will fail the same way however often it is retried; a refused connection, a timeout or a 4xx will not."""
@@ -193,7 +218,7 @@ def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessag
         msg = build_message(settings, row, attachments)
         location = _deliver_smtp(settings, msg) if row.transport == "smtp" else _deliver_file(settings, row, msg)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"[:2000]
+        error = describe_failure(exc)[:2000]
         with session_scope(settings) as session:
             failed = session.get(OutboxMessage, row.id)
             failed.status, failed.last_error = OutboxStatus.FAILED, error
@@ -203,10 +228,10 @@ def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessag
             attempts = failed.attempts
         left = (window_end - utcnow()).total_seconds()
         if is_permanent(exc):
-            raise SendFailed(f"refused by the mail server: {error}", failed) from exc
+            raise SendFailed(error[:1].upper() + error[1:], failed) from exc
         if left <= 0:
             raise SendFailed(
-                f"still failing after {settings.send_retry_hours:g} h of retries ({attempts} attempts): {error}",
+                f"Still failing after {settings.send_retry_hours:g} h of retries ({attempts} attempts): {error}",
                 failed,
             ) from exc
         raise SendDeferred(

@@ -75,8 +75,14 @@ def tokens_revoke(token_id: Annotated[int, typer.Argument(help="The id from `rev
     """Revoke a token: it stops working on its next request."""
     from api.auth import revoke_token
     from core.db import session_scope
+    from core.models import ApiToken
 
     with user_errors():
         with session_scope() as session:
+            already = session.get(ApiToken, token_id)
+            was_revoked = already.revoked_at if already is not None else None
             row = revoke_token(session, token_id, actor="cli")
-            typer.echo(f"revoked token {row.id} ({row.name}, {row.prefix}...)")
+            if was_revoked:
+                typer.echo(f"token {row.id} ({row.name}) was already revoked at {was_revoked:%Y-%m-%d %H:%M} UTC")
+            else:
+                typer.echo(f"revoked token {row.id} ({row.name}, {row.prefix}...)")

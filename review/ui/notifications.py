@@ -14,6 +14,7 @@ KIND_LABEL = {
     "delivery_unknown": "Delivery unknown",
     "integration_down": "Integration down",
     "integration_recovered": "Integration recovered",
+    "taken_over": "Item taken over",
 }
 SEVERITY_ICON = {"critical": ":material/error:", "warning": ":material/warning:", "info": ":material/info:"}
 
@@ -47,7 +48,8 @@ def page(client: RevloopClient) -> None:
                 if note["read_at"] is None:
                     client.read_notification(note["id"])
                 # The queue shows the item in the state it was reported in (send_failed / delivery_unknown).
-                st.session_state["follow_item"] = (note["kind"], int(note["entity_id"]))
+                status = note["kind"] if note["kind"] in ("send_failed", "delivery_unknown") else "all"
+                st.session_state["follow_item"] = (status, int(note["entity_id"]))
                 st.session_state["view"] = "Everything"  # the item may be someone else's or the team's
                 st.switch_page(pages.PAGES[0].page())
             if note["read_at"] is None and cols[2].button("Mark read", key=f"read_{note['id']}"):

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from core.db import session_scope
 from core.models import AuditEvent, ReviewItem, utcnow
-from tests.factories import queued_item, token, user
+from tests.factories import PASSWORD, queued_item, token, user
 
 CASEY, ROBIN = "Casey Jordan", "Robin Lee"
 
@@ -106,3 +106,10 @@ def test_take_over_needs_a_breached_sla_or_an_assignee_who_cannot_sign_in(settin
         (CASEY, "a manager took it over"),
     ]
     assert all(e.actor for e in events)
+    # Casey is told her item was taken over, with the reason.
+    signed_in = http.post("/v1/auth/login", json={"email": "casey.jordan@revloop.test", "password": PASSWORD})
+    casey = {"Authorization": f"Bearer {signed_in.json()['token']}"}
+    notes = http.get("/v1/notifications", headers=casey).json()["items"]
+    # newest first: the manager's take-over, then Robin's after the breach
+    assert [(n["kind"], n["entity_id"]) for n in notes] == [("taken_over", str(on_time)), ("taken_over", str(breached))]
+    assert "a manager took it over" in notes[0]["body"] and "SLA was breached" in notes[1]["body"]

@@ -34,7 +34,8 @@ def test_a_refused_recipient_fails_at_once_tells_managers_and_retry_sends_once(s
         worker.run_until_idle()
         shown = http.get(f"/v1/review-items/{item['id']}", headers=closer).json()
         # A 5xx is permanent: no retries for a day, the closer sees why at once.
-        assert shown["status"] == "send_failed" and "550" in shown["result"]["reason"], shown
+        assert shown["status"] == "send_failed" and "refused the recipient" in shown["result"]["reason"], shown
+        assert "550 5.1.1 mailbox unavailable" in shown["result"]["reason"]
         assert smtp.inbox.messages == []
         notes = http.get("/v1/notifications", headers=manager).json()
         assert notes["unread"] == 1
@@ -80,6 +81,7 @@ def test_smtp_down_past_the_retry_window_becomes_send_failed_then_retry_sends_on
     shown = http.get(f"/v1/review-items/{item['id']}", headers=closer).json()
     assert shown["status"] == "send_failed", shown
     assert "retries" in shown["result"]["reason"] and shown["result"]["attempts"] >= 2
+    assert "the mail server refused the connection" in shown["result"]["reason"]
     with SmtpServer(port) as smtp:  # the server is back
         assert http.post(f"/v1/review-items/{item['id']}/retry", headers=closer).status_code == 200
         worker.run_until_idle()
