@@ -120,6 +120,20 @@ class Settings(BaseSettings):
     review_app_port: int = 8501
     api_url: str | None = Field(None, description="Base URL the review app uses to reach the API.")
     max_request_bytes: int = Field(64 * 1024, description="Larger request bodies are refused with 413.")
+    api_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Requests the API works on at once, each on its own thread; more wait in line, first come first "
+        "served, holding no thread (so the request holding the database's write lock always gets the thread it "
+        "needs to finish). Default: 8 on SQLite (one writer at a time; more threads only add waiters polling the "
+        "lock, and a starved one answers 503 busy), 40 on PostgreSQL.",
+    )
+    api_keep_alive_seconds: int = Field(
+        75,
+        ge=1,
+        description="An idle keep-alive connection is closed after this long. Keep it above clients' and proxies' "
+        "idle timeouts (httpx 5 s, load balancers 60 s) so the server never closes one a client is reusing.",
+    )
 
     worker_poll_seconds: float = 0.5
     job_lease_seconds: int = Field(
@@ -143,6 +157,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def resolved_api_threads(self) -> int:
+        return self.api_threads or (8 if self.is_sqlite else 40)
 
     @property
     def resolved_checkpoint_url(self) -> str:

@@ -16,11 +16,6 @@ def serve(
     """Run the HTTP API."""
     import uvicorn
 
-    settings = get_settings()
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        log_level="info",
-    )
+    from api.serving import uvicorn_options
+
+    uvicorn.run(**uvicorn_options(get_settings(), host=host, port=port))

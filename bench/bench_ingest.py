@@ -1,0 +1,332 @@
+"""Lead ingest under concurrency: every lead the server answered 202 is stored, once, with its job.
+
+    .venv/bin/python bench/bench_ingest.py [--posts 5000] [--clients 50] [--repeats 0.2]
+    .venv/bin/python bench/bench_ingest.py --database-url postgresql://postgres@127.0.0.1:5432/test
+
+Runs the API the way users do: `revloop db upgrade`, `revloop tokens create --role integration` and
+`revloop serve` as their own processes, on a fresh SQLite database in a temporary var dir, or with
+--database-url on a new PostgreSQL database created on that server and dropped afterwards. Then
+--clients concurrent clients (one thread and one keep-alive httpx.Client each, like separate web
+forms or integrations) send --posts `POST /v1/leads`, of which --repeats are repeats (same
+Idempotency-Key and body as an earlier post, some racing it). --pause makes each client wait a
+random 0..PAUSE seconds between its posts (idle keep-alive connections, as real senders have).
+
+Prints accepted/s, p50/p95/p99 latency, each status, 5xx, connection errors, and from the database:
+stored (leads of ours), duplicates (rows that should not exist), lost (answered 202 but not stored,
+plus posts that got no answer at all) and stored leads without their lead.run job.
+Goal: 0 lost, 0 duplicated, 0 5xx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_speed_to_lead import free_port, percentile  # noqa: E402
+
+DEFAULT_PG = os.environ.get("REVLOOP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def revloop_command() -> list[str]:
+    """The `revloop` console script next to this interpreter (as installed by `make install`)."""
+    script = Path(sys.executable).with_name("revloop")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+
+
+@dataclass
+class Post:
+    key: str
+    body: dict
+
+
+@dataclass
+class Results:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: int = 0
+    statuses: collections.Counter = field(default_factory=collections.Counter)
+    errors: collections.Counter = field(default_factory=collections.Counter)
+    latencies: list[float] = field(default_factory=list)
+    accepted_keys: set[str] = field(default_factory=set)
+    unanswered_keys: set[str] = field(default_factory=set)
+    ids_by_key: dict[str, set[int]] = field(default_factory=lambda: collections.defaultdict(set))
+    first_5xx: list[str] = field(default_factory=list)
+
+
+def build_posts(count: int, repeat_share: float, domains: int, rng: random.Random) -> list[Post]:
+    """`count` posts; a `repeat_share` of them repeat an earlier post (often a recent one, so some race it)."""
+    repeats = round(count * repeat_share)
+    uniques = count - repeats
+    run = uuid.uuid4().hex[:8]
+    posts: list[Post] = []
+    for i in range(uniques):
+        domain = i % domains
+        body = {
+            "email": f"lead{i}-{run}@company{domain}.example",
+            "first_name": f"Lee{i}",
+            "company": f"Company {domain}",
+            "title": ["VP Sales", "Head of Ops", "Analyst", "Founder"][i % 4],
+            "message": ["Need pricing and a demo", "Just browsing", "Budget approved, quote please"][i % 3],
+            "source": "bench",
+            "consent": {"email": True, "call": i % 2 == 0},
+        }
+        posts.append(Post(key=f"bench-{run}-{i}", body=body))
+    for _ in range(repeats):
+        # Repeat one of the last 100 posts so far: with many clients the two are often in flight together.
+        source = posts[max(0, len(posts) - 1 - int(rng.expovariate(1 / 20)) % 100)]
+        posts.insert(len(posts) - rng.randint(0, min(10, len(posts) - 1)), Post(source.key, source.body))
+    return posts
+
+
+def client_loop(
+    base: str, token: str, posts: list[Post], claim, results: Results, pause: float, timeout: float, seed: int
+) -> None:
+    rng = random.Random(seed)
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=timeout) as http:
+        while (index := claim()) is not None:
+            post = posts[index]
+            start = time.perf_counter()
+            try:
+                r = http.post("/v1/leads", json=post.body, headers={"Idempotency-Key": post.key})
+            except httpx.HTTPError as exc:
+                with results.lock:
+                    results.done += 1
+                    results.errors[type(exc).__name__] += 1
+                    results.unanswered_keys.add(post.key)
+            else:
+                elapsed = time.perf_counter() - start
+                with results.lock:
+                    results.done += 1
+                    results.statuses[r.status_code] += 1
+                    results.latencies.append(elapsed)
+                    if r.status_code == 202:
+                        results.accepted_keys.add(post.key)
+                        results.ids_by_key[post.key].add(r.json()["id"])
+                    elif r.status_code >= 500 and len(results.first_5xx) < 5:
+                        results.first_5xx.append(f"{r.status_code} {r.text[:300]}")
+            if pause:
+                time.sleep(rng.uniform(0, pause))
+
+
+def wait_healthy(base: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"revloop serve exited during start-up; see {log}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    sys.exit(f"revloop serve did not answer within 60 s; see {log}")
+
+
+def count_rows(database_url: str, keys: set[str]) -> dict[str, int]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, idempotency_key FROM leads WHERE source = 'bench'")).all()
+            job_leads = {
+                int(json.loads(p)["lead_id"]) if isinstance(p, str) else int(p["lead_id"])
+                for (p,) in conn.execute(text("SELECT payload FROM jobs WHERE kind = 'lead.run'"))
+            }
+    finally:
+        engine.dispose()
+    ours = [(i, k) for i, k in rows if k in keys]
+    distinct = {k for _, k in ours}
+    return {
+        "rows": len(rows),
+        "stored": len(distinct),
+        "duplicates": len(rows) - len(distinct),
+        "stored_keys": distinct,  # type: ignore[dict-item]
+        "without_job": sum(1 for i, _ in ours if i not in job_leads),
+    }
+
+
+def run(args: argparse.Namespace, database_url: str | None, label: str) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="revloop-bench-ingest-"))
+    database_url = database_url or f"sqlite:///{folder / 'revloop.db'}"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVLOOP_")}
+    env.update(REVLOOP_VAR_DIR=str(folder), REVLOOP_DATABASE_URL=database_url, REVLOOP_API_PORT=str(port))
+    for item in args.env:
+        name, _, value = item.partition("=")
+        env[name] = value
+    cli = revloop_command()
+    subprocess.run([*cli, "db", "upgrade"], env=env, cwd=folder, check=True, stdout=subprocess.DEVNULL)
+    token = subprocess.run(
+        [*cli, "tokens", "create", "--role", "integration", "--name", "bench-ingest"],
+        env=env,
+        cwd=folder,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    log = folder / "serve.log"
+    base = f"http://127.0.0.1:{port}"
+    rng = random.Random(args.seed)
+    posts = build_posts(args.posts, args.repeats, args.domains, rng)
+    results = Results()
+    next_index = iter(range(len(posts)))
+    claim_lock = threading.Lock()
+
+    def claim() -> int | None:
+        with claim_lock:
+            return next(next_index, None)
+
+    with log.open("wb") as log_file:
+        server = subprocess.Popen([*cli, "serve"], env=env, cwd=folder, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(base, server, log)
+            print(f"[{label}] {len(posts)} posts from {args.clients} clients to {base} (log: {log})", file=sys.stderr)
+            threads = [
+                threading.Thread(
+                    target=client_loop,
+                    args=(base, token, posts, claim, results, args.pause, args.timeout, args.seed + n),
+                    daemon=True,
+                )
+                for n in range(args.clients)
+            ]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            while any(t.is_alive() for t in threads):
+                time.sleep(1 if args.posts <= 1000 else 2)
+                with results.lock:
+                    elapsed = time.perf_counter() - started
+                    print(
+                        f"[{label}] {results.done}/{len(posts)} posted, {elapsed:5.1f} s, "
+                        f"{results.statuses[202] / elapsed:6.1f} accepted/s, "
+                        f"5xx {sum(c for s, c in results.statuses.items() if s >= 500)}, "
+                        f"connection errors {sum(results.errors.values())} {dict(results.errors) or ''}",
+                        file=sys.stderr,
+                    )
+            wall = time.perf_counter() - started
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    keys = {p.key for p in posts}
+    db = count_rows(database_url, keys)
+    stored_keys: set[str] = db.pop("stored_keys")  # type: ignore[assignment]
+    lost_after_202 = len(results.accepted_keys - stored_keys)
+    connection_errors = sum(results.errors.values())
+    tracebacks = log.read_text(errors="replace").count("Traceback (most recent call last)")
+    return {
+        "backend": label,
+        "posts": len(posts),
+        "unique_leads": len(keys),
+        "clients": args.clients,
+        "seconds": round(wall, 1),
+        "accepted_per_s": round(results.statuses[202] / wall, 1),
+        "p50_ms": round(1000 * percentile(results.latencies, 0.5), 1) if results.latencies else None,
+        "p95_ms": round(1000 * percentile(results.latencies, 0.95), 1) if results.latencies else None,
+        "p99_ms": round(1000 * percentile(results.latencies, 0.99), 1) if results.latencies else None,
+        "statuses": dict(sorted(results.statuses.items())),
+        "5xx": sum(c for s, c in results.statuses.items() if s >= 500),
+        "connection_errors": dict(results.errors),
+        "stored": db["stored"],
+        "duplicates": db["duplicates"],
+        "lost": lost_after_202 + connection_errors,
+        "lost_after_202": lost_after_202,
+        # Leads whose every post went unanswered, stored all the same (the server had committed them).
+        "unanswered_but_stored": len((results.unanswered_keys - results.accepted_keys) & stored_keys),
+        "answers_with_two_ids": sum(1 for ids in results.ids_by_key.values() if len(ids) > 1),
+        "stored_without_job": db["without_job"],
+        "server_tracebacks": tracebacks,
+        "first_5xx": results.first_5xx,
+        "server_log": str(log),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--posts", type=int, default=5000, help="POST /v1/leads to send, repeats included")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients (threads, one connection each)")
+    parser.add_argument("--repeats", type=float, default=0.2, help="share of posts repeating an earlier one")
+    parser.add_argument("--domains", type=int, default=500, help="company domains the leads are spread over")
+    parser.add_argument("--pause", type=float, default=0.0, help="each client waits 0..PAUSE s between posts")
+    parser.add_argument("--timeout", type=float, default=60.0, help="client timeout per request, seconds")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server (e.g. postgresql://postgres@127.0.0.1:5432/test): runs on a new database "
+        "created there and dropped afterwards; without it, SQLite in a temporary folder",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the revloop commands (e.g. REVLOOP_API_KEEP_ALIVE_SECONDS=5)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    # A plain `kill` still stops the server (the finally blocks run).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    if args.database_url:
+        import psycopg
+
+        admin_url = args.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        name = f"revloop_bench_ingest_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            url = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
+            result = run(args, url, "postgresql")
+        finally:
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        result = run(args, None, "sqlite")
+
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    r = result
+    print(f"\nPOST /v1/leads on {r['backend']}: {r['posts']} posts ({r['unique_leads']} leads), {r['clients']} clients")
+    print(f"  accepted/s        {r['accepted_per_s']}  ({r['seconds']} s)")
+    print(f"  latency ms        p50 {r['p50_ms']}  p95 {r['p95_ms']}  p99 {r['p99_ms']}")
+    print(f"  statuses          {r['statuses']}")
+    print(f"  5xx               {r['5xx']}")
+    print(f"  connection errors {sum(r['connection_errors'].values())} {r['connection_errors'] or ''}")
+    print(f"  stored            {r['stored']} of {r['unique_leads']}")
+    print(f"  duplicates        {r['duplicates']}")
+    print(
+        f"  lost              {r['lost']}  (answered 202 but not stored: {r['lost_after_202']}; no answer: "
+        f"{sum(r['connection_errors'].values())}, of which stored anyway: {r['unanswered_but_stored']})"
+    )
+    print(f"  without their job {r['stored_without_job']}")
+    print(f"  two ids for a key {r['answers_with_two_ids']}")
+    if r["server_tracebacks"] or r["first_5xx"]:
+        print(f"  server tracebacks {r['server_tracebacks']} (see {r['server_log']})")
+        for line in r["first_5xx"]:
+            print(f"    {line}")
+    ok = r["lost"] == 0 and r["duplicates"] == 0 and r["5xx"] == 0
+    print(f"  goal (0 lost, 0 duplicated, 0 5xx): {'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
