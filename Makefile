@@ -30,10 +30,12 @@ browser: $(CHROMIUM)
 up: install
 	$(BIN)/revloop up
 
-## Install what the tests need (Python packages, Debian Chromium) and run them (SQLite and PostgreSQL).
+## Install what the tests need (Python packages, Debian Chromium) and run them (SQLite and PostgreSQL),
+## on PYTEST_WORKERS processes (pytest-xdist; a file's tests stay on one worker).
+PYTEST_WORKERS ?= 2
 test: install browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 	$(MAKE) eval
 
 ## Run the offline eval suites; exits non-zero when a suite misses its thresholds.
