@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -83,6 +84,9 @@ class ImportReport:
         }
 
 
+LEAD_TEXT_FIELDS = ("email", "first_name", "last_name", "company", "title", "phone", "website", "message", "source")
+
+
 class RowError(ValueError):
     """A row that cannot be imported; the message is the reason shown in the report."""
 
@@ -97,12 +101,50 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         dialect: Any = csv.Sniffer().sniff(text[:20_000], delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
-    reader = csv.DictReader(text.splitlines(), dialect=dialect)
+    # newline="": a quoted field may hold line breaks, and they are kept (splitting the text into lines lost them).
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
     if not reader.fieldnames:
         raise InvalidInput(f"{path} has no header row")
-    return [h.strip() for h in reader.fieldnames], [
-        {(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader
-    ]
+    rows = []
+    for row in reader:
+        extra = row.pop(None, None)  # cells past the header's columns: the row is rejected, not the file
+        cleaned = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        if extra:
+            cleaned[EXTRA_CELLS] = str(len(extra))
+        rows.append(cleaned)
+    return [h.strip() for h in reader.fieldnames], rows
+
+
+EXTRA_CELLS = "\x00extra_cells"  # a key no header can have: marks a row with more cells than columns
+
+
+def check_row_shape(row: dict[str, str]) -> None:
+    if EXTRA_CELLS in row:
+        raise RowError(f"{row[EXTRA_CELLS]} more cell(s) than the header has columns (a stray delimiter or quote?)")
+
+
+def _api_limits() -> dict[str, int]:
+    """The API's length limit of each lead field (LeadCreate), so an imported row obeys the same rules."""
+    from core.schemas import LeadCreate
+
+    limits = {}
+    for name, prop in LeadCreate.model_json_schema()["properties"].items():
+        found = [prop.get("maxLength"), *(p.get("maxLength") for p in prop.get("anyOf", []))]
+        if any(found):
+            limits[name] = max(v for v in found if v)
+    return limits
+
+
+def check_lead_fields(fields: dict[str, Any]) -> None:
+    """Length limits and NUL characters, as the API refuses them (a 422 there, a rejected row here)."""
+    limits = _api_limits()
+    for name, value in fields.items():
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
+            raise RowError(f"{name} contains a NUL character")
+        if name in limits and len(value) > limits[name]:
+            raise RowError(f"{name} is longer than {limits[name]} characters (the API's limit)")
 
 
 def count_rows(path: Path) -> int:
@@ -150,6 +192,7 @@ def _each(report: ImportReport, file: str, rows: list[dict[str, str]], progress:
     for number, row in enumerate(rows, start=2):  # row 1 is the header
         report.rows += 1
         try:
+            check_row_shape(row)
             handle(number, row)
         except RowError as exc:
             report.reject(file, number, str(exc))
@@ -235,6 +278,7 @@ def read_labelled_records(path: Path, fmt: str) -> tuple[list[dict[str, Any]], l
     records, rejected = [], []
     for number, row in enumerate(rows, start=2):
         try:
+            check_row_shape(row)
             records.append(x_education_record(row, passthrough))
         except RowError as exc:
             rejected.append({"file": path.name, "row": number, "reason": str(exc)})
@@ -401,6 +445,7 @@ def _plan_generic(session: Session, path: Path, plan: LeadImportPlan, mapping: d
         consent_email = _yes_no(values.get("consent_email") or "no", "consent_email")
         consent_call = _yes_no(values.get("consent_call") or "no", "consent_call")
         captured_day = _date(values.get("captured_at", ""), "captured_at")
+        check_lead_fields({k: v for k, v in values.items() if k in LEAD_TEXT_FIELDS})
         if email and email in emails:
             raise RowError(f"email {email} repeats row {emails[email]}")
         if email:
