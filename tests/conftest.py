@@ -36,6 +36,13 @@ def _pg_database(name: str) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
+def only_on(backend: str):
+    """Run a test on one backend only (it tests that backend's own mechanism), instead of skipping it on the other."""
+    if backend not in BACKENDS:
+        return pytest.mark.skip(reason=f"REVLOOP_TEST_BACKENDS={','.join(BACKENDS)} leaves out {backend}")
+    return pytest.mark.parametrize("database", [backend], indirect=True)
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def database(request, tmp_path_factory) -> Iterator[dict[str, str]]:
     """A migrated database for the whole run: {'backend', 'url', 'checkpoint_url'}."""

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from core.db import is_busy_error, run_in_transaction, session_scope, write_if_free
 from core.models import Company
+from tests.conftest import only_on
 
 
 def _busy(backend: str, kind: str = "busy") -> OperationalError:
@@ -96,9 +97,8 @@ def test_a_read_only_session_refuses_writes_and_keeps_what_it_read(settings):
     assert _companies(settings) == 1
 
 
+@only_on("sqlite")  # SQLite's single write lock
 def test_a_reader_and_a_writer_never_wait_for_each_other_on_sqlite(settings, database):
-    if database["backend"] != "sqlite":
-        pytest.skip("SQLite's single write lock")
     other = sqlite3.connect(_sqlite_path(settings), timeout=0, isolation_level=None)  # never waits
     try:
         with session_scope(settings, readonly=True) as reader:
@@ -124,9 +124,8 @@ def test_a_reader_and_a_writer_never_wait_for_each_other_on_sqlite(settings, dat
         other.close()
 
 
+@only_on("postgresql")  # PostgreSQL's read-only transactions
 def test_a_read_only_session_does_not_hold_up_a_writer_on_postgresql(settings, database):
-    if database["backend"] != "postgresql":
-        pytest.skip("PostgreSQL's read-only transactions")
     with session_scope(settings, readonly=True) as reader:
         assert reader.scalar(text("SHOW transaction_read_only")) == "on"
         assert reader.scalar(select(func.count(Company.id))) == 0
@@ -136,9 +135,8 @@ def test_a_read_only_session_does_not_hold_up_a_writer_on_postgresql(settings, d
     assert _companies(settings) == 1
 
 
+@only_on("sqlite")  # SQLite's single write lock
 def test_a_skippable_write_is_skipped_while_the_database_is_locked(settings, database):
-    if database["backend"] != "sqlite":
-        pytest.skip("SQLite's single write lock")
 
     def add(session):
         session.add(Company(name="Clock", source="test"))
