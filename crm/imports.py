@@ -609,6 +609,32 @@ def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
         yield values[start : start + size]
 
 
+# Runs one unit of work: the caller's session (one transaction), or a short retried transaction per call.
+UnitOfWork = Callable[[Callable[[Session], Any]], Any]
+
+
+def _in_batches(settings: Settings) -> UnitOfWork:
+    from core.db import run_in_transaction
+
+    return lambda work: run_in_transaction(settings, work)
+
+
+def _write_leads(
+    plan: LeadImportPlan, unit: UnitOfWork, *, strict: bool, progress: Progress | None, size: int, actor: str
+) -> ImportReport:
+    """Write a validated lead plan batch by batch, each batch one `unit` of work, then audit it."""
+    _refuse_rejected(plan.report, strict)
+    if progress:
+        progress(len(plan.report.rejected))
+    for batch in _chunks(plan.rows, size):
+        plan.report.merge(unit(lambda session, batch=batch: write_lead_batch(session, plan, batch)))
+        if progress:
+            progress(len(batch))
+    plan.report.rejected.sort(key=lambda x: x["row"])
+    unit(lambda session: _audit_import(session, plan.report, actor))
+    return plan.report
+
+
 def import_leads(
     session: Session,
     path: Path,
@@ -622,16 +648,7 @@ def import_leads(
     """Import a lead file in the caller's one unit of work; the caller commits. With strict, any rejected row
     aborts the whole import. (The CLI uses import_leads_in_batches.)"""
     plan = plan_lead_import(session, path, fmt, mapping)
-    _refuse_rejected(plan.report, strict)
-    if progress:
-        progress(len(plan.report.rejected))
-    for batch in _chunks(plan.rows):
-        plan.report.merge(write_lead_batch(session, plan, batch))
-        if progress:
-            progress(len(batch))
-    plan.report.rejected.sort(key=lambda x: x["row"])
-    _audit_import(session, plan.report, actor)
-    return plan.report
+    return _write_leads(plan, lambda work: work(session), strict=strict, progress=progress, size=500, actor=actor)
 
 
 def import_leads_in_batches(
@@ -649,22 +666,12 @@ def import_leads_in_batches(
     in a read-only session; with strict, any rejected row stops the import before anything is written), then
     write REVLOOP_IMPORT_BATCH_ROWS rows per short transaction (retried when the database is busy). Safe to
     run again after an interruption: written rows are found by their external id."""
-    from core.db import run_in_transaction, session_scope
+    from core.db import session_scope
 
     with session_scope(settings, readonly=True) as session:
         plan = plan_lead_import(session, path, fmt, mapping)
-    _refuse_rejected(plan.report, strict)
-    if progress:
-        progress(len(plan.report.rejected))
-    for batch in _chunks(plan.rows, batch_rows or settings.import_batch_rows):
-        plan.report.merge(
-            run_in_transaction(settings, lambda session, batch=batch: write_lead_batch(session, plan, batch))
-        )
-        if progress:
-            progress(len(batch))
-    plan.report.rejected.sort(key=lambda x: x["row"])
-    run_in_transaction(settings, lambda session: _audit_import(session, plan.report, actor))
-    return plan.report
+    size = batch_rows or settings.import_batch_rows
+    return _write_leads(plan, _in_batches(settings), strict=strict, progress=progress, size=size, actor=actor)
 
 
 # --- Maven CRM ------------------------------------------------------------------------------------
@@ -901,6 +908,23 @@ def write_crm_deals(session: Session, plan: CrmImportPlan, batch: list[dict[str,
     return part
 
 
+def _write_crm(
+    plan: CrmImportPlan, unit: UnitOfWork, *, strict: bool, progress: Progress | None, size: int, actor: str
+) -> ImportReport:
+    """Write a validated CRM plan: accounts, products and sales team in one unit, the pipeline in batches."""
+    _refuse_rejected(plan.report, strict)
+    done = len(plan.report.rejected) + len(plan.accounts) + len(plan.products) + len(plan.agents)
+    plan.report.merge(unit(lambda session: write_crm_records(session, plan)))
+    if progress:
+        progress(done)
+    for batch in _chunks(plan.deals, size):
+        plan.report.merge(unit(lambda session, batch=batch: write_crm_deals(session, plan, batch)))
+        if progress:
+            progress(len(batch))
+    unit(lambda session: _audit_import(session, plan.report, actor))
+    return plan.report
+
+
 def import_crm(
     session: Session,
     folder: Path,
@@ -913,14 +937,7 @@ def import_crm(
     """Import a CRM export folder (accounts, products, sales team, pipeline) in the caller's one unit of work;
     the caller commits. (The CLI uses import_crm_in_batches.)"""
     plan = plan_crm_import(session, folder, fmt)
-    _refuse_rejected(plan.report, strict)
-    plan.report.merge(write_crm_records(session, plan))
-    for batch in _chunks(plan.deals):
-        plan.report.merge(write_crm_deals(session, plan, batch))
-    if progress:
-        progress(plan.report.rows)
-    _audit_import(session, plan.report, actor)
-    return plan.report
+    return _write_crm(plan, lambda work: work(session), strict=strict, progress=progress, size=500, actor=actor)
 
 
 def import_crm_in_batches(
@@ -937,23 +954,12 @@ def import_crm_in_batches(
     (read-only; with strict, any rejected row stops the import before anything is written), write the
     accounts, products and sales team in one short unit of work, then the pipeline in batches of
     REVLOOP_IMPORT_BATCH_ROWS (each retried when the database is busy). Safe to run again."""
-    from core.db import run_in_transaction, session_scope
+    from core.db import session_scope
 
     with session_scope(settings, readonly=True) as session:
         plan = plan_crm_import(session, folder, fmt)
-    _refuse_rejected(plan.report, strict)
-    done = len(plan.report.rejected) + len(plan.accounts) + len(plan.products) + len(plan.agents)
-    plan.report.merge(run_in_transaction(settings, lambda session: write_crm_records(session, plan)))
-    if progress:
-        progress(done)
-    for batch in _chunks(plan.deals, batch_rows or settings.import_batch_rows):
-        plan.report.merge(
-            run_in_transaction(settings, lambda session, batch=batch: write_crm_deals(session, plan, batch))
-        )
-        if progress:
-            progress(len(batch))
-    run_in_transaction(settings, lambda session: _audit_import(session, plan.report, actor))
-    return plan.report
+    size = batch_rows or settings.import_batch_rows
+    return _write_crm(plan, _in_batches(settings), strict=strict, progress=progress, size=size, actor=actor)
 
 
 def _finish(session: Session, report: ImportReport, strict: bool, actor: str) -> None:

@@ -487,12 +487,6 @@ def issue_invoice(session: Session, settings: Settings, milestone_id: int) -> In
     return invoice
 
 
-def onboarding_scan(session: Session, settings: Settings, today: dt.date) -> int:
-    """The next onboarding step: a kickoff reminder the day before the kickoff, drafted once per project.
-    In the caller's one unit of work; the daily job runs kickoffs_due and onboarding_step, one short unit each."""
-    return sum(onboarding_step(session, settings, project_id, today) for project_id in kickoffs_due(session, today))
-
-
 def kickoffs_due(session: Session, today: dt.date) -> list[int]:
     """Projects whose kickoff is tomorrow (reads only)."""
     return list(session.scalars(select(Project.id).where(Project.kickoff_on == today + dt.timedelta(days=1))).all())
