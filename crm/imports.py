@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -123,6 +124,7 @@ def check_row_shape(row: dict[str, str]) -> None:
         raise RowError(f"{row[EXTRA_CELLS]} more cell(s) than the header has columns (a stray delimiter or quote?)")
 
 
+@functools.cache  # the schema is fixed: read it once, not once per imported row
 def _api_limits() -> dict[str, int]:
     """The API's length limit of each lead field (LeadCreate), so an imported row obeys the same rules."""
     from core.schemas import LeadCreate

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select, text
 
 from core import jobs
-from core.db import get_engine, session_scope
+from core.db import get_engine, insert_once, session_scope
 from core.enums import NEEDS_ATTENTION_STATES, JobKind, JobStatus, NotificationKind
 from core.models import IntegrationState, Job, ReviewItem, WebhookDelivery, utcnow
 from core.notifications import notify
@@ -145,9 +145,12 @@ def _record(settings: Settings, result: Result) -> None:
     with session_scope(settings) as session:
         state = session.get(IntegrationState, result.name)
         changed = state is None and not result.healthy or state is not None and state.healthy != result.healthy
-        if state is None:
-            state = IntegrationState(name=result.name, healthy=result.healthy, changed_at=now)
-            session.add(state)
+        if state is None:  # the API and the worker may check at the same moment: one row, the same answer
+            state, _ = insert_once(
+                session,
+                IntegrationState(name=result.name, healthy=result.healthy, changed_at=now),
+                select(IntegrationState).where(IntegrationState.name == result.name),
+            )
         elif changed:
             state.changed_at = now
         state.healthy, state.detail, state.checked_at = result.healthy, result.detail, now
