@@ -14,13 +14,14 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
+from sqlalchemy import select
 
 from agents.lead import nodes as lead_nodes
 from agents.lead.graph import build_lead_graph
 from agents.proposal.graph import build_proposal_graph
 from billing import reminders
 from core.db import session_scope
-from core.enums import GRAPH_SOURCES, DecisionAction, ItemSource, JobKind, LeadStatus
+from core.enums import GRAPH_SOURCES, DecisionAction, ItemSource, ItemStatus, JobKind, LeadStatus
 from core.files import private_file
 from core.jobs import Worker
 from core.models import Lead, ReviewItem
@@ -176,6 +177,21 @@ class LeadGraphRunner:
             graph.invoke(None, config)  # resumed before but stopped mid-execute: finish the run
         if source == ItemSource.LEAD and lead_id is not None:
             self._queue_interrupts(thread_id, graph)  # a redraft asked for a new draft
+        if (
+            decision.action == DecisionAction.APPROVE
+            and not graph.get_state(config).next
+            and self._still_approved(review_item_id)
+        ):
+            # The records, not the thread, say what is owed: a worker killed mid-resume can leave a thread with
+            # nothing left to run and the approval not carried out (seen after kill -9 on PostgreSQL). The one
+            # executor finishes it, or returns at once when it was carried out.
+            execute_approved(self.settings, review_item_id, ALL_EXECUTION_RULES[source])
+
+    def _still_approved(self, review_item_id: int) -> bool:
+        with session_scope(self.settings, readonly=True) as session:
+            return (
+                session.scalar(select(ReviewItem.status).where(ReviewItem.id == review_item_id)) == ItemStatus.APPROVED
+            )
 
     def execute(self, review_item_id: int) -> None:
         """Carry out an approval again after a person's Retry: the graph thread (if any) has finished, so

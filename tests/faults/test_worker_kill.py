@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy import func, select
 
 from core.db import session_scope
@@ -63,6 +64,7 @@ def _pending_items(settings, http, worker, n: int) -> list[int]:
     return ids
 
 
+@pytest.mark.timeout(400)  # longer than its own waits, so a stall ends with the items' and jobs' states
 def test_kill_9_while_50_approved_items_send_and_restart_at_once_sends_each_exactly_once(
     settings, http, worker, subprocess_env
 ):
