@@ -141,6 +141,9 @@ class NotificationKind(StrEnum):
     INTEGRATION_DOWN = "integration_down"
     INTEGRATION_RECOVERED = "integration_recovered"
     TAKEN_OVER = "taken_over"  # someone took over a review item assigned to you
+    NEW_A_LEAD = "new_a_lead"  # an A-grade lead's review item was assigned to you
+    SLA_AT_RISK = "sla_at_risk"  # a pending item assigned to you is about to breach its SLA
+    SLA_BREACHED = "sla_breached"  # breached: the item went back to the team queue (assignee and managers hear)
 
 
 class InvoiceStatus(StrEnum):
