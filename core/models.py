@@ -395,7 +395,11 @@ class Notification(Base):
     """Something a person must know (a send that failed, an integration down): one row per recipient."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_user_id_read_at", "user_id", "read_at"),)
+    __table_args__ = (
+        Index("ix_notifications_user_id_read_at", "user_id", "read_at"),
+        # the same event for the same person is told once (NULL keys never collide)
+        UniqueConstraint("user_id", "dedupe_key", name="uq_notifications_user_id_dedupe_key"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(50))  # NotificationKind
@@ -404,6 +408,7 @@ class Notification(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     entity_type: Mapped[str | None] = mapped_column(String(50))
     entity_id: Mapped[str | None] = mapped_column(String(64))
+    dedupe_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     read_at: Mapped[dt.datetime | None] = mapped_column()
 

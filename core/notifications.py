@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.db import insert_once
 from core.enums import NotificationKind, Role
 from core.errors import NotFound
 from core.models import Notification, User, utcnow
@@ -29,16 +30,21 @@ def notify(
     roles: Iterable[str] = OPERATORS,
     names: Iterable[str | None] = (),
     entity: tuple[str, object] | None = None,
+    dedupe_key: str | None = None,
 ) -> list[Notification]:
-    """Notify every active user with one of `roles` and the active users named in `names` (each once)."""
+    """Notify every active user with one of `roles` and the active users named in `names` (each once).
+
+    With a `dedupe_key`, a user who already has a notification with that key gets no second one (a retried
+    job or a burst of the same event tells each person once). Returns only the rows created now."""
     wanted_names = [n for n in names if n]
     conditions = [User.role.in_([str(r) for r in roles])]
     if wanted_names:
         conditions.append(User.name.in_(wanted_names))
     users = session.scalars(select(User).where(User.active.is_(True), or_(*conditions)).order_by(User.id)).all()
     log.warning("notification %s: %s (%d recipient(s))", kind, title, len(users))
-    rows = [
-        Notification(
+    rows = []
+    for user in users:
+        row = Notification(
             user_id=user.id,
             kind=kind,
             severity=severity,
@@ -46,10 +52,16 @@ def notify(
             body=body,
             entity_type=entity[0] if entity else None,
             entity_id=str(entity[1]) if entity else None,
+            dedupe_key=dedupe_key,
         )
-        for user in users
-    ]
-    session.add_all(rows)
+        if dedupe_key is None:
+            session.add(row)
+            rows.append(row)
+            continue
+        existing = select(Notification).where(Notification.user_id == user.id, Notification.dedupe_key == dedupe_key)
+        row, created = insert_once(session, row, existing)
+        if created:
+            rows.append(row)
     session.flush()
     return rows
 
