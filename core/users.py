@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import math
 import secrets
@@ -28,8 +29,13 @@ from core.settings import Settings
 SESSION_PREFIX = "rs_"
 MIN_PASSWORD_LENGTH = 10
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so a wrong email costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so a wrong email costs as long as a wrong password. Made on
+    first use: an argon2 hash at import cost every process (the CLI's --help included) a fraction of a second."""
+    return _hasher.hash("not-a-real-password")
 
 
 def hash_secret(value: str) -> str:
@@ -189,7 +195,7 @@ def login(
     user = session.scalar(select(User).where(User.email == normalised))
     if user is None:
         with contextlib.suppress(VerificationError):
-            _hasher.verify(_DUMMY_HASH, password)
+            _hasher.verify(_dummy_hash(), password)
         _record_failure(session, settings, key, throttle, now)
         raise Unauthorized(failure, commit=True)
     try:

@@ -17,7 +17,6 @@ import uuid
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from fpdf import FPDF
 from jinja2 import Environment, select_autoescape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -51,6 +50,8 @@ padding:.4rem;text-align:left}td.n{text-align:right}</style></head><body>
 
 
 def render_pdf(p: Proposal, company: str, our_company: str) -> bytes:
+    from fpdf import FPDF  # 0.6 s to import (numpy, PIL): only when a proposal is rendered, not at API start
+
     pdf = FPDF()
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 16)

@@ -8,15 +8,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from core.enums import ItemKind, ReviewQueue
 from core.errors import InvalidInput
 from core.settings import PROJECT_ROOT, Settings
 from evals import graders
-from evals.harness import Sandbox
+
+if TYPE_CHECKING:  # the sandbox runs the lead graph (LangGraph, the KB): imported when a suite runs, not
+    # when the API lists or compares stored runs
+    from evals.harness import Sandbox
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
@@ -94,6 +95,8 @@ SANDBOX_META = {"model_version": "none: the eval sandbox has no closed deals, th
 def _lead_runs(
     settings: Settings, engine: str, cases: list[dict[str, Any]], tick
 ) -> Iterator[tuple[dict, dict, Sandbox]]:
+    from evals.harness import Sandbox
+
     with Sandbox(settings, engine) as box:
         for case in cases:
             box.reset()
@@ -435,6 +438,7 @@ def run_collections(settings, engine, dataset, fmt, tick, context=None) -> Suite
 
 
 def run_scoring(settings, engine, dataset, fmt, tick, context=None) -> SuiteResult:
+    import numpy as np
     from sklearn.metrics import roc_auc_score
 
     from core.models import Lead

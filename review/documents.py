@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fpdf import FPDF
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,6 +28,8 @@ def invoice_pdf(session: Session, invoice: Invoice, seller: str) -> bytes:
     if milestone is not None:
         item += f": milestone {milestone.seq} '{milestone.name}' ({milestone.percent}%)"
     amount = f"{invoice.amount:,.2f}"
+    from fpdf import FPDF  # 0.6 s to import (numpy, PIL): only when an invoice is rendered, not at API start
+
     pdf = FPDF()
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 16)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -17,6 +16,9 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Deal, Lead, ScoringModel, utcnow
 from core.settings import Settings
 from scoring.features import FeatureSpec
+
+if TYPE_CHECKING:  # numpy is imported where a model is trained or evaluated, not when the API starts
+    import numpy as np
 
 
 def _closed_outcomes():
@@ -39,6 +41,8 @@ def closed_training_rows(session: Session) -> tuple[list[dict[str, Any]], list[A
         .order_by(Lead.id)
     )
     rows = session.execute(stmt).all()
+    import numpy as np
+
     return (
         [r[1] or {} for r in rows],
         [r[2] for r in rows],

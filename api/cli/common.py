@@ -5,8 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+
+def get_settings() -> Settings:
+    """The service's settings, imported on first use: pydantic-settings takes a few tenths of a second to import,
+    which `revloop --help` and every command's --help should not pay."""
+    from core.settings import get_settings as settings
+
+    return settings()
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from api.cli.common import get_settings
 from core.files import redact_url
-from core.settings import get_settings
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli.common import fail
-from core.settings import get_settings
+from api.cli.common import fail, get_settings
 
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 

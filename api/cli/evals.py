@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import progress_bar, user_errors
-from core.settings import get_settings
+from api.cli.common import get_settings, progress_bar, user_errors
 
 eval_app = typer.Typer(
     help="Offline eval suites (scoring, routing, drafting, safety, collections): run, list, compare.",

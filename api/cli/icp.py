@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import user_errors
-from core.settings import get_settings
+from api.cli.common import get_settings, user_errors
 
 icp_app = typer.Typer(help="The ICP rubric: validate, backtest against closed deals, publish.", no_args_is_help=True)
 

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import fail, user_errors
-from core.settings import get_settings
+from api.cli.common import fail, get_settings, user_errors
 
 kb_app = typer.Typer(help="Knowledge base: won deals, case studies, product facts (offline).", no_args_is_help=True)
 

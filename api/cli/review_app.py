@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from core.settings import get_settings
+from api.cli.common import get_settings
 
 
 def review_app_command(port: int) -> list[str]:

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import fail, user_errors
-from core.settings import get_settings
+from api.cli.common import fail, get_settings, user_errors
 
 collections_app = typer.Typer(help="Collections: the daily reminder scan.", no_args_is_help=True)
 cadences_app = typer.Typer(help="Follow-up cadences: the daily follow-up scan.", no_args_is_help=True)

@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import user_errors
+from api.cli.common import get_settings, user_errors
 from core.enums import ModelStatus
-from core.settings import get_settings
 
 scoring_app = typer.Typer(help="The outcome model: train, compare, promote, evaluate.", no_args_is_help=True)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from core.settings import get_settings
+from api.cli.common import get_settings
 
 
 def serve(

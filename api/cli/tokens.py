@@ -8,14 +8,14 @@ from typing import Annotated
 import typer
 
 from api.cli.common import user_errors
-from core.schemas import ROLES
+from core.enums import Role
 
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 
 
 @tokens_app.command("create")
 def tokens_create(
-    role: Annotated[str, typer.Option(help=" | ".join(ROLES))],
+    role: Annotated[str, typer.Option(help=" | ".join(Role))],
     name: Annotated[str, typer.Option(help="Who or what uses the token, e.g. 'jane' or 'web-form'")],
     scope: Annotated[
         list[str] | None,

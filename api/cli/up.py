@@ -7,15 +7,17 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from api.cli.common import fail
+from api.cli.common import fail, get_settings
 from api.cli.demo import seed_if_empty
 from api.cli.review_app import review_app_command
 from core.files import private_dir, redact_url
-from core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 
 def wait_for_api(url: str, procs: list[subprocess.Popen], timeout: float = 60) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from api.cli.common import fail, user_errors
-from core.schemas import USER_ROLES
+from core.enums import Role
 
 users_app = typer.Typer(help="People who sign in to the review app (passwords, roles).", no_args_is_help=True)
 
@@ -34,7 +34,7 @@ def read_password(password_stdin: bool, generate: bool) -> tuple[str, bool]:
 @users_app.command("create")
 def users_create(
     email: Annotated[str, typer.Argument(help="Sign-in email")],
-    role: Annotated[str, typer.Option("--role", help=" | ".join(USER_ROLES))],
+    role: Annotated[str, typer.Option("--role", help=" | ".join(r for r in Role if r is not Role.INTEGRATION))],
     name: Annotated[
         str | None,
         typer.Option(help="Queue name (routing assigns leads to sales-agent names) [default: email's local part]"),

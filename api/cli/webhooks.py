@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import fail
-from core.settings import get_settings
+from api.cli.common import fail, get_settings
 
 webhooks_app = typer.Typer(help="Signed webhooks: sign a payload to test an integration.", no_args_is_help=True)
 

@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import setup_logging
-from core.settings import get_settings
+from api.cli.common import get_settings, setup_logging
 
 
 def worker(
