@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -121,9 +122,12 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts and styles from this server (fastapi-offline ships them
+    # under /static-offline-docs), not from a CDN: they work on a machine without internet access.
+    app: FastAPI = FastAPIOffline(
         title="revloop API",
         version="0.1.0",
+        swagger_ui_parameters={"validatorUrl": None},  # Swagger UI would send the schema to validator.swagger.io
         description="Lead-to-cash with AI agents and a human approving every outbound action. "
         "Every /v1 call needs `Authorization: Bearer <token>`: an API token (`revloop tokens create`) or a "
         "session token from `POST /v1/auth/login`. Webhooks (`/v1/webhooks/*`) are HMAC-signed instead.",
