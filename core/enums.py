@@ -146,6 +146,24 @@ class NotificationKind(StrEnum):
     SLA_BREACHED = "sla_breached"  # breached: the item went back to the team queue (assignee and managers hear)
 
 
+class NotificationChannel(StrEnum):
+    IN_APP = "in_app"  # the Notifications page and its badge (a person's own row)
+    EMAIL = "email"  # internal mail to the user's own address (the users table), sent by a job
+    WEBHOOK = "webhook"  # the team's channel: Slack-compatible JSON to REVLOOP_NOTIFY_WEBHOOK_URL, one post per event
+
+
+class DeliveryStatus(StrEnum):
+    """One notification on one outbound channel (email, webhook)."""
+
+    PENDING = "pending"  # queued for the worker (or retrying after a transient failure)
+    HELD = "held"  # email during the recipient's quiet hours: sent when they end
+    SENDING = "sending"  # handed to the transport; the answer is not recorded yet
+    SENT = "sent"
+    FAILED = "failed"  # a permanent refusal (4xx webhook, 5xx SMTP) or retries used up
+    SKIPPED = "skipped"  # nothing to do at send time: the user was deactivated, or the webhook unset
+    DELIVERY_UNKNOWN = "delivery_unknown"  # found 'sending' after a crash: never sent twice
+
+
 class InvoiceStatus(StrEnum):
     ISSUED = "issued"
     PAID = "paid"
@@ -192,6 +210,7 @@ class JobKind(StrEnum):
     HEALTH_CHECK = "health.check"
     PROPOSAL_RUN = "proposal.run"
     DAILY_SCAN = "daily.scan"
+    NOTIFICATION_DELIVER = "notification.deliver"  # one notification on one channel (email, webhook)
 
 
 class Role(StrEnum):

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -409,8 +410,67 @@ class Notification(Base):
     entity_type: Mapped[str | None] = mapped_column(String(50))
     entity_id: Mapped[str | None] = mapped_column(String(64))
     dedupe_key: Mapped[str | None] = mapped_column(String(200))
+    # False when the person switched the in-app channel off for this kind (the row still carries the
+    # dedupe key and the email sent for it; the page and the badge leave it out).
+    shown: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     read_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class NotificationDelivery(Base):
+    """One notification on one outbound channel: an email to its user, or the team webhook's post for the
+    event. `key` makes it exactly once ("email:<notification id>", "webhook:<event>"); a job sends it."""
+
+    __tablename__ = "notification_deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), unique=True)
+    channel: Mapped[str] = mapped_column(String(20))  # NotificationChannel: email | webhook
+    notification_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))  # email's recipient
+    kind: Mapped[str] = mapped_column(String(50))  # NotificationKind
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    link: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)  # DeliveryStatus
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    to_addr: Mapped[str | None] = mapped_column(String(320))  # the address it went to, when it went
+    location: Mapped[str | None] = mapped_column(String(500))  # .eml path, smtp://host:port, or the webhook host
+    last_error: Mapped[str | None] = mapped_column(Text)
+    hold_until: Mapped[dt.datetime | None] = mapped_column()  # quiet hours: not sent before this
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class NotificationPreference(Base):
+    """A person's choice for one kind on one channel; kinds and channels without a row use the defaults."""
+
+    __tablename__ = "notification_preferences"
+    __table_args__ = (UniqueConstraint("user_id", "kind", "channel", name="uq_notification_preferences_choice"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(50))
+    channel: Mapped[str] = mapped_column(String(20))  # in_app | email
+    enabled: Mapped[bool] = mapped_column(Boolean)
+
+
+class QuietHours(Base):
+    """When a person's notification email is held (in-app still appears): local start/end and a time zone."""
+
+    __tablename__ = "quiet_hours"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    start: Mapped[str] = mapped_column(String(5))  # HH:MM, local
+    end: Mapped[str] = mapped_column(String(5))  # HH:MM, local (before start: the quiet spans midnight)
+    timezone: Mapped[str] = mapped_column(String(64))  # IANA name, e.g. Europe/Berlin
+
+
+class TeamChannelSetting(Base):
+    """The team webhook per notification kind, set by managers; kinds without a row use the defaults."""
+
+    __tablename__ = "team_channel_settings"
+    kind: Mapped[str] = mapped_column(String(50), primary_key=True)
+    webhook: Mapped[bool] = mapped_column(Boolean)
 
 
 class IntegrationState(Base):

@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from core.enums import OPEN_STAGES, LeadEventType, ReviewQueue, Role
+from core.enums import OPEN_STAGES, LeadEventType, NotificationKind, ReviewQueue, Role
 
 ROLES: tuple[Role, ...] = tuple(Role)
 USER_ROLES: tuple[Role, ...] = tuple(r for r in Role if r is not Role.INTEGRATION)  # integration: API tokens only
@@ -1127,11 +1127,77 @@ class NotificationRead(BaseModel):
     entity_id: str | None
     created_at: dt.datetime
     read_at: dt.datetime | None
+    link: str | None = Field(None, description="The review app's page of what it is about (REVLOOP_APP_URL)")
 
 
 class NotificationList(BaseModel):
     unread: int
     items: list[NotificationRead]
+
+
+NotificationKindName = one_of(*NotificationKind)
+_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class ChannelChoice(Input):
+    """On/off per channel for one kind; a channel left out keeps its setting."""
+
+    model_config = ConfigDict(extra="forbid")
+    in_app: StrictBool | None = Field(None, description="The Notifications page and badge")
+    email: StrictBool | None = Field(None, description="Email to your own address")
+
+
+class QuietHoursSetting(Input):
+    """While quiet, notification email waits and goes when they end; in-app still appears."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    start: str = Field(pattern=_HHMM, description="Local time HH:MM when quiet begins", examples=["22:00"])
+    end: str = Field(pattern=_HHMM, description="Local time HH:MM when it ends (before start: over midnight)")
+    timezone: str = Field(max_length=64, description="IANA time zone", examples=["Europe/Berlin"])
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin") from None
+        return value
+
+    @field_validator("end")
+    @classmethod
+    def _not_empty_span(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("start"):
+            raise ValueError("must differ from start")
+        return value
+
+
+class NotificationPreferences(BaseModel):
+    channels: dict[str, dict[str, bool]] = Field(description="kind -> {in_app, email}: on or off")
+    required_in_app: list[str] = Field(description="Kinds that always show in the app (someone must act)")
+    quiet_hours: QuietHoursSetting | None
+    email: str = Field(description="Where notification email goes (your user record's address)")
+
+
+class NotificationPreferencesUpdate(Input):
+    model_config = ConfigDict(extra="forbid")
+    channels: dict[NotificationKindName, ChannelChoice] = Field(
+        default_factory=dict, description="Only the kinds and channels given change"
+    )
+    quiet_hours: QuietHoursSetting | None = Field(None, description="Leave out to keep them; null removes them")
+
+
+class TeamChannels(BaseModel):
+    webhook: dict[str, bool] = Field(description="kind -> posted to the team webhook")
+    webhook_configured: bool = Field(description="REVLOOP_NOTIFY_WEBHOOK_URL is set")
+    webhook_signed: bool = Field(description="REVLOOP_NOTIFY_WEBHOOK_SECRET is set (posts carry an HMAC signature)")
+
+
+class TeamChannelsUpdate(Input):
+    model_config = ConfigDict(extra="forbid")
+    webhook: dict[NotificationKindName, StrictBool] = Field(description="Only the kinds given change")
 
 
 class IntegrationHealth(BaseModel):

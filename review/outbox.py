@@ -82,6 +82,16 @@ def _deliver_smtp(settings: Settings, msg: EmailMessage) -> str:
     return f"smtp://{url.hostname}:{port}"
 
 
+def deliver_message(settings: Settings, msg: EmailMessage, file_path: Path) -> str:
+    """Hand a message to the configured transport (SMTP, else a .eml file at `file_path`); where it went.
+    For mail that needs no review item, such as notifications to our own users."""
+    if settings.smtp_url:
+        return _deliver_smtp(settings, msg)
+    if file_path.exists():  # written by an earlier attempt whose commit was lost
+        return str(file_path)
+    return str(write_private(file_path, bytes(msg)))
+
+
 class SendDeferred(RetryLater):
     """A transient failure (server down, timeout, 4xx reply): the job retries after `delay_seconds`."""
 

@@ -53,6 +53,11 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
     ("GET", "/v1/notifications"): ("/v1/notifications", None, ALL, 200),
     ("POST", "/v1/notifications/read-all"): ("/v1/notifications/read-all", None, ALL, 200),
     ("POST", "/v1/notifications/{notification_id}/read"): (f"/v1/notifications/{MISSING}/read", None, ALL, 404),
+    # Preferences are a person's own (an API token has none: 403); the team webhook's kinds are managers'.
+    ("GET", "/v1/notifications/preferences"): ("/v1/notifications/preferences", None, HUMAN_ROLES, 200),
+    ("PUT", "/v1/notifications/preferences"): ("/v1/notifications/preferences", {}, HUMAN_ROLES, 200),
+    ("GET", "/v1/notifications/team"): ("/v1/notifications/team", None, ("manager", "admin"), 200),
+    ("PUT", "/v1/notifications/team"): ("/v1/notifications/team", {"webhook": {}}, ("manager", "admin"), 200),
     ("GET", "/v1/tokens"): ("/v1/tokens", None, ("admin",), 200),
     ("POST", "/v1/tokens"): ("/v1/tokens", {}, ("admin",), 422),
     ("POST", "/v1/tokens/{token_id}/revoke"): (f"/v1/tokens/{MISSING}/revoke", None, ("admin",), 404),
