@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from dataclasses import dataclass, field
+import threading
+import time
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -77,6 +79,7 @@ class Principal:
     touch_due: bool = field(default=False, compare=False, repr=False)
     scopes: tuple[str, ...] | None = None  # an API token's scopes; None: whatever the role may do
     token_touch_due: bool = field(default=False, compare=False, repr=False)  # its last_used_at is stale
+    expires_at: dt.datetime | None = field(default=None, compare=False, repr=False)  # an API token's expiry
 
     def allows(self, method: str, path: str) -> bool:
         needed = scope_needed(method, path)
@@ -153,6 +156,7 @@ def revoke_token(session: Session, token_id: int, *, actor: str) -> ApiToken:
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         session.flush()
+        verified_tokens.forget(row.id)  # this process stops trusting it at once (others within their cache time)
         audit.record(
             session,
             actor=actor,
@@ -198,4 +202,53 @@ def authenticate(
         role=row.role,
         scopes=tuple(row.scopes) if row.scopes is not None else None,
         token_touch_due=stale,
+        expires_at=row.expires_at,
     )
+
+
+class VerifiedTokens:
+    """API tokens this process verified in the last few seconds (REVLOOP_API_TOKEN_CACHE_SECONDS), by database
+    and token hash: a form or integration posting many leads costs one token read every few seconds instead of a
+    read transaction per request. Only valid tokens are kept; expiry is checked on every hit."""
+
+    MAX_ENTRIES = 10_000  # past this (a flood of distinct tokens) the cache starts over
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, database_url: str, plaintext: str, ttl_seconds: float) -> Principal | None:
+        if ttl_seconds <= 0 or not plaintext.startswith(TOKEN_PREFIX):
+            return None
+        key = (database_url, hash_token(plaintext))
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        verified_at, principal = entry
+        if time.monotonic() - verified_at > ttl_seconds or (
+            principal.expires_at is not None and principal.expires_at <= utcnow()
+        ):
+            with self._lock:
+                self._entries.pop(key, None)
+            return None
+        return principal
+
+    def put(self, database_url: str, plaintext: str, principal: Principal, ttl_seconds: float) -> None:
+        if ttl_seconds <= 0 or principal.token_id is None:
+            return
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            # A hit is never due a touch: the read that refreshes the entry says whether last_used_at is stale.
+            self._entries[(database_url, hash_token(plaintext))] = (
+                time.monotonic(),
+                replace(principal, token_touch_due=False),
+            )
+
+    def forget(self, token_id: int) -> None:
+        with self._lock:
+            for key in [k for k, (_, p) in self._entries.items() if p.token_id == token_id]:
+                del self._entries[key]
+
+
+verified_tokens = VerifiedTokens()

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api.auth import Principal, authenticate, scope_needed, touch_token
+from api.auth import Principal, authenticate, scope_needed, touch_token, verified_tokens
 from core.db import session_factory, session_scope, write_if_free
 from core.enums import Role
 from core.errors import AppError, Forbidden, Unauthorized
@@ -69,9 +69,15 @@ def get_principal(
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     settings = request.app.state.settings
+    database_url, ttl = settings.resolved_database_url, settings.api_token_cache_seconds
+    principal = verified_tokens.get(database_url, credentials.credentials, ttl)
+    if principal is not None:
+        return principal  # verified a moment ago by this process (REVLOOP_API_TOKEN_CACHE_SECONDS)
     # Looked up read-only: a token check never waits for (nor takes) the database's write lock.
     with session_scope(settings, readonly=True) as session:
         principal = authenticate(session, credentials.credentials, settings, touch=False)
+    if principal is not None and principal.token_id is not None:
+        verified_tokens.put(database_url, credentials.credentials, principal, ttl)
     if principal is None:
         raise Unauthorized(
             "invalid, expired or revoked token: people sign in again; for an API token ask an admin for a new one"

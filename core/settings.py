@@ -134,6 +134,19 @@ class Settings(BaseSettings):
         description="An idle keep-alive connection is closed after this long. Keep it above clients' and proxies' "
         "idle timeouts (httpx 5 s, load balancers 60 s) so the server never closes one a client is reusing.",
     )
+    api_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="API processes `revloop serve` runs on one port (uvicorn workers; `revloop serve --workers N`). "
+        "More than one uses more cores: most useful on PostgreSQL (SQLite still takes one writer at a time).",
+    )
+    api_token_cache_seconds: float = Field(
+        5,
+        ge=0,
+        description="A verified API token is trusted this long without a database read. A token revoked through "
+        "the same API process stops at once; through the CLI or another API process, within this time. 0: off.",
+    )
 
     worker_poll_seconds: float = 0.5
     job_lease_seconds: int = Field(
@@ -148,26 +161,6 @@ class Settings(BaseSettings):
     )
     health_queue_wait_seconds: float = Field(
         300, gt=0, description="A due background job waiting longer than this marks the work queue unhealthy"
-    )
-
-    app_url: str | None = Field(
-        None, description="The review app's base URL for deep links in notifications; default http://HOST:8501"
-    )
-    notify_webhook_url: str | None = Field(
-        None, description="The team's notification webhook (Slack-compatible JSON is POSTed); unset = no webhook"
-    )
-    notify_webhook_secret: str | None = Field(
-        None, description="HMAC-SHA256 secret signing each notification webhook post (X-Revloop-Signature)"
-    )
-    notify_webhook_timeout_seconds: float = Field(10, gt=0, description="One notification webhook post's timeout")
-    notify_max_attempts: int = Field(
-        6, ge=1, description="Notification email/webhook attempts on transient failures before it is recorded failed"
-    )
-    notify_retry_base_seconds: float = Field(
-        30, gt=0, description="First retry delay of a notification email/webhook; doubles each attempt, jittered"
-    )
-    notify_burst_minutes: float = Field(
-        10, ge=0, description="The same event for the same item and person within this long collapses into one row"
     )
 
     @property
@@ -197,10 +190,6 @@ class Settings(BaseSettings):
     @property
     def resolved_api_url(self) -> str:
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
-
-    @property
-    def resolved_app_url(self) -> str:
-        return (self.app_url or f"http://{self.api_host}:{self.review_app_port}").rstrip("/")
 
 
 @lru_cache
