@@ -163,6 +163,26 @@ class Settings(BaseSettings):
         300, gt=0, description="A due background job waiting longer than this marks the work queue unhealthy"
     )
 
+    app_url: str | None = Field(
+        None, description="The review app's base URL for deep links in notifications; default http://HOST:8501"
+    )
+    notify_webhook_url: str | None = Field(
+        None, description="The team's notification webhook (Slack-compatible JSON is POSTed); unset = no webhook"
+    )
+    notify_webhook_secret: str | None = Field(
+        None, description="HMAC-SHA256 secret signing each notification webhook post (X-Revloop-Signature)"
+    )
+    notify_webhook_timeout_seconds: float = Field(10, gt=0, description="One notification webhook post's timeout")
+    notify_max_attempts: int = Field(
+        6, ge=1, description="Notification email/webhook attempts on transient failures before it is recorded failed"
+    )
+    notify_retry_base_seconds: float = Field(
+        30, gt=0, description="First retry delay of a notification email/webhook; doubles each attempt, jittered"
+    )
+    notify_burst_minutes: float = Field(
+        10, ge=0, description="The same event for the same item and person within this long collapses into one row"
+    )
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.var_dir / 'revloop.db').as_posix()}"
@@ -190,6 +210,10 @@ class Settings(BaseSettings):
     @property
     def resolved_api_url(self) -> str:
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def resolved_app_url(self) -> str:
+        return (self.app_url or f"http://{self.api_host}:{self.review_app_port}").rstrip("/")
 
 
 @lru_cache
