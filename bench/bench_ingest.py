@@ -1,17 +1,21 @@
 """Lead ingest under concurrency: every lead the server answered 202 is stored, once, with its job.
 
-    .venv/bin/python bench/bench_ingest.py [--posts 5000] [--clients 50] [--repeats 0.2]
+    .venv/bin/python bench/bench_ingest.py [--posts 5000] [--clients 50] [--repeats 0.2] [--workers 1]
+    .venv/bin/python bench/bench_ingest.py --modes sqlite            # one mode only
     .venv/bin/python bench/bench_ingest.py --database-url postgresql://postgres@127.0.0.1:5432/test
 
-Runs the API the way users do: `revloop db upgrade`, `revloop tokens create --role integration` and
-`revloop serve` as their own processes, on a fresh SQLite database in a temporary var dir, or with
---database-url on a new PostgreSQL database created on that server and dropped afterwards. Then
+Runs the same load on each mode (--modes, default: sqlite,postgresql) and prints them side by side. Each
+mode runs the API the way users do: `revloop db upgrade`, `revloop tokens create --role integration` and
+`revloop serve [--workers N]` as their own processes, on a fresh SQLite database in a temporary var dir
+(sqlite), or on a new PostgreSQL database created on the --database-url server and dropped afterwards
+(postgresql). Then
 --clients concurrent clients (one thread and one keep-alive httpx.Client each, like separate web
 forms or integrations) send --posts `POST /v1/leads`, of which --repeats are repeats (same
 Idempotency-Key and body as an earlier post, some racing it). --pause makes each client wait a
 random 0..PAUSE seconds between its posts (idle keep-alive connections, as real senders have).
 
-Prints accepted/s, p50/p95/p99 latency, each status, 5xx, connection errors, and from the database:
+Prints accepted/s, p50/p95/p99 latency, the API's CPU ms per post (its processes' user+system time over the
+posts), each status, 5xx, connection errors, and from the database:
 stored (leads of ours), duplicates (rows that should not exist), lost (answered 202 but not stored,
 plus posts that got no answer at all) and stored leads without their lead.run job.
 Goal: 0 lost, 0 duplicated, 0 5xx.
@@ -31,6 +35,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +54,20 @@ def revloop_command() -> list[str]:
     """The `revloop` console script next to this interpreter (as installed by `make install`)."""
     script = Path(sys.executable).with_name("revloop")
     return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children that are alive (uvicorn's worker processes)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 @dataclass
@@ -194,7 +214,8 @@ def run(args: argparse.Namespace, database_url: str | None, label: str) -> dict:
             return next(next_index, None)
 
     with log.open("wb") as log_file:
-        server = subprocess.Popen([*cli, "serve"], env=env, cwd=folder, stdout=log_file, stderr=subprocess.STDOUT)
+        serve = [*cli, "serve", "--workers", str(args.workers)]
+        server = subprocess.Popen(serve, env=env, cwd=folder, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             wait_healthy(base, server, log)
             print(f"[{label}] {len(posts)} posts from {args.clients} clients to {base} (log: {log})", file=sys.stderr)
@@ -206,6 +227,9 @@ def run(args: argparse.Namespace, database_url: str | None, label: str) -> dict:
                 )
                 for n in range(args.clients)
             ]
+            if args.workers > 1:
+                time.sleep(3)  # the other worker processes finish starting (healthz answered from the first)
+            cpu_before = cpu_seconds(server.pid)
             started = time.perf_counter()
             for thread in threads:
                 thread.start()
@@ -221,6 +245,7 @@ def run(args: argparse.Namespace, database_url: str | None, label: str) -> dict:
                         file=sys.stderr,
                     )
             wall = time.perf_counter() - started
+            server_cpu = cpu_seconds(server.pid) - cpu_before
         finally:
             server.terminate()
             try:
@@ -239,7 +264,9 @@ def run(args: argparse.Namespace, database_url: str | None, label: str) -> dict:
         "unique_leads": len(keys),
         "clients": args.clients,
         "seconds": round(wall, 1),
+        "workers": args.workers,
         "accepted_per_s": round(results.statuses[202] / wall, 1),
+        "api_cpu_ms_per_post": round(1000 * server_cpu / max(1, results.done), 2),
         "p50_ms": round(1000 * percentile(results.latencies, 0.5), 1) if results.latencies else None,
         "p95_ms": round(1000 * percentile(results.latencies, 0.95), 1) if results.latencies else None,
         "p99_ms": round(1000 * percentile(results.latencies, 0.99), 1) if results.latencies else None,
@@ -260,6 +287,75 @@ def run(args: argparse.Namespace, database_url: str | None, label: str) -> dict:
     }
 
 
+@contextmanager
+def sqlite_mode(args: argparse.Namespace) -> Iterator[str | None]:
+    yield None  # run() makes a fresh SQLite file in its temporary var dir
+
+
+@contextmanager
+def postgresql_mode(args: argparse.Namespace) -> Iterator[str | None]:
+    """A new database on the --database-url server for this run, dropped afterwards."""
+    import psycopg
+
+    admin_url = args.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    name = f"revloop_bench_ingest_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Each mode yields the database URL its run uses (None: a fresh SQLite file). A broker mode (Celery) adds its
+# entry here and its own environment.
+MODES: dict[str, Callable[[argparse.Namespace], AbstractContextManager[str | None]]] = {
+    "sqlite": sqlite_mode,
+    "postgresql": postgresql_mode,
+}
+
+ROWS = (
+    ("accepted/s", lambda r: f"{r['accepted_per_s']}  ({r['seconds']} s)"),
+    ("API CPU ms/post", lambda r: r["api_cpu_ms_per_post"]),
+    ("latency p50 ms", lambda r: r["p50_ms"]),
+    ("latency p95 ms", lambda r: r["p95_ms"]),
+    ("latency p99 ms", lambda r: r["p99_ms"]),
+    ("statuses", lambda r: " ".join(f"{k}:{v}" for k, v in r["statuses"].items())),
+    ("5xx", lambda r: r["5xx"]),
+    ("connection errors", lambda r: sum(r["connection_errors"].values())),
+    ("stored", lambda r: f"{r['stored']} of {r['unique_leads']}"),
+    ("duplicates", lambda r: r["duplicates"]),
+    ("lost", lambda r: r["lost"]),
+    ("  202 not stored", lambda r: r["lost_after_202"]),
+    ("  no answer, stored", lambda r: r["unanswered_but_stored"]),
+    ("without their job", lambda r: r["stored_without_job"]),
+    ("two ids for a key", lambda r: r["answers_with_two_ids"]),
+    ("server tracebacks", lambda r: r["server_tracebacks"]),
+    ("exactly once", lambda r: "yes" if r["lost"] == 0 and r["duplicates"] == 0 and r["5xx"] == 0 else "NO"),
+)
+
+
+def print_table(results: list[dict]) -> None:
+    first = results[0]
+    print(
+        f"\nPOST /v1/leads: {first['posts']} posts ({first['unique_leads']} leads), {first['clients']} clients, "
+        f"{first['workers']} API process(es)"
+    )
+    width = max(22, *(len(r["backend"]) + 2 for r in results))
+    print(f"  {'':<20}" + "".join(f"{r['backend']:>{width}}" for r in results))
+    for label, value in ROWS:
+        print(f"  {label:<20}" + "".join(f"{value(r)!s:>{width}}" for r in results))
+    for r in results:
+        for line in r["first_5xx"]:
+            print(f"  {r['backend']} 5xx: {line}  (see {r['server_log']})")
+    ok = all(r["lost"] == 0 and r["duplicates"] == 0 and r["5xx"] == 0 for r in results)
+    print(
+        f"  goal (0 lost, 0 duplicated, 0 5xx): {'met' if ok else 'NOT met'}; >= 300 accepted/s: "
+        + ", ".join(f"{r['backend']} {'met' if r['accepted_per_s'] >= 300 else 'not met'}" for r in results)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=5000, help="POST /v1/leads to send, repeats included")
@@ -269,10 +365,17 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.0, help="each client waits 0..PAUSE s between posts")
     parser.add_argument("--timeout", type=float, default=60.0, help="client timeout per request, seconds")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--workers", type=int, default=1, help="API processes (revloop serve --workers)")
+    parser.add_argument(
+        "--modes",
+        default="sqlite,postgresql",
+        help=f"comma-separated, run in this order on the same load: {', '.join(MODES)}",
+    )
     parser.add_argument(
         "--database-url",
-        help="a PostgreSQL server (e.g. postgresql://postgres@127.0.0.1:5432/test): runs on a new database "
-        "created there and dropped afterwards; without it, SQLite in a temporary folder",
+        default=DEFAULT_PG,
+        help="the PostgreSQL server of the postgresql mode (a new database is created there and dropped "
+        "afterwards); giving it without --modes runs that mode only",
     )
     parser.add_argument(
         "--env",
@@ -283,49 +386,23 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    if "--database-url" in sys.argv and "--modes" not in sys.argv:
+        args.modes = "postgresql"  # as before modes existed: --database-url alone measures PostgreSQL
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        parser.error(f"unknown mode(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}")
     # A plain `kill` still stops the server (the finally blocks run).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
-    if args.database_url:
-        import psycopg
-
-        admin_url = args.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-        name = f"revloop_bench_ingest_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            url = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-            result = run(args, url, "postgresql")
-        finally:
-            with psycopg.connect(admin_url, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    else:
-        result = run(args, None, "sqlite")
-
+    results = []
+    for mode in modes:
+        with MODES[mode](args) as database_url:
+            results.append(run(args, database_url, mode))
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(results, indent=2))
         return
-    r = result
-    print(f"\nPOST /v1/leads on {r['backend']}: {r['posts']} posts ({r['unique_leads']} leads), {r['clients']} clients")
-    print(f"  accepted/s        {r['accepted_per_s']}  ({r['seconds']} s)")
-    print(f"  latency ms        p50 {r['p50_ms']}  p95 {r['p95_ms']}  p99 {r['p99_ms']}")
-    print(f"  statuses          {r['statuses']}")
-    print(f"  5xx               {r['5xx']}")
-    print(f"  connection errors {sum(r['connection_errors'].values())} {r['connection_errors'] or ''}")
-    print(f"  stored            {r['stored']} of {r['unique_leads']}")
-    print(f"  duplicates        {r['duplicates']}")
-    print(
-        f"  lost              {r['lost']}  (answered 202 but not stored: {r['lost_after_202']}; no answer: "
-        f"{sum(r['connection_errors'].values())}, of which stored anyway: {r['unanswered_but_stored']})"
-    )
-    print(f"  without their job {r['stored_without_job']}")
-    print(f"  two ids for a key {r['answers_with_two_ids']}")
-    if r["server_tracebacks"] or r["first_5xx"]:
-        print(f"  server tracebacks {r['server_tracebacks']} (see {r['server_log']})")
-        for line in r["first_5xx"]:
-            print(f"    {line}")
-    ok = r["lost"] == 0 and r["duplicates"] == 0 and r["5xx"] == 0
-    print(f"  goal (0 lost, 0 duplicated, 0 5xx): {'met' if ok else 'NOT met'}")
+    print_table(results)
 
 
 if __name__ == "__main__":
