@@ -3,7 +3,7 @@ stored as plain strings, compare equal to them and serialise as them in JSON and
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class ItemStatus(StrEnum):
@@ -210,7 +210,18 @@ class JobKind(StrEnum):
     HEALTH_CHECK = "health.check"
     PROPOSAL_RUN = "proposal.run"
     DAILY_SCAN = "daily.scan"
+    CHECKPOINT_PRUNE = "checkpoint.prune"  # daily: drop finished graph threads' checkpoints past the retention
     NOTIFICATION_DELIVER = "notification.deliver"  # one notification on one channel (email, webhook)
+
+
+class JobPriority(IntEnum):
+    """Which due job a worker claims first (higher first; equal ones in due order). A lead's run takes the
+    grade its pre-score at capture predicts, so a likely-A lead overtakes a burst of C and D leads."""
+
+    BACKGROUND = 0  # scans, checks, and leads pre-scored D
+    LEAD_C = 10
+    LEAD_B = 20
+    LEAD_A = 30
 
 
 class Role(StrEnum):

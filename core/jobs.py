@@ -17,17 +17,18 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
 from core.db import insert_once, session_scope
-from core.enums import JobStatus
+from core.enums import JobPriority, JobStatus
 from core.models import Job, utcnow
 from core.settings import Settings, get_settings
 
 log = logging.getLogger("revloop.worker")
 
 JobHandler = Callable[[dict[str, Any]], None]
+IDLE_POLL_FIRST_SECONDS = 0.01  # an idle worker's first wait; it doubles up to settings.worker_poll_seconds
 
 
 class RetryLater(Exception):
@@ -40,12 +41,19 @@ class RetryLater(Exception):
 
 
 def enqueue(
-    session: Session, kind: str, payload: dict[str, Any], *, dedupe_key: str, run_after: dt.datetime | None = None
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    dedupe_key: str,
+    run_after: dt.datetime | None = None,
+    priority: int = JobPriority.BACKGROUND,
 ) -> Job:
-    """Queue a job once: a second call with the same dedupe key returns the existing job."""
+    """Queue a job once: a second call with the same dedupe key returns the existing job. Due jobs of a higher
+    priority are claimed first (core.enums.JobPriority)."""
     job, _ = insert_once(
         session,
-        Job(kind=kind, payload=payload, dedupe_key=dedupe_key, run_after=run_after or utcnow()),
+        Job(kind=kind, payload=payload, dedupe_key=dedupe_key, run_after=run_after or utcnow(), priority=priority),
         select(Job).where(Job.dedupe_key == dedupe_key),
     )
     return job
@@ -59,14 +67,21 @@ def cancel_queued(session: Session, dedupe_key: str) -> bool:
 
 
 def claim_next(settings: Settings, worker_id: str, kinds: list[str]) -> Job | None:
+    """Take the next due job: the highest priority first, then the one due longest (index status, priority,
+    run_after)."""
     now = utcnow()
+    due = (
+        select(Job.id)
+        .where(Job.status == JobStatus.QUEUED, Job.run_after <= now, Job.kind.in_(kinds))
+        .order_by(Job.priority.desc(), Job.run_after, Job.id)
+        .limit(5)
+    )
+    # Look first with a read (no write lock), so idle workers polling often never hold up a writer.
+    with session_scope(settings, readonly=True) as session:
+        if session.scalar(due.limit(1)) is None:
+            return None
     with session_scope(settings) as session:
-        candidates = session.scalars(
-            select(Job.id)
-            .where(Job.status == JobStatus.QUEUED, Job.run_after <= now, Job.kind.in_(kinds))
-            .order_by(Job.run_after, Job.id)
-            .limit(5)
-        ).all()
+        candidates = session.scalars(due).all()
         for job_id in candidates:
             claimed = session.execute(
                 update(Job)
@@ -81,9 +96,37 @@ def claim_next(settings: Settings, worker_id: str, kinds: list[str]) -> Job | No
 
 def finish(settings: Settings, job_id: int) -> None:
     with session_scope(settings) as session:
-        session.execute(
-            update(Job).where(Job.id == job_id).values(status=JobStatus.DONE, finished_at=utcnow(), locked_by=None)
-        )
+        _mark_done(session, job_id)
+
+
+def _mark_done(session: Session, job_id: int) -> None:
+    session.execute(
+        update(Job).where(Job.id == job_id).values(status=JobStatus.DONE, finished_at=utcnow(), locked_by=None)
+    )
+
+
+class _RunningJob(threading.local):
+    job_id: int | None = None
+    finished: bool = False
+
+
+_running = _RunningJob()
+
+
+def finish_current(session: Session) -> None:
+    """Mark the job this thread is running as done inside the caller's unit of work, so a handler's last write
+    and the job's end commit together (one transaction less per job). Once that unit of work commits, the worker
+    does not finish the job again; if it rolls back, the worker finishes (or retries) the job as usual. Does
+    nothing outside a worker's job."""
+    job_id = _running.job_id
+    if job_id is None:
+        return
+    _mark_done(session, job_id)
+
+    @event.listens_for(session, "after_commit", once=True)
+    def _done(_session: Session) -> None:
+        if _running.job_id == job_id:
+            _running.finished = True
 
 
 def fail(
@@ -194,7 +237,8 @@ class Worker:
         job = claim_next(self.settings, self.worker_id, list(self.handlers))
         if job is None:
             return False
-        log.info("job %s %s attempt %s", job.id, job.kind, job.attempts)
+        log.debug("job %s %s attempt %s", job.id, job.kind, job.attempts)
+        _running.job_id, _running.finished = job.id, False
         try:
             self.handlers[job.kind](dict(job.payload))
         except RetryLater as exc:
@@ -203,7 +247,10 @@ class Worker:
             log.exception("job %s %s failed", job.id, job.kind)
             fail(self.settings, job, traceback.format_exc())
         else:
-            finish(self.settings, job.id)
+            if not _running.finished:  # the handler did not finish it in its own last write
+                finish(self.settings, job.id)
+        finally:
+            _running.job_id = None
         return True
 
     def run_until_idle(self, max_jobs: int = 10_000) -> int:
@@ -215,13 +262,19 @@ class Worker:
         return done
 
     def run_forever(self) -> None:
-        """Run jobs until stopped; several threads may call this on one worker (they share its heartbeat)."""
+        """Run jobs until stopped; several threads may call this on one worker (they share its heartbeat). After
+        a job it looks again at once; when idle it waits IDLE_POLL_FIRST_SECONDS, doubling up to
+        worker_poll_seconds: a lead arriving in a busy spell waits milliseconds, an idle worker polls rarely."""
         self.housekeeping()
         self.start_housekeeping()
+        idle_wait = IDLE_POLL_FIRST_SECONDS
         while not self._stop.is_set():
             try:
-                if not self.run_one():
-                    self._stop.wait(self.settings.worker_poll_seconds)
+                if self.run_one():
+                    idle_wait = IDLE_POLL_FIRST_SECONDS
+                else:
+                    self._stop.wait(min(idle_wait, self.settings.worker_poll_seconds))
+                    idle_wait = min(idle_wait * 2, self.settings.worker_poll_seconds)
             except Exception:  # a lost database connection must not kill the worker
                 log.exception("worker loop error")
                 self._stop.wait(min(5.0, self.settings.worker_poll_seconds * 10))

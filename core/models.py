@@ -731,9 +731,12 @@ class Job(Base):
     """Durable background work: the worker claims rows; a sweep takes back abandoned ones."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_run_after", "status", "run_after"),)
+    # What claim_next reads: the queued jobs, highest priority first, then the longest due.
+    __table_args__ = (Index("ix_jobs_status_priority_run_after", "status", "priority", "run_after"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(50))
+    # Higher runs first (core.enums.JobPriority); a lead's comes from its pre-score at capture.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default="queued")  # queued | running | done | failed

@@ -148,7 +148,31 @@ class Settings(BaseSettings):
         "the same API process stops at once; through the CLI or another API process, within this time. 0: off.",
     )
 
-    worker_poll_seconds: float = 0.5
+    worker_poll_seconds: float = Field(
+        0.2,
+        gt=0,
+        description="The longest an idle worker thread waits before looking for due jobs again. It looks again at "
+        "once after a job, then waits 0.01 s, doubling up to this; a look is a read that takes no lock.",
+    )
+    checkpoint_retention_days: float = Field(
+        7,
+        ge=0,
+        description="Graph checkpoints of a finished thread are deleted this long after its last step (the daily "
+        "checkpoint.prune job); waiting threads keep their latest checkpoint.",
+    )
+    job_lease_seconds: int = Field(
+        60,
+        ge=2,
+        description="A running job whose worker sent no heartbeat for this long is taken back by the sweep "
+        "(workers renew leases every quarter of it and sweep as often).",
+    )
+    job_max_attempts: int = 5
+    health_check_minutes: float = Field(
+        5, gt=0, description="The worker checks the integrations this often; a change alerts managers"
+    )
+    health_queue_wait_seconds: float = Field(
+        300, gt=0, description="A due background job waiting longer than this marks the work queue unhealthy"
+    )
     job_lease_seconds: int = Field(
         60,
         ge=2,

@@ -97,3 +97,65 @@ def test_retry_later_waits_the_given_delay_without_using_an_attempt(settings):
     job = _get(settings, job_id)
     assert job.status == "queued" and job.attempts == 0 and "server is down" in job.last_error
     assert before + dt.timedelta(seconds=110) < job.run_after < utcnow() + dt.timedelta(seconds=121)
+
+
+def test_due_jobs_are_claimed_highest_priority_first_then_in_due_order(settings):
+    from core.enums import JobPriority
+
+    with session_scope(settings) as session:
+        ids = {
+            key: enqueue(session, "test.kind", {}, dedupe_key=key, priority=priority).id
+            for key, priority in (
+                ("d-first", JobPriority.BACKGROUND),
+                ("c-first", JobPriority.LEAD_C),
+                ("a-late", JobPriority.LEAD_A),
+                ("c-second", JobPriority.LEAD_C),
+                ("a-later", JobPriority.LEAD_A),
+                ("not-due", JobPriority.LEAD_A),
+            )
+        }
+        session.get(Job, ids["not-due"]).run_after = utcnow() + dt.timedelta(hours=1)
+    claimed = []
+    while (job := claim_next(settings, "w:1:1", ["test.kind"])) is not None:
+        claimed.append(job.dedupe_key)
+    assert claimed == ["a-late", "a-later", "c-first", "c-second", "d-first"]
+
+
+def test_a_handler_that_finishes_its_job_in_its_own_last_write_is_not_finished_twice(settings):
+    """finish_current: the job ends in the handler's transaction; if that transaction rolls back, the worker
+    still finishes the job itself."""
+    from sqlalchemy import event
+
+    from core.db import get_engine
+    from core.jobs import finish_current
+
+    def finishing(payload):
+        with session_scope(settings) as session:
+            finish_current(session)
+
+    def rolled_back(payload):
+        try:
+            with session_scope(settings) as session:
+                finish_current(session)
+                raise ValueError("the last write failed")
+        except ValueError:
+            pass
+
+    commits = []
+
+    def count(conn):
+        commits.append(1)
+
+    event.listen(get_engine(settings), "commit", count)
+    try:
+        worker = Worker({"finishing": finishing, "rolled_back": rolled_back}, settings)
+        first = _job(settings, "finishing", kind="finishing")
+        commits.clear()
+        assert worker.run_one()
+        assert len(commits) == 2  # the claim and the handler's write, which finished the job
+        assert _get(settings, first).status == "done" and _get(settings, first).locked_by is None
+        second = _job(settings, "rolled_back", kind="rolled_back")
+        assert worker.run_one()
+        assert _get(settings, second).status == "done"
+    finally:
+        event.remove(get_engine(settings), "commit", count)
