@@ -28,7 +28,7 @@ from core.models import Lead, ReviewItem
 from core.settings import Settings, get_settings
 from crm.records import set_lead_status
 from deals import cadences, daily, flow, pipeline
-from review import health, notification_channels, repository
+from review import health, notification_channels, repository, sla
 from review.execute import Rule, execute_approved
 from review.queue import Draft, enqueue
 
@@ -233,6 +233,7 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
             JobKind.REVIEW_RESUME: lambda payload: runner.resume(int(payload["review_item_id"])),
             JobKind.REVIEW_EXECUTE: lambda payload: runner.execute(int(payload["review_item_id"])),
             JobKind.HEALTH_CHECK: lambda payload: health.run_scheduled(settings, payload),
+            JobKind.SLA_WATCH: lambda payload: sla.run_scheduled(settings, payload),
             JobKind.DAILY_SCAN: lambda payload: daily.run(settings, payload),
             JobKind.PROPOSAL_RUN: runner.run_proposal,
             JobKind.NOTIFICATION_DELIVER: lambda payload: notification_channels.deliver(

@@ -20,6 +20,7 @@ from core.schemas import LeadCreate
 from core.settings import Settings
 from core.users import create_user
 from crm.capture import capture_lead
+from crm.sales_team import link_matching_users
 
 ACCOUNTS = [
     ("Northwind Analytics", "northwind-analytics.com", "Software", 240, "United States"),
@@ -137,10 +138,12 @@ def credentials_path(settings: Settings) -> Path:
     return settings.var_dir / "demo-credentials.json"
 
 
-# Closers carry the sales-agent names routing assigns leads to, so those leads land in their queue.
+# Each sales agent is a closer who can sign in, linked by name when the demo is seeded, so every lead routing
+# assigns lands with someone who can act on it.
 DEMO_USERS = (
     ("casey@revloop.example", "Casey Jordan", Role.CLOSER),
     ("robin@revloop.example", "Robin Lee", Role.CLOSER),
+    ("sasha@revloop.example", "Sasha Patel", Role.CLOSER),
     ("morgan@revloop.example", "Morgan Demo", Role.MANAGER),
     ("eve@revloop.example", "Eve Evaluator", Role.EVALUATOR),
     ("admin@revloop.example", "Admin", Role.ADMIN),
@@ -222,6 +225,7 @@ def seed(session: Session, settings: Settings) -> dict[str, object]:
         password = secrets.token_urlsafe(12)
         create_user(session, email=email, name=name, role=role, password=password, actor="demo")
         users.append({"email": email, "name": name, "role": role, "password": password})
+    link_matching_users(session, actor="demo")
     lead_ids = []
     for payload in LEADS:
         lead, _ = capture_lead(session, LeadCreate.model_validate(payload), actor="demo")

@@ -6,8 +6,12 @@ Fills a fresh database (SQLite in a temporary folder; PostgreSQL: a new database
 REVLOOP_BENCH_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/test, dropped afterwards)
 with pending review items of mixed grades, deadlines, assignees and queues, runs `revloop serve` as
 its own process, signs a closer in, and times GET /v1/review-items over HTTP for the views a closer
-uses (team, my, exception, SLA filters, later pages). Reports p50/p95/max per backend.
+uses (team, my, exception, SLA filters, escalated items, later pages). Reports p50/p95/max per backend.
 Goal: p95 under 100 ms for a page of 50.
+
+It also times routing's load count for one lead (agents/lead/routing.pick_assignee: each linked closer's
+pending items counted up to REVLOOP_CLOSER_CAPACITY) beside the whole-queue GROUP BY it replaced, on the same
+100k items: the first must not grow with the queue.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_speed_to_lead import free_port, percentile  # noqa: E402
 from core.db import dispose_engines, get_engine  # noqa: E402
 from core.migrate import upgrade  # noqa: E402
-from core.models import ReviewItem  # noqa: E402
+from core.models import ReviewItem, SalesAgent  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.users import create_user  # noqa: E402
+from crm.sales_team import link_matching_users  # noqa: E402
 
 PG_ADMIN = os.environ.get("REVLOOP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CLOSERS = ["Casey Jordan", "Robin Lee", "Sasha Patel", "Dana Closer"]
@@ -45,6 +50,7 @@ QUERIES = [
     "status=pending&grade=A",
     "status=pending&view=team&offset={deep}",
     "status=pending&assignee=unassigned",
+    "status=pending&escalated=true",
 ]
 
 
@@ -54,6 +60,7 @@ def fill(settings: Settings, items: int) -> None:
     rows = []
     for n in range(items):
         grade = rng.choice("AABBBCCD")
+        escalated = rng.random() < 0.02  # breached and sent back to the team queue by the SLA watch
         rows.append(
             {
                 "kind": rng.choice(["email"] * 9 + ["call_task"]),
@@ -70,6 +77,8 @@ def fill(settings: Settings, items: int) -> None:
                 "sla_due_at": now + dt.timedelta(minutes=rng.randint(-600, 4000)),
                 "guard_flags": [],
                 "created_at": now - dt.timedelta(minutes=rng.randint(0, 5000)),
+                "escalated_at": now if escalated else None,
+                "escalated_from": rng.choice(CLOSERS) if escalated else None,
                 "updated_at": now,
             }
         )
@@ -80,6 +89,29 @@ def fill(settings: Settings, items: int) -> None:
             conn.exec_driver_sql("ANALYZE review_items")
 
 
+def time_routing(settings: Settings, runs: int = 50) -> tuple[float, float]:
+    """p50 ms of routing's capped load count for one lead, and of the whole-queue GROUP BY it replaced."""
+    from sqlalchemy import func, select
+
+    from agents.lead.routing import pick_assignee
+    from core.db import session_scope
+
+    routing, scan = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        pick_assignee(settings, "EMEA")
+        routing.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with session_scope(settings, readonly=True) as session:
+            session.execute(
+                select(ReviewItem.assignee, func.count(ReviewItem.id))
+                .where(ReviewItem.status == "pending", ReviewItem.assignee.is_not(None))
+                .group_by(ReviewItem.assignee)
+            ).all()
+        scan.append(time.perf_counter() - start)
+    return 1000 * percentile(routing, 0.5), 1000 * percentile(scan, 0.5)
+
+
 def measure(database_url: str, folder: Path, items: int, requests: int) -> dict[str, float]:
     settings = Settings(var_dir=folder, database_url=database_url)
     upgrade(settings)
@@ -87,14 +119,19 @@ def measure(database_url: str, folder: Path, items: int, requests: int) -> dict[
     from core.db import session_scope
 
     with session_scope(settings) as session:
-        create_user(
-            session,
-            email="casey@bench.local",
-            name="Casey Jordan",
-            role="closer",
-            password="bench-password-1",
-            actor="bench",
-        )
+        for name in CLOSERS:  # each closer can sign in and works the sales agent of the same name
+            create_user(
+                session,
+                email=f"{name.split()[0].lower()}@bench.local",
+                name=name,
+                role="closer",
+                password="bench-password-1",
+                actor="bench",
+            )
+            session.add(SalesAgent(name=name, regional_office="EMEA"))
+        session.flush()
+        link_matching_users(session, actor="bench")
+    routing_ms, scan_ms = time_routing(settings)
     dispose_engines()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REVLOOP_")}
@@ -127,11 +164,14 @@ def measure(database_url: str, folder: Path, items: int, requests: int) -> dict[
                 r = http.get(f"/v1/review-items?{query}&limit=50", headers=headers)
                 latencies.append(time.perf_counter() - start)
                 assert r.status_code == 200 and len(r.json()["items"]) > 0, (query, r.text[:200])
-        total = httpx.get(f"{base}/v1/review-items?status=pending&limit=1", headers=headers).json()["total"]
+        page = httpx.get(f"{base}/v1/review-items?status=pending&limit=1", headers=headers).json()
+        total = f"{page['total']:,}+" if page["total_capped"] else f"{page['total']:,}"  # as the queue shows it
     finally:
         server.terminate()
         server.wait(timeout=20)
     return {
+        "routing_ms": routing_ms,
+        "scan_ms": scan_ms,
         "pending": total,
         "p50_ms": 1000 * percentile(latencies, 0.5),
         "p95_ms": 1000 * percentile(latencies, 0.95),
@@ -167,6 +207,10 @@ def main() -> None:
     print(f"{'backend':<12}{'pending':>9}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
     for backend, r in results.items():
         print(f"{backend:<12}{r['pending']:>9}{r['p50_ms']:>9.1f}{r['p95_ms']:>9.1f}{r['max_ms']:>9.1f}")
+    print(f"routing's load count for one lead, {len(CLOSERS)} linked closers, p50 of 50 (ms)")
+    print(f"{'backend':<12}{'capped':>9}{'scan':>9}   (scan: the whole-queue GROUP BY it replaced)")
+    for backend, r in results.items():
+        print(f"{backend:<12}{r['routing_ms']:>9.2f}{r['scan_ms']:>9.1f}")
 
 
 if __name__ == "__main__":

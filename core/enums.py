@@ -210,6 +210,7 @@ class JobKind(StrEnum):
     HEALTH_CHECK = "health.check"
     PROPOSAL_RUN = "proposal.run"
     DAILY_SCAN = "daily.scan"
+    SLA_WATCH = "sla.watch"  # warn before a review item's SLA breaches, escalate it when it does
     CHECKPOINT_PRUNE = "checkpoint.prune"  # daily: drop finished graph threads' checkpoints past the retention
     NOTIFICATION_DELIVER = "notification.deliver"  # one notification on one channel (email, webhook)
 

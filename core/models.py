@@ -224,6 +224,8 @@ class SalesAgent(TimestampMixin, Base):
     manager: Mapped[str | None] = mapped_column(String(200))
     regional_office: Mapped[str | None] = mapped_column(String(100))
     services: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")  # service types handled
+    # The person who works this agent's leads: routing assigns only to agents linked to an active user.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
 
 
 class IcpRubric(Base):
@@ -279,8 +281,14 @@ class Activity(Base):
 
 class ReviewItem(TimestampMixin, Base):
     __tablename__ = "review_items"
-    # The queue page: pending items by deadline.
-    __table_args__ = (Index("ix_review_items_status_sla_due_at", "status", "sla_due_at"),)
+    # The queue page: pending items by deadline, per queue and per assignee (routing's capped load counts too);
+    # the SLA watch finds breached items not yet escalated without reading the escalated ones.
+    __table_args__ = (
+        Index("ix_review_items_status_sla_due_at", "status", "sla_due_at"),
+        Index("ix_review_items_status_queue_sla_due_at", "status", "queue", "sla_due_at"),
+        Index("ix_review_items_status_assignee_sla_due_at", "status", "assignee", "sla_due_at"),
+        Index("ix_review_items_status_escalated_at_sla_due_at", "status", "escalated_at", "sla_due_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(30))  # ItemKind: email | call_task | invoice
     # ItemSource: who queued it (lead graph, proposal graph, dunning, cadence, ...); dispatch reads this.
@@ -314,6 +322,11 @@ class ReviewItem(TimestampMixin, Base):
     supersede_key: Mapped[str | None] = mapped_column(String(100), index=True)
     # Grounding-guard findings: anything in the draft no fact supports. Blocks one-click approval.
     guard_flags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # SLA watch: when the assignee was told the deadline is near (once), and when a breached item went back to
+    # the team queue and from whom (None: it was already unassigned).
+    sla_warned_at: Mapped[dt.datetime | None] = mapped_column()
+    escalated_at: Mapped[dt.datetime | None] = mapped_column()
+    escalated_from: Mapped[str | None] = mapped_column(String(200))
 
     decision: Mapped[Decision | None] = relationship(back_populates="review_item", uselist=False)
     lead: Mapped[Lead | None] = relationship()

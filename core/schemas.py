@@ -221,6 +221,10 @@ class ReviewItem(BaseModel):
     snoozed_until: dt.datetime | None = None
     first_opened_at: dt.datetime | None = None
     redraft_of: int | None = None
+    escalated_from: str | None = Field(
+        None, description="Who had the item when its SLA breached and it went back to the team queue"
+    )
+    escalated_at: dt.datetime | None = Field(None, description="When the SLA watch escalated it (null: never)")
     sla_state: SlaState = Field("none", description="breached | due_soon | on_track | none (no deadline)")
     undo_until: dt.datetime | None = Field(
         None, description="While approved and before this moment, the approval can be undone (nothing sent yet)"
@@ -230,7 +234,10 @@ class ReviewItem(BaseModel):
 
 class ReviewItemPage(BaseModel):
     items: list[ReviewItem]
-    total: int
+    total: int = Field(description="Matching items; a lower bound when total_capped (show it as '1,000+')")
+    total_capped: bool = Field(
+        False, description="More items match than were counted (over 1,000): total is a lower bound"
+    )
     limit: int
     offset: int
 
@@ -1088,8 +1095,21 @@ class SalesAgentRead(BaseModel):
     manager: str | None
     regional_office: str | None
     services: list[str] = Field(description="Service types routed to this agent first (trimmed, lower-case)")
+    user_id: int | None = Field(None, description="The user who works this agent's leads; null: no account")
+    user_name: str | None = Field(None, description="That user's name (what routing writes as the assignee)")
+    user_email: str | None = None
+    routable: bool = Field(
+        False, description="Receives leads: linked to an active closer or manager (else its leads go to the team queue)"
+    )
     open_deals: int = Field(description="Open deals the agent holds")
     updated_at: dt.datetime
+
+
+class SalesAgentLink(Input):
+    """The user who works this agent's leads; null unlinks the agent (its leads go to the team queue)."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: Id | None = Field(description="An active closer's or manager's user id, or null to unlink")
 
 
 class SalesAgentServices(Input):

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     closer_capacity: int = Field(25, description="Pending items a closer holds before new ones go to the team queue")
 
     sla_due_soon_minutes: int = Field(15, description="Queue marks an item 'due soon' with less time left than this")
+    sla_watch_seconds: float = Field(
+        30, gt=0, description="The worker's SLA watch runs this often: due-soon items warn their assignee, breached "
+        "ones go back to the team queue and managers are told"
+    )
     undo_seconds: int = Field(
         30, ge=0, le=3600, description="Approved messages wait this long before sending; undo is possible until then"
     )

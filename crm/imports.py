@@ -35,6 +35,7 @@ from core.errors import InvalidInput
 from core.models import Account, Company, Deal, Lead, Product, SalesAgent, utcnow
 from core.settings import Settings
 from crm.records import link_lead_to_crm
+from crm.sales_team import link_matching_users
 from scoring.features import capture_snapshot
 from tools.enrichment import email_domain, is_free_mail
 
@@ -878,6 +879,9 @@ def write_crm_records(session: Session, plan: CrmImportPlan) -> ImportReport:
         else:
             part.count("updated" if _set_fields(existing, values) else "unchanged", "sales_agents")
     session.flush()
+    # An agent who is also a closer or manager here (same name or email) works their leads from now on;
+    # the others get no leads until someone links them (revloop users link).
+    link_matching_users(session, actor="import")
     return part
 
 

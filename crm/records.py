@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.db import insert_once
 from core.enums import DealOutcome, LeadStatus
-from core.models import Account, Activity, Contact, Deal, Lead, SalesAgent
+from core.models import Account, Activity, Contact, Deal, Lead
 from scoring.facts import build_facts
 from tools.enrichment import company_domain, email_domain, is_disposable, is_free_mail
 
@@ -120,13 +120,6 @@ def set_lead_status(session: Session, lead_id: int, status: str, *, actor: str) 
     lead.status = status
     session.flush()
     return True
-
-
-def sales_roster(session: Session) -> list[tuple[str, str | None, list[str]]]:
-    """(name, regional office, services) of every sales agent routing may assign."""
-    return [
-        tuple(row) for row in session.execute(select(SalesAgent.name, SalesAgent.regional_office, SalesAgent.services))
-    ]
 
 
 def closed_deal_count(session: Session, industry: str | None = None) -> int:

@@ -4,6 +4,11 @@ Routing (agents/lead/routing.pick_assignee) prefers a closer whose services incl
 (the lead's `custom.service` or `custom.service_type`), then one in the lead's region, then anyone with room.
 Service types are free text, stored trimmed and lower-case (routing compares them case-insensitively), each
 once, in the order given.
+
+Each agent is linked to the user who works their leads (`revloop users link`, POST /v1/sales-agents/{id}/link,
+or automatically on a CRM import when the agent's name or email matches an active closer's or manager's).
+Routing assigns only to agents linked to an active closer or manager, and writes that user's name as the review
+item's assignee; an agent with no account never receives an item.
 """
 
 from __future__ import annotations
@@ -14,19 +19,114 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.enums import Role
 from core.errors import InvalidInput, NotFound
-from core.models import Deal, SalesAgent
+from core.models import Deal, SalesAgent, User
 
 MAX_SERVICES = 20
 MAX_SERVICE_LENGTH = 100
+# Who can work a lead: the roles a review item can be assigned to (core.users.assignable_names).
+WORKING_ROLES = (Role.CLOSER, Role.MANAGER)
 
 
 def list_agents(session: Session) -> list[dict[str, Any]]:
-    """Every sales agent by name, with their services and how many open deals they hold."""
+    """Every sales agent by name, with their services, linked user and how many open deals they hold."""
+    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(select(SalesAgent.user_id))))}
     return [
-        {**_as_dict(agent), "open_deals": _open_deals(session, agent)}
+        {**_as_dict(agent, users.get(agent.user_id)), "open_deals": _open_deals(session, agent)}
         for agent in session.scalars(select(SalesAgent).order_by(SalesAgent.name))
     ]
+
+
+def routing_roster(session: Session) -> list[tuple[str, str | None, list[str]]]:
+    """(user name, regional office, services) of every agent linked to an active closer or manager: the only
+    people routing assigns leads to. A user linked to several agents appears once per agent."""
+    rows = session.execute(
+        select(User.name, SalesAgent.regional_office, SalesAgent.services)
+        .join(User, User.id == SalesAgent.user_id)
+        .where(User.active.is_(True), User.role.in_([str(r) for r in WORKING_ROLES]))
+        .order_by(SalesAgent.id)
+    )
+    return [(name, office, list(services or [])) for name, office, services in rows]
+
+
+def find_user(session: Session, who: str) -> User:
+    """A user by email, else by exact name, else by a case-insensitive name only one user has."""
+    key = who.strip()
+    if "@" in key:
+        user = session.scalar(select(User).where(func.lower(User.email) == key.lower()))
+    else:
+        user = session.scalar(select(User).where(User.name == key))
+        if user is None:
+            matches = session.scalars(select(User).where(func.lower(User.name) == key.lower())).all()
+            user = matches[0] if len(matches) == 1 else None
+    if user is None:
+        raise NotFound(f"no user with the email or name {who!r} (revloop users list shows them)")
+    return user
+
+
+def link_user(session: Session, agent_id: int, user_id: int | None, *, actor: str) -> dict[str, Any]:
+    """Link the agent to the user who works their leads (None unlinks: their leads go to the team queue).
+    Only an active closer or manager can be linked; audited when it changes."""
+    agent = get_agent(session, agent_id)
+    user = None
+    if user_id is not None:
+        user = session.get(User, user_id)
+        if user is None:
+            raise NotFound(f"user_id: user {user_id} not found", details={"field": "user_id"})
+        if not user.active:
+            raise InvalidInput(
+                f"user_id: {user.name} is deactivated; routing never assigns to a person who cannot sign in",
+                details={"field": "user_id"},
+            )
+        if user.role not in WORKING_ROLES:
+            raise InvalidInput(
+                f"user_id: {user.name} is {'an' if user.role[0] in 'aeiou' else 'a'} {user.role}; only closers "
+                "and managers work leads",
+                details={"field": "user_id"},
+            )
+    _set_link(session, agent, user, actor=actor)
+    return {**_as_dict(agent, user), "open_deals": _open_deals(session, agent)}
+
+
+def _set_link(session: Session, agent: SalesAgent, user: User | None, *, actor: str, why: str | None = None) -> bool:
+    before_id = agent.user_id
+    after_id = user.id if user is not None else None
+    if before_id == after_id:
+        return False
+    before_name = session.scalar(select(User.name).where(User.id == before_id)) if before_id is not None else None
+    agent.user_id = after_id
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="sales_agent.linked" if user is not None else "sales_agent.unlinked",
+        entity_type="sales_agent",
+        entity_id=agent.id,
+        before={"user_id": before_id, "user": before_name},
+        after={"user_id": after_id, "user": user.name if user else None, **({"reason": why} if why else {})},
+    )
+    return True
+
+
+def link_matching_users(session: Session, *, actor: str) -> list[tuple[str, str]]:
+    """Link every unlinked agent whose name (or email, when the CRM names agents by email) matches one active
+    closer or manager, case-insensitively; returns (agent, user) pairs linked. What a CRM import and the demo
+    seed call, so imported agents with an account receive leads at once."""
+    users = session.scalars(
+        select(User).where(User.active.is_(True), User.role.in_([str(r) for r in WORKING_ROLES]))
+    ).all()
+    by_key: dict[str, list[User]] = {}
+    for user in users:
+        for key in {user.name.strip().lower(), user.email.lower()}:
+            by_key.setdefault(key, []).append(user)
+    linked = []
+    for agent in session.scalars(select(SalesAgent).where(SalesAgent.user_id.is_(None)).order_by(SalesAgent.id)):
+        found = by_key.get(agent.name.strip().lower(), [])
+        if len(found) == 1:  # two users answering to one agent name: a person decides (revloop users link)
+            _set_link(session, agent, found[0], actor=actor, why="name or email matches the user")
+            linked.append((agent.name, found[0].name))
+    return linked
 
 
 def _open_deals(session: Session, agent: SalesAgent) -> int:
@@ -103,15 +203,21 @@ def set_services(session: Session, agent_id: int, services: list[str], *, actor:
             before={"services": before},
             after={"services": new},
         )
-    return {**_as_dict(agent), "open_deals": _open_deals(session, agent)}
+    user = session.get(User, agent.user_id) if agent.user_id is not None else None
+    return {**_as_dict(agent, user), "open_deals": _open_deals(session, agent)}
 
 
-def _as_dict(agent: SalesAgent) -> dict[str, Any]:
+def _as_dict(agent: SalesAgent, user: User | None) -> dict[str, Any]:
     return {
         "id": agent.id,
         "name": agent.name,
         "manager": agent.manager,
         "regional_office": agent.regional_office,
         "services": list(agent.services or []),
+        "user_id": agent.user_id,
+        "user_name": user.name if user is not None else None,
+        "user_email": user.email if user is not None else None,
+        # Receives leads only when linked to an active closer or manager.
+        "routable": user is not None and user.active and user.role in WORKING_ROLES,
         "updated_at": agent.updated_at,
     }

@@ -90,6 +90,11 @@ def present(item: ReviewItem, settings: Settings, now: dt.datetime | None = None
     return out
 
 
+# The queue's total is counted up to this many matches; past it the page says "1,000+" (total_capped) instead of
+# counting 100,000 rows on every page.
+TOTAL_CAP = 1000
+
+
 def list_items(
     session: Session,
     settings: Settings,
@@ -105,12 +110,19 @@ def list_items(
     sla: str | None = None,
     assignee: str | None = None,
     snoozed: bool = False,
+    escalated: bool | None = None,
     now: dt.datetime | None = None,
-) -> tuple[list[ReviewItem], int]:
-    """The queue, most urgent first: nearest SLA deadline (breaches first), then better grade, then oldest.
+) -> tuple[list[ReviewItem], int, bool]:
+    """The queue, most urgent first: nearest SLA deadline (breaches first; no deadline last), then better grade,
+    then oldest. Returns the page, the total and whether the total was capped (more than TOTAL_CAP matches past
+    the page: the total is then a lower bound).
 
     view: my (assigned to `me`), team (main queue), exception. Snoozed items are hidden until their
-    time comes, unless snoozed=True (then only snoozed items are listed).
+    time comes, unless snoozed=True (then only snoozed items are listed). escalated: only items the SLA watch
+    took back from someone (True) or only the others (False).
+
+    The page is read in index order ((status, queue | assignee, sla_due_at) indexes): dated items first, then the
+    undated ones, ids first and rows second, so a page costs the same with 1,000 or 100,000 pending items.
     """
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", details={"status": status})
@@ -138,6 +150,10 @@ def list_items(
         conditions.append(ReviewItem.assignee.is_(None))
     elif assignee:
         conditions.append(ReviewItem.assignee == assignee)
+    if escalated is True:
+        conditions.append(ReviewItem.escalated_at.is_not(None))
+    elif escalated is False:
+        conditions.append(ReviewItem.escalated_at.is_(None))
     soon = now + dt.timedelta(minutes=settings.sla_due_soon_minutes)
     if sla == "breached":
         conditions.append(ReviewItem.sla_due_at <= now)
@@ -152,17 +168,34 @@ def list_items(
     else:
         conditions.append(or_(ReviewItem.snoozed_until.is_(None), ReviewItem.snoozed_until <= now))
     grade_rank = case(GRADE_ORDER, value=ReviewItem.grade, else_=4)
-    order = (
-        ReviewItem.sla_due_at.is_(None),
-        ReviewItem.sla_due_at,
-        grade_rank,
-        ReviewItem.created_at,
-        ReviewItem.id,
-    )
-    stmt = select(ReviewItem).options(selectinload(ReviewItem.decision)).where(*conditions)
-    items = session.scalars(stmt.order_by(*order).limit(limit).offset(offset)).all()
-    total = session.scalar(select(func.count(ReviewItem.id)).where(*conditions)) or 0
-    return list(items), total
+    tail = (grade_rank, ReviewItem.created_at, ReviewItem.id)
+
+    def ids(extra: Any, order: tuple, count: int, skip: int) -> list[int]:
+        stmt = select(ReviewItem.id).where(*conditions, extra).order_by(*order).limit(count).offset(skip)
+        return list(session.scalars(stmt).all())
+
+    # Two index-ordered reads instead of one "deadline IS NULL" sort key, which no index serves (NULLs sort first
+    # on SQLite and last on PostgreSQL): the dated items, then, when the page reaches past them, the undated.
+    page = ids(ReviewItem.sla_due_at.is_not(None), (ReviewItem.sla_due_at, *tail), limit, offset)
+    if len(page) < limit and sla in (None, "none"):
+        if page:
+            skip = 0
+        else:  # the page starts past every dated item: how many were there?
+            dated = select(func.count(ReviewItem.id)).where(*conditions, ReviewItem.sla_due_at.is_not(None))
+            skip = max(0, offset - (session.scalar(dated) or 0))
+        page += ids(ReviewItem.sla_due_at.is_(None), tail, limit - len(page), skip)
+    rows = {
+        item.id: item
+        for item in session.scalars(
+            select(ReviewItem).options(selectinload(ReviewItem.decision)).where(ReviewItem.id.in_(page))
+        )
+    }
+    items = [rows[i] for i in page if i in rows]
+    matching = select(ReviewItem.id).where(*conditions).limit(TOTAL_CAP + 1).subquery()
+    counted = session.scalar(select(func.count()).select_from(matching)) or 0
+    if counted <= TOTAL_CAP:
+        return items, counted, False
+    return items, max(TOTAL_CAP, offset + len(items)), True
 
 
 def get_item(session: Session, item_id: int) -> ReviewItem:

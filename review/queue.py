@@ -13,9 +13,19 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import insert_once
-from core.enums import APPROVED_STATES, DecisionAction, ItemKind, ItemSource, ItemStatus, LeadStatus, ReviewQueue
+from core.enums import (
+    APPROVED_STATES,
+    DecisionAction,
+    ItemKind,
+    ItemSource,
+    ItemStatus,
+    LeadStatus,
+    NotificationKind,
+    ReviewQueue,
+)
 from core.errors import Conflict
 from core.models import Activity, Decision, ReviewItem, utcnow
+from core.notifications import notify
 from crm.records import set_lead_status
 from review import templates
 
@@ -165,7 +175,28 @@ def enqueue(session: Session, draft: Draft, *, actor: str) -> ReviewItem:
         cancel_pending(session, reason=f"superseded by {by}", actor=actor, item_ids=superseded)
     if draft.lead_id is not None:
         set_lead_status(session, draft.lead_id, LeadStatus.IN_REVIEW, actor=actor)
+    _tell_assignee_of_hot_lead(session, item)
     return item
+
+
+def _tell_assignee_of_hot_lead(session: Session, item: ReviewItem) -> None:
+    """A new A lead's first draft, routed to someone: they hear it now, not when the SLA breaches. Once per
+    item, since only the insert that created the item gets here (a graph re-run finds it and returns above)."""
+    if item.source != ItemSource.LEAD or item.grade != "A" or item.assignee is None or item.redraft_of is not None:
+        return
+    company = str(item.brief.get("company") or item.draft.get("facts_used", {}).get("company") or "").strip()
+    due = f" (SLA {item.sla_due_at:%H:%M} UTC)" if item.sla_due_at is not None else ""
+    notify(
+        session,
+        NotificationKind.NEW_A_LEAD,
+        f"New A lead for you: review item #{item.id}" + (f" · {company}" if company else "") + due,
+        body=str(item.brief.get("next_action") or "").replace("_", " "),
+        severity="critical",
+        roles=(),
+        names=[item.assignee],
+        entity=("review_item", item.id),
+        dedupe_key=f"new_a_lead:{item.id}",
+    )
 
 
 def _older_pending(session: Session, item: ReviewItem) -> list[int]:

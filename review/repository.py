@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -9,15 +11,20 @@ from core.enums import ItemStatus
 from core.models import Decision, ReviewItem
 
 
-def pending_load_by_assignee(session: Session) -> dict[str, int]:
-    """How many pending items each person holds (routing keeps closers under capacity)."""
-    return dict(
-        session.execute(
-            select(ReviewItem.assignee, func.count(ReviewItem.id))
-            .where(ReviewItem.status == ItemStatus.PENDING, ReviewItem.assignee.is_not(None))
-            .group_by(ReviewItem.assignee)
-        ).all()
-    )
+def pending_load(session: Session, names: Iterable[str], cap: int) -> dict[str, int]:
+    """How many pending items each named person holds, counted up to `cap` (routing only needs to know who is
+    under capacity): each count reads at most `cap` entries of the (status, assignee, sla_due_at) index, so it
+    costs the same with 100 or 100,000 pending items."""
+    load = {}
+    for name in dict.fromkeys(names):
+        held = (
+            select(ReviewItem.id)
+            .where(ReviewItem.status == ItemStatus.PENDING, ReviewItem.assignee == name)
+            .limit(cap)
+            .subquery()
+        )
+        load[name] = session.scalar(select(func.count()).select_from(held)) or 0
+    return load
 
 
 def item_id_for_key(session: Session, dedupe_key: str) -> int | None:

@@ -174,3 +174,32 @@ def pending_item(settings: Settings, http, worker, **lead_overrides: Any) -> dic
     items = [i for i in page["items"] if i["lead_id"] == r.json()["id"]]
     assert len(items) == 1, page
     return items[0]
+
+
+def sales_agent(
+    settings: Settings,
+    name: str,
+    *,
+    region: str | None = None,
+    services: list[str] | None = None,
+    account_role: str | None = "closer",
+    active: bool = True,
+) -> int:
+    """A sales agent; with account_role (default closer), also a user of the same name linked to it, the way
+    routing needs it (None: an agent with no account). The link is written as it stands, whatever the role and
+    active flag (a person whose role or account changed after linking). Returns the agent's id."""
+    from core.models import SalesAgent, User
+
+    if account_role is not None:
+        user(settings, account_role, name)
+    with session_scope(settings) as session:
+        agent = SalesAgent(name=name, regional_office=region, services=services or [])
+        session.add(agent)
+        session.flush()
+        if account_role is not None:
+            from sqlalchemy import select
+
+            account_user = session.scalar(select(User).where(User.name == name))
+            agent.user_id = account_user.id
+            account_user.active = active
+        return agent.id

@@ -10,7 +10,7 @@ from core.db import session_scope
 from core.enums import ReviewQueue
 from core.models import utcnow
 from core.settings import Settings
-from crm import records
+from crm import records, sales_team
 from review import repository
 
 REGION_OF_COUNTRY = {
@@ -95,13 +95,15 @@ def sla_minutes(settings: Settings, grade: str, queue: str) -> int:
 
 
 def pick_assignee(settings: Settings, region: str | None, service: str | None = None) -> str | None:
-    """The closer for the lead's service and region (then service, then region, then anyone) holding the
-    fewest pending items, under capacity; None sends the item to the team queue."""
+    """The user working the lead's service and region (then service, then region, then anyone) holding the
+    fewest pending items, under capacity; None sends the item to the team queue. Only agents linked to an active
+    closer or manager are candidates, and the name returned is that user's (what the queue's "mine" and the
+    review policy compare with). Loads are counted per candidate up to capacity, never over the whole queue."""
     with session_scope(settings) as session:
-        roster = records.sales_roster(session)
+        roster = sales_team.routing_roster(session)
         if not roster:
             return None
-        load = repository.pending_load_by_assignee(session)
+        load = repository.pending_load(session, [name for name, _, _ in roster], settings.closer_capacity)
     serves = {name for name, _, services in roster if service and service in [s.lower() for s in services or []]}
     local = {name for name, office, _ in roster if region and office == region}
     everyone = {name for name, _, _ in roster}
@@ -109,7 +111,7 @@ def pick_assignee(settings: Settings, region: str | None, service: str | None = 
         free = sorted(a for a in pool if load.get(a, 0) < settings.closer_capacity)
         if free:
             return min(free, key=lambda a: (load.get(a, 0), a))
-    return None  # everyone is at capacity: the team queue
+    return None  # nobody who can act has room: the team queue
 
 
 def sla_due(settings: Settings, grade: str, queue: str, now: dt.datetime | None = None) -> str:

@@ -18,7 +18,8 @@ sales_agents_app = typer.Typer(
 def sales_agents_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print the agents as JSON")] = False,
 ) -> None:
-    """List the sales agents: name, regional office, manager, open deals, services."""
+    """List the sales agents: name, the user who works their leads (or "no account": they get no leads),
+    regional office, manager, open deals, services."""
     from core.db import session_scope
     from crm.sales_team import list_agents
 
@@ -30,12 +31,17 @@ def sales_agents_list(
     if not agents:
         typer.echo("no sales agents (revloop import crm ... or revloop demo seed adds them)")
         return
-    typer.echo(f"{'name':<24} {'office':<8} {'manager':<22} {'open deals':>10}  services")
+    typer.echo(f"{'name':<24} {'user':<24} {'office':<8} {'manager':<22} {'open deals':>10}  services")
     for a in agents:
+        user = a["user_name"] or "no account"
+        if a["user_name"] and not a["routable"]:
+            user += " (cannot take leads)"  # deactivated, or a role that does not work leads
         typer.echo(
-            f"{a['name']:<24} {a['regional_office'] or '-':<8} {a['manager'] or '-':<22} {a['open_deals']:>10}  "
-            f"{', '.join(a['services']) or '-'}"
+            f"{a['name']:<24} {user:<24} {a['regional_office'] or '-':<8} {a['manager'] or '-':<22} "
+            f"{a['open_deals']:>10}  {', '.join(a['services']) or '-'}"
         )
+    if any(not a["routable"] for a in agents):
+        typer.echo("agents without an active account get no leads: revloop users link <user> <sales agent>")
 
 
 @sales_agents_app.command("set-services")

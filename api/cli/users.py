@@ -103,3 +103,31 @@ def users_deactivate(email: Annotated[str, typer.Argument(help="Sign-in email")]
         with session_scope() as session:
             update_user(session, get_user(session, email=email).id, actor="cli", active=False)
     typer.echo(f"{email} deactivated")
+
+
+@users_app.command("link")
+def users_link(
+    user: Annotated[str, typer.Argument(help="The user's sign-in email or name")],
+    sales_agent: Annotated[str, typer.Argument(help="The sales agent's name (revloop sales-agents list)")],
+) -> None:
+    """Link a sales agent to the user who works their leads: routing then assigns the agent's leads to this
+    user (an active closer or manager). An agent with no linked user gets no leads (they go to the team queue)."""
+    from core.db import session_scope
+    from crm.sales_team import find_agent, find_user, link_user
+
+    with user_errors(), session_scope() as session:
+        agent = link_user(session, find_agent(session, sales_agent).id, find_user(session, user).id, actor="cli")
+    typer.echo(f"sales agent {agent['name']} -> {agent['user_name']} <{agent['user_email']}>")
+
+
+@users_app.command("unlink")
+def users_unlink(
+    sales_agent: Annotated[str, typer.Argument(help="The sales agent's name (revloop sales-agents list)")],
+) -> None:
+    """Unlink a sales agent from its user: its leads go to the team queue until it is linked again."""
+    from core.db import session_scope
+    from crm.sales_team import find_agent, link_user
+
+    with user_errors(), session_scope() as session:
+        agent = link_user(session, find_agent(session, sales_agent).id, None, actor="cli")
+    typer.echo(f"sales agent {agent['name']}: no account (its leads go to the team queue)")

@@ -22,7 +22,7 @@ def worker(
     from agents.runtime import lead_worker
     from core.models import utcnow
     from deals import daily
-    from review import health
+    from review import health, sla
 
     setup_logging()
     with lead_worker() as w:
@@ -31,6 +31,7 @@ def worker(
             return
         daily.schedule(get_settings(), utcnow().date())  # today's scan, once whatever restarts; each queues the next
         health.schedule(get_settings())  # the integration checks, every REVLOOP_HEALTH_CHECK_MINUTES
+        sla.schedule(get_settings())  # the SLA watch, every REVLOOP_SLA_WATCH_SECONDS
         signal.signal(signal.SIGTERM, lambda *_: w.stop())
         signal.signal(signal.SIGINT, lambda *_: w.stop())
         logging.getLogger("revloop.worker").info("worker started (%s, %d threads)", w.worker_id, concurrency)

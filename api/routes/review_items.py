@@ -56,10 +56,15 @@ def list_review_items(
     sla: SlaState | None = None,
     assignee: Annotated[str | None, Query(max_length=200, description="A name, or 'unassigned'"), NoNul] = None,
     snoozed: Annotated[bool, Query(description="true: list only snoozed items (hidden otherwise)")] = False,
+    escalated: Annotated[
+        bool | None,
+        Query(description="true: only items the SLA watch sent back to the team queue on a breach; false: the others"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Offset = 0,
 ) -> ReviewItemPage:
-    items, total = service.list_items(
+    items, total, capped = service.list_items(
+
         session,
         settings,
         status=status,
@@ -73,8 +78,15 @@ def list_review_items(
         sla=sla,
         assignee=assignee,
         snoozed=snoozed,
+        escalated=escalated,
     )
-    return ReviewItemPage(items=[service.present(i, settings) for i in items], total=total, limit=limit, offset=offset)
+    return ReviewItemPage(
+        items=[service.present(i, settings) for i in items],
+        total=total,
+        total_capped=capped,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @router.get("/assignees", response_model=list[str], summary="People an item can be assigned to")

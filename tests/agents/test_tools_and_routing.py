@@ -3,11 +3,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import pytest
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from core.db import session_scope
-from core.models import SalesAgent
-from tests.factories import account
+from core.errors import InvalidInput
+from tests.factories import account, sales_agent, user
 from tests.factories import captured_lead as capture
 from tests.factories import review_item_for as item
 from tools.registry import TOOLS, Toolbox, ToolContext, agent_tool
@@ -50,10 +52,8 @@ def test_toolbox_validates_times_out_and_refuses(settings):
 def test_sla_by_grade_and_assignee_by_region_and_capacity(settings, worker):
     settings.closer_capacity = 1
     account(settings, country="Germany")
-    with session_scope(settings) as session:
-        session.add_all(
-            [SalesAgent(name="Robin", regional_office="EMEA"), SalesAgent(name="Casey", regional_office="AMER")]
-        )
+    sales_agent(settings, "Robin", region="EMEA")  # each a closer who can sign in, linked to the agent
+    sales_agent(settings, "Casey", region="AMER")
     before = dt.datetime.now(dt.UTC)
     first = capture(settings)
     worker.run_until_idle()
@@ -79,6 +79,38 @@ def test_sla_by_grade_and_assignee_by_region_and_capacity(settings, worker):
     assert c.brief["grade"] in ("C", "D") and c.sla_due_at - before > dt.timedelta(hours=20)
 
 
+def test_routing_assigns_only_to_active_users_with_room_else_the_team_queue(settings, worker):
+    """An agent with no account, a deactivated user, an evaluator or a full closer never receives a lead; the
+    assignee is the linked user's name, not the CRM agent's."""
+    from core.models import User
+    from crm.sales_team import link_user
+
+    settings.closer_capacity = 1
+    account(settings, country="Germany")  # EMEA: the region every agent below covers
+    sales_agent(settings, "Nobody Signs In", region="EMEA", account_role=None)
+    sales_agent(settings, "Left The Company", region="EMEA", active=False)
+    sales_agent(settings, "Eve Evaluator", region="EMEA", account_role="evaluator")
+    crm_name = sales_agent(settings, "Sasha Patel (CRM)", region="EMEA", account_role=None)
+    user(settings, "closer", "Sasha Patel")
+    with session_scope(settings) as session:
+        sasha = session.scalar(select(User).where(User.name == "Sasha Patel"))
+        with pytest.raises(InvalidInput, match="evaluator; only closers and managers work leads"):
+            link_user(session, crm_name, session.scalar(select(User.id).where(User.name == "Eve Evaluator")), actor="t")
+        link_user(session, crm_name, sasha.id, actor="test")
+    first = capture(settings)
+    worker.run_until_idle()
+    assert item(settings, first).assignee == "Sasha Patel"  # the user's name: what "mine" and the policy compare
+    second = capture(settings, email="kim@acme-software.com", first_name="Kim")
+    worker.run_until_idle()
+    assert item(settings, second).assignee is None  # Sasha is at capacity, nobody else can act: the team queue
+    settings.closer_capacity = 5  # room again, but Sasha leaves
+    with session_scope(settings) as session:
+        session.scalar(select(User).where(User.name == "Sasha Patel")).active = False
+    third = capture(settings, email="lee@acme-software.com", first_name="Lee")
+    worker.run_until_idle()
+    assert item(settings, third).assignee is None
+
+
 def test_leads_that_fit_no_pattern_go_to_the_exception_queue(settings, worker, http):
     from tests.factories import auth
 
@@ -98,13 +130,9 @@ def test_service_type_picks_the_specialist_and_unusual_industries_wait_for_a_hum
     from core.models import Account, Deal
 
     settings.scoring_min_closed_deals = 3
+    sales_agent(settings, "Generalist", region="AMER")
+    sales_agent(settings, "Collections Pro", region="EMEA", services=["collections"])
     with session_scope(settings) as session:
-        session.add_all(
-            [
-                SalesAgent(name="Generalist", regional_office="AMER"),
-                SalesAgent(name="Collections Pro", regional_office="EMEA", services=["collections"]),
-            ]
-        )
         history = Account(name="Old Client", industry="Software")
         session.add(history)
         session.add_all([Deal(name=f"d{i}", account=history, stage="closed", outcome="won") for i in range(3)])

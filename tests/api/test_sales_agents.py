@@ -11,17 +11,20 @@ from sqlalchemy import select
 
 from core.db import session_scope
 from core.models import AuditEvent, Deal, SalesAgent
-from tests.factories import account, auth, captured_lead, review_item_for
+from tests.factories import account, auth, captured_lead, review_item_for, sales_agent
 from tests.review.test_app import _open, _signed_in
 
 
 def agents(settings) -> dict[str, int]:
-    """Robin in EMEA, Casey in AMER, no services yet; Casey holds one open deal and one lost one."""
+    """Robin in EMEA, Casey in AMER, no services yet, each a closer who can sign in (linked); Casey holds one open
+    deal and one lost one."""
+    ids = {
+        "robin": sales_agent(settings, "Robin Ortiz", region="EMEA"),
+        "casey": sales_agent(settings, "Casey Jordan", region="AMER"),
+    }
     with session_scope(settings) as session:
-        robin = SalesAgent(name="Robin Ortiz", manager="Morgan Lee", regional_office="EMEA")
-        casey = SalesAgent(name="Casey Jordan", manager="Morgan Lee", regional_office="AMER")
-        session.add_all([robin, casey])
-        session.flush()
+        robin, casey = session.get(SalesAgent, ids["robin"]), session.get(SalesAgent, ids["casey"])
+        robin.manager = casey.manager = "Morgan Lee"
         session.add_all(
             [
                 Deal(name="open one", stage="engaging", sales_agent_id=casey.id),
