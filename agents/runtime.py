@@ -16,16 +16,19 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 from sqlalchemy import select
 
+from agents import checkpoints
 from agents.lead import nodes as lead_nodes
 from agents.lead.graph import build_lead_graph
 from agents.proposal.graph import build_proposal_graph
 from billing import reminders
+from core import jobs
 from core.db import session_scope
 from core.enums import GRAPH_SOURCES, DecisionAction, ItemSource, ItemStatus, JobKind, LeadStatus
 from core.files import private_file
 from core.jobs import Worker
 from core.models import Lead, ReviewItem
 from core.settings import Settings, get_settings
+from crm import records
 from crm.records import set_lead_status
 from deals import cadences, daily, flow, pipeline
 from review import health, notification_channels, repository, sla
@@ -87,6 +90,22 @@ def open_checkpointer(settings: Settings) -> Iterator[BaseCheckpointSaver]:
         pool.close()
 
 
+# A lead's first run is checkpointed when it stops (at its review interrupt or its end), not after every node:
+# one checkpoint instead of seven, and its nodes before the interrupt only read (run_lead stores their output).
+FIRST_RUN_DURABILITY = "exit"
+
+
+def _store_lead_run(session, lead_id: int, values: dict[str, Any]) -> None:
+    """What a lead's first run decided, stored once: the brief (score, grade; the lead becomes scored) and, when it
+    may not be contacted, that status. A re-run after a crash stores nothing twice."""
+    lead = session.get(Lead, lead_id)
+    brief = values.get("brief")
+    if brief and lead.brief != brief:
+        records.record_brief(session, lead_id, brief, actor="agent:lead")
+    if (values.get("outcome") or {}).get("status") == LeadStatus.NO_CONTACT_ALLOWED:
+        set_lead_status(session, lead_id, LeadStatus.NO_CONTACT_ALLOWED, actor="agent:lead")
+
+
 class LeadGraphRunner:
     """Starts, recovers and resumes graph threads; the review_items table is the source of truth for
     what is pending. Items without a graph thread are executed by the one executor with their domain's rule."""
@@ -112,32 +131,43 @@ class LeadGraphRunner:
             with session_scope(self.settings) as session:  # the document points at the item that sends it
                 flow.link_review_item(session, thread_id, item_ids[0])
 
+    def graph_for(self, thread_id: str):
+        """The graph that runs a thread, by its id's prefix (Lead.thread_id, deals.flow's proposal threads)."""
+        if thread_id.startswith("lead-"):
+            return self.graph
+        return self.proposal_graph if thread_id.startswith("proposal-") else None
+
     @staticmethod
     def _config(thread_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": thread_id}}
 
     def run_lead(self, lead_id: int) -> None:
-        with session_scope(self.settings) as session:
-            lead = session.get(Lead, lead_id)
-            if lead is None:
-                raise LookupError(f"lead {lead_id} not found")
-            thread_id = lead.thread_id
-            if lead.status == LeadStatus.NEW:
-                set_lead_status(session, lead_id, LeadStatus.PROCESSING, actor="agent:lead")
+        """Run a lead's graph to its review interrupt (or its end), then store what it produced in one unit of
+        work: the brief, the review item and the job's end. Checkpointed once, when the run stops (durability
+        "exit"): before the interrupt the nodes only read, so a worker that dies mid-run re-runs them from the
+        start, and the interrupt itself is saved before its review item is queued (a crash after that resumes)."""
+        with session_scope(self.settings, readonly=True) as session:
+            thread_id = session.scalar(select(Lead.thread_id).where(Lead.id == lead_id))
+        if thread_id is None:
+            raise LookupError(f"lead {lead_id} not found")
         config = self._config(thread_id)
         snapshot = self.graph.get_state(config)
         if snapshot.created_at is None:
-            self.graph.invoke({"lead_id": lead_id}, config)
+            self.graph.invoke({"lead_id": lead_id}, config, durability=FIRST_RUN_DURABILITY)
         elif snapshot.next and not snapshot.interrupts:
-            self.graph.invoke(None, config)  # a worker died mid-run: continue from the last checkpoint
-        self._queue_interrupts(thread_id, self.graph)
+            self.graph.invoke(None, config, durability=FIRST_RUN_DURABILITY)  # a run stopped midway: continue it
+        self._queue_interrupts(thread_id, self.graph, lead_id=lead_id)
 
-    def _queue_interrupts(self, thread_id: str, graph) -> list[int]:
-        """Each pending interrupt carries a Draft; it becomes a review item keyed by the Interrupt.id."""
+    def _queue_interrupts(self, thread_id: str, graph, *, lead_id: int | None = None) -> list[int]:
+        """Each pending interrupt carries a Draft; it becomes a review item keyed by the Interrupt.id. With
+        lead_id (a lead's first run), the lead's brief and status are stored in the same unit of work, which also
+        ends the worker's job (core.jobs.finish_current): one transaction for the whole run."""
         snapshot = graph.get_state(self._config(thread_id))
         item_ids = []
-        for pending in snapshot.interrupts:
-            with session_scope(self.settings) as session:
+        with session_scope(self.settings) as session:
+            if lead_id is not None:
+                _store_lead_run(session, lead_id, snapshot.values or {})
+            for pending in snapshot.interrupts:
                 existing = repository.item_id_for_key(session, pending.id)
                 if existing is not None:
                     item_ids.append(existing)
@@ -146,6 +176,8 @@ class LeadGraphRunner:
                     update={"thread_id": thread_id, "dedupe_key": pending.id}
                 )
                 item_ids.append(enqueue(session, draft, actor=f"agent:{draft.source}").id)
+            if lead_id is not None:
+                jobs.finish_current(session)
         return item_ids
 
     def resume(self, review_item_id: int) -> None:
@@ -236,6 +268,9 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
             JobKind.SLA_WATCH: lambda payload: sla.run_scheduled(settings, payload),
             JobKind.DAILY_SCAN: lambda payload: daily.run(settings, payload),
             JobKind.PROPOSAL_RUN: runner.run_proposal,
+            JobKind.CHECKPOINT_PRUNE: lambda payload: checkpoints.run_scheduled(
+                settings, checkpointer, runner.graph_for, payload
+            ),
             JobKind.NOTIFICATION_DELIVER: lambda payload: notification_channels.deliver(
                 settings, int(payload["delivery_id"])
             ),

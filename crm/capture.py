@@ -13,11 +13,14 @@ from sqlalchemy.orm import Session
 
 from core import audit, jobs
 from core.db import insert_once
-from core.enums import JobKind
+from core.enums import JobKind, JobPriority
 from core.models import Lead
 from core.schemas import LeadCreate
+from core.settings import Settings, get_settings
 from crm.records import link_lead_to_crm
+from scoring.facts import build_facts
 from scoring.features import capture_snapshot
+from scoring.scorer import pre_grade
 from tools.enrichment import email_domain, is_free_mail
 
 
@@ -52,10 +55,17 @@ def _mark_duplicate(session: Session, lead: Lead, actor: str, idempotency_key: s
 
 
 def capture_lead(
-    session: Session, data: LeadCreate, *, actor: str, idempotency_key: str | None = None
+    session: Session,
+    data: LeadCreate,
+    *,
+    actor: str,
+    idempotency_key: str | None = None,
+    settings: Settings | None = None,
 ) -> tuple[Lead, bool]:
-    """Return (lead, duplicate). The same key or the same email again returns the existing lead."""
+    """Return (lead, duplicate). The same key or the same email again returns the existing lead. Its graph run is
+    queued with the priority its pre-score gives (hot leads are drafted first)."""
     email = normalise_email(str(data.email))
+    free_mail = is_free_mail(email_domain(email))
     lead = Lead(
         email=email,
         idempotency_key=idempotency_key,
@@ -74,7 +84,7 @@ def capture_lead(
             source=data.source,
             consent_email=data.consent.email,
             consent_call=data.consent.call,
-            free_mail=is_free_mail(email_domain(email)),
+            free_mail=free_mail,
             phone=data.phone,
             company=data.company,
             title=data.title,
@@ -99,8 +109,18 @@ def capture_lead(
             "consent_call": lead.consent_call,
         },
     )
-    queue_lead_run(session, lead.id)
+    queue_lead_run(session, lead.id, priority=lead_priority(session, settings or get_settings(), lead, free_mail))
     return lead, False
+
+
+PRIORITY_FOR_GRADE = {"A": JobPriority.LEAD_A, "B": JobPriority.LEAD_B, "C": JobPriority.LEAD_C}
+
+
+def lead_priority(session: Session, settings: Settings, lead: Lead, free_mail: bool | None) -> JobPriority:
+    """The lead run's queue priority from its pre-score (the rubric on what capture knows: the form and the
+    linked account and contact), so a likely-A lead posted in a burst is drafted before the C and D leads."""
+    facts = build_facts(lead, lead.contact, lead.account, free_mail=free_mail)
+    return PRIORITY_FOR_GRADE.get(pre_grade(session, settings, facts), JobPriority.BACKGROUND)
 
 
 def lead_run_key(lead_id: int) -> str:
@@ -108,5 +128,14 @@ def lead_run_key(lead_id: int) -> str:
     return f"{JobKind.LEAD_RUN}:{lead_id}"
 
 
-def queue_lead_run(session: Session, lead_id: int, run_after: dt.datetime | None = None) -> None:
-    jobs.enqueue(session, JobKind.LEAD_RUN, {"lead_id": lead_id}, dedupe_key=lead_run_key(lead_id), run_after=run_after)
+def queue_lead_run(
+    session: Session, lead_id: int, run_after: dt.datetime | None = None, *, priority: int = JobPriority.BACKGROUND
+) -> None:
+    jobs.enqueue(
+        session,
+        JobKind.LEAD_RUN,
+        {"lead_id": lead_id},
+        dedupe_key=lead_run_key(lead_id),
+        run_after=run_after,
+        priority=priority,
+    )

@@ -444,12 +444,16 @@ def _field_values(compiled: CompiledRubric, facts_list: list[dict[str, Any]]) ->
     return [[field_value(facts, c.spec.field) for c in everything] for facts in facts_list]
 
 
-def score_batch(rubric: Rubric, facts_list: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    """(score, grade) per lead, fast: for backtests and bulk scoring, where no explanation is shown."""
+def score_batch(
+    rubric: Rubric, facts_list: list[dict[str, Any]], *, with_semantic: bool = True
+) -> list[tuple[int, str]]:
+    """(score, grade) per lead, fast: for backtests and bulk scoring, where no explanation is shown.
+    with_semantic=False counts semantic criteria as not met instead of loading the embedding model (a lower
+    bound, for the pre-score at capture)."""
     compiled = compile_rubric(rubric)
     everything = compiled.criteria + compiled.disqualifiers
     values = _field_values(compiled, facts_list)
-    semantic = _semantic_matches(everything, values)
+    semantic = _semantic_matches(everything, values) if with_semantic else {}
     n = len(compiled.criteria)
     weights = [c.spec.weight for c in compiled.criteria]
     thresholds = (rubric.grades.A, rubric.grades.B, rubric.grades.C)

@@ -10,7 +10,7 @@ from core.settings import Settings
 from scoring import registry
 from scoring.features import FeatureSpec
 from scoring.icp import active_rubric
-from scoring.rubric import grade_for, score_facts
+from scoring.rubric import grade_for, score_batch, score_facts
 
 
 def score_lead(session: Session, settings: Settings, facts: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -42,3 +42,10 @@ def score_lead(session: Session, settings: Settings, facts: dict[str, Any], snap
         model={"version": champion.version, **explained},
     )
     return result
+
+
+def pre_grade(session: Session, settings: Settings, facts: dict[str, Any]) -> str:
+    """A fast guess of a lead's grade at capture, to order the work queue (hot leads first): the active rubric on
+    what the lead and its CRM records already hold, with no outcome model and no embedding model loaded (semantic
+    criteria count as not met). The lead graph scores it properly; this only decides who is drafted first."""
+    return score_batch(active_rubric(session, settings), [facts], with_semantic=False)[0][1]

@@ -12,7 +12,7 @@ from rapidfuzz import fuzz, process
 from sqlalchemy import false, func, or_, select
 
 from core import audit
-from core.db import session_scope
+from core.db import session_scope, write_if_free
 from core.models import Account, Activity, Company, Contact, Deal, EnrichmentCache, utcnow
 from tools.enrichment import email_domain, is_free_mail, normalise_website
 from tools.registry import ToolContext, agent_tool
@@ -59,7 +59,7 @@ def _account(a: Account) -> dict[str, Any]:
 @agent_tool(scope="read_crm")
 def crm_find_contact(ctx: ToolContext, args: ContactByEmail) -> dict[str, Any]:
     """Find the CRM contact for an email address, with its account and consent flags."""
-    with session_scope(ctx.settings) as session:
+    with session_scope(ctx.settings, readonly=True) as session:
         contact = session.scalar(select(Contact).where(Contact.email == str(args.email).lower()))
         if contact is None:
             return {"found": False}
@@ -78,7 +78,7 @@ def crm_find_contact(ctx: ToolContext, args: ContactByEmail) -> dict[str, Any]:
 @agent_tool(scope="read_crm")
 def crm_account_history(ctx: ToolContext, args: AccountById) -> dict[str, Any]:
     """Deals (won, lost, open) and the number of activities of a CRM account."""
-    with session_scope(ctx.settings) as session:
+    with session_scope(ctx.settings, readonly=True) as session:
         account = session.get(Account, args.account_id)
         if account is None:
             return {"found": False}
@@ -146,7 +146,7 @@ def company_lookup(ctx: ToolContext, args: CompanyQuery) -> dict[str, Any]:
         domain = None
     name = (args.name or "").strip()
     key = f"company:{domain or ''}:{_plain(name)}:{'directory' if args.directory_only else 'any'}"
-    with session_scope(ctx.settings) as session:
+    with session_scope(ctx.settings, readonly=True) as session:  # a read: no write lock unless a miss is cached
         if cached := _cached(session, key):
             return cached
         result: dict[str, Any] = {"found": False, "domain": domain}
@@ -180,7 +180,10 @@ def company_lookup(ctx: ToolContext, args: CompanyQuery) -> dict[str, Any]:
                     else _company(session.get(Company, row_id))
                 )
                 result = {"found": True, "match": "name", "score": round(score), **record}
-        return _remember(session, key, result, ctx.settings.enrichment_ttl_hours)
+    # The cache is an optimisation: skipped rather than waited for when another writer holds the database.
+    ttl = ctx.settings.enrichment_ttl_hours
+    write_if_free(ctx.settings, lambda session: _remember(session, key, result, ttl), wait_seconds=0.05)
+    return result
 
 
 @agent_tool(scope="write_crm", side_effect=True)

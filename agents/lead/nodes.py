@@ -74,7 +74,7 @@ class LeadNodes:
         self.settings = settings
 
     def enrich(self, state: LeadState) -> dict[str, Any]:
-        with session_scope(self.settings) as session:
+        with session_scope(self.settings, readonly=True) as session:
             facts = records.lead_facts(session, state["lead_id"])
         investigation = research(self.settings, facts)
         directory = investigation.get("directory")
@@ -87,7 +87,7 @@ class LeadNodes:
         return {"facts": facts, "research": investigation}
 
     def score(self, state: LeadState) -> dict[str, Any]:
-        with session_scope(self.settings) as session:
+        with session_scope(self.settings, readonly=True) as session:
             snapshot = records.capture_snapshot(session, state["lead_id"])
             return {"scoring": score_lead(session, self.settings, state["facts"], snapshot)}
 
@@ -184,8 +184,7 @@ class LeadNodes:
                 for c in criteria
             ],
         }
-        with session_scope(self.settings) as session:  # idempotent: the same values on a re-run
-            records.record_brief(session, state["lead_id"], brief, actor="agent:lead")
+        # Stored with the review item, in the run's one write (LeadGraphRunner.run_lead): no transaction of its own.
         return {"brief": brief}
 
     def route(self, state: LeadState) -> dict[str, Any]:
@@ -270,7 +269,8 @@ class LeadNodes:
                 }
             )
         kind = ItemKind.CALL_TASK if template == "call_task" else ItemKind.EMAIL
-        with session_scope(self.settings) as session:  # the approved version of the template, else built-in
+        # The approved version of the template, else built-in.
+        with session_scope(self.settings, readonly=True) as session:
             draft, parts = review_queue.compose(
                 session,
                 template=template,
@@ -316,7 +316,6 @@ class LeadNodes:
         if decision.get("action") == "reject":
             return {"outcome": {"status": "rejected", "review_item_id": decision.get("review_item_id")}}
         if state.get("route", {}).get("channel") == "none":
-            with session_scope(self.settings) as session:
-                records.set_lead_status(session, state["lead_id"], LeadStatus.NO_CONTACT_ALLOWED, actor="agent:lead")
+            # The runner stores the status with the brief, in the run's one write (LeadGraphRunner.run_lead).
             return {"outcome": {"status": LeadStatus.NO_CONTACT_ALLOWED.value}}  # plain text in checkpoints
         return {"outcome": state.get("outcome") or {"status": "done"}}

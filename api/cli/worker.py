@@ -19,6 +19,7 @@ def worker(
     scan (payment reminders, follow-ups, onboarding)."""
     import threading
 
+    from agents import checkpoints
     from agents.runtime import lead_worker
     from core.models import utcnow
     from deals import daily
@@ -30,6 +31,7 @@ def worker(
             typer.echo(f"ran {w.run_until_idle()} job(s)")
             return
         daily.schedule(get_settings(), utcnow().date())  # today's scan, once whatever restarts; each queues the next
+        checkpoints.schedule(get_settings(), utcnow().date())  # prune finished graph threads' checkpoints, daily
         health.schedule(get_settings())  # the integration checks, every REVLOOP_HEALTH_CHECK_MINUTES
         sla.schedule(get_settings())  # the SLA watch, every REVLOOP_SLA_WATCH_SECONDS
         signal.signal(signal.SIGTERM, lambda *_: w.stop())

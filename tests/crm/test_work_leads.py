@@ -120,7 +120,7 @@ def test_import_with_work_queues_contactable_leads_hottest_first_and_the_graph_d
                 .order_by(AuditEvent.id)
             )
         ]
-        assert statuses == ["new", "processing", "scored", "in_review"]
+        assert statuses == ["new", "scored", "in_review"]  # brief and review item stored in one unit of work
 
     again = cli(["leads", "work", "--status", "imported"], subprocess_env)
     assert again.returncode == 0, again.stderr

@@ -64,9 +64,9 @@ def test_approve_with_edit_sends_exactly_one_email_to_the_lead(settings, http, w
         trail = session.scalars(
             select(AuditEvent).where(AuditEvent.entity_type == "lead", AuditEvent.action == "lead.status_changed")
         ).all()
+        # The lead graph's first run stores its brief and review item in one unit of work: no "processing" step.
         assert [(e.before["status"], e.after["status"]) for e in trail] == [
-            ("new", "processing"),
-            ("processing", "scored"),
+            ("new", "scored"),
             ("scored", "in_review"),
             ("in_review", "contacted"),
         ]
