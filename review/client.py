@@ -131,6 +131,19 @@ class RevloopClient:
     def read_all_notifications(self) -> dict[str, Any]:
         return self._call("POST", "/v1/notifications/read-all")
 
+    def notification_preferences(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/notifications/preferences")
+
+    def update_notification_preferences(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`channels` {kind: {in_app?, email?}} and/or `quiet_hours` ({start, end, timezone}, or None to remove)."""
+        return self._call("PUT", "/v1/notifications/preferences", json=body)
+
+    def team_channels(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/notifications/team")
+
+    def update_team_channels(self, webhook: dict[str, bool]) -> dict[str, Any]:
+        return self._call("PUT", "/v1/notifications/team", json={"webhook": webhook})
+
     def integrations_health(self) -> dict[str, Any]:
         return self._call("GET", "/v1/health/integrations")
 
