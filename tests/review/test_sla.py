@@ -110,6 +110,8 @@ def test_a_breach_escalates_once_tells_who_had_it_and_the_managers_and_any_close
     assert taken.json()["assignee"] == "Robin Lee" and taken.json()["escalated_from"] == "Casey Jordan"
     rejected = http.post(f"/v1/review-items/{item}/reject", json={"reason": "wrong contact"}, headers=_h(robin))
     assert rejected.status_code == 200, rejected.text
+    timeline = [e["summary"] for e in http.get(f"/v1/review-items/{item}/timeline", headers=_h(robin)).json()]
+    assert "SLA breached: back in the team queue (was with Casey Jordan)" in timeline
 
 
 def test_a_snoozed_breach_waits_for_its_snooze_and_an_unassigned_one_tells_the_managers(settings):
