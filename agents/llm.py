@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import openai
 from pydantic import BaseModel, ValidationError
 
 from core.settings import Settings
@@ -61,6 +60,8 @@ class LlmClient:
         if not settings.llm_base_url and not settings.llm_api_key:
             raise LlmError("REVLOOP_LLM=openai needs OPENAI_BASE_URL and/or OPENAI_API_KEY")
         self.settings = settings
+        import openai  # 1.4 s to import: only when the LLM engine is used (REVLOOP_LLM=openai), never with none
+
         self.client = openai.OpenAI(
             base_url=settings.llm_base_url,
             api_key=settings.llm_api_key or "not-needed",
@@ -70,6 +71,8 @@ class LlmClient:
         self.usage = Usage()
 
     def _create(self, **kwargs: Any) -> Any:
+        import openai
+
         try:
             response = self.client.chat.completions.create(model=self.settings.llm_model, temperature=0, **kwargs)
         except openai.APIStatusError as exc:

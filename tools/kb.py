@@ -12,9 +12,6 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-import numpy as np
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
-from chromadb.utils.embedding_functions import register_embedding_function
 from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -28,42 +25,6 @@ from tools.registry import ToolContext, agent_tool
 
 COLLECTION = "revloop-kb"
 KINDS = ("won_deal", "case_study", "product_fact")
-DIMENSIONS = 1024
-
-
-@register_embedding_function
-class HashedNgramEmbedding(EmbeddingFunction[Documents]):
-    """Offline embedding: hashed word 1-2-grams and character 3-5-grams, dense, unit length."""
-
-    def __init__(self) -> None:
-        from sklearn.feature_extraction.text import HashingVectorizer
-
-        self._words = HashingVectorizer(
-            n_features=DIMENSIONS, ngram_range=(1, 2), alternate_sign=False, norm="l2", stop_words="english"
-        )
-        self._chars = HashingVectorizer(
-            n_features=DIMENSIONS, analyzer="char_wb", ngram_range=(3, 5), alternate_sign=False, norm="l2"
-        )
-
-    def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - chromadb's parameter name
-        texts = [t or "" for t in input]
-        dense = self._words.transform(texts).toarray() + 0.7 * self._chars.transform(texts).toarray()
-        norms = np.linalg.norm(dense, axis=1, keepdims=True)
-        return [row.astype(np.float32) for row in dense / np.where(norms == 0, 1, norms)]
-
-    @staticmethod
-    def name() -> str:
-        return "revloop-hashed-ngrams"
-
-    def get_config(self) -> dict[str, Any]:
-        return {"dimensions": DIMENSIONS}
-
-    @staticmethod
-    def build_from_config(config: dict[str, Any]) -> HashedNgramEmbedding:
-        return HashedNgramEmbedding()
-
-    def default_space(self) -> str:
-        return "cosine"
 
 
 @lru_cache(maxsize=4)
@@ -80,6 +41,10 @@ def _client(location: str) -> Any:
 
 
 def collection(settings: Settings) -> Any:
+    # chromadb (1 s to import) and the embedding come in with the first knowledge-base call, not with this module
+    # (the lead graph's tools import it), so a worker starts without them.
+    from tools.kb_embedding import HashedNgramEmbedding
+
     location = settings.kb_url or str(settings.var_dir / "kb")
     return _client(location).get_or_create_collection(
         COLLECTION, embedding_function=HashedNgramEmbedding(), metadata={"hnsw:space": "cosine"}
