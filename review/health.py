@@ -22,6 +22,7 @@ from sqlalchemy import func, select, text
 from core import jobs
 from core.db import get_engine, insert_once, session_scope
 from core.enums import NEEDS_ATTENTION_STATES, JobKind, JobStatus, NotificationKind
+from core.files import redact_url
 from core.models import IntegrationState, Job, ReviewItem, WebhookDelivery, utcnow
 from core.notifications import notify
 from core.settings import Settings
@@ -79,6 +80,14 @@ def _work_queue(settings: Settings) -> Result:
         failed = session.scalar(select(func.count()).where(Job.status == JobStatus.FAILED))
     waited = (now - oldest_due).total_seconds() if oldest_due else 0.0
     detail = f"embedded job table; oldest due job waits {waited:.0f} s; {failed} failed job(s)"
+    if settings.broker_url:  # Celery: the broker must answer; its depth is what the workers have not taken yet
+        from core import broker
+
+        depth = broker.queue_depth(settings)
+        detail = (
+            f"Celery on {redact_url(settings.broker_url)} ({settings.broker_namespace}.*): {depth} message(s) waiting; "
+            f"oldest due job waits {waited:.0f} s; {failed} failed job(s)"
+        )
     if waited > settings.health_queue_wait_seconds:
         return Result("work_queue", False, "down", f"{detail}: is a worker running? (`revloop worker`)")
     return Result("work_queue", True, "ok", detail)
