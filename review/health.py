@@ -21,9 +21,15 @@ from sqlalchemy import func, select, text
 
 from core import jobs
 from core.db import get_engine, insert_once, session_scope
-from core.enums import NEEDS_ATTENTION_STATES, JobKind, JobStatus, NotificationKind
-from core.files import redact_url
-from core.models import IntegrationState, Job, ReviewItem, WebhookDelivery, utcnow
+from core.enums import (
+    NEEDS_ATTENTION_STATES,
+    DeliveryStatus,
+    JobKind,
+    JobStatus,
+    NotificationChannel,
+    NotificationKind,
+)
+from core.models import IntegrationState, Job, NotificationDelivery, ReviewItem, WebhookDelivery, utcnow
 from core.notifications import notify
 from core.settings import Settings
 
@@ -80,14 +86,6 @@ def _work_queue(settings: Settings) -> Result:
         failed = session.scalar(select(func.count()).where(Job.status == JobStatus.FAILED))
     waited = (now - oldest_due).total_seconds() if oldest_due else 0.0
     detail = f"embedded job table; oldest due job waits {waited:.0f} s; {failed} failed job(s)"
-    if settings.broker_url:  # Celery: the broker must answer; its depth is what the workers have not taken yet
-        from core import broker
-
-        depth = broker.queue_depth(settings)
-        detail = (
-            f"Celery on {redact_url(settings.broker_url)} ({settings.broker_namespace}.*): {depth} message(s) waiting; "
-            f"oldest due job waits {waited:.0f} s; {failed} failed job(s)"
-        )
     if waited > settings.health_queue_wait_seconds:
         return Result("work_queue", False, "down", f"{detail}: is a worker running? (`revloop worker`)")
     return Result("work_queue", True, "ok", detail)
@@ -115,17 +113,41 @@ def _llm(settings: Settings) -> Result:
 
 
 def _webhooks(settings: Settings) -> Result:
+    """Inbound: when each signed sender last delivered. Outbound: whether the team notification webhook's
+    last post went through (a post that failed for good marks it down until one succeeds)."""
     with session_scope(settings) as session:
         last = dict(
             session.execute(
                 select(WebhookDelivery.source, func.max(WebhookDelivery.received_at)).group_by(WebhookDelivery.source)
             ).all()
         )
+        team = session.scalars(
+            select(NotificationDelivery)
+            .where(
+                NotificationDelivery.channel == NotificationChannel.WEBHOOK,
+                NotificationDelivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.FAILED]),
+            )
+            .order_by(NotificationDelivery.id.desc())
+            .limit(1)
+        ).first()
     parts = [
         f"{source}: {last[source]:%Y-%m-%d %H:%M} UTC" if last.get(source) else f"{source}: none yet"
         for source in WEBHOOK_SOURCES
     ]
-    return Result("webhooks", True, "ok", "last accepted delivery: " + "; ".join(parts))
+    detail = "last accepted delivery: " + "; ".join(parts)
+    if not settings.notify_webhook_url:
+        return Result("webhooks", True, "ok", f"{detail}. Team notification webhook: not configured")
+    host = urlsplit(settings.notify_webhook_url).hostname
+    if team is not None and team.status == DeliveryStatus.FAILED:
+        return Result(
+            "webhooks",
+            False,
+            "down",
+            f"{detail}. Team notification webhook {host}: the last post failed after {team.attempts} attempt(s): "
+            f"{team.last_error}",
+        )
+    posted = f"last post {team.sent_at:%Y-%m-%d %H:%M} UTC went through" if team else "no post yet"
+    return Result("webhooks", True, "ok", f"{detail}. Team notification webhook {host}: {posted}")
 
 
 CHECKS: dict[str, Callable[[Settings], Result]] = {

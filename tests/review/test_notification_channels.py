@@ -95,7 +95,6 @@ def test_the_file_transport_keeps_notification_mail_apart_from_customer_mail(set
 
 def test_a_dead_smtp_server_is_retried_and_the_email_goes_once_it_is_back(settings):
     factories.user(settings, "closer", "Cal Closer")
-    settings.notify_retry_base_seconds = 0.1
     smtp = SmtpServer()
     settings.smtp_url = smtp.url  # nothing listens yet
     _notify(settings, names=["Cal Closer"])
@@ -103,6 +102,11 @@ def test_a_dead_smtp_server_is_retried_and_the_email_goes_once_it_is_back(settin
     worker.run_until_idle()
     [row] = _deliveries(settings, "email")
     assert row.status == DeliveryStatus.PENDING and row.attempts == 1 and "refused the connection" in row.last_error
+    with session_scope(settings) as session:
+        job = session.scalar(select(Job).where(Job.dedupe_key == f"notification.deliver:{row.id}"))
+        wait = (job.run_after - dt.datetime.now(dt.UTC)).total_seconds()
+        assert job.status == "queued" and 10 < wait <= 30  # backoff: half to all of REVLOOP_NOTIFY_RETRY_BASE_SECONDS
+        job.run_after = dt.datetime.now(dt.UTC)  # the backoff has passed
     with smtp:
         [row] = _drain(worker, settings, "email")
         assert row.status == DeliveryStatus.SENT and row.attempts == 2
@@ -251,3 +255,21 @@ def test_a_user_with_email_off_gets_the_row_but_no_mail(settings):
     _drain(_deliver_worker(settings), settings, "webhook")
     assert _deliveries(settings, "email") == []
     assert not (settings.resolved_outbox_dir / "notifications").exists()
+
+
+def test_the_webhooks_health_check_shows_the_team_webhook_failing_and_recovering(settings):
+    from review.health import run_check
+
+    factories.user(settings, "manager", "Mia Manager")
+    assert "Team notification webhook: not configured" in run_check(settings, "webhooks").detail
+    with WebhookReceiver(statuses=[410, 200]) as hook:
+        settings.notify_webhook_url = hook.url
+        assert "no post yet" in run_check(settings, "webhooks").detail
+        _notify(settings, NotificationKind.SEND_FAILED, "Send failed", roles=("manager",), entity=("review_item", 1))
+        _drain(_deliver_worker(settings), settings, "webhook")
+        check = run_check(settings, "webhooks")
+        assert not check.healthy and "the last post failed after 1 attempt(s): the webhook answered 410" in check.detail
+        _notify(settings, NotificationKind.SEND_FAILED, "Send failed", roles=("manager",), entity=("review_item", 2))
+        _drain(_deliver_worker(settings), settings, "webhook")
+        check = run_check(settings, "webhooks")
+    assert check.healthy and "went through" in check.detail
