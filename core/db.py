@@ -109,7 +109,8 @@ def session_factory(settings: Settings | None = None, *, readonly: bool = False)
     engine = get_engine(settings, readonly=readonly)
     if readonly and engine.dialect.name == "postgresql":
         engine = engine.execution_options(postgresql_readonly=True)
-    return sessionmaker(engine, expire_on_commit=False)
+    # The settings ride along, so code handed only a session (core.jobs.enqueue) can read them.
+    return sessionmaker(engine, expire_on_commit=False, info={"settings": settings or get_settings()})
 
 
 @contextmanager

@@ -190,6 +190,28 @@ class Settings(BaseSettings):
     health_queue_wait_seconds: float = Field(
         300, gt=0, description="A due background job waiting longer than this marks the work queue unhealthy"
     )
+    broker_url: str | None = Field(
+        None,
+        description="redis://... or amqp://...: background jobs run on Celery workers (`revloop worker` starts one); "
+        "unset = the in-process worker polls the job table",
+    )
+    broker_namespace: str = Field(
+        "revloop",
+        pattern=r"^[A-Za-z0-9_.-]{1,50}$",
+        description="Prefix of the Celery queue names (<ns>.hot, <ns>.default) and, on Redis, of every broker key: "
+        "deployments sharing one broker use different ones",
+    )
+    broker_dispatch_seconds: float = Field(
+        5, gt=0, description="Celery beat publishes due jobs the broker does not hold (scheduled scans, lost messages)"
+    )
+    broker_visibility_timeout_seconds: int = Field(
+        3600,
+        ge=60,
+        description="Redis: a task not acknowledged this long is delivered again (a job is claimed once whatever)",
+    )
+    thread_lock_wait_seconds: float = Field(
+        10, gt=0, description="A graph thread busy in another worker is waited for this long, then retried later"
+    )
 
     app_url: str | None = Field(
         None, description="The review app's base URL for deep links in notifications; default http://HOST:8501"

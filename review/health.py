@@ -29,6 +29,7 @@ from core.enums import (
     NotificationChannel,
     NotificationKind,
 )
+from core.files import redact_url
 from core.models import IntegrationState, Job, NotificationDelivery, ReviewItem, WebhookDelivery, utcnow
 from core.notifications import notify
 from core.settings import Settings
@@ -86,6 +87,14 @@ def _work_queue(settings: Settings) -> Result:
         failed = session.scalar(select(func.count()).where(Job.status == JobStatus.FAILED))
     waited = (now - oldest_due).total_seconds() if oldest_due else 0.0
     detail = f"embedded job table; oldest due job waits {waited:.0f} s; {failed} failed job(s)"
+    if settings.broker_url:  # Celery: the broker must answer; its depth is what the workers have not taken yet
+        from core import broker
+
+        depth = broker.queue_depth(settings)
+        detail = (
+            f"Celery on {redact_url(settings.broker_url)} ({settings.broker_namespace}.*): {depth} message(s) waiting; "
+            f"oldest due job waits {waited:.0f} s; {failed} failed job(s)"
+        )
     if waited > settings.health_queue_wait_seconds:
         return Result("work_queue", False, "down", f"{detail}: is a worker running? (`revloop worker`)")
     return Result("work_queue", True, "ok", detail)

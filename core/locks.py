@@ -1,0 +1,77 @@
+"""Named locks shared by every worker process, released when their holder dies.
+
+PostgreSQL: a session advisory lock on a connection held for the lock's lifetime; a crashed worker's
+connection closes and the lock goes with it. SQLite (one machine): an flock on a file under var/locks,
+which the kernel drops with the process. Used to serialise the runs and resumes of one graph thread
+across workers (in-process threads, several `revloop worker` processes, Celery workers).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import text
+
+from core.db import get_engine
+from core.files import private_dir
+from core.settings import Settings
+
+POLL_SECONDS = 0.05
+
+
+class LockBusy(Exception):
+    """The lock stayed held by someone else for the whole wait."""
+
+
+def _key64(name: str) -> int:
+    """A stable signed 64-bit key for pg_advisory_lock (namespaced, so other users of advisory locks do not clash)."""
+    digest = hashlib.blake2b(f"revloop:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextmanager
+def named_lock(settings: Settings, name: str, *, wait_seconds: float) -> Iterator[None]:
+    """Hold the lock `name` for the block; raise LockBusy when another holder keeps it for wait_seconds."""
+    engine = get_engine(settings)
+    deadline = time.monotonic() + wait_seconds
+    if engine.dialect.name == "postgresql":
+        key = _key64(name)
+        with engine.connect() as conn:
+            # Short statements polled (not one blocking pg_advisory_lock): a waiting worker never holds a
+            # statement open for long, and gives up after the wait.
+            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                conn.rollback()
+                if time.monotonic() > deadline:
+                    raise LockBusy(name)
+                time.sleep(POLL_SECONDS)
+            conn.commit()  # the lock is the session's, not the transaction's: end the transaction at once
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    folder = settings.var_dir / "locks"
+    private_dir(folder)
+    path = folder / (hashlib.blake2b(name.encode(), digest_size=16).hexdigest() + ".lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockBusy(name) from None
+                time.sleep(POLL_SECONDS)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -1,0 +1,74 @@
+"""REVLOOP_KB_URL: the knowledge base on a chroma server (`chroma run`, shipped by the chromadb package) through
+chromadb's HttpClient, with the offline embedding function; the health check names the server and its count."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from review.health import run_check
+from tests.conftest import free_port, only_on
+from tools import kb
+
+pytestmark = only_on("sqlite")  # the knowledge base does not depend on the database: one run is enough
+CHROMA = str(Path(sys.executable).parent / "chroma")  # the chromadb package's server, in this environment
+
+
+@pytest.fixture(scope="module")
+def chroma_url(tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    folder = tmp_path_factory.mktemp("chroma")
+    proc = subprocess.Popen(
+        [CHROMA, "run", "--path", str(folder), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("chroma run did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_the_knowledge_base_lives_on_the_chroma_server_when_kb_url_is_set(settings, chroma_url):
+    settings.kb_url = chroma_url
+    kb.add(
+        settings,
+        doc_id="case-1",
+        kind="case_study",
+        title="Logistics rollout",
+        text="A logistics company with 400 employees automated dispatch with us.",
+    )
+    matches = kb.search(settings, "dispatch automation for a logistics firm", limit=1)
+    assert [(m["record"], m["kind"]) for m in matches] == [("case-1", "case_study")]
+    assert type(kb._client(chroma_url)).__name__ == "Client"  # chromadb's HttpClient, not a PersistentClient
+    assert not (settings.var_dir / "kb").exists()  # nothing embedded on this machine
+    with httpx.Client(base_url=chroma_url) as server:  # the server itself holds the collection
+        collections = server.get("/api/v2/tenants/default_tenant/databases/default_database/collections").json()
+    assert kb.COLLECTION in [c["name"] for c in collections]
+    result = run_check(settings, "knowledge_base")
+    assert (result.healthy, result.detail) == (True, f"{chroma_url}: 1 document(s)")
+
+
+def test_the_health_check_says_when_the_chroma_server_does_not_answer(settings):
+    settings.kb_url = f"http://127.0.0.1:{free_port()}"
+    result = run_check(settings, "knowledge_base")
+    assert not result.healthy and result.status == "down"
+    assert "Could not connect to a Chroma server" in result.detail, result.detail
