@@ -5,9 +5,12 @@ the background worker runs."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,14 +28,13 @@ from core import jobs
 from core.db import session_scope
 from core.enums import GRAPH_SOURCES, DecisionAction, ItemSource, ItemStatus, JobKind, LeadStatus
 from core.files import private_file
-from core.jobs import RetryLater, Worker
-from core.locks import LockBusy, named_lock
+from core.jobs import Worker
 from core.models import Lead, ReviewItem
 from core.settings import Settings, get_settings
 from crm import records
 from crm.records import set_lead_status
 from deals import cadences, daily, flow, pipeline
-from review import health, notification_channels, repository, sla
+from review import decisions, health, notification_channels, repository, sla
 from review.execute import Rule, execute_approved
 from review.queue import Draft, enqueue
 
@@ -196,6 +198,8 @@ class LeadGraphRunner:
                 value.update(
                     redraft=True, template=decision.redraft_template, reason=decision.reason, actor=decision.actor
                 )
+                if decision.instruction:  # respond: the closer's instruction, for the redraft to follow
+                    value["instruction"] = decision.instruction
         if source not in GRAPH_SOURCES:
             # No graph thread behind it: an approval is executed now, a rejection needs nothing more.
             if decision.action == DecisionAction.APPROVE:
@@ -237,6 +241,29 @@ class LeadGraphRunner:
         execute_approved(self.settings, review_item_id, ALL_EXECUTION_RULES[source])
 
 
+def redraft_now(settings: Settings, review_item_id: int, *, wait_seconds: float = 30.0) -> None:
+    """Write the redraft a closer asked for (respond) while they wait: the item's resume job is claimed and run
+    in this process, as the worker would run it; when a worker already holds it, wait for its result. A failure
+    puts the job back for the worker and is raised."""
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:respond"
+    job = jobs.claim_key(settings, decisions.resume_job_key(review_item_id), worker_id)
+    if job is not None:
+        try:
+            with open_checkpointer(settings) as checkpointer:
+                LeadGraphRunner(settings, checkpointer).resume(review_item_id)
+        except Exception as exc:
+            jobs.fail(settings, job, f"{type(exc).__name__}: {exc}")
+            raise
+        jobs.finish(settings, job.id)
+        return
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        with session_scope(settings, readonly=True) as session:
+            if decisions.redraft_of(session, review_item_id) is not None:
+                return
+        time.sleep(0.2)
+
+
 # How approved items without a graph thread are executed, by source: each domain owns its rule.
 EXECUTION_RULES: dict[ItemSource, Rule] = {
     ItemSource.DUNNING: reminders.EXECUTION,
@@ -253,37 +280,6 @@ ALL_EXECUTION_RULES: dict[ItemSource, Rule] = {
     ItemSource.LEAD: lead_nodes.EXECUTION,
     ItemSource.PROPOSAL: flow.PROPOSAL_EXECUTION,
 }
-
-
-def _lead_thread(settings: Settings, payload: dict[str, Any]) -> str | None:
-    with session_scope(settings, readonly=True) as session:
-        return session.scalar(select(Lead.thread_id).where(Lead.id == int(payload["lead_id"])))
-
-
-def _item_thread(settings: Settings, payload: dict[str, Any]) -> str | None:
-    with session_scope(settings, readonly=True) as session:
-        return session.scalar(select(ReviewItem.thread_id).where(ReviewItem.id == int(payload["review_item_id"])))
-
-
-def _one_at_a_time_per_thread(
-    settings: Settings,
-    handler: Callable[[dict[str, Any]], None],
-    thread_of: Callable[[Settings, dict[str, Any]], str | None],
-) -> Callable[[dict[str, Any]], None]:
-    """The handler, holding the graph thread's lock (core.locks: released when its holder dies); a thread busy
-    elsewhere for longer than REVLOOP_THREAD_LOCK_WAIT_SECONDS puts the job back for later."""
-
-    def run(payload: dict[str, Any]) -> None:
-        thread_id = thread_of(settings, payload)
-        if not thread_id:
-            return handler(payload)
-        try:
-            with named_lock(settings, f"graph-thread:{thread_id}", wait_seconds=settings.thread_lock_wait_seconds):
-                return handler(payload)
-        except LockBusy:
-            raise RetryLater(f"graph thread {thread_id} is running in another worker", delay_seconds=1) from None
-
-    return run
 
 
 @contextmanager
@@ -307,10 +303,4 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
                 settings, int(payload["delivery_id"])
             ),
         }
-        # A graph thread is run by one worker at a time, across threads and processes (a run, a resume, a redraft).
-        for kind, thread_of in ((JobKind.LEAD_RUN, _lead_thread), (JobKind.REVIEW_RESUME, _item_thread)):
-            handlers[kind] = _one_at_a_time_per_thread(settings, handlers[kind], thread_of)
-        handlers[JobKind.PROPOSAL_RUN] = _one_at_a_time_per_thread(
-            settings, handlers[JobKind.PROPOSAL_RUN], lambda _settings, payload: payload.get("thread_id")
-        )
         yield Worker(handlers, settings)

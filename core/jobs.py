@@ -51,16 +51,11 @@ def enqueue(
 ) -> Job:
     """Queue a job once: a second call with the same dedupe key returns the existing job. Due jobs of a higher
     priority are claimed first (core.enums.JobPriority)."""
-    job, created = insert_once(
+    job, _ = insert_once(
         session,
         Job(kind=kind, payload=payload, dedupe_key=dedupe_key, run_after=run_after or utcnow(), priority=priority),
         select(Job).where(Job.dedupe_key == dedupe_key),
     )
-    settings = session.info.get("settings")
-    if created and settings is not None and settings.broker_url:
-        from core import broker  # Celery is imported only where a broker is configured
-
-        broker.publish_after_commit(session, job)
     return job
 
 
@@ -97,6 +92,26 @@ def claim_next(settings: Settings, worker_id: str, kinds: list[str]) -> Job | No
                 session.flush()
                 return session.get(Job, job_id)
     return None
+
+
+def claim_key(settings: Settings, dedupe_key: str, worker_id: str) -> Job | None:
+    """Claim the queued job with this key to run it now, in this process (a request that waits for its result);
+    None when there is none or another worker holds it."""
+    with session_scope(settings) as session:
+        job_id = session.scalar(select(Job.id).where(Job.dedupe_key == dedupe_key, Job.status == JobStatus.QUEUED))
+        if job_id is None:
+            return None
+        claimed = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+            .values(status=JobStatus.RUNNING, locked_by=worker_id, locked_at=utcnow(), attempts=Job.attempts + 1)
+        ).rowcount
+        if claimed != 1:
+            return None
+        session.flush()
+        job = session.get(Job, job_id)
+        session.expunge(job)
+        return job
 
 
 def claim_id(settings: Settings, job_id: int, worker_id: str) -> Job | None:
@@ -258,11 +273,6 @@ class Worker:
         job = claim_next(self.settings, self.worker_id, list(self.handlers))
         if job is None:
             return False
-        self.run_job(job)
-        return True
-
-    def run_job(self, job: Job) -> None:
-        """Run a job this worker claimed with its handler, then finish it, or put it back (RetryLater, an error)."""
         log.debug("job %s %s attempt %s", job.id, job.kind, job.attempts)
         _running.job_id, _running.finished = job.id, False
         try:
@@ -277,6 +287,7 @@ class Worker:
                 finish(self.settings, job.id)
         finally:
             _running.job_id = None
+        return True
 
     def run_until_idle(self, max_jobs: int = 10_000) -> int:
         """Run due jobs until none is left (used by tests and `revloop worker --until-idle`)."""

@@ -348,6 +348,8 @@ class Decision(Base):
     # Reject only: ask the agent for a new draft, optionally with another template.
     redraft: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     redraft_template: Mapped[str | None] = mapped_column(String(100))
+    # Respond only: the closer's instruction the agent redrafts with (a reject with redraft, in the closer's words).
+    instruction: Mapped[str | None] = mapped_column(Text)
 
     review_item: Mapped[ReviewItem] = relationship(back_populates="decision")
 

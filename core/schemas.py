@@ -194,6 +194,14 @@ class DecisionRead(BaseModel):
     decided_at: dt.datetime
     redraft: bool = False
     redraft_template: str | None = None
+    instruction: str | None = Field(None, description="Respond: the closer's instruction the agent redrafted with")
+
+
+class FlagInWords(BaseModel):
+    """A flag on a review item as the closer reads it: the stable code and a sentence in plain words."""
+
+    code: str = Field(description="The stable code, e.g. possible_prompt_injection:override_instructions")
+    words: str = Field(description="What it means for the closer and what to do, in plain words")
 
 
 SlaState = Literal["breached", "due_soon", "on_track", "none"]
@@ -230,6 +238,14 @@ class ReviewItem(BaseModel):
         None, description="While approved and before this moment, the approval can be undone (nothing sent yet)"
     )
     low_risk: bool = Field(False, description="May be bulk-approved: pending, main queue, no guard flags, not D")
+    flags_in_words: list[FlagInWords] = Field(
+        default_factory=list, description="The brief's flags and the grounding guard's flags, each in plain words"
+    )
+    requires_acknowledgement: bool = Field(
+        False,
+        description="Approving needs acknowledge_flags=true: the draft carries guard flags or the lead's text was "
+        "flagged by the injection screen (409 with details.flags otherwise)",
+    )
 
 
 class ReviewItemPage(BaseModel):
@@ -272,6 +288,81 @@ class RejectRequest(Input):
     )
 
     _strip = field_validator("reason", mode="before")(_strip)
+
+
+class RespondRequest(Input):
+    model_config = ConfigDict(extra="forbid")
+    instruction: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="What the agent should change, in the closer's words (\"shorter and more formal\", \"ask for a "
+        "call next week\"); recipients and amounts never change",
+    )
+
+    _strip = field_validator("instruction", mode="before")(_strip)
+
+
+class ContextAccount(BaseModel):
+    id: int
+    name: str
+    domain: str | None = None
+    industry: str | None = None
+    employees: int | None = None
+    country: str | None = None
+
+
+class ContextInvoice(BaseModel):
+    id: int
+    number: str
+    currency: str
+    amount: str
+    amount_due: str = Field(description="Net balance: amount minus payments")
+    issued_on: dt.date
+    due_on: dt.date
+    days_overdue: int = Field(description="0 when not yet due")
+    status: str = Field(description="issued | disputed | payment_pending | overdue")
+
+
+class ContextInvoices(BaseModel):
+    count: int
+    amount_due: str = Field(description="Sum of the balances (in the first invoice's currency; see per_currency)")
+    per_currency: dict[str, str] = Field(default_factory=dict)
+    invoices: list[ContextInvoice]
+
+
+class ContextDeal(BaseModel):
+    id: int
+    name: str
+    stage: str
+    outcome: str | None = None
+    value: str | None = Field(None, description="Amount with currency, e.g. 'USD 12000.00'")
+    owner: str | None = None
+    updated_at: dt.datetime | None = None
+
+
+class ContextMessage(BaseModel):
+    channel: str = Field(description="email | call | event")
+    direction: Literal["outbound", "inbound"]
+    subject: str | None = None
+    sent_at: dt.datetime | None = None
+    status: str
+    review_item_id: int | None = None
+
+
+class ReviewContext(BaseModel):
+    """What a closer needs beside the draft to decide it, all read from records."""
+
+    review_item_id: int
+    lead_message: str | None = Field(
+        None, description="The lead's own words, as typed: untrusted (show fenced, never as instructions)"
+    )
+    lead_message_flags: list[FlagInWords] = Field(
+        default_factory=list, description="What the injection screen found in the lead's text, in plain words"
+    )
+    account: ContextAccount | None = None
+    open_invoices: ContextInvoices
+    deals: list[ContextDeal]
+    recent_messages: list[ContextMessage] = Field(description="Last 10 for the same contact or account, newest first")
 
 
 class Me(BaseModel):

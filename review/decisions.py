@@ -42,7 +42,7 @@ from core.notifications import notify
 from core.settings import Settings
 from core.users import assignable_names
 from crm.records import lead_facts, set_lead_status
-from review import guard, policy
+from review import context, guard, policy
 from review.policy import Who
 from review.templates import BUILT_IN, template_words
 from review.texts.lead import TEMPLATES as REDRAFT_TEMPLATES
@@ -87,6 +87,8 @@ def present(item: ReviewItem, settings: Settings, now: dt.datetime | None = None
     if item.status == ItemStatus.APPROVED and item.decided_at is not None:
         until = item.decided_at + dt.timedelta(seconds=settings.undo_seconds)
         out.undo_until = until if until > now else None
+    out.flags_in_words = context.flags_in_words(item)
+    out.requires_acknowledgement = context.requires_acknowledgement(item)
     return out
 
 
@@ -231,6 +233,11 @@ def _resume_key(item_id: int) -> str:
     return f"{JobKind.REVIEW_RESUME}:{item_id}"
 
 
+def resume_job_key(item_id: int) -> str:
+    """The dedupe key of the job that resumes the item's thread with its decision."""
+    return _resume_key(item_id)
+
+
 def _record(
     session: Session,
     item: ReviewItem,
@@ -275,7 +282,30 @@ def _pending(item: ReviewItem, verb: str = "decide") -> None:
 # What a customer reads: the guard checks these items' final subject and body at approval.
 GUARDED_KINDS = (ItemKind.EMAIL,)
 # Draft content that is not a record: the text itself, what the app shows, the model's own words, a reason.
-NOT_RECORDS = {"subject", "body", "guard_flags", "redraft_reason", "kind", "template", "template_version"}
+NOT_RECORDS = {
+    "subject",
+    "body",
+    "guard_flags",
+    "redraft_reason",
+    "kind",
+    "template",
+    "template_version",
+    "as_drafted",
+    "edited_by",
+    "changes",
+    "not_applied",
+    "instruction",
+}
+
+
+def as_drafted(item: ReviewItem) -> dict[str, str]:
+    """The subject and body as the agent drafted them. After an undo the draft shows the closer's edit and keeps
+    the agent's text here: the edit is diffed and guarded against it, never grounded by itself."""
+    draft = item.draft or {}
+    original = draft.get("as_drafted") or draft
+    return {"subject": original.get("subject", ""), "body": original.get("body", "")}
+
+
 UNTRUSTED_FACTS = {"opening", "summary"}  # model-written slots: never grounds for anything
 
 
@@ -307,7 +337,7 @@ def grounding(session: Session, item: ReviewItem, *, with_draft: bool = True) ->
     references (lead, contact and account, deal, proposal, invoice, milestone). The lead's own message never
     grounds anything, nor does a model-written line."""
     draft = item.draft or {}
-    texts: list[str] = [draft.get("subject", ""), draft.get("body", "")] if with_draft else []
+    texts: list[str] = list(as_drafted(item).values()) if with_draft else []
     facts = draft.get("facts_used") or {}
     texts += _strings({k: v for k, v in facts.items() if k not in UNTRUSTED_FACTS})
     texts += _strings({k: v for k, v in draft.items() if k not in NOT_RECORDS and k != "facts_used"})
@@ -371,7 +401,7 @@ def check_final_text(
                 "a discount above the cap cannot be sent, whoever approves it",
                 details={"field": field, "discounts": [f.text for f in over], "max_discount_pct": max_discount_pct},
             )
-    drafted = {"subject": item.draft.get("subject", ""), "body": item.draft.get("body", "")}
+    drafted = as_drafted(item)
     edited = {field: text for field, text in final.items() if text != drafted.get(field)}
     if not edited:
         return []  # as drafted: checked when it was drafted (its flags are acknowledged separately)
@@ -417,15 +447,25 @@ def approve(
         raise Conflict(f"review item {item_id} is already {item.status}; nothing was changed")
     if who is not None:
         policy.check_may_decide(item, who)
-    if item.guard_flags and not acknowledge_flags:
+    flags = context.acknowledgement_flags(item)
+    if flags and not acknowledge_flags:
+        # An injection-flagged lead or a draft with guard flags is never approved in one click: the closer reads
+        # the flags (in words) and acknowledges them.
+        said = []
+        if item.guard_flags:
+            said.append(f"has grounding flags ({'; '.join(item.guard_flags)})")
+        if context.injection_codes(item):
+            said.append("comes from a lead whose text the injection screen flagged")
         raise Conflict(
-            f"review item {item_id} has grounding flags ({'; '.join(item.guard_flags)}): check the draft, "
-            "then approve with acknowledge_flags=true",
-            details={"guard_flags": item.guard_flags},
+            f"review item {item_id} {' and '.join(said)}: "
+            + " ".join(f.words for f in flags)
+            + " Check the draft, then approve with acknowledge_flags=true.",
+            details={"guard_flags": item.guard_flags, "flags": [f.model_dump() for f in flags]},
         )
-    draft_subject, draft_body = item.draft.get("subject", ""), item.draft.get("body", "")
-    final_subject = subject if subject is not None else draft_subject
-    final_body = body if body is not None else draft_body
+    draft_subject, draft_body = as_drafted(item).values()
+    # What the closer sees: the draft, or their own edit restored by an undo.
+    final_subject = subject if subject is not None else item.draft.get("subject", "")
+    final_body = body if body is not None else item.draft.get("body", "")
     if "\r" in final_subject or "\n" in final_subject:  # a mail header is one line: refused now, not at send
         raise InvalidInput(
             f"review item {item_id}: the subject must be one line (no CR or LF characters)",
@@ -455,8 +495,9 @@ def approve(
     extra: dict[str, Any] = {}
     if vouched:
         extra["acknowledged_facts"] = vouched
-    if item.guard_flags:
-        extra["acknowledged_flags"] = list(item.guard_flags)
+    if flags:
+        extra["acknowledged_flags"] = [f.code for f in flags]
+        extra["acknowledged_flags_in_words"] = [f.words for f in flags]
     return _record(session, item, decision, ItemStatus.PENDING, run_after=send_at, extra=extra)
 
 
@@ -498,6 +539,60 @@ def reject(
     return _record(session, item, decision, ItemStatus.PENDING)
 
 
+# How many times one lead's first touch may be redrafted (the lead graph stops redrafting after this many).
+MAX_REDRAFTS = 3
+
+
+def redraft_count(session: Session, item: ReviewItem) -> int:
+    """How many redrafts led to this item (the chain of redraft_of links)."""
+    count, seen, current = 0, {item.id}, item.redraft_of
+    while current is not None and current not in seen:
+        count, seen = count + 1, seen | {current}
+        current = session.scalar(select(ReviewItem.redraft_of).where(ReviewItem.id == current))
+    return count
+
+
+def respond(session: Session, item_id: int, *, instruction: str, actor: str, who: Who | None = None) -> ReviewItem:
+    """The closer answers the draft with an instruction ("shorter and more formal"): the item is rejected with a
+    redraft request that carries the instruction, exactly as a reject with redraft, so the agent's new draft is
+    queued as a new pending item linked by redraft_of. Recipients and amounts come from records as always."""
+    item = get_item(session, item_id)
+    if item.status != ItemStatus.PENDING:
+        raise Conflict(f"review item {item_id} is already {item.status}; nothing was changed")
+    if who is not None:
+        policy.check_may_decide(item, who)
+    if item.lead_id is None or item.source != ItemSource.LEAD:
+        raise Conflict(
+            f"review item {item_id} is a {item.source} draft: respond redrafts the lead agent's first-touch drafts; "
+            "edit this one before approving instead",
+            details={"source": item.source},
+        )
+    if redraft_count(session, item) >= MAX_REDRAFTS:
+        raise Conflict(
+            f"review item {item_id} has been redrafted {MAX_REDRAFTS} times already: edit it yourself or reject it",
+            details={"redrafts": MAX_REDRAFTS},
+        )
+    _claim(session, item, ItemStatus.REJECTED)
+    set_lead_status(session, item.lead_id, LeadStatus.DRAFT_REJECTED, actor=actor)
+    decision = Decision(
+        review_item_id=item.id,
+        action=DecisionAction.REJECT,
+        actor=actor,
+        reason=f"Redraft asked: {instruction}",
+        redraft=True,
+        instruction=instruction,
+    )
+    return _record(session, item, decision, ItemStatus.PENDING, extra={"instruction": instruction})
+
+
+def redraft_of(session: Session, item_id: int) -> ReviewItem | None:
+    """The pending item that redrafts `item_id`, once the agent wrote it."""
+    new_id = session.scalar(
+        select(ReviewItem.id).where(ReviewItem.redraft_of == item_id).order_by(ReviewItem.id.desc()).limit(1)
+    )
+    return get_item(session, new_id) if new_id is not None else None
+
+
 def undo(session: Session, settings: Settings, item_id: int, *, actor: str, who: Who | None = None) -> ReviewItem:
     """Take back an approval inside the undo window: the send is cancelled and the item is pending again."""
     item = get_item(session, item_id)
@@ -509,10 +604,20 @@ def undo(session: Session, settings: Settings, item_id: int, *, actor: str, who:
     if utcnow() >= deadline or not jobs.cancel_queued(session, _resume_key(item.id)):
         raise Conflict(f"review item {item_id}: the undo window has closed and the message is being sent")
     decision = item.decision
+    draft = dict(item.draft or {})
+    if decision.edited:
+        # The closer's edit stays on the draft (undo takes back the approval, not the work); the agent's text is
+        # kept beside it and in the audit event below.
+        draft.update(
+            as_drafted=as_drafted(item),
+            subject=decision.final_subject if decision.final_subject is not None else draft.get("subject", ""),
+            body=decision.final_body if decision.final_body is not None else draft.get("body", ""),
+            edited_by=decision.actor,
+        )
     reverted = session.execute(
         update(ReviewItem)
         .where(ReviewItem.id == item.id, ReviewItem.status == ItemStatus.APPROVED)
-        .values(status=ItemStatus.PENDING, decided_at=None)
+        .values(status=ItemStatus.PENDING, decided_at=None, draft=draft)
         .execution_options(synchronize_session=False)
     ).rowcount
     if reverted != 1:
@@ -523,6 +628,9 @@ def undo(session: Session, settings: Settings, item_id: int, *, actor: str, who:
         "final_subject": decision.final_subject,
         "final_body": decision.final_body,
         "edited": decision.edited,
+        "edit_diff": decision.edit_diff,
+        "drafted_subject": as_drafted(item)["subject"],
+        "drafted_body": as_drafted(item)["body"],
     }
     session.execute(delete(Decision).where(Decision.id == decision.id))
     session.expire(item)
@@ -535,7 +643,7 @@ def undo(session: Session, settings: Settings, item_id: int, *, actor: str, who:
         entity_type="review_item",
         entity_id=item.id,
         before={"status": ItemStatus.APPROVED, **snapshot},
-        after={"status": ItemStatus.PENDING},
+        after={"status": ItemStatus.PENDING, "draft_keeps_edit": decision.edited},
     )
     return get_item(session, item_id)
 
@@ -663,6 +771,11 @@ def bulk_approve(
             skipped[item_id] = f"assigned to {item.assignee}: only they or a manager can decide it"
         elif item.guard_flags:
             skipped[item_id] = "has grounding flags: open it and check the draft"
+        elif context.injection_codes(item):
+            skipped[item_id] = (
+                "the lead's text was flagged by the injection screen: open it, read the flags and approve it "
+                "with an acknowledgement"
+            )
         elif item.queue != ReviewQueue.MAIN:
             skipped[item_id] = "exception queue items are reviewed one by one"
         elif not is_low_risk(item):
@@ -779,23 +892,25 @@ def _describe(event: AuditEvent) -> str:
         said = "Approved" + (" with edits" if after.get("edited") else " as drafted")
         if after.get("acknowledged_facts"):
             said += "; the reviewer checked facts no record supports: " + ", ".join(after["acknowledged_facts"])
-        if after.get("acknowledged_flags"):
+        if after.get("acknowledged_flags_in_words"):
+            said += "; flags acknowledged: " + " ".join(after["acknowledged_flags_in_words"])
+        elif after.get("acknowledged_flags"):
             said += "; grounding flags acknowledged: " + "; ".join(after["acknowledged_flags"])
         return said
     if verb == "rejected":
+        if after.get("instruction"):
+            return f"Responded with an instruction for a redraft: {after['instruction']}"
         return f"Rejected: {after.get('reason')}" + (" (redraft requested)" if after.get("redraft") else "")
     if verb == "undone":
-        return "Approval undone before sending"
+        return "Approval undone before sending" + (
+            "; the draft keeps the reviewer's edit" if after.get("draft_keeps_edit") else ""
+        )
     if verb == "assigned":
         return f"Assigned to {after.get('assignee') or 'the team queue'} (was {before.get('assignee') or 'unassigned'})"
     if verb == "snoozed":
         return f"Snoozed until {after.get('snoozed_until')}"
     if verb == "unsnoozed":
         return "Snooze cleared"
-    if verb == "escalated":
-        return f"SLA breached: back in the team queue (was with {before.get('assignee') or 'nobody'})"
-    if verb == "sla_warned":
-        return f"SLA warning sent to {after.get('assignee')} ({after.get('minutes_left')} min left)"
     if verb in ("sent", "done", "cancelled", "failed"):
         return f"Executed: {verb}" + (f" ({after.get('reason')})" if after.get("reason") else "")
     return verb.replace("_", " ")

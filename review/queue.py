@@ -71,6 +71,11 @@ class Draft(BaseModel):
     assignee: str | None = None
     redraft_of: int | None = None
     redraft_reason: str | None = None
+    # A redraft made from a closer's instruction (respond): the instruction, what the agent changed and what it
+    # could not follow, in words the closer reads beside the new draft.
+    instruction: str | None = None
+    changes: list[str] = Field(default_factory=list)
+    not_applied: list[str] = Field(default_factory=list)
 
     def content(self) -> dict[str, Any]:
         """What the review item's `draft` column holds (and the review app shows)."""
@@ -85,6 +90,11 @@ class Draft(BaseModel):
             "guard_flags": self.guard_flags,
             "redraft_of": self.redraft_of,
             "redraft_reason": self.redraft_reason,
+            **(
+                {"instruction": self.instruction, "changes": self.changes, "not_applied": self.not_applied}
+                if self.instruction
+                else {}
+            ),
             **({"attachments": self.attachments} if self.attachments else {}),
             **self.refs,
         }

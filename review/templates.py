@@ -44,6 +44,11 @@ LEAD_FIELDS = {
     "sender_name": "Alex Morgan",
     "unsubscribe_url": "https://revloop.example/unsubscribe",
     "opening": "",
+    # Choices a closer's instruction can make on a redraft (agents/lead/instructions.py); off by default.
+    "formal": False,
+    "short": False,
+    "call_next_week": False,
+    "case_study": "",
 }
 DUNNING_FIELDS = {
     "first_name": "Pat",

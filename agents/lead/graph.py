@@ -7,13 +7,13 @@ from langgraph.graph import END, START, StateGraph
 from agents.lead.nodes import LeadNodes
 from agents.lead.state import LeadState
 from core.settings import Settings
+from review.decisions import MAX_REDRAFTS
 
 
 def _after_route(state: LeadState) -> str:
     return "finish" if state["route"]["channel"] == "none" else "draft"
 
 
-MAX_REDRAFTS = 3
 
 
 def _after_review(state: LeadState) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from langgraph.types import interrupt
 
-from agents.lead import routing
+from agents.lead import instructions, routing
 from agents.lead.prompts import TEMPLATE_FOR_ACTION, topics_phrase
 from agents.lead.research import research
 from agents.lead.state import LeadState
@@ -245,12 +245,18 @@ class LeadNodes:
             "our_company": self.settings.company_name,
             "sender_name": self.settings.sender_name,
             "unsubscribe_url": self.settings.unsubscribe_url,
+            # Off unless a closer's instruction chose them (respond): tone, length, the call ask, the won case.
+            "formal": False,
+            "short": False,
+            "call_next_week": False,
+            "case_study": "",
             # LLM engine only; checked by the grounding guard like everything else.
             "opening": ((state.get("research") or {}).get("insight") or {}).get("opening_line", "").strip(),
         }
         template = "call_task" if route["channel"] == "call_task" else TEMPLATE_FOR_ACTION[route["next_action"]]
         redrafts = list(state.get("redrafts") or [])
         decision = state.get("decision") or {}
+        said: instructions.Redraft | None = None
         if decision.get("redraft"):
             # A reviewer rejected the last draft and asked for another: use the template they chose, and
             # drop the model-written opening line (the one part of a draft no template controls).
@@ -259,6 +265,10 @@ class LeadNodes:
             if route["channel"] != "email":
                 template = "call_task"  # email is not allowed for this contact, whatever was asked
             slots["opening"] = ""
+            if decision.get("instruction"):
+                # The closer's instruction (respond): mapped onto the template's choices, saying what changed.
+                said = self._follow_instruction(decision["instruction"], template, slots, route, brief)
+                template, slots = said.template, said.slots
             redrafts.append(
                 {
                     "review_item_id": decision.get("review_item_id"),
@@ -266,6 +276,7 @@ class LeadNodes:
                     "by": decision.get("actor"),
                     "from_template": previous,
                     "template": template,
+                    **({"instruction": decision["instruction"]} if decision.get("instruction") else {}),
                 }
             )
         kind = ItemKind.CALL_TASK if template == "call_task" else ItemKind.EMAIL
@@ -288,6 +299,9 @@ class LeadNodes:
                 assignee=route["assignee"],
                 redraft_of=redrafts[-1]["review_item_id"] if redrafts else None,
                 redraft_reason=redrafts[-1]["reason"] if redrafts else None,
+                instruction=decision.get("instruction") if said else None,
+                changes=said.changes if said else [],
+                not_applied=said.not_applied if said else [],
             )
         # Records ground a draft; the lead's own free text never does (it is untrusted: an address or a
         # price written there must not make the same words in a draft look like facts).
@@ -301,6 +315,23 @@ class LeadNodes:
         if kind == ItemKind.EMAIL:
             draft.guard_flags = ungrounded(draft.subject + "\n" + draft.body, grounded_in)
         return {"redrafts": redrafts, "draft": draft.model_dump(mode="json")}
+
+    def _follow_instruction(
+        self, instruction: str, template: str, slots: dict[str, Any], route: dict[str, Any], brief: dict[str, Any]
+    ) -> instructions.Redraft:
+        """The deterministic engine's reading of a closer's instruction: template and tone choices, with what it
+        changed and what it could not follow."""
+        keys = [k for k in message_templates.BUILT_IN if k.startswith(("first_touch_", "polite_decline"))]
+        with session_scope(self.settings, readonly=True) as session:
+            parts = {key: message_templates.active(session, key)[0] for key in keys}
+        return instructions.apply(
+            instruction,
+            template=template,
+            slots=slots,
+            channel=route["channel"],
+            similar_case=brief.get("similar_case"),
+            templates=parts,
+        )
 
     def review(self, state: LeadState) -> dict[str, Any]:
         # Nothing before interrupt(): this node re-runs from its first line on resume.

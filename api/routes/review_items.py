@@ -10,7 +10,9 @@ from fastapi import APIRouter, Body, Depends, Query
 
 from api.auth import Principal
 from api.deps import ReadSessionDep, SessionDep, SettingsDep, require
+from core.db import session_scope
 from core.enums import ItemStatus, ReviewQueue, Role
+from core.errors import AppError
 from core.schemas import (
     ApproveRequest,
     AssignRequest,
@@ -20,6 +22,8 @@ from core.schemas import (
     NoNul,
     Offset,
     RejectRequest,
+    RespondRequest,
+    ReviewContext,
     ReviewItem,
     ReviewItemPage,
     SlaState,
@@ -27,6 +31,7 @@ from core.schemas import (
     TimelineEntry,
 )
 from core.users import assignable_names
+from review import context as item_context
 from review import decisions as service
 from review import recovery
 
@@ -118,6 +123,16 @@ def get_review_item(item_id: Id, session: ReadSessionDep, settings: SettingsDep,
     return service.present(service.get_item(session, item_id), settings)
 
 
+@router.get(
+    "/{item_id}/context",
+    response_model=ReviewContext,
+    summary="What the closer needs beside the draft: the lead's own words (untrusted) and what the injection screen "
+    "found in them, the account, its open invoices, deals and the last 10 messages with the same contact or account",
+)
+def get_review_item_context(item_id: Id, session: ReadSessionDep, _: Reader) -> ReviewContext:
+    return item_context.build(session, service.get_item(session, item_id))
+
+
 @router.get("/{item_id}/timeline", response_model=list[TimelineEntry], summary="The lead's history, oldest first")
 def get_timeline(item_id: Id, session: ReadSessionDep, _: Reader) -> list[TimelineEntry]:
     return service.timeline(session, item_id)
@@ -189,6 +204,36 @@ def reject_review_item(
         who=principal.who,
     )
     return service.present(item, settings)
+
+
+@router.post(
+    "/{item_id}/respond",
+    response_model=ReviewItem,
+    status_code=201,
+    summary="Answer the draft with an instruction; the agent redrafts with it and the new pending item is returned",
+    description="The pending item is rejected with a redraft request carrying the instruction (audited; the new item's "
+    "redraft_of links them). The deterministic engine maps the instruction to the template's choices (shorter, more "
+    "formal, ask for a call next week, mention the similar won case, leave pricing out, a softer nurture note, a "
+    "polite decline, another language when such a template exists) and lists them in the new draft's `changes`, "
+    "and what it could not follow in `not_applied`. Recipients and amounts never change. Lead agent first touches "
+    "only (409 otherwise); 409 after 3 redrafts.",
+)
+def respond_to_review_item(item_id: Id, data: RespondRequest, settings: SettingsDep, principal: Decider) -> ReviewItem:
+    from agents.runtime import redraft_now  # the graphs load on first use, not when the API starts
+
+    with session_scope(settings) as session:  # committed before the agent reads the decision
+        service.respond(session, item_id, instruction=data.instruction, actor=principal.actor, who=principal.who)
+    redraft_now(settings, item_id)
+    with session_scope(settings, readonly=True) as session:
+        new = service.redraft_of(session, item_id)
+        if new is None:
+            raise AppError(
+                f"review item {item_id}: the redraft is still being written; it will appear in the queue as a "
+                f"redraft of #{item_id}",
+                503,
+                details={"redraft_of": item_id},
+            )
+        return service.present(new, settings)
 
 
 @router.post(

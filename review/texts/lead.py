@@ -1,20 +1,33 @@
-"""First-touch texts of the lead graph (deterministic engine): slots are filled from records only."""
+"""First-touch texts of the lead graph (deterministic engine): slots are filled from records only.
+
+The switches `formal`, `short`, `call_next_week` and `case_study` are the choices a closer's instruction can make
+("respond": agents/lead/instructions.py); all false or empty, the text is the plain first touch."""
 
 from __future__ import annotations
 
 TEMPLATES: dict[str, dict[str, str]] = {
     "first_touch_fast": {
-        "subject": "{{ company }} and {{ our_company }}: a quick call this week?",
-        "body": """Hi {{ first_name }},
+        "subject": "{{ company }} and {{ our_company }}: a {% if formal %}short{% else %}quick{% endif %} call "
+        "{% if call_next_week %}next week{% else %}this week{% endif %}?",
+        "body": """{% if formal %}Dear {{ full_name }},{% else %}Hi {{ first_name }},{% endif %}
+
 
 {% if opening %}{{ opening }}
-{% endif %}Thanks for reaching out to {{ our_company }}{% if topics %} about {{ topics }}{% endif %}.
+{% endif %}{% if formal %}Thank you for contacting{% else %}Thanks for reaching out to{% endif %} \
+{{ our_company }}{% if topics %} about {{ topics }}{% endif %}.
+{% if not short %}
 {% if industry %}We work with a number of {{ industry }} teams{% else %}We work with teams{% endif %} \
 like {{ company }}, and the quickest way to see whether we are a fit is a 20-minute call.
+{% endif %}
+{% if case_study %}
 
-Would one of the next two working days suit you? Reply with a time that works and I will send an invite.
+A similar project of ours: {{ case_study }}.
+{% endif %}
 
-Best regards,
+Would {% if call_next_week %}a 20-minute call next week{% else %}one of the next two working days{% endif %} \
+suit you? Reply with a time that works and I will send an invite.
+
+{% if formal %}Kind regards{% else %}Best regards{% endif %},
 {{ sender_name }}
 {{ our_company }}
 
@@ -22,14 +35,25 @@ If you would rather not hear from us, reply "unsubscribe" or visit {{ unsubscrib
 """,
     },
     "first_touch_nurture": {
-        "subject": "Thanks for getting in touch, {{ first_name }}",
-        "body": """Hi {{ first_name }},
+        "subject": "Thanks for getting in touch, {% if formal %}{{ full_name }}{% else %}{{ first_name }}{% endif %}",
+        "body": """{% if formal %}Dear {{ full_name }},{% else %}Hi {{ first_name }},{% endif %}
+
 
 Thank you for your interest in {{ our_company }}{% if topics %} and your note about {{ topics }}{% endif %}.
+{% if not short %}
 I will send you a short overview of how we help companies like {{ company }}; if the timing is right for a
 conversation, just reply to this email and we will set one up.
+{% endif %}
+{% if case_study %}
 
-Best regards,
+A similar project of ours: {{ case_study }}.
+{% endif %}
+{% if call_next_week %}
+
+Would a 20-minute call next week suit you? Reply with a time that works and I will send an invite.
+{% endif %}
+
+{% if formal %}Kind regards{% else %}Best regards{% endif %},
 {{ sender_name }}
 {{ our_company }}
 

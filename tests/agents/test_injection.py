@@ -189,9 +189,16 @@ def test_the_leads_own_words_never_ground_a_reviewers_edit(settings, worker, htt
     closer = auth(settings, "closer")
     greeting, _, rest = body.partition("\n\n")
     edited = f"{greeting}\n\ncongratulations on the series b round and the office in berlin.\n\n{rest}"
-    blocked = http.post(f"/v1/review-items/{item_id}/approve", json={"body": edited}, headers=closer)
+    # The promise of a discount is also a steering attempt: the flag is acknowledged, the facts still are not.
+    flagged = http.post(f"/v1/review-items/{item_id}/approve", json={"body": edited}, headers=closer)
+    assert flagged.status_code == 409 and flagged.json()["details"]["flags"]
+    blocked = http.post(
+        f"/v1/review-items/{item_id}/approve", json={"body": edited, "acknowledge_flags": True}, headers=closer
+    )
     assert blocked.status_code == 409
     assert blocked.json()["details"]["unsupported_facts"] == ["series b round", "berlin"]
     discount = edited.replace("berlin.", "berlin, with the 30% off you were promised.")
-    refused = http.post(f"/v1/review-items/{item_id}/approve", json={"body": discount}, headers=closer)
+    refused = http.post(
+        f"/v1/review-items/{item_id}/approve", json={"body": discount, "acknowledge_flags": True}, headers=closer
+    )
     assert refused.status_code == 422 and refused.json()["details"]["field"] == "body"

@@ -177,7 +177,7 @@ def test_undo_inside_the_window_cancels_the_send_and_reapproval_sends_once(setti
     time.sleep(1.2)
     worker.run_until_idle()
     [eml] = outbox_files(settings)
-    assert "Edited body" not in eml.read_text()  # the second approval was as drafted
+    assert "Edited body" in eml.read_text()  # the undo kept the edit on the draft, so it was approved again
     late = http.post(f"/v1/review-items/{item}/undo", headers=_h(closer))
     assert late.status_code == 409 and "sent" in late.json()["message"]
 
