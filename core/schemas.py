@@ -1247,7 +1247,7 @@ class NotificationList(BaseModel):
 
 
 NotificationKindName = one_of(*NotificationKind)
-_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+_HHMM = r"([01]\d|2[0-3]):[0-5]\d"
 
 
 class ChannelChoice(Input):
@@ -1262,9 +1262,18 @@ class QuietHoursSetting(Input):
     """While quiet, notification email waits and goes when they end; in-app still appears."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    start: str = Field(pattern=_HHMM, description="Local time HH:MM when quiet begins", examples=["22:00"])
-    end: str = Field(pattern=_HHMM, description="Local time HH:MM when it ends (before start: over midnight)")
+    start: str = Field(max_length=5, description="Local time HH:MM when quiet begins", examples=["22:00"])
+    end: str = Field(max_length=5, description="Local time HH:MM when it ends (before start: over midnight)")
     timezone: str = Field(max_length=64, description="IANA time zone", examples=["Europe/Berlin"])
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(_HHMM, value):
+            raise ValueError(f"must be a local time HH:MM from 00:00 to 23:59, got {value!r}")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -71,28 +71,28 @@ def _slack_escape(text: str) -> str:
 
 
 def webhook_payload(delivery: NotificationDelivery) -> dict[str, Any]:
+    """The title says what happened (producers write it whole); the kind's label and the link go underneath."""
     title, body = _slack_escape(delivery.subject), _slack_escape(delivery.body or "")[:2900]
     link = f"<{delivery.link}|Open in revloop>" if delivery.link else ""
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{_label(delivery.kind)}*: {title}"}}
-    ]
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"}}]
     if body:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body}})
-    if link:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": link}]})
-    text = f"{_label(delivery.kind)}: {title}" + (f" {link}" if link else "")
-    return {"text": text, "blocks": blocks}
+    footer = _label(delivery.kind) + (f" · {link}" if link else "")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
+    return {"text": title + (f" {link}" if link else ""), "blocks": blocks}
 
 
 def email_message(settings: Settings, delivery: NotificationDelivery) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = settings.mail_from
     msg["To"] = delivery.to_addr
-    msg["Subject"] = f"[revloop] {_label(delivery.kind)}: {delivery.subject}"
+    msg["Subject"] = f"[revloop] {delivery.subject}"
     msg["Message-ID"] = f"<notification-{delivery.id}@revloop>"
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["X-Revloop-Notification"] = delivery.kind
-    text = delivery.body or delivery.subject
+    text = f"{_label(delivery.kind)}: {delivery.subject}"
+    if delivery.body:
+        text += f"\n\n{delivery.body}"
     if delivery.link:
         text += f"\n\nOpen it: {delivery.link}"
     msg.set_content(text + "\n\n(Choose what you are told, and when, on the Notifications page.)\n")

@@ -85,7 +85,7 @@ def test_bad_preferences_are_refused_naming_the_field(settings, http):
     assert "channels.new_a_lead.sms" in refused({"channels": {"new_a_lead": {"sms": True}}})["fields"]
     assert "channels.new_a_lead.email" in refused({"channels": {"new_a_lead": {"email": "yes"}}})["fields"]
     quiet = {"start": "22:00", "end": "07:00", "timezone": "Europe/Berlin"}
-    assert "quiet_hours.start" in refused({"quiet_hours": {**quiet, "start": "25:00"}})["fields"]
+    assert "HH:MM" in refused({"quiet_hours": {**quiet, "start": "25:00"}})["fields"]["quiet_hours.start"]
     assert "quiet_hours.end" in refused({"quiet_hours": {**quiet, "end": "22:00"}})["fields"]
     body = refused({"quiet_hours": {**quiet, "timezone": "Mars/Olympus"}})
     assert "unknown time zone 'Mars/Olympus'" in body["fields"]["quiet_hours.timezone"]

@@ -72,8 +72,9 @@ def test_a_new_a_lead_is_emailed_to_the_assignee_once_through_smtp(settings, wor
         _, rcpt, raw = smtp.inbox.messages[0]
     assert rcpt == ["cal.closer@revloop.test"]  # the users table's address
     msg = email.message_from_bytes(raw)
-    assert msg["Subject"] == "[revloop] New A lead: New A lead: Acme Software (score 92)"
-    assert "http://review.test:8501/?item=41" in msg.get_payload(decode=True).decode()
+    assert msg["Subject"] == "[revloop] New A lead: Acme Software (score 92)"
+    text = msg.get_payload(decode=True).decode()
+    assert "Assigned to you; SLA 5 min." in text and "Open it: http://review.test:8501/?item=41" in text
     [row] = _deliveries(settings, "email")
     assert row.status == DeliveryStatus.SENT and row.attempts == 1 and row.location.startswith("smtp://127.0.0.1")
     # a second run of the same job (a retried worker) sends nothing more
@@ -130,9 +131,12 @@ def test_the_team_webhook_gets_signed_slack_json_once_per_event(settings):
     assert headers["content-type"] == "application/json"
     payload = json.loads(body)
     assert set(payload) == {"text", "blocks"}
-    assert payload["text"].startswith("SLA breached: SLA breached: &lt;Acme&gt; &amp; co")  # no Slack link injection
-    assert "<http://review.test:8501/?item=41|Open in revloop>" in payload["text"]
+    # record text cannot become a Slack link or mention; the link is ours
+    link = "<http://review.test:8501/?item=41|Open in revloop>"
+    assert payload["text"] == f"SLA breached: &lt;Acme&gt; &amp; co {link}"
     assert [b["type"] for b in payload["blocks"]] == ["section", "section", "context"]
+    assert payload["blocks"][0]["text"] == {"type": "mrkdwn", "text": "*SLA breached: &lt;Acme&gt; &amp; co*"}
+    assert payload["blocks"][2]["elements"][0]["text"] == f"SLA breached · {link}"
 
 
 def test_a_dead_webhook_is_retried_with_backoff_then_recorded_failed(settings):
