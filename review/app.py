@@ -11,8 +11,11 @@ import contextlib
 import streamlit as st
 
 from review.client import ApiError
-from review.ui import login, pages
+from review.ui import login, pages, session_cookie
 from review.ui.common import client, md, show_error, sign_out
+
+# Less empty space above the title, so an item's brief fits the first screen at 1440x900.
+COMPACT = "<style>[data-testid='stMainBlockContainer'] {padding-top: 2.5rem;}</style>"
 
 
 def signed_out() -> None:
@@ -23,7 +26,7 @@ def signed_out() -> None:
 
 def signed_in() -> None:
     me = st.session_state["me"]
-    page = st.navigation(pages.signed_in(me["role"]))  # a page the role lacks falls back to the queue
+    page = st.navigation(pages.signed_in(me["role"]))  # a page the role lacks falls back to its landing page
     with st.sidebar:
         st.markdown(f"Signed in as **{md(me['name'])}** ({md(me['role'])})")
         with contextlib.suppress(ApiError):  # a badge, not a reason to fail the page
@@ -54,6 +57,9 @@ def _favicon():
 
 def main() -> None:
     st.set_page_config(page_title="revloop review", page_icon=_favicon(), layout="wide")
+    session_cookie.restore()  # a reload (or a deep link) in a browser that is signed in stays signed in
+    session_cookie.sync()
+    st.html(COMPACT, width="content")
     if "token" not in st.session_state:
         signed_out()
     else:

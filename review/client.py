@@ -208,6 +208,17 @@ class RevloopClient:
     def review_item(self, item_id: int) -> ReviewItem:
         return ReviewItem.model_validate(self._call("GET", f"/v1/review-items/{item_id}"))
 
+    def review_item_context(self, item_id: int) -> dict[str, Any]:
+        """What a closer needs to decide: lead_message (+ lead_message_flags), account, open_invoices, deals,
+        recent_messages."""
+        return self._call("GET", f"/v1/review-items/{item_id}/context")
+
+    def respond(self, item_id: int, instruction: str) -> ReviewItem:
+        """The closer's instruction to the agent: the item is redrafted with it; returns the new pending item."""
+        return ReviewItem.model_validate(
+            self._call("POST", f"/v1/review-items/{item_id}/respond", json={"instruction": instruction})
+        )
+
     def approve(
         self,
         item_id: int,

@@ -1,5 +1,11 @@
-"""One review item: brief, the data the draft used, the editable draft with its diff, decisions
-(approve, reject with redraft, undo inside the window), assignment, snooze and the lead's timeline."""
+"""One review item, as the inbox's right-hand side: who has it and its SLA, the decision bar (Approve, Edit,
+Reject, each with its keyboard shortcut), the brief (score, grade, next action, why, flags in words), the lead's
+own words (fenced, untrusted) beside the draft, Respond (an instruction the agent redrafts with), the account's
+open invoices, deals and recent messages, assignment, snooze and the lead's timeline.
+
+A decision tells the queue which item was decided (``advance_from``); the queue opens the next one. Nothing here
+decides anything itself: every action is one API call through review/client.py.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,13 @@ import streamlit as st
 
 from core.schemas import ReviewItem
 from review.client import ApiError, RevloopClient
-from review.ui.common import GRADE_COLOUR, md, relative, show_error, sla_label
+from review.ui.common import GRADE_COLOUR, SESSION_ENDED, error_text, md, relative, show_error, sign_out, sla_label
 from review.ui.deals import make_deal
 
 DECIDERS = ("closer", "manager", "admin")
 REDRAFT_TEMPLATES = ["(same template)", "first_touch_fast", "first_touch_nurture", "polite_decline", "call_task"]
+# Streamlit reserves C and R (copy, rerun): Reject is X.
+SHORTCUTS = {"approve": "A", "edit": "E", "reject": "X"}
 
 
 def flag_lines(flags: list[str]) -> list[str]:
@@ -27,13 +35,52 @@ def flag_lines(flags: list[str]) -> list[str]:
     return sentences + [c.replace("_", " ").replace(":", ": ").replace(",", ", ") for c in codes]
 
 
-def show_brief(brief: dict) -> None:
-    """The brief is model output (its summary carries the research notes): plain text, or md() in Markdown."""
+def _words(flag: object) -> str:
+    return str(getattr(flag, "words", None) or (flag.get("words") if isinstance(flag, dict) else flag))
+
+
+def _code(flag: object) -> str:
+    return str(getattr(flag, "code", None) or (flag.get("code") if isinstance(flag, dict) else ""))
+
+
+def item_flags(item: ReviewItem) -> list[str]:
+    """The brief's flags in words: the API's own wording (flags_in_words) when it gives one, else flag_lines.
+    The grounding guard's flags are left to the guard's own box."""
+    words = getattr(item, "flags_in_words", None)
+    if not words:
+        return flag_lines(item.brief.get("flags") or [])
+    lines = [_words(f) for f in words if _code(f) not in set(item.guard_flags)]
+    # A sentence in the brief's flags that the API's list does not carry is still shown: no flag goes unseen.
+    return lines + [f for f in item.brief.get("flags") or [] if " " in f and f not in lines]
+
+
+def guard_lines(item: ReviewItem) -> list[str]:
+    words = {_code(f): _words(f) for f in getattr(item, "flags_in_words", None) or []}
+    return [words.get(flag, flag) for flag in item.guard_flags]
+
+
+def needs_acknowledgement(item: ReviewItem) -> bool:
+    """An item the API refuses to approve without acknowledge_flags: grounding-guard or injection flags."""
+    asked = getattr(item, "requires_acknowledgement", None)
+    if asked is not None:
+        return bool(asked) or bool(item.guard_flags)
+    return bool(item.guard_flags) or any(
+        str(f).startswith("possible_prompt_injection") for f in item.brief.get("flags") or []
+    )
+
+
+def show_brief(brief: dict, flags: list[str] | None = None) -> None:
+    """The brief is model output (its summary carries the research notes): plain text, or md() in Markdown.
+    Score, grade, next action, why and the flags in words come first; the rubric evidence is one click away."""
     grade = brief.get("grade", "?")
-    cols = st.columns(3)
-    cols[0].metric("Score", md(brief.get("score", "-")))
-    cols[1].markdown(f"**Grade** :{GRADE_COLOUR.get(grade, 'gray')}[{md(grade)}]")
-    cols[2].markdown(f"**Next action**  \n{md(str(brief.get('next_action', '-')).replace('_', ' '))}")
+    st.markdown(
+        f"**Score {md(brief.get('score', '-'))}** · grade :{GRADE_COLOUR.get(grade, 'gray')}[**{md(grade)}**] · "
+        f"next action **{md(str(brief.get('next_action', '-')).replace('_', ' '))}**"
+    )
+    flags = flag_lines(brief.get("flags") or []) if flags is None else flags
+    if flags:
+        st.warning("**Flags**\n" + "\n".join(f"- {md(line)}" for line in flags))
+    st.caption("Why (the agent's summary: model output, shown as text)")
     st.text(str(brief.get("summary") or ""))
     model = brief.get("model")
     if model:
@@ -49,20 +96,23 @@ def show_brief(brief: dict) -> None:
             f"For: {factors(model['for']) or 'nothing notable'}  \n"
             f"Against: {factors(model['against']) or 'nothing notable'}"
         )
-    elif brief.get("fallback"):
+
+
+def show_evidence(brief: dict) -> None:
+    """Below the decision: why the score is what it is, criterion by criterion."""
+    if brief.get("fallback") and not brief.get("model"):
         st.caption(md(brief["fallback"]))
-    if brief.get("flags"):
-        st.warning("**Flags**\n" + "\n".join(f"- {md(line)}" for line in flag_lines(brief["flags"])))
     criteria = brief.get("criteria") or []
     if criteria:
-        st.dataframe(
-            [
-                {"criterion": c["label"], "met": "yes" if c["met"] else "no", "evidence": c["evidence"]}
-                for c in criteria
-            ],
-            hide_index=True,
-            width="stretch",
-        )
+        with st.expander(f"Rubric evidence ({sum(1 for c in criteria if c['met'])} of {len(criteria)} met)"):
+            st.dataframe(
+                [
+                    {"criterion": c["label"], "met": "yes" if c["met"] else "no", "evidence": c["evidence"]}
+                    for c in criteria
+                ],
+                hide_index=True,
+                width="stretch",
+            )
 
 
 def edit_diff(draft: dict, subject: str, body: str) -> str:
@@ -129,43 +179,51 @@ def _assignment(client: RevloopClient, me: dict, item: ReviewItem) -> None:
         at = st.time_input("at", value=dt.time(9, 0), key=f"snooze_time_{item.id}")
         if st.button("Snooze", key=f"snooze_{item.id}"):
             until = dt.datetime.combine(day, at, tzinfo=dt.UTC)
-            _act(lambda: client.snooze(item.id, until), f"#{item.id} snoozed until {until:%Y-%m-%d %H:%M} UTC.")
+            _act(
+                lambda: client.snooze(item.id, until),
+                f"#{item.id} snoozed until {until:%Y-%m-%d %H:%M} UTC.",
+                advance=item.id,
+            )
 
 
-def _act(call, flash: str, prefix: str = "") -> None:
+def _act(call, flash: str, prefix: str = "", *, advance: int | None = None) -> None:
+    """One API call; on success a flash and a rerun. `advance`: the item left the list (snoozed): open the next."""
     try:
         call()
     except ApiError as exc:
         show_error(exc, prefix)
         return
     st.session_state["flash"] = flash
+    if advance is not None:
+        st.session_state["advance_from"] = advance
     st.rerun()
 
 
 @st.fragment(run_every=2)
 def undo_banner(client: RevloopClient, item_id: int) -> None:
-    """Counts down the undo window and offers Undo; reloads the page once the item has moved on."""
+    """An approved item opened on its own: counts down the undo window and offers Undo; reloads once it moved on."""
     try:
         item = client.review_item(item_id)
     except ApiError as exc:
         show_error(exc)
         return
     if item.status != "approved":  # sent (or cancelled): show its final state and timeline
-        st.session_state["follow_item"] = (item.status, item.id)
         st.rerun(scope="app")
     if item.undo_until is None:
         st.info("Sending now…")
         return
     left = item.undo_until - dt.datetime.now(dt.UTC)
     st.warning(f"Approved. Sending in {relative(left)} — you can still undo.")
-    if st.button("Undo", key=f"undo_{item.id}", type="primary"):
+    if st.button("Undo", key=f"undo_item_{item.id}", type="primary"):
         try:
             client.undo(item.id)
         except ApiError as exc:
             show_error(exc, "Too late: ")
             return
-        st.session_state["flash"] = f"Approval of #{item.id} undone: nothing was sent; the draft is back."
-        st.session_state["follow_item"] = ("pending", item.id)
+        edited = bool(item.decision and item.decision.edited)
+        st.session_state["flash"] = f"Approval of #{item.id} undone: nothing was sent; " + (
+            "the draft is back with your edit." if edited else "the draft is back."
+        )
         st.rerun(scope="app")
 
 
@@ -237,85 +295,248 @@ def _decided(client: RevloopClient, item: ReviewItem) -> None:
     )
 
 
-def _pending(client: RevloopClient, me: dict, item: ReviewItem) -> None:
-    draft = item.draft
-    if me["role"] not in DECIDERS:
-        st.text_area("Body", value=draft.get("body", ""), height=300, disabled=True, key=f"ro_body_{item.id}")
-        st.caption("Evaluators can read the queue; closers and managers decide.")
-        return
-    acknowledged = True
+def _start(kind: str, item_id: int) -> None:
+    st.session_state[f"{kind}_{item_id}_open"] = True
+
+
+def _decision_bar(client: RevloopClient, item: ReviewItem) -> None:
+    """Approve / Edit / Reject with their shortcuts, under the acknowledgement a flagged item needs."""
+    editing = st.session_state.get(f"edit_{item.id}_open", False)
     if item.guard_flags:
         st.error(
             "Grounding guard: the draft says things no record supports:\n"
-            + "\n".join(f"- {md(flag)}" for flag in item.guard_flags)
+            + "\n".join(f"- {md(line)}" for line in guard_lines(item))
         )
-        acknowledged = st.checkbox("I checked these and the draft is right", key=f"ack_{item.id}")
+    if needs_acknowledgement(item):
+        st.checkbox(
+            "I read the flags and checked the draft: approve it anyway",
+            key=f"ack_{item.id}",
+            help="Required: the API refuses to approve a flagged item without it.",
+        )
+    approve_col, edit_col, reject_col = st.columns(3)
+    label = {"email": "Approve and send", "invoice": "Approve and issue"}.get(item.kind, "Approve")
+    approve_col.button(
+        label,
+        type="primary",
+        key=f"approve_{item.id}",
+        shortcut=SHORTCUTS["approve"],
+        on_click=_on_approve,
+        args=(client, item),
+        width="stretch",
+    )
+    edit_col.button(
+        "Edit draft",
+        key=f"edit_{item.id}",
+        shortcut=SHORTCUTS["edit"],
+        on_click=_start,
+        args=("edit", item.id),
+        disabled=editing,
+        width="stretch",
+    )
+    reject_col.button(
+        "Reject",
+        key=f"start_reject_{item.id}",
+        shortcut=SHORTCUTS["reject"],
+        on_click=_start,
+        args=("reject", item.id),
+        width="stretch",
+    )
+
+
+def _draft(item: ReviewItem, editing: bool) -> tuple[str, str]:
+    """The draft as it will go out: read-only until Edit (E); the subject and body the approval sends."""
+    draft = item.draft
+    st.markdown(f"**To:** {md(draft.get('to') or '(contact record)')}  ·  template {md(item.template)}")
+    if draft.get("attachments"):
+        st.caption("Attached: " + ", ".join(md(a["filename"]) for a in draft["attachments"]))
+    if not editing:
+        st.markdown(f"**Subject:** {md(draft.get('subject', ''))}")
+        st.code(draft.get("body", ""), language=None, wrap_lines=True)
+        return draft.get("subject", ""), draft.get("body", "")
     subject = st.text_input("Subject", value=draft.get("subject", ""), key=f"subject_{item.id}")
-    body = st.text_area("Body", value=draft.get("body", ""), height=320, key=f"body_{item.id}")
+    body = st.text_area("Body", value=draft.get("body", ""), height=260, key=f"body_{item.id}")
     diff = edit_diff(draft, subject, body)
     if diff:
         st.markdown("**Your edits** (stored with the approval)")
         st.code(diff, language="diff")
-    checked = _unsupported_facts(item.id)
-    approve_col, reject_col = st.columns(2)
-    label = {"email": "Approve and send", "invoice": "Approve and issue"}.get(item.kind, "Approve")
-    if approve_col.button(label, type="primary", key=f"approve_{item.id}"):
-        try:
-            done = client.approve(
-                item.id,
-                subject=subject if subject != draft.get("subject") else None,
-                body=body if body != draft.get("body") else None,
-                acknowledge_flags=bool(item.guard_flags) and acknowledged,
-                acknowledge_facts=checked,
-            )
-        except ApiError as exc:
-            facts = exc.details.get("unsupported_facts") if exc.status_code == 409 else None
-            if facts and st.session_state.get(f"unsupported_{item.id}") == list(facts):
-                # The reviewer was asked already: say which facts still need their tick, not a silent rerun.
-                missing = [f for f in facts if f not in checked]
-                st.error(f"Not approved: tick each fact once you have checked it ({md('; '.join(missing))}).")
-            elif facts:  # the edit says things no record supports: ask for each one, then approve again
-                st.session_state[f"unsupported_{item.id}"] = list(facts)
-                st.rerun()
-            elif exc.status_code == 422 and exc.details.get("field") in ("subject", "body"):
-                st.error(
-                    f"Not approved: the {md(exc.details['field'])} offers a discount above the cap. {md(exc.message)}"
-                )
-            else:
-                show_error(exc, "Not approved: ")
+    return subject, body
+
+
+# Approve and Reject act in their button's callback, before the rerun the click starts, so the next item is drawn
+# by that one run (a decision -> next item costs one script run, not two). A refusal is kept for the item's
+# message slot under the buttons.
+MESSAGE = "item_message"
+
+
+def _refused(item: ReviewItem, text: str) -> None:
+    st.session_state[MESSAGE] = (item.id, text)
+
+
+def _on_approve(client: RevloopClient, item: ReviewItem) -> None:
+    state, draft = st.session_state, item.draft
+    editing = state.get(f"edit_{item.id}_open", False)
+    subject = state.get(f"subject_{item.id}", draft.get("subject", "")) if editing else draft.get("subject", "")
+    body = state.get(f"body_{item.id}", draft.get("body", "")) if editing else draft.get("body", "")
+    asked = state.get(f"unsupported_{item.id}") or []
+    checked = [fact for number, fact in enumerate(asked) if state.get(f"fact_{item.id}_{number}_{fact}")]
+    try:
+        done = client.approve(
+            item.id,
+            subject=subject if subject != draft.get("subject") else None,
+            body=body if body != draft.get("body") else None,
+            acknowledge_flags=needs_acknowledgement(item) and bool(state.get(f"ack_{item.id}")),
+            acknowledge_facts=checked,
+        )
+    except ApiError as exc:
+        facts = exc.details.get("unsupported_facts") if exc.status_code == 409 else None
+        if exc.status_code == 401:
+            sign_out(SESSION_ENDED)
+        elif facts and asked == list(facts):
+            # The reviewer was asked already: say which facts still need their tick, not a silent rerun.
+            missing = [f for f in facts if f not in checked]
+            _refused(item, f"Not approved: tick each fact once you have checked it ({md('; '.join(missing))}).")
+        elif facts:  # the edit says things no record supports: ask for each one, then approve again
+            state[f"unsupported_{item.id}"] = list(facts)
+        elif exc.status_code == 422 and exc.details.get("field") in ("subject", "body"):
+            field = md(exc.details["field"])
+            _refused(item, f"Not approved: the {field} offers a discount above the cap. {md(exc.message)}")
         else:
-            st.session_state.pop(f"unsupported_{item.id}", None)
-            st.session_state["flash"] = (
-                f"Approved item #{done.id}"
-                + (" (edited)" if done.decision and done.decision.edited else "")
-                + (
-                    f"; it is sent at {done.undo_until:%H:%M:%S} UTC unless you undo it."
-                    if done.undo_until
-                    else "; it is sent in the background."
-                )
-            )
-            st.session_state["follow_item"] = ("approved", done.id)  # keep Undo in reach
-            st.rerun()
-    with reject_col:
-        reason = st.text_input("Reason for rejecting", key=f"reason_{item.id}")
-        redraft = st.checkbox("Ask the agent for a new draft", key=f"redraft_{item.id}")
-        template = None
-        if redraft:
-            choice = st.selectbox("New draft's template", REDRAFT_TEMPLATES, key=f"redraft_template_{item.id}")
-            template = None if choice == REDRAFT_TEMPLATES[0] else choice
-        if st.button("Reject", key=f"reject_{item.id}"):
-            if len(reason.strip()) < 3:
-                st.error("A rejection needs a reason (at least 3 characters).")
+            _refused(item, error_text(exc, "Not approved: "))
+        return
+    state.pop(f"unsupported_{item.id}", None)
+    edited = " (edited)" if done.decision and done.decision.edited else ""
+    if done.undo_until:
+        state["last_approved"] = done.id  # the queue's Undo banner says when it is sent, with Undo (U)
+        state["flash"] = (
+            f"Approved item #{done.id}{edited}; it is sent at {done.undo_until:%H:%M:%S} UTC unless you undo it."
+        )
+    else:
+        state["flash"] = f"Approved item #{done.id}{edited}; it is sent in the background."
+    state["advance_from"] = item.id
+
+
+def _reject_form(client: RevloopClient, item: ReviewItem) -> None:
+    """Reason (Enter submits), a redraft by default, its template; the rejected item leaves the list."""
+    with st.form(f"reject_form_{item.id}", border=True):
+        st.text_input("Reason for rejecting", key=f"reason_{item.id}", placeholder="e.g. too pushy")
+        left, right = st.columns(2)
+        left.checkbox("Ask the agent for a new draft", value=True, key=f"redraft_{item.id}")
+        right.selectbox("New draft's template", REDRAFT_TEMPLATES, key=f"redraft_template_{item.id}")
+        st.form_submit_button("Reject", key=f"reject_{item.id}", on_click=_on_reject, args=(client, item))
+
+
+def _on_reject(client: RevloopClient, item: ReviewItem) -> None:
+    state = st.session_state
+    reason = (state.get(f"reason_{item.id}") or "").strip()
+    redraft = bool(state.get(f"redraft_{item.id}"))
+    choice = state.get(f"redraft_template_{item.id}", REDRAFT_TEMPLATES[0])
+    if len(reason) < 3:
+        _refused(item, "A rejection needs a reason (at least 3 characters).")
+        return
+    template = None if choice == REDRAFT_TEMPLATES[0] or not redraft else choice
+    try:
+        client.reject(item.id, reason, redraft=redraft, template=template)
+    except ApiError as exc:
+        if exc.status_code == 401:
+            sign_out(SESSION_ENDED)
+        else:
+            _refused(item, error_text(exc, "Not rejected: "))
+        return
+    state["flash"] = f"Rejected item #{item.id}." + (" A new draft will appear in the queue." if redraft else "")
+    state["advance_from"] = item.id
+
+
+def _respond(client: RevloopClient, item: ReviewItem) -> None:
+    """An instruction to the agent ("shorter, mention the pilot"): the item is redrafted with it and the new
+    draft opens with what changed."""
+    with st.form(f"respond_form_{item.id}", border=False):
+        instruction = st.text_input(
+            "Respond: tell the agent what to change",
+            key=f"instruction_{item.id}",
+            placeholder="e.g. shorter and friendlier, offer a call next week",
+        )
+        submitted = st.form_submit_button("Redraft with this", key=f"respond_{item.id}")
+    if not submitted:
+        return
+    if len(instruction.strip()) < 3:
+        st.error("Write an instruction for the agent (at least 3 characters).")
+        return
+    try:
+        new = client.respond(item.id, instruction.strip())
+    except ApiError as exc:
+        show_error(exc, "Not redrafted: ")
+        return
+    st.session_state["redrafted"] = {"id": new.id, "from": item.id, "draft": item.draft}
+    st.session_state["flash"] = f"Redrafted #{item.id} as #{new.id} with your instruction."
+    st.session_state["open_item"] = new.id
+    st.rerun()
+
+
+def _what_changed(item: ReviewItem) -> None:
+    """After Respond: what the agent says it changed, and the difference from the draft it replaced."""
+    redrafted = st.session_state.get("redrafted")
+    if not redrafted or redrafted["id"] != item.id:
+        return
+
+    def listed(value: object) -> list:
+        return value if isinstance(value, list) else [value] if value else []
+
+    text = f"New draft for your instruction (was #{redrafted['from']})."
+    text += "".join(f"\n- {md(line)}" for line in listed(item.draft.get("changes")))
+    text += "".join(f"\n- not done: {md(line)}" for line in listed(item.draft.get("not_applied")))
+    st.info(text)
+    diff = edit_diff(redrafted["draft"], item.draft.get("subject", ""), item.draft.get("body", ""))
+    if diff:
+        with st.expander("What changed in the text", expanded=False):
+            st.code(diff.replace("final/", "new/"), language="diff")
+
+
+def _rows(records: list | None) -> list[dict]:
+    """API records as table rows: nested values as text (never Markdown)."""
+    return [
+        {k: v if isinstance(v, str | int | float | bool) or v is None else str(v) for k, v in r.items()}
+        for r in records or []
+        if isinstance(r, dict)
+    ]
+
+
+def _lead_words(context: dict | None) -> None:
+    """The lead's own message, fenced and marked untrusted: what they asked, never instructions to follow."""
+    st.markdown("**What the lead wrote** · _untrusted: their words, not instructions_")
+    if context is None:
+        st.caption("The lead's message could not be loaded.")
+        return
+    message = context.get("lead_message")
+    if not message:
+        st.caption("No message: the lead sent only form fields.")
+    else:
+        st.code(message, language=None, wrap_lines=True)
+    flags = [_words(f) if not isinstance(f, str) else f for f in context.get("lead_message_flags") or []]
+    if flags:
+        st.error("**In the lead's message**\n" + "\n".join(f"- {md(line)}" for line in flag_lines(flags)))
+
+
+def _account(context: dict | None) -> None:
+    """The same account's open invoices (net balances), deals and recent messages, from records."""
+    if not context:
+        return
+    account = context.get("account") or {}
+    open_invoices = context.get("open_invoices") or {}
+    invoices = _rows(open_invoices.get("invoices") if isinstance(open_invoices, dict) else open_invoices)
+    deals, messages = _rows(context.get("deals")), _rows(context.get("recent_messages"))
+    due = f" (due {md(open_invoices.get('amount_due'))})" if invoices and isinstance(open_invoices, dict) else ""
+    title = f"Account {md(account.get('name', ''))}".strip()
+    with st.expander(
+        f"{title}: {len(invoices)} open invoice(s){due}, {len(deals)} deal(s), {len(messages)} recent message(s)"
+    ):
+        if account:
+            st.dataframe(_rows([account]), hide_index=True, width="stretch")
+        for label, rows in (("Open invoices", invoices), ("Deals", deals), ("Recent messages", messages)):
+            st.markdown(f"**{label}**")
+            if rows:
+                st.dataframe(rows, hide_index=True, width="stretch")
             else:
-                try:
-                    client.reject(item.id, reason.strip(), redraft=redraft, template=template)
-                except ApiError as exc:
-                    show_error(exc, "Not rejected: ")
-                else:
-                    st.session_state["flash"] = f"Rejected item #{item.id}." + (
-                        " A new draft will appear in the queue." if redraft else ""
-                    )
-                    st.rerun()
+                st.caption("None.")
 
 
 def _unsupported_facts(item_id: int) -> list[str]:
@@ -368,26 +589,55 @@ def page(client: RevloopClient, me: dict, item_id: int) -> None:
     except ApiError as exc:
         show_error(exc)
         return
-    st.subheader(f"#{item.id} · {item.kind.replace('_', ' ')} · {item.status}")
+    deciding = item.status == "pending" and me["role"] in DECIDERS
     sla = sla_label(item.sla_due_at, item.sla_state, item.status)
     sla_text = f":red[**{sla}**]" if item.sla_state == "breached" else sla
+    st.subheader(f"#{item.id} · {item.kind.replace('_', ' ')} · {item.status}")
     st.markdown(
         f"SLA: {sla_text} · queue {md(item.queue)} · assignee {md(item.assignee or 'team')}"
         + (f" · redraft of #{item.redraft_of}" if item.redraft_of else "")
     )
-    if item.status == "pending" and me["role"] in DECIDERS:
-        with st.expander("Assign or snooze"):
-            _assignment(client, me, item)
-    show_brief(item.brief)
-    _llm_usage(client, item)
-    if item.lead_id is not None:
-        make_deal(client, me, item.lead_id)  # a lead without an open deal: product, value, expected close
+    if escalated_from := getattr(item, "escalated_from", None):
+        st.warning(f"Escalated to the team queue when its SLA was breached: {md(escalated_from)} had it.")
     if item.draft.get("redraft_reason"):
         st.info(f"Redrafted after a rejection: “{md(item.draft['redraft_reason'])}”")
-    st.divider()
-    st.markdown(f"**To:** {md(item.draft.get('to') or '(contact record)')}  ·  template {md(item.template)}")
-    if item.draft.get("attachments"):
-        st.caption("Attached: " + ", ".join(md(a["filename"]) for a in item.draft["attachments"]))
+    _what_changed(item)
+    show_brief(item.brief, item_flags(item))
+    if deciding:
+        _decision_bar(client, item)
+        if st.session_state.get(f"reject_{item.id}_open"):
+            _reject_form(client, item)
+        message = st.session_state.pop(MESSAGE, None)
+        if message and message[0] == item.id:
+            st.error(message[1])
+    try:
+        context = client.review_item_context(item.id)
+    except ApiError as exc:
+        if exc.status_code == 401:
+            show_error(exc)
+        context = None
+    words, draft = st.columns(2)
+    with words:
+        _lead_words(context)
+    with draft:
+        if deciding:
+            _draft(item, editing=st.session_state.get(f"edit_{item.id}_open", False))
+            _unsupported_facts(item.id)
+        elif item.status == "pending":
+            _draft(item, editing=False)
+            st.caption("Evaluators can read the queue; closers and managers decide.")
+        else:
+            _decided(client, item)
+    if deciding:
+        _respond(client, item)
+    _account(context)
+    show_evidence(item.brief)
+    _llm_usage(client, item)
+    if deciding:
+        with st.expander("Assign or snooze"):
+            _assignment(client, me, item)
+    if item.lead_id is not None:
+        make_deal(client, me, item.lead_id)  # a lead without an open deal: product, value, expected close
     with st.expander("Data this draft used"):
         used = item.draft.get("facts_used") or {}
         st.dataframe(
@@ -395,9 +645,5 @@ def page(client: RevloopClient, me: dict, item_id: int) -> None:
             hide_index=True,
             width="stretch",
         )
-        st.caption("Recipient, names and company come from CRM records; the lead's own message is never quoted.")
-    if item.status == "pending":
-        _pending(client, me, item)
-    else:
-        _decided(client, item)
+        st.caption("Recipient, names and company come from CRM records; the lead's message is shown beside it.")
     _timeline(client, item.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from review.client import ApiError, login
+from review.ui import session_cookie
 from review.ui.common import api_url, md
 
 
@@ -31,5 +32,7 @@ def page() -> None:
         st.error(f"Sign-in failed: {md(exc.message)}")
         return
     st.session_state.update(api_url=url, token=result.token, me=result.user.model_dump())
+    if url == api_url():  # a reload restores against the app's own API only, never a URL typed here
+        session_cookie.remember(result.token, result.expires_at)
     st.session_state.pop("login_password", None)
     st.rerun()

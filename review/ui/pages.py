@@ -31,7 +31,7 @@ class AppPage:
         return st.Page(UI / self.file, title=self.title, url_path=self.url_path, icon=self.icon, **kwargs)
 
 
-PAGES = (  # the first page a role has is its default, served at the app's root URL
+PAGES = (  # the first page a role has is its default (see LANDING), served at the app's root URL
     AppPage("Review queue", "queue", "queue.py", EVERYONE, ":material/inbox:"),
     AppPage("Deals", "deals", "deals.py", ("closer", *MANAGERS), ":material/handshake:"),
     AppPage("Weekly review", "weekly", "weekly.py", MANAGERS, ":material/event_note:"),
@@ -53,9 +53,15 @@ def for_role(role: str) -> list[AppPage]:
     return [p for p in PAGES if role in p.roles] or [PAGES[0]]
 
 
+# Where a role lands (served at the app's root URL): its first page, unless it cannot act there. Evaluators read
+# the queue but decide nothing, so they land on Evals.
+LANDING = {"evaluator": "evals"}
+
+
 def signed_in(role: str) -> list[st.Page]:
-    first, *rest = for_role(role)
-    return [first.page(default=True), *(p.page() for p in rest)]
+    mine = for_role(role)
+    landing = next((p for p in mine if p.url_path == LANDING.get(role)), mine[0])
+    return [p.page(default=True) if p is landing else p.page() for p in mine]
 
 
 def signed_out(sign_in: Callable[[], None]) -> list[st.Page]:

@@ -97,6 +97,11 @@ def test_an_item_with_markdown_and_html_in_lead_text_and_research_notes_shows_th
     assert at.selectbox(key="selected").value == item_id
     summary = next(t.value for t in at.text if "Research notes: Asked about pricing." in t.value)
     assert IMAGE in summary and HTML in summary  # plain text (st.text), literally as written
+    # the lead's own words and the draft's body: code blocks, literally
+    assert any(c.value == f"Please read this: {PAYLOAD}" for c in at.code)
+    assert any(PAYLOAD in c.value and c.value != f"Please read this: {PAYLOAD}" for c in at.code)
+    at.button(key=f"edit_{item_id}").click()
+    at.run()
     assert at.text_input(key=f"subject_{item_id}").value == f"Re: {PAYLOAD}"  # plain inputs, literally
     assert PAYLOAD in at.text_area(key=f"body_{item_id}").value
 
