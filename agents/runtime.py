@@ -10,7 +10,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ from core import jobs
 from core.db import session_scope
 from core.enums import GRAPH_SOURCES, DecisionAction, ItemSource, ItemStatus, JobKind, LeadStatus
 from core.files import private_file
-from core.jobs import Worker
+from core.jobs import RetryLater, Worker
+from core.locks import LockBusy, named_lock
 from core.models import Lead, ReviewItem
 from core.settings import Settings, get_settings
 from crm import records
@@ -282,6 +283,37 @@ ALL_EXECUTION_RULES: dict[ItemSource, Rule] = {
 }
 
 
+def _lead_thread(settings: Settings, payload: dict[str, Any]) -> str | None:
+    with session_scope(settings, readonly=True) as session:
+        return session.scalar(select(Lead.thread_id).where(Lead.id == int(payload["lead_id"])))
+
+
+def _item_thread(settings: Settings, payload: dict[str, Any]) -> str | None:
+    with session_scope(settings, readonly=True) as session:
+        return session.scalar(select(ReviewItem.thread_id).where(ReviewItem.id == int(payload["review_item_id"])))
+
+
+def _one_at_a_time_per_thread(
+    settings: Settings,
+    handler: Callable[[dict[str, Any]], None],
+    thread_of: Callable[[Settings, dict[str, Any]], str | None],
+) -> Callable[[dict[str, Any]], None]:
+    """The handler, holding the graph thread's lock (core.locks: released when its holder dies); a thread busy
+    elsewhere for longer than REVLOOP_THREAD_LOCK_WAIT_SECONDS puts the job back for later."""
+
+    def run(payload: dict[str, Any]) -> None:
+        thread_id = thread_of(settings, payload)
+        if not thread_id:
+            return handler(payload)
+        try:
+            with named_lock(settings, f"graph-thread:{thread_id}", wait_seconds=settings.thread_lock_wait_seconds):
+                return handler(payload)
+        except LockBusy:
+            raise RetryLater(f"graph thread {thread_id} is running in another worker", delay_seconds=1) from None
+
+    return run
+
+
 @contextmanager
 def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
     """A worker wired to the lead graph, with its checkpointer open for the worker's lifetime."""
@@ -303,4 +335,10 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
                 settings, int(payload["delivery_id"])
             ),
         }
+        # A graph thread is run by one worker at a time, across threads and processes (a run, a resume, a redraft).
+        for kind, thread_of in ((JobKind.LEAD_RUN, _lead_thread), (JobKind.REVIEW_RESUME, _item_thread)):
+            handlers[kind] = _one_at_a_time_per_thread(settings, handlers[kind], thread_of)
+        handlers[JobKind.PROPOSAL_RUN] = _one_at_a_time_per_thread(
+            settings, handlers[JobKind.PROPOSAL_RUN], lambda _settings, payload: payload.get("thread_id")
+        )
         yield Worker(handlers, settings)

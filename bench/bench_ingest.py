@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_speed_to_lead import free_port, percentile  # noqa: E402
 
 DEFAULT_PG = os.environ.get("REVLOOP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+DEFAULT_BROKER = os.environ.get("REVLOOP_BENCH_BROKER_URL", "redis://127.0.0.1:6379/0")
 
 
 def revloop_command() -> list[str]:
@@ -308,11 +309,43 @@ def postgresql_mode(args: argparse.Namespace) -> Iterator[str | None]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def celery_mode(args: argparse.Namespace) -> Iterator[str | None]:
+    """PostgreSQL (a new database, as the postgresql mode) and a Celery broker (--broker-url, a namespace of its
+    own): each accepted lead's job is also published to the broker after its commit, as on the scale path. Its
+    workers do not run here (no mode runs workers: this measures the API); the messages are counted and removed."""
+    from core import broker
+    from core.settings import Settings
+
+    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    extra = [f"REVLOOP_BROKER_URL={args.broker_url}", f"REVLOOP_BROKER_NAMESPACE={namespace}"]
+    args.env = [*args.env, *extra]
+    settings = Settings(broker_url=args.broker_url, broker_namespace=namespace)
+    try:
+        with postgresql_mode(args) as database_url:
+            yield database_url
+            print(f"[celery] {broker.queue_depth(settings)} task message(s) published", file=sys.stderr)
+    finally:
+        args.env = [e for e in args.env if e not in extra]
+        _drop_broker_namespace(args.broker_url, namespace)
+
+
+def _drop_broker_namespace(broker_url: str, namespace: str) -> None:
+    if broker_url.startswith("redis"):
+        import redis
+
+        client = redis.Redis.from_url(broker_url)
+        keys = list(client.scan_iter(match=f"{namespace}:*"))
+        if keys:
+            client.delete(*keys)
+
+
 # Each mode yields the database URL its run uses (None: a fresh SQLite file). A broker mode (Celery) adds its
 # entry here and its own environment.
 MODES: dict[str, Callable[[argparse.Namespace], AbstractContextManager[str | None]]] = {
     "sqlite": sqlite_mode,
     "postgresql": postgresql_mode,
+    "celery": celery_mode,
 }
 
 ROWS = (
@@ -366,6 +399,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="client timeout per request, seconds")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--workers", type=int, default=1, help="API processes (revloop serve --workers)")
+    parser.add_argument(
+        "--broker-url",
+        default=DEFAULT_BROKER,
+        help="the Celery broker of the celery mode (its keys get a namespace of their own, removed afterwards)",
+    )
     parser.add_argument(
         "--modes",
         default="sqlite,postgresql",

@@ -51,11 +51,16 @@ def enqueue(
 ) -> Job:
     """Queue a job once: a second call with the same dedupe key returns the existing job. Due jobs of a higher
     priority are claimed first (core.enums.JobPriority)."""
-    job, _ = insert_once(
+    job, created = insert_once(
         session,
         Job(kind=kind, payload=payload, dedupe_key=dedupe_key, run_after=run_after or utcnow(), priority=priority),
         select(Job).where(Job.dedupe_key == dedupe_key),
     )
+    settings = session.info.get("settings")
+    if created and settings is not None and settings.broker_url:
+        from core import broker  # Celery is imported only where a broker is configured
+
+        broker.publish_after_commit(session, job)
     return job
 
 
@@ -273,6 +278,11 @@ class Worker:
         job = claim_next(self.settings, self.worker_id, list(self.handlers))
         if job is None:
             return False
+        self.run_job(job)
+        return True
+
+    def run_job(self, job: Job) -> None:
+        """Run a job this worker claimed with its handler, then finish it, or put it back (RetryLater, an error)."""
         log.debug("job %s %s attempt %s", job.id, job.kind, job.attempts)
         _running.job_id, _running.finished = job.id, False
         try:
@@ -287,7 +297,6 @@ class Worker:
                 finish(self.settings, job.id)
         finally:
             _running.job_id = None
-        return True
 
     def run_until_idle(self, max_jobs: int = 10_000) -> int:
         """Run due jobs until none is left (used by tests and `revloop worker --until-idle`)."""

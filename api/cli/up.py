@@ -76,7 +76,9 @@ def up(
     upgrade(settings)
     seeded = seed_if_empty()
     base = [sys.executable, "-m", "api.cli"]
-    commands = {"API": base + ["serve", "--port", str(settings.api_port)], "worker": base + ["worker"]}
+    # With a broker the one worker is a Celery worker and runs beat too (the scheduled scans).
+    worker = base + ["worker"] + (["--beat"] if settings.broker_url else [])
+    commands = {"API": base + ["serve", "--port", str(settings.api_port)], "worker": worker}
     if not no_review_app:
         commands["review app"] = review_app_command(settings.review_app_port)
     logs = {name: log_dir / f"{name.replace(' ', '-').lower()}.log" for name in commands}
