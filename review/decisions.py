@@ -911,6 +911,10 @@ def _describe(event: AuditEvent) -> str:
         return f"Snoozed until {after.get('snoozed_until')}"
     if verb == "unsnoozed":
         return "Snooze cleared"
+    if verb == "escalated":
+        return f"SLA breached: back in the team queue (was with {before.get('assignee') or 'nobody'})"
+    if verb == "sla_warned":
+        return f"SLA warning sent to {after.get('assignee')} ({after.get('minutes_left')} min left)"
     if verb in ("sent", "done", "cancelled", "failed"):
         return f"Executed: {verb}" + (f" ({after.get('reason')})" if after.get("reason") else "")
     return verb.replace("_", " ")
