@@ -105,12 +105,28 @@ def dispose_engines(settings: Settings | None = None) -> None:
             _engines.pop(key).dispose()
 
 
+_factories: dict[tuple[int, int, bool], tuple[Engine, Settings, sessionmaker[Session]]] = {}
+
+
 def session_factory(settings: Settings | None = None, *, readonly: bool = False) -> sessionmaker[Session]:
+    settings = settings or get_settings()
     engine = get_engine(settings, readonly=readonly)
+    # Made once per engine and settings: each sessionmaker defines a Session subclass whose event dispatch
+    # SQLAlchemy sets up again: 0.43 ms of CPU per read-only unit of work when made each time, 0.26 ms cached.
+    key = (id(engine), id(settings), readonly)
+    cached = _factories.get(key)
+    if cached is not None and cached[0] is engine and cached[1] is settings:
+        return cached[2]
+    bind = engine
     if readonly and engine.dialect.name == "postgresql":
-        engine = engine.execution_options(postgresql_readonly=True)
+        bind = engine.execution_options(postgresql_readonly=True)
     # The settings ride along, so code handed only a session (core.jobs.enqueue) can read them.
-    return sessionmaker(engine, expire_on_commit=False, info={"settings": settings or get_settings()})
+    factory = sessionmaker(bind, expire_on_commit=False, info={"settings": settings})
+    with _lock:
+        if len(_factories) > 64:  # tests make many settings; a process has one or two
+            _factories.clear()
+        _factories[key] = (engine, settings, factory)
+    return factory
 
 
 @contextmanager
