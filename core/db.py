@@ -52,10 +52,73 @@ def _sqlite_pragmas(busy_timeout_ms: int, readonly: bool):
     return on_connect
 
 
-def _sqlite_begin(conn) -> None:
-    # Take the write lock up front: a deferred transaction that reads and then writes fails at
-    # once with "database is locked" when another process wrote meanwhile; IMMEDIATE waits instead.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+class _ProcessWriteLock:
+    """One SQLite writer at a time within this process, handed over the moment the previous one commits.
+
+    SQLite's own wait for its write lock polls with growing sleeps (1, 2, 5 ... 100 ms): with several threads
+    writing, the lock was often free while every waiter slept, and a lead post spent most of its time there
+    (py-spy on `revloop serve` under bench/bench_ingest.py: 87 % of the database time in BEGIN IMMEDIATE). The
+    threads of one process now queue on a lock that wakes the next at once; other processes (the worker, the
+    CLI) still meet at SQLite's lock. A writer that waits longer than the connection's busy timeout goes on to
+    BEGIN IMMEDIATE anyway, so a lock lost by a bug can never stall the process."""
+
+    def __init__(self, wait_seconds: float):
+        self.wait_seconds = wait_seconds
+        self._lock = threading.Lock()
+        self._holders: set[int] = set()  # id() of the DBAPI connections holding it
+        self._guard = threading.Lock()
+
+    def begin(self, conn) -> None:
+        wait = conn.info.get(WRITE_LOCK_WAIT_KEY, self.wait_seconds)
+        acquired = self._lock.acquire(timeout=wait)
+        try:
+            # Take the write lock up front: a deferred transaction that reads and then writes fails at
+            # once with "database is locked" when another process wrote meanwhile; IMMEDIATE waits instead.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if acquired:
+                self._lock.release()
+            raise
+        if acquired:
+            with self._guard:
+                self._holders.add(_raw_id(conn.connection))
+
+    def end(self, dbapi_connection, *_: object) -> None:
+        key = _raw_id(dbapi_connection)
+        with self._guard:
+            held = key in self._holders
+            self._holders.discard(key)
+        if held:
+            self._lock.release()
+
+    def install(self, engine: Engine) -> None:
+        event.listen(engine, "begin", self.begin)
+        for closing in ("invalidate", "close", "close_detached"):  # a connection dropped mid-transaction
+            event.listen(engine, closing, self.end)
+        dialect = engine.dialect
+        commit, rollback = dialect.do_commit, dialect.do_rollback
+
+        def do_commit(dbapi_connection) -> None:
+            try:
+                commit(dbapi_connection)
+            finally:
+                self.end(dbapi_connection)  # after COMMIT: the next writer never finds SQLite's lock still held
+
+        def do_rollback(dbapi_connection) -> None:
+            try:
+                rollback(dbapi_connection)
+            finally:
+                self.end(dbapi_connection)
+
+        dialect.do_commit, dialect.do_rollback = do_commit, do_rollback  # type: ignore[method-assign]
+
+
+def _raw_id(connection) -> int:
+    """The DBAPI connection's id, whether given it or SQLAlchemy's pool proxy of it."""
+    return id(getattr(connection, "dbapi_connection", connection))
+
+
+WRITE_LOCK_WAIT_KEY = "revloop_write_lock_wait_seconds"  # a connection's own limit (write_if_free's short one)
 
 
 def _sqlite_begin_deferred(conn) -> None:
@@ -74,7 +137,10 @@ def make_engine(url: str, *, readonly: bool = False, busy_timeout_seconds: float
             private_file(Path(path))  # 0600 in a 0700 folder: the database holds customers' data
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_seconds})
         event.listen(engine, "connect", _sqlite_pragmas(int(busy_timeout_seconds * 1000), readonly))
-        event.listen(engine, "begin", _sqlite_begin_deferred if readonly else _sqlite_begin)
+        if readonly:
+            event.listen(engine, "begin", _sqlite_begin_deferred)
+        else:
+            _ProcessWriteLock(busy_timeout_seconds).install(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -216,6 +282,7 @@ def write_if_free(settings: Settings | None, fn: Callable[[Session], R], *, wait
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
         raw.execute(f"PRAGMA busy_timeout={max(0, int(wait_seconds * 1000))}")
+        conn.info[WRITE_LOCK_WAIT_KEY] = wait_seconds
         session = Session(bind=conn, expire_on_commit=False)
         try:
             result = fn(session)
@@ -231,6 +298,7 @@ def write_if_free(settings: Settings | None, fn: Callable[[Session], R], *, wait
             raise
         finally:
             session.close()
+            conn.info.pop(WRITE_LOCK_WAIT_KEY, None)
             raw.execute(f"PRAGMA busy_timeout={int(settings.db_busy_timeout_seconds * 1000)}")
 
 
