@@ -104,27 +104,31 @@ def _email_file(settings: Settings, delivery: NotificationDelivery):
     return settings.resolved_outbox_dir / "notifications" / f"notification-{delivery.id}.eml"
 
 
+def _audit(session, row: NotificationDelivery) -> None:
+    audit.record(
+        session,
+        actor="system",
+        action=f"notification.{row.channel}_{row.status}",
+        entity_type="notification_delivery",
+        entity_id=row.id,
+        after={
+            "kind": row.kind,
+            "notification_id": row.notification_id,
+            "to": row.to_addr if row.channel == NotificationChannel.EMAIL else row.location,
+            "attempts": row.attempts,
+            "error": row.last_error,
+        },
+    )
+
+
 def _finish(settings: Settings, delivery_id: int, status: DeliveryStatus, **values: Any) -> None:
     with session_scope(settings) as session:
         row = session.get(NotificationDelivery, delivery_id)
         row.status = status
         for name, value in values.items():
             setattr(row, name, value)
-        if status in (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DELIVERY_UNKNOWN):
-            audit.record(
-                session,
-                actor="system",
-                action=f"notification.{row.channel}_{status}",
-                entity_type="notification_delivery",
-                entity_id=row.id,
-                after={
-                    "kind": row.kind,
-                    "notification_id": row.notification_id,
-                    "to": row.to_addr if row.channel == NotificationChannel.EMAIL else row.location,
-                    "attempts": row.attempts,
-                    "error": row.last_error,
-                },
-            )
+        if status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
+            _audit(session, row)
 
 
 def _claim(settings: Settings, delivery_id: int) -> NotificationDelivery | None:
@@ -143,6 +147,7 @@ def _claim(settings: Settings, delivery_id: int) -> NotificationDelivery | None:
                 row.status, row.sent_at = DeliveryStatus.SENT, now
             else:
                 row.status, row.last_error = DeliveryStatus.DELIVERY_UNKNOWN, "an attempt stopped after the hand-off"
+                _audit(session, row)
             return None
         if row.channel == NotificationChannel.EMAIL:
             user = session.get(User, row.user_id) if row.user_id else None

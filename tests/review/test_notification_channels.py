@@ -277,3 +277,29 @@ def test_the_webhooks_health_check_shows_the_team_webhook_failing_and_recovering
         _drain(_deliver_worker(settings), settings, "webhook")
         check = run_check(settings, "webhooks")
     assert check.healthy and "went through" in check.detail
+
+
+def test_an_email_found_sending_after_a_crash_is_never_sent_twice(settings):
+    factories.user(settings, "closer", "Cal Closer")
+    _notify(settings, names=["Cal Closer"])
+    _notify(settings, names=["Cal Closer"], entity=("review_item", 42))
+    first, second = _deliveries(settings, "email")
+    with session_scope(settings) as session:  # both were handed over, then the worker died before recording it
+        for row_id in (first.id, second.id):
+            session.get(NotificationDelivery, row_id).status = DeliveryStatus.SENDING
+    # the file transport can tell: the first one's file was written
+    written = settings.resolved_outbox_dir / "notifications" / f"notification-{first.id}.eml"
+    written.parent.mkdir(parents=True)
+    written.write_bytes(b"Subject: written before the crash\r\n\r\n")
+    deliver(settings, first.id)
+    # over SMTP nobody can tell: recorded delivery_unknown, not sent again
+    with SmtpServer() as smtp:
+        settings.smtp_url = smtp.url
+        deliver(settings, second.id)
+        assert smtp.inbox.messages == []
+    first, second = _deliveries(settings, "email")
+    assert first.status == DeliveryStatus.SENT and first.attempts == 0
+    assert second.status == DeliveryStatus.DELIVERY_UNKNOWN and "after the hand-off" in second.last_error
+    with session_scope(settings) as session:
+        unknown = session.scalar(select(AuditEvent).where(AuditEvent.action == "notification.email_delivery_unknown"))
+        assert unknown.entity_id == str(second.id)
