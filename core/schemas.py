@@ -822,8 +822,9 @@ class KpiFunnelStep(BaseModel):
 class KpiStageAging(BaseModel):
     stage: str
     open_deals: int
-    median_days: float | None
-    max_days: float
+    dated_deals: int = Field(0, description="Open deals whose records say when they entered the stage (aged ones)")
+    median_days: float | None = Field(description="Days in the stage, median of the dated deals; null: none dated")
+    max_days: float | None = Field(description="Days in the stage, the longest; never below median_days")
 
 
 class KpiReviewer(BaseModel):
@@ -846,7 +847,10 @@ class Kpis(BaseModel):
     window_days: int
     since: dt.datetime
     generated_at: dt.datetime
-    leads_captured: int
+    leads_captured: int = Field(description="Leads captured in the window by their own date (live or dated imports)")
+    imported_leads_left_out: int = Field(
+        0, description="Leads imported in the window without a capture date of their own: not in the funnel"
+    )
     median_minutes_to_first_touch: float | None
     leads_touched: int
     next_action_within_sla: float | None = Field(description="Share of review items decided by their deadline")

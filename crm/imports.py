@@ -634,7 +634,9 @@ def _write_leads(
         if progress:
             progress(len(batch))
     plan.report.rejected.sort(key=lambda x: x["row"])
-    unit(lambda session: _audit_import(session, plan.report, actor))
+    # imported_at is the capture time given to rows without a date of their own: KPIs leave those leads out of
+    # their window (review/kpis.py), since it is the day of the import, not of the enquiry.
+    unit(lambda session: _audit_import(session, plan.report, actor, imported_at=plan.imported_at))
     return plan.report
 
 
@@ -983,15 +985,18 @@ def _refuse_rejected(report: ImportReport, strict: bool) -> None:
         )
 
 
-def _audit_import(session: Session, report: ImportReport, actor: str) -> None:
+def _audit_import(session: Session, report: ImportReport, actor: str, imported_at: dt.datetime | None = None) -> None:
     session.flush()
+    after = {k: v for k, v in report.as_dict().items() if k != "rejections"}
+    if imported_at is not None:
+        after["imported_at"] = imported_at.isoformat()
     audit.record(
         session,
         actor=actor,
         action=f"import.{report.kind}",
         entity_type="import",
         entity_id=report.format,
-        after={k: v for k, v in report.as_dict().items() if k != "rejections"},
+        after=after,
     )
 
 

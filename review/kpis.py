@@ -1,5 +1,11 @@
 """Manager KPIs over a window of days: speed to lead, SLA compliance, funnel, stage aging, reviewer
-throughput and review time, and how often each template's drafts are approved, edited or rejected."""
+throughput and review time, and how often each template's drafts are approved, edited or rejected.
+
+No number is NaN: a rate over nothing is null (the app shows "—"). Imported history counts by its own dates: a lead
+imported from a file with a capture date is in the window by that date; one imported without (its captured_at is the
+import's time, recorded on the import's audit event) is left out of the window's funnel and speed to lead and
+counted in imported_leads_left_out. Stage aging is measured from when a deal entered its stage (stage_changed_at,
+or engaged_at for a deal still engaging); an open deal with neither (seeded or imported without dates) has no age."""
 
 from __future__ import annotations
 
@@ -8,11 +14,11 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, not_, select
 from sqlalchemy.orm import Session
 
-from core.enums import OPEN_STAGES, DealOutcome, DecisionAction, ItemStatus
-from core.models import Deal, Decision, Lead, ReviewItem, utcnow
+from core.enums import OPEN_STAGES, DealOutcome, DealStage, DecisionAction, ItemStatus
+from core.models import AuditEvent, Deal, Decision, Lead, ReviewItem, utcnow
 
 
 def _median(values: list[float]) -> float | None:
@@ -23,9 +29,42 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
+def _days(value: float) -> float:
+    return round(value, 1)  # median and max alike, so the max is never shown below the median
+
+
+def import_times(session: Session) -> list[dt.datetime]:
+    """The capture times lead imports gave rows that had no date of their own (one per import)."""
+    times = []
+    for after in session.scalars(select(AuditEvent.after).where(AuditEvent.action == "import.leads")).all():
+        stamp = (after or {}).get("imported_at")
+        if stamp:
+            times.append(dt.datetime.fromisoformat(stamp))
+    return times
+
+
+def stage_entered(deal_stage: str, changed: dt.datetime | None, engaged: dt.date | None) -> dt.datetime | None:
+    """When an open deal entered its stage, if a record says so: its last stage change, else (still engaging) the
+    day it was engaged. Never its created_at: an imported or seeded deal is created long after it entered."""
+    if changed is not None:
+        return changed
+    if engaged is not None and deal_stage == DealStage.ENGAGING:
+        return dt.datetime.combine(engaged, dt.time(), tzinfo=dt.UTC)
+    return None
+
+
 def compute(session: Session, *, days: int = 30, now: dt.datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
     since = now - dt.timedelta(days=days)
+    # Leads captured in the window by a date of their own: live captures, and imports that carried one.
+    undated = [t for t in import_times(session) if t >= since]
+    undated_import = and_(Lead.external_source.is_not(None), Lead.captured_at.in_(undated)) if undated else None
+    in_window = [Lead.captured_at >= since] + ([not_(undated_import)] if undated_import is not None else [])
+    left_out = (
+        session.scalar(select(func.count(Lead.id)).where(Lead.captured_at >= since, undated_import)) or 0
+        if undated_import is not None
+        else 0
+    )
 
     # Speed to lead: capture -> first executed outbound touch, for leads captured in the window.
     first_touch = (
@@ -35,12 +74,10 @@ def compute(session: Session, *, days: int = 30, now: dt.datetime | None = None)
         .subquery()
     )
     touched = session.execute(
-        select(Lead.captured_at, first_touch.c.at)
-        .join(first_touch, first_touch.c.lead_id == Lead.id)
-        .where(Lead.captured_at >= since)
+        select(Lead.captured_at, first_touch.c.at).join(first_touch, first_touch.c.lead_id == Lead.id).where(*in_window)
     ).all()
     minutes_to_touch = [(at - captured).total_seconds() / 60 for captured, at in touched if at >= captured]
-    leads_in_window = session.scalar(select(func.count(Lead.id)).where(Lead.captured_at >= since)) or 0
+    leads_in_window = session.scalar(select(func.count(Lead.id)).where(*in_window)) or 0
 
     # SLA: items whose deadline fell in the window and were decided by then (pending and not yet due: unknown).
     due_items = session.execute(
@@ -52,7 +89,7 @@ def compute(session: Session, *, days: int = 30, now: dt.datetime | None = None)
     inside = sum(1 for _, decided, due in judged if decided is not None and decided <= due)
 
     # Funnel of leads captured in the window.
-    window_leads = select(Lead.id).where(Lead.captured_at >= since)
+    window_leads = select(Lead.id).where(*in_window)
     contacted = (
         session.scalar(select(func.count()).select_from(first_touch).where(first_touch.c.lead_id.in_(window_leads)))
         or 0
@@ -75,19 +112,26 @@ def compute(session: Session, *, days: int = 30, now: dt.datetime | None = None)
         for i, (name, count) in enumerate(funnel_counts)
     ]
 
-    # Stage aging of open deals: days since the stage was entered.
+    # Stage aging of open deals: days since the stage was entered, for the deals whose records say when.
     aging: dict[str, list[float]] = defaultdict(list)
-    for stage, changed, engaged, created in session.execute(
-        select(Deal.stage, Deal.stage_changed_at, Deal.engaged_at, Deal.created_at).where(Deal.outcome.is_(None))
+    open_deals: Counter = Counter()
+    for stage, changed, engaged in session.execute(
+        select(Deal.stage, Deal.stage_changed_at, Deal.engaged_at).where(Deal.outcome.is_(None))
     ).all():
-        entered = changed or (
-            dt.datetime.combine(engaged, dt.time(), tzinfo=dt.UTC) if engaged is not None else created
-        )
-        aging[stage].append(max(0.0, (now - entered).total_seconds() / 86400))
+        open_deals[stage] += 1
+        entered = stage_entered(stage, changed, engaged)
+        if entered is not None:
+            aging[stage].append(max(0.0, (now - entered).total_seconds() / 86400))
     order = {s: i for i, s in enumerate(OPEN_STAGES)}
     stage_aging = [
-        {"stage": stage, "open_deals": len(ages), "median_days": _median(ages), "max_days": round(max(ages), 1)}
-        for stage, ages in sorted(aging.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))
+        {
+            "stage": stage,
+            "open_deals": count,
+            "dated_deals": len(aging[stage]),
+            "median_days": _days(statistics.median(aging[stage])) if aging[stage] else None,
+            "max_days": _days(max(aging[stage])) if aging[stage] else None,
+        }
+        for stage, count in sorted(open_deals.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))
     ]
 
     # Reviewers: decisions in the window, and review time from first open to decision.
@@ -159,6 +203,7 @@ def compute(session: Session, *, days: int = 30, now: dt.datetime | None = None)
         "since": since,
         "generated_at": now,
         "leads_captured": leads_in_window,
+        "imported_leads_left_out": left_out,
         "median_minutes_to_first_touch": _median(minutes_to_touch),
         "leads_touched": len(minutes_to_touch),
         "next_action_within_sla": _share(inside, len(judged)),

@@ -11,7 +11,8 @@ from review.ui.common import show_error
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
+    # pandas turns a null rate into NaN inside a DataFrame column: both read as "no rate" ("nan%" before)
+    return "—" if value is None or value != value else f"{value:.0%}"
 
 
 def page(client: RevloopClient) -> None:

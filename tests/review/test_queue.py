@@ -280,7 +280,9 @@ def test_kpis_from_a_known_history(settings, http, worker):
         ("opportunity", 1),
         ("won", 0),
     ]
-    assert k["stage_aging"] == [{"stage": "proposal", "open_deals": 2, "median_days": 7.0, "max_days": 10.0}]
+    assert k["stage_aging"] == [
+        {"stage": "proposal", "open_deals": 2, "dated_deals": 2, "median_days": 7.0, "max_days": 10.0}
+    ]
     assert k["reviewers"] == [{"reviewer": "closer:Casey Two", "reviews": 2, "median_review_seconds": 90.0}]
     templates = {t["template"]: t for t in k["templates"]}
     assert templates[item.template]["edit_rate"] == 1.0
