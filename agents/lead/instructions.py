@@ -9,6 +9,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, Field
+
+from core.db import session_scope
+from core.models import LlmRun
+from core.settings import Settings
+
 # Clauses of an instruction: "shorter and more formal, mention the case study" -> three clauses.
 _CLAUSES = re.compile(r"\s*(?:[,;.!\n]+|\band\b|\bplus\b|\balso\b|\bthen\b)\s*", re.IGNORECASE)
 
@@ -187,3 +193,62 @@ def apply(
             else:
                 out.changes.append("Pricing left out: the draft names no price or pricing (the template has none)")
     return out
+
+
+class RedraftOpening(BaseModel):
+    """What the model adds to a redraft: an opening line in words, never recipients, prices or amounts."""
+
+    opening_line: str = Field("", max_length=400, description="The new first sentence or two; empty for none")
+    followed: list[str] = Field(default_factory=list, max_length=10)
+    not_followed: list[str] = Field(default_factory=list, max_length=10)
+
+
+def with_llm(
+    settings: Settings, out: Redraft, *, instruction: str, lead: dict[str, Any], rendered: dict[str, str]
+) -> None:
+    """The LLM path: the model writes the opening line for the closer's instruction (fenced as the closer's, the
+    lead's words fenced as data), and says what it followed. The line is one more slot: the grounding guard checks
+    the whole draft as always. A model that fails leaves the template choices alone and says so."""
+    from agents.lead.prompts import REDRAFT_SYSTEM, redraft_request
+    from agents.llm import LlmClient, LlmError, fence
+
+    client, error, answer = None, None, None
+    try:
+        client = LlmClient(settings)
+        messages = [
+            {"role": "system", "content": REDRAFT_SYSTEM},
+            {
+                "role": "user",
+                "content": redraft_request(
+                    instruction, rendered.get("subject", ""), rendered.get("body", ""), fence(lead.get("message"))
+                ),
+            },
+        ]
+        answer = client.structured(messages, RedraftOpening)
+    except LlmError as exc:
+        error = str(exc)
+    usage = client.usage if client else None
+    with session_scope(settings) as session:
+        session.add(
+            LlmRun(
+                lead_id=lead.get("id"),
+                purpose="lead_redraft",
+                model=settings.llm_model,
+                calls=usage.calls if usage else 0,
+                tool_calls=0,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                cost_usd=usage.cost(settings) if usage else 0,
+                status="failed" if error else "ok",
+                error=error,
+            )
+        )
+    if answer is None:
+        out.not_applied.append(f"The language model was unavailable ({error}): only the template choices were made")
+        return
+    opening = " ".join(answer.opening_line.split())
+    out.slots["opening"] = opening
+    if opening:
+        out.changes.append(f"Opening line written by the model for your instruction: {opening}")
+    out.changes += [f"The model followed: {part}" for part in answer.followed]
+    out.not_applied += [f"The model could not follow: {part}" for part in answer.not_followed]

@@ -267,7 +267,7 @@ class LeadNodes:
             slots["opening"] = ""
             if decision.get("instruction"):
                 # The closer's instruction (respond): mapped onto the template's choices, saying what changed.
-                said = self._follow_instruction(decision["instruction"], template, slots, route, brief)
+                said = self._follow_instruction(decision["instruction"], template, slots, route, brief, facts["lead"])
                 template, slots = said.template, said.slots
             redrafts.append(
                 {
@@ -317,14 +317,20 @@ class LeadNodes:
         return {"redrafts": redrafts, "draft": draft.model_dump(mode="json")}
 
     def _follow_instruction(
-        self, instruction: str, template: str, slots: dict[str, Any], route: dict[str, Any], brief: dict[str, Any]
+        self,
+        instruction: str,
+        template: str,
+        slots: dict[str, Any],
+        route: dict[str, Any],
+        brief: dict[str, Any],
+        lead: dict[str, Any],
     ) -> instructions.Redraft:
         """The deterministic engine's reading of a closer's instruction: template and tone choices, with what it
         changed and what it could not follow."""
         keys = [k for k in message_templates.BUILT_IN if k.startswith(("first_touch_", "polite_decline"))]
         with session_scope(self.settings, readonly=True) as session:
             parts = {key: message_templates.active(session, key)[0] for key in keys}
-        return instructions.apply(
+        said = instructions.apply(
             instruction,
             template=template,
             slots=slots,
@@ -332,6 +338,10 @@ class LeadNodes:
             similar_case=brief.get("similar_case"),
             templates=parts,
         )
+        if self.settings.llm == "openai" and said.template != "call_task":
+            rendered = message_templates.render_parts(parts.get(said.template, {}), said.slots)
+            instructions.with_llm(self.settings, said, instruction=instruction, lead=lead, rendered=rendered)
+        return said
 
     def review(self, state: LeadState) -> dict[str, Any]:
         # Nothing before interrupt(): this node re-runs from its first line on resume.
