@@ -42,9 +42,11 @@ log = logging.getLogger("revloop.notifications")
 # Who hears about trouble that is nobody's item in particular.
 OPERATORS = (Role.MANAGER, Role.ADMIN)
 
-# In-app cannot be switched off for these: each needs a person to act (retry, decide, take the lead, fix).
+# In-app cannot be switched off for these, the critical ones: each needs a person to act now (call the lead,
+# retry, decide, take the item, fix the integration).
 REQUIRED_IN_APP = frozenset(
     {
+        NotificationKind.NEW_A_LEAD,
         NotificationKind.SEND_FAILED,
         NotificationKind.DELIVERY_UNKNOWN,
         NotificationKind.SLA_BREACHED,

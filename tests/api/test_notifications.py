@@ -42,7 +42,9 @@ def test_preferences_defaults_then_my_changes(settings, http):
     assert prefs["channels"]["new_a_lead"] == {"in_app": True, "email": True}
     assert prefs["channels"]["sla_breached"] == {"in_app": True, "email": True}
     assert prefs["channels"]["send_failed"] == {"in_app": True, "email": False}
-    assert "sla_breached" in prefs["required_in_app"] and "new_a_lead" not in prefs["required_in_app"]
+    assert {"new_a_lead", "sla_breached"} <= set(prefs["required_in_app"]) and "sla_at_risk" not in prefs[
+        "required_in_app"
+    ]
 
     changed = http.put(
         "/v1/notifications/preferences",

@@ -119,20 +119,27 @@ def test_preferences_decide_the_channels(settings):
     factories.user(settings, "closer", "Cal Closer")
     cal = _user_id(settings, "Cal Closer")
     with session_scope(settings) as session:
+        set_team_channels(session, {"sla_at_risk": True}, actor="mia")
         set_preferences(
-            session, cal, actor="cal", channels={"new_a_lead": {"in_app": False}, "taken_over": {"email": True}}
+            session,
+            cal,
+            actor="cal",
+            channels={"sla_at_risk": {"in_app": False, "email": True}, "taken_over": {"email": True}},
         )
-    _notify(settings, NotificationKind.NEW_A_LEAD, names=["Cal Closer"], entity=("review_item", 1))
+    _notify(settings, NotificationKind.SLA_AT_RISK, "Due soon", names=["Cal Closer"], entity=("review_item", 1))
     _notify(settings, NotificationKind.TAKEN_OVER, "Taken over", names=["Cal Closer"], entity=("review_item", 2))
     with session_scope(settings) as session:
         # in-app off: the row exists (for the email and the dedupe key) but the page and badge leave it out
         assert [n.kind for n in for_user(session, cal)] == ["taken_over"] and unread_count(session, cal) == 1
     assert _count(settings, NotificationDelivery, channel="email") == 2
     with session_scope(settings) as session:
-        set_preferences(session, cal, actor="cal", channels={"new_a_lead": {"email": False}})
-        assert preferences(session, cal)["channels"]["new_a_lead"] == {"in_app": False, "email": False}
+        set_preferences(session, cal, actor="cal", channels={"sla_at_risk": {"email": False}})
+        assert preferences(session, cal)["channels"]["sla_at_risk"] == {"in_app": False, "email": False}
     # nothing chosen for this kind: no row at all, no email; the team still hears
-    assert _notify(settings, NotificationKind.NEW_A_LEAD, names=["Cal Closer"], entity=("review_item", 5)) == []
+    assert (
+        _notify(settings, NotificationKind.SLA_AT_RISK, "Due soon", names=["Cal Closer"], entity=("review_item", 5))
+        == []
+    )
     assert _count(settings, NotificationDelivery, channel="email") == 2
     assert _count(settings, NotificationDelivery, channel="webhook") == 2
 
