@@ -21,6 +21,7 @@ SESSION_KEYS = (
     "opened",
     "bulk_confirm",
     "last_approved",
+    "last_approved_final",
     "queue_ids",
     "pinned",
     "redrafted",

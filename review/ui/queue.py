@@ -168,15 +168,22 @@ def undo_banner(client: RevloopClient) -> None:
     item_id = st.session_state.get("last_approved")
     if item_id is None:
         return
+    if final := st.session_state.get("last_approved_final"):  # shown until the closer's next action
+        st.success(final)
+        return
     try:
         item = client.review_item(item_id)
     except ApiError as exc:
         show_error(exc)
         return
-    if item.status != "approved" or item.undo_until is None:
-        st.session_state.pop("last_approved", None)
-        if item.status == "sent" and item.result:
-            st.caption(f"#{item.id} sent to {md(item.result.get('to'))}.")
+    if item.status == "approved" and item.undo_until is None:
+        st.info(f"Sending #{item.id} now…")
+        return
+    if item.status != "approved":
+        to = (item.result or {}).get("to")
+        final = f"#{item.id} sent to {md(to)}." if item.status == "sent" and to else f"#{item.id} is {item.status}."
+        st.session_state["last_approved_final"] = final
+        st.success(final)
         return
     left = item.undo_until - dt.datetime.now(dt.UTC)
     text, button = st.columns([4, 1])
@@ -238,6 +245,8 @@ def page(client: RevloopClient, me: dict) -> None:
         return
     ids = [i.id for i in result.items]
     selected = _resolve_selection(ids)
+    if st.session_state.pop("last_approved_final", None):  # its outcome was shown: the closer has moved on
+        st.session_state.pop("last_approved", None)
     if st.session_state.get("last_approved") is not None:
         undo_banner(client)
     listing, detail = st.columns([2, 3], gap="medium")
