@@ -251,12 +251,18 @@ def redraft_now(settings: Settings, review_item_id: int, *, wait_seconds: float 
     if job is not None:
         try:
             with open_checkpointer(settings) as checkpointer:
-                LeadGraphRunner(settings, checkpointer).resume(review_item_id)
+                runner = LeadGraphRunner(settings, checkpointer)
+                # The thread's lock, as the worker's resume holds it: one run of a graph thread at a time.
+                resume = _one_at_a_time_per_thread(settings, lambda _: runner.resume(review_item_id), _item_thread)
+                resume(dict(job.payload))
+        except RetryLater as exc:  # the thread is busy in a worker: the job goes back, and we wait for the redraft
+            jobs.fail(settings, job, str(exc), count_attempt=False, delay_seconds=exc.delay_seconds)
         except Exception as exc:
             jobs.fail(settings, job, f"{type(exc).__name__}: {exc}")
             raise
-        jobs.finish(settings, job.id)
-        return
+        else:
+            jobs.finish(settings, job.id)
+            return
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         with session_scope(settings, readonly=True) as session:
