@@ -833,7 +833,7 @@ def timeline(session: Session, item_id: int) -> list[schemas.TimelineEntry]:
             schemas.TimelineEntry(
                 at=other.created_at,
                 kind="review_item",
-                summary=f"Draft #{other.id} queued: {other.kind} '{other.draft.get('subject', '')}'"
+                summary=f"Draft #{other.id} queued: {other.kind} '{as_drafted(other)['subject']}'"
                 + (f" (redraft of #{other.redraft_of})" if other.redraft_of else ""),
                 review_item_id=other.id,
             )

@@ -33,6 +33,12 @@ LANGUAGES = {
 }
 LANGUAGE_NAMES = {"es": "Spanish", "de": "German", "fr": "French", "pt": "Portuguese", "it": "Italian", "nl": "Dutch"}
 SWITCH_SLOTS = ("formal", "short", "call_next_week", "case_study")
+KEPT_NAMES = {
+    "formal": "more formal",
+    "short": "shorter",
+    "call_next_week": "a call next week",
+    "case_study": "the similar won case",
+}
 
 
 @dataclass
@@ -73,6 +79,9 @@ def apply(
         template=template,
         slots={**{"formal": False, "short": False, "call_next_week": False, "case_study": ""}, **slots},
     )
+    kept = [name for slot, name in KEPT_NAMES.items() if out.slots.get(slot)]
+    if kept:
+        out.changes.append("Kept from your earlier instructions: " + ", ".join(kept))
     if channel != "email" or template == "call_task":
         out.template = "call_task"
         out.not_applied.append(

@@ -266,7 +266,10 @@ class LeadNodes:
                 template = "call_task"  # email is not allowed for this contact, whatever was asked
             slots["opening"] = ""
             if decision.get("instruction"):
-                # The closer's instruction (respond): mapped onto the template's choices, saying what changed.
+                # The closer's instruction (respond): mapped onto the template's choices, saying what changed. The
+                # choices of earlier instructions stay (one asked "more formal", the next "mention the case study").
+                earlier = state["draft"].get("facts_used") or {}
+                slots.update({k: earlier[k] for k in (*instructions.SWITCH_SLOTS, "topics") if k in earlier})
                 said = self._follow_instruction(decision["instruction"], template, slots, route, brief, facts["lead"])
                 template, slots = said.template, said.slots
             redrafts.append(

@@ -99,7 +99,22 @@ def test_respond_redrafts_shorter_and_more_formal_and_says_what_changed(settings
     # The worker has nothing left to do for it: the resume ran in the request, once.
     assert worker.run_until_idle() == 0
     with session_scope(settings) as session:
-        assert session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead)).all().__len__() == 2
+        assert len(session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead)).all()) == 2
+
+    # A second instruction keeps the first one's choices.
+    again = http.post(
+        f"/v1/review-items/{new['id']}/respond", json={"instruction": "ask for a call next week"}, headers=_h(manager)
+    )
+    assert again.status_code == 201, again.text
+    third = again.json()
+    assert third["redraft_of"] == new["id"]
+    assert third["draft"]["changes"] == [
+        "Kept from your earlier instructions: more formal, shorter",
+        "Asks for a 20-minute call next week",
+    ]
+    assert third["draft"]["body"].startswith("Dear Jane Doe,")
+    assert "a 20-minute call next week" in third["draft"]["body"] and "We work with" not in third["draft"]["body"]
+    new = third
 
     # The new draft is approved and sent like any other.
     assert http.post(f"/v1/review-items/{new['id']}/approve", headers=_h(manager)).status_code == 200
