@@ -86,7 +86,7 @@ def email_message(settings: Settings, delivery: NotificationDelivery) -> EmailMe
     msg = EmailMessage()
     msg["From"] = settings.mail_from
     msg["To"] = delivery.to_addr
-    msg["Subject"] = f"[revloop] {delivery.subject}"
+    msg["Subject"] = "[revloop] " + " ".join(delivery.subject.split())  # one line, whatever the title held
     msg["Message-ID"] = f"<notification-{delivery.id}@revloop>"
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["X-Revloop-Notification"] = delivery.kind

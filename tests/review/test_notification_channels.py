@@ -8,6 +8,7 @@ import datetime as dt
 import email
 import json
 import time
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -303,3 +304,12 @@ def test_an_email_found_sending_after_a_crash_is_never_sent_twice(settings):
     with session_scope(settings) as session:
         unknown = session.scalar(select(AuditEvent).where(AuditEvent.action == "notification.email_delivery_unknown"))
         assert unknown.entity_id == str(second.id)
+
+
+def test_a_title_with_line_breaks_makes_a_one_line_subject(settings):
+    factories.user(settings, "closer", "Cal Closer")
+    _notify(settings, title="New A lead:\r\nBcc: someone@example.com", names=["Cal Closer"])
+    [row] = _drain(_deliver_worker(settings), settings, "email")
+    assert row.status == DeliveryStatus.SENT
+    msg = email.message_from_bytes(Path(row.location).read_bytes())
+    assert msg["Subject"] == "[revloop] New A lead: Bcc: someone@example.com" and msg["Bcc"] is None
