@@ -55,7 +55,7 @@ def queue_names(settings: Settings) -> tuple[str, str]:
 
 @lru_cache(maxsize=8)
 def _app(broker_url: str, namespace: str, visibility_timeout: int, dispatch_seconds: float, var_dir: str) -> Celery:
-    hot, default = f"{namespace}.hot", f"{namespace}.default"
+    hot, default, beat = f"{namespace}.hot", f"{namespace}.default", f"{namespace}.beat"
     app = Celery(namespace, broker=broker_url, set_as_current=False)
     transport: dict[str, Any] = {"visibility_timeout": visibility_timeout}
     if broker_url.startswith(("redis://", "rediss://", "redis+socket://")):
@@ -67,7 +67,7 @@ def _app(broker_url: str, namespace: str, visibility_timeout: int, dispatch_seco
         task_ignore_result=True,  # results live in the database (the job row, the records)
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
-        task_queues=tuple(Queue(name, Exchange(name), routing_key=name) for name in (hot, default)),
+        task_queues=tuple(Queue(name, Exchange(name), routing_key=name) for name in (hot, default, beat)),
         task_default_queue=default,
         task_default_exchange=default,
         task_default_routing_key=default,
@@ -77,7 +77,8 @@ def _app(broker_url: str, namespace: str, visibility_timeout: int, dispatch_seco
             "revloop-dispatch": {
                 "task": DISPATCH,
                 "schedule": dispatch_seconds,
-                "options": {"queue": default, "expires": max(dispatch_seconds, 1.0)},
+                # A queue of its own: dispatch looks at the job queues' depth, which its own messages must not fill.
+                "options": {"queue": beat, "expires": max(dispatch_seconds, 1.0)},
             }
         },
         beat_schedule_filename=os.path.join(var_dir, "celerybeat-schedule"),
@@ -132,14 +133,17 @@ def publish(settings: Settings, job_id: int, *, run_after: dt.datetime | None = 
 
 
 def _publish_pending(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint was released (insert_once): the transaction goes on
+        return
     pending = session.info.pop(_PUBLISH_KEY, None) or []
     settings = session.info.get("settings")
     for job_id, run_after, priority in pending:
         publish(settings, job_id, run_after=run_after, priority=priority)
 
 
-def _forget_pending(session: Session, *_: Any) -> None:
-    session.info.pop(_PUBLISH_KEY, None)
+def _forget_pending(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:  # the transaction rolled back (a savepoint's rollback keeps the jobs)
+        session.info.pop(_PUBLISH_KEY, None)
 
 
 def publish_after_commit(session: Session, job: Job) -> None:
@@ -150,8 +154,8 @@ def publish_after_commit(session: Session, job: Job) -> None:
     pending = session.info.get(_PUBLISH_KEY)
     if pending is None:
         pending = session.info[_PUBLISH_KEY] = []
-        event.listen(session, "after_commit", _publish_pending, once=True)
-        event.listen(session, "after_soft_rollback", _forget_pending, once=True)
+        event.listen(session, "after_commit", _publish_pending)
+        event.listen(session, "after_soft_rollback", _forget_pending)
     pending.append((job.id, job.run_after, job.priority or 0))
 
 
@@ -279,7 +283,7 @@ def run_worker(worker: jobs.Worker, *, concurrency: int, beat: bool = False, log
             hostname=node_name(),
             pool="threads",
             concurrency=concurrency,
-            queues=list(queue_names(settings)),
+            queues=[*queue_names(settings), f"{settings.broker_namespace}.beat"],
             beat=beat,
             loglevel=loglevel,
             without_gossip=True,
