@@ -13,6 +13,17 @@ from review.ui.common import show_error
 ENTITY_TYPES = ["any", "review_item", "lead", "user", "api_token", "icp_rubric", "scoring_model"]
 
 
+def readable(value: object) -> str:
+    """An audit record's before/after as people read it: "status: pending → ..." pairs, not a Python dict."""
+    if value is None or value == {}:
+        return ""
+    if isinstance(value, dict):
+        return "; ".join(f"{key.replace('_', ' ')}: {readable(v) or '—'}" for key, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(readable(v) for v in value)
+    return str(value)
+
+
 def page(client: RevloopClient) -> None:
     st.title("Audit")
     cols = st.columns(4)
@@ -47,8 +58,8 @@ def page(client: RevloopClient) -> None:
                 "actor": e["actor"],
                 "action": e["action"],
                 "entity": f"{e['entity_type']} {e['entity_id']}",
-                "before": e["before"],
-                "after": e["after"],
+                "before": readable(e["before"]),
+                "after": readable(e["after"]),
             }
             for e in page_["items"]
         ],

@@ -11,6 +11,8 @@ from review.ui.common import md, show_error
 GRADES = ["A", "B", "C", "D"]
 BACKTEST_SOURCES = ["all", "maven", "x-education"]
 
+FLASH = "icp_flash"
+
 
 def show_backtest(result: dict) -> None:
     import pandas as pd
@@ -53,6 +55,8 @@ def show_backtest(result: dict) -> None:
 
 def page(client: RevloopClient, role: str) -> None:
     st.title("ICP rubric")
+    if flash := st.session_state.pop(FLASH, None):  # after publish or promote: the page below is the new state
+        st.success(flash)
     try:
         active = client.active_rubric()
     except ApiError as exc:
@@ -95,7 +99,8 @@ def page(client: RevloopClient, role: str) -> None:
                 show_error(exc)
             else:
                 st.session_state["icp_draft"] = published
-                st.success(f"Published {md(published['version'])}; new leads are scored with it.")
+                st.session_state[FLASH] = f"Published {md(published['version'])}; new leads are scored with it."
+                st.rerun()
         elif draft:
             st.info(f"Saved {md(draft['version'])} ({md(draft['status'])}).")
     if backtest := st.session_state.get("icp_backtest"):
@@ -145,7 +150,7 @@ def models_section(client: RevloopClient, role: str) -> None:
             except ApiError as exc:
                 show_error(exc)
             else:
-                st.success(f"{md(version)} is now the champion.")
+                st.session_state[FLASH] = f"Promoted {md(version)}: it is now the champion and scores new leads."
                 st.rerun()
 
 

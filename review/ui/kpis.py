@@ -27,7 +27,7 @@ def page(client: RevloopClient) -> None:
     minutes = k["median_minutes_to_first_touch"]
     cols[0].metric(
         "Median time to first touch",
-        "-" if minutes is None else f"{minutes:.1f} min",
+        "—" if minutes is None else f"{minutes:.1f} min",
         help=f"{k['leads_touched']} lead(s) touched; goal under 5 min",
     )
     cols[1].metric(
@@ -35,7 +35,7 @@ def page(client: RevloopClient) -> None:
     )
     review = k["median_review_seconds"]
     cols[2].metric(
-        "Median review time", "-" if review is None else f"{review:.0f} s", help="First open to decision; goal 120 s"
+        "Median review time", "—" if review is None else f"{review:.0f} s", help="First open to decision; goal 120 s"
     )
     cols[3].metric("Leads captured", k["leads_captured"])
 
@@ -54,7 +54,7 @@ def page(client: RevloopClient) -> None:
     if k["stage_aging"]:
         aging = pd.DataFrame(k["stage_aging"])
         st.bar_chart(aging, x="stage", y="median_days", sort=False)
-        st.dataframe(aging, hide_index=True, width="stretch")
+        st.dataframe(aging.astype(object).where(aging.notna(), "—"), hide_index=True, width="stretch")
     else:
         st.caption("No open deals.")
 

@@ -35,22 +35,25 @@ def page(client: RevloopClient, me: dict) -> None:
         width="stretch",
     )
     st.subheader("Add a user")
-    with st.form("new_user", clear_on_submit=True):
+    # The form keeps what was typed when the API refuses it (the message is shown once, under the form); a
+    # created user clears it.
+    with st.form("new_user"):
         cols = st.columns(4)
         email = cols[0].text_input("Email", key="new_user_email")
         name = cols[1].text_input("Name (queue name)", key="new_user_name")
         role = cols[2].selectbox("Role", ROLES, key="new_user_role")
         password = cols[3].text_input("Initial password", type="password", key="new_user_password")
-        if st.form_submit_button("Create user"):
-            try:
-                user = client.create_user(email.strip(), role, password, name.strip() or None)
-            except ApiError as exc:
-                show_error(exc, "Not created: ")
-            else:
-                st.session_state["users_flash"] = (
-                    f"Created {md(user['role'])} {md(user['name'])} ({md(user['email'])})."
-                )
-                st.rerun()
+        submitted = st.form_submit_button("Create user")
+    if submitted:
+        try:
+            user = client.create_user(email.strip(), role, password, name.strip() or None)
+        except ApiError as exc:
+            show_error(exc, "Not created: ")
+        else:
+            st.session_state["users_flash"] = f"Created {md(user['role'])} {md(user['name'])} ({md(user['email'])})."
+            for key in ("new_user_email", "new_user_name", "new_user_password"):
+                del st.session_state[key]
+            st.rerun()
     st.subheader("Change a user")
     by_email = {u["email"]: u for u in users}
     email = st.selectbox("User", list(by_email), key="edit_user")

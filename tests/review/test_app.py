@@ -463,6 +463,7 @@ def test_icp_page_validates_backtests_and_publishes(settings, live_server, http)
     at.button(key="icp_publish").click()
     at.run()
     assert any("Published maven-sector-size-1" in s.value for s in at.success)
+    assert "maven-sector-size-1" in at.caption[0].value  # the page shows the new state without Refresh
     assert http.get("/v1/icp/rubrics/active", headers=_api(at)).json()["version"] == "maven-sector-size-1"
 
 
@@ -486,6 +487,8 @@ def test_brief_shows_the_model_and_managers_promote_a_challenger(settings, live_
     at.button(key="promote").click()
     at.run()
     assert not at.exception, at.exception
+    assert any(f"Promoted {second}: it is now the champion" in s.value for s in at.success)  # a confirmation
+    assert "champion" in at.dataframe[0].value.set_index("version").loc[second, "status"]  # and the new state
     models = http.get("/v1/scoring/models", headers=_api(at)).json()
     assert {m["version"]: m["status"] for m in models} == {first: "retired", second: "champion"}
 
