@@ -597,19 +597,19 @@ def page(client: RevloopClient, me: dict, item_id: int) -> None:
         f"SLA: {sla_text} · queue {md(item.queue)} · assignee {md(item.assignee or 'team')}"
         + (f" · redraft of #{item.redraft_of}" if item.redraft_of else "")
     )
-    if escalated_from := getattr(item, "escalated_from", None):
-        st.warning(f"Escalated to the team queue when its SLA was breached: {md(escalated_from)} had it.")
-    if item.draft.get("redraft_reason"):
-        st.info(f"Redrafted after a rejection: “{md(item.draft['redraft_reason'])}”")
-    _what_changed(item)
-    show_brief(item.brief, item_flags(item))
-    if deciding:
+    if deciding:  # the decision first: with its shortcuts it is one key away, and the brief follows on screen
         _decision_bar(client, item)
         if st.session_state.get(f"reject_{item.id}_open"):
             _reject_form(client, item)
         message = st.session_state.pop(MESSAGE, None)
         if message and message[0] == item.id:
             st.error(message[1])
+    if escalated_from := getattr(item, "escalated_from", None):
+        st.warning(f"Escalated to the team queue when its SLA was breached: {md(escalated_from)} had it.")
+    if item.draft.get("redraft_reason"):
+        st.info(f"Redrafted after a rejection: “{md(item.draft['redraft_reason'])}”")
+    _what_changed(item)
+    show_brief(item.brief, item_flags(item))
     try:
         context = client.review_item_context(item.id)
     except ApiError as exc:
