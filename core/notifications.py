@@ -428,11 +428,23 @@ def _reschedule_held(session: Session, user_id: int) -> None:
         delivery.hold_until = release if release > now else None
         if release <= now:
             delivery.status = DeliveryStatus.PENDING
-        session.execute(
-            update(Job)
-            .where(Job.dedupe_key == f"{JobKind.NOTIFICATION_DELIVER}:{delivery.id}", Job.status == "queued")
-            .values(run_after=release)
-        )
+        key = f"{JobKind.NOTIFICATION_DELIVER}:{delivery.id}"
+        session.execute(update(Job).where(Job.dedupe_key == key, Job.status == "queued").values(run_after=release))
+        _republish(session, key)
+
+
+def _republish(session: Session, job_key: str) -> None:
+    """On Celery, a job moved earlier needs a message of its own: the one it has may carry the old time (or none
+    was sent yet for a time far off). A second message for the same job is harmless: the first claim wins."""
+    settings = session.info.get("settings")
+    if settings is None or not settings.broker_url:
+        return
+    from core import broker  # Celery is imported only where a broker is configured
+
+    job = session.scalar(select(Job).where(Job.dedupe_key == job_key, Job.status == "queued"))
+    if job is not None:
+        session.refresh(job)
+        broker.publish_after_commit(session, job)
 
 
 def team_channels(session: Session) -> dict[str, bool]:
