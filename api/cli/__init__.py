@@ -31,6 +31,8 @@ app = typer.Typer(
     help="revloop: lead-to-cash with AI agents and a human approving every outbound action.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain help text: rich's formatting (rich, markdown-it) took longer to import than the whole command line.
+    rich_markup_mode=None,
 )
 app.command()(serve)
 app.command()(worker)
