@@ -55,6 +55,14 @@ def verified(
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A request body's schema for the OpenAPI document: nested models refer to components/schemas (pydantic's
+    own "#/$defs/..." would point nowhere in the document; ReDoc refused to render it)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
 @router.post(
     "/leads",
     status_code=status.HTTP_202_ACCEPTED,
@@ -63,7 +71,7 @@ def verified(
     description="Sign with REVLOOP_WEBHOOK_SECRET_LEADS: `X-Revloop-Timestamp: <unix seconds>` and "
     "`X-Revloop-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + '.' + body)>`. Deliveries outside "
     "REVLOOP_WEBHOOK_TOLERANCE_SECONDS are refused (401); a replayed delivery is refused (409).",
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": LeadCreate.model_json_schema()}}}},
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _body_schema(LeadCreate)}}}},
 )
 def lead_webhook(
     body: RawBody,
@@ -86,7 +94,7 @@ def lead_webhook(
     description="Sign with REVLOOP_WEBHOOK_SECRET_PAYMENTS (same scheme as /v1/webhooks/leads). The payment is "
     "allocated to the quoted invoice, then to the customer's oldest open invoices; a paid invoice's pending "
     "reminders are cancelled. The same payment_id again answers 200 with duplicate=true and changes nothing.",
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": PaymentNotice.model_json_schema()}}}},
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _body_schema(PaymentNotice)}}}},
 )
 def payment_webhook(
     body: RawBody,
@@ -117,7 +125,7 @@ def payment_webhook(
     description="Sign with REVLOOP_WEBHOOK_SECRET_ESIGN. A completed envelope marks the deal won, creates the "
     "delivery hand-off and the billing milestones, and drafts the onboarding welcome for review. A repeated "
     "notice changes nothing.",
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": SignatureNotice.model_json_schema()}}}},
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _body_schema(SignatureNotice)}}}},
 )
 def esign_webhook(
     body: RawBody,

@@ -40,3 +40,30 @@ def test_docs_pages_read_this_servers_schema(client):
     assert "'/openapi.json'" in client.get("/docs").text
     assert 'spec-url="/openapi.json"' in client.get("/redoc").text
     assert client.get("/openapi.json").json()["info"]["title"] == "revloop API"
+
+
+def test_every_reference_in_the_schema_resolves(client):
+    """ReDoc refuses a document with a dangling $ref (it showed only an error for "#/$defs/Consent")."""
+    schema = client.get("/openapi.json").json()
+    refs: list[str] = []
+
+    def collect(node) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                refs.append(node["$ref"])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(schema)
+    assert refs
+    dangling = []
+    for ref in set(refs):
+        target = schema
+        for part in ref.removeprefix("#/").split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        if target is None:
+            dangling.append(ref)
+    assert dangling == []
