@@ -1,4 +1,4 @@
-"""ownership: sales agents linked to users; SLA watch (warned, escalated) on review items; queue indexes
+"""ownership: sales agents linked to users; SLA watch (warned, escalated) on review items; covering queue indexes
 
 Revision ID: 0016
 Revises: 0015
@@ -33,8 +33,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column('sla_warned_at', core.models.TZDateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column('escalated_at', core.models.TZDateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column('escalated_from', sa.String(length=200), nullable=True))
-    op.create_index('ix_review_items_status_queue_sla_due_at', 'review_items', ['status', 'queue', 'sla_due_at'])
-    op.create_index('ix_review_items_status_assignee_sla_due_at', 'review_items', ['status', 'assignee', 'sla_due_at'])
+    # Queue pages read these indexes alone: the deadline, the snooze filter, the grade/age tie-breaks, escalated.
+    queue_order = ['sla_due_at', 'snoozed_until', 'grade', 'created_at', 'escalated_at']
+    with op.batch_alter_table('review_items') as batch:
+        batch.drop_index('ix_review_items_status_sla_due_at')
+        batch.create_index('ix_review_items_status_sla_due_at', ['status', *queue_order])
+    op.create_index('ix_review_items_status_queue_sla_due_at', 'review_items', ['status', 'queue', *queue_order])
+    op.create_index('ix_review_items_status_assignee_sla_due_at', 'review_items', ['status', 'assignee', *queue_order])
     op.create_index(
         'ix_review_items_status_escalated_at_sla_due_at', 'review_items', ['status', 'escalated_at', 'sla_due_at']
     )
@@ -44,6 +49,9 @@ def downgrade() -> None:
     op.drop_index('ix_review_items_status_escalated_at_sla_due_at', table_name='review_items')
     op.drop_index('ix_review_items_status_assignee_sla_due_at', table_name='review_items')
     op.drop_index('ix_review_items_status_queue_sla_due_at', table_name='review_items')
+    with op.batch_alter_table('review_items') as batch:
+        batch.drop_index('ix_review_items_status_sla_due_at')
+        batch.create_index('ix_review_items_status_sla_due_at', ['status', 'sla_due_at'])
     with op.batch_alter_table('review_items') as batch:
         batch.drop_column('escalated_from')
         batch.drop_column('escalated_at')
