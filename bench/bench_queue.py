@@ -33,7 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_speed_to_lead import cpu_seconds, free_port, percentile  # noqa: E402
+from bench.bench_speed_to_lead import free_port, percentile  # noqa: E402
 from core.db import dispose_engines, get_engine  # noqa: E402
 from core.migrate import upgrade  # noqa: E402
 from core.models import ReviewItem, SalesAgent  # noqa: E402
@@ -88,6 +88,12 @@ def fill(settings: Settings, items: int) -> None:
             conn.execute(ReviewItem.__table__.insert(), rows[start : start + 1000])
         if not settings.is_sqlite:
             conn.exec_driver_sql("ANALYZE review_items")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def time_routing(settings: Settings, runs: int = 50) -> tuple[float, float]:
@@ -158,7 +164,7 @@ def measure(database_url: str, folder: Path, items: int, requests: int) -> dict[
             queries = [q.format(deep=items // 20) for q in QUERIES]  # a later page, ~5% deep
             for query in queries:  # warm up connections and caches
                 assert http.get(f"/v1/review-items?{query}&limit=50", headers=headers).status_code == 200
-            cpu_before = cpu_seconds([server.pid])
+            cpu_before = cpu_seconds(server.pid)
             latencies = []
             by_view: dict[str, list[float]] = {q: [] for q in QUERIES}
             for n in range(requests):
@@ -168,7 +174,7 @@ def measure(database_url: str, folder: Path, items: int, requests: int) -> dict[
                 latencies.append(time.perf_counter() - start)
                 by_view[QUERIES[n % len(queries)]].append(latencies[-1])
                 assert r.status_code == 200 and len(r.json()["items"]) > 0, (query, r.text[:200])
-            server_cpu_ms = 1000 * (cpu_seconds([server.pid]) - cpu_before) / requests
+            server_cpu_ms = 1000 * (cpu_seconds(server.pid) - cpu_before) / requests
         page = httpx.get(f"{base}/v1/review-items?status=pending&limit=1", headers=headers).json()
         total = f"{page['total']:,}+" if page["total_capped"] else f"{page['total']:,}"  # as the queue shows it
     finally:
