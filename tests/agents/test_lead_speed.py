@@ -15,19 +15,31 @@ from core.enums import JobKind, JobPriority
 from core.models import AuditEvent, Job, Lead, ReviewItem, utcnow
 from tests.factories import auth, captured_lead
 
+WRITES = ("insert", "update", "delete")
+
 
 @contextmanager
 def counting_commits(settings):
+    """The commits of transactions that wrote something (what costs a durable commit; a transaction that only read,
+    like taking a PostgreSQL advisory lock, is not counted)."""
     commits: list[int] = []
 
-    def count(_conn) -> None:
-        commits.append(1)
+    def statement(conn, _cursor, sql, *_args) -> None:
+        if sql.lstrip().lower().startswith(WRITES):
+            conn.info["wrote"] = True
 
-    event.listen(get_engine(settings), "commit", count)
+    def commit(conn) -> None:
+        if conn.info.pop("wrote", False):
+            commits.append(1)
+
+    engine = get_engine(settings)
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
     try:
         yield commits
     finally:
-        event.remove(get_engine(settings), "commit", count)
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)
 
 
 @contextmanager
@@ -94,12 +106,12 @@ def test_prune_deletes_a_finished_threads_checkpoints_and_keeps_a_waiting_thread
         assert _checkpoints(saver, _thread(settings, waiting)) > 1
 
         kept = checkpoints.prune(settings, saver, run.graph_for)  # the finished thread is within its retention
-        assert (kept.threads_deleted, kept.threads_trimmed) == (0, 1)
+        assert kept.threads_trimmed >= 1  # (the checkpoint store is shared with other tests' threads)
         assert _checkpoints(saver, _thread(settings, finished)) == 1
         assert _checkpoints(saver, _thread(settings, waiting)) == 1
 
         later = checkpoints.prune(settings, saver, run.graph_for, now=utcnow() + dt.timedelta(days=8))
-        assert (later.threads_deleted, later.threads_trimmed) == (1, 0)
+        assert later.threads_deleted >= 1
         assert _checkpoints(saver, _thread(settings, finished)) == 0
         assert _checkpoints(saver, _thread(settings, waiting)) == 1  # still waiting: never deleted
 
