@@ -128,7 +128,7 @@ def clear_inbox(page, kinds: list[str]) -> Run:
             page.keyboard.type("\n" + EDIT_LINE)
             page.keyboard.press("Control+Enter")  # Streamlit applies a text area on Ctrl+Enter
             page.get_by_text("+" + EDIT_LINE).first.wait_for()  # the diff preview: the edit is in
-            page.get_by_role("button", name="Approve and send").click()
+            page.locator(f".st-key-approve_{item_id} button").click()  # this item's button, never a stale one
             interactions = 6  # E, click, Ctrl+End, type, Ctrl+Enter, click Approve
         else:
             page.keyboard.press("x")
