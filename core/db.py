@@ -174,9 +174,6 @@ def dispose_engines(settings: Settings | None = None) -> None:
 _factories: dict[tuple[int, int, bool], tuple[Engine, Settings, sessionmaker[Session]]] = {}
 
 
-_factories: dict[tuple[int, int, bool], tuple[Engine, Settings, sessionmaker[Session]]] = {}
-
-
 def session_factory(settings: Settings | None = None, *, readonly: bool = False) -> sessionmaker[Session]:
     settings = settings or get_settings()
     engine = get_engine(settings, readonly=readonly)
