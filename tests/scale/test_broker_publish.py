@@ -89,3 +89,22 @@ def test_a_job_written_while_the_broker_is_down_is_kept_and_published_by_dispatc
     assert broker.queue_depth(settings) == 0
     assert broker.dispatch(settings) == 1  # the broker is back
     assert _waiting(settings)["default"] == [job_id]
+
+
+def test_revloop_worker_beat_needs_a_broker(settings, subprocess_env, monkeypatch):
+    from typer.testing import CliRunner
+
+    from api.cli import app as cli
+    from core.settings import get_settings
+
+    for key, value in subprocess_env.items():
+        if key.startswith("REVLOOP_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.delenv("REVLOOP_BROKER_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["worker", "--beat"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "--beat needs REVLOOP_BROKER_URL" in result.output
