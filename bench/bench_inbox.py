@@ -128,7 +128,8 @@ def clear_inbox(page, kinds: list[str]) -> Run:
             page.keyboard.type("\n" + EDIT_LINE)
             page.keyboard.press("Control+Enter")  # Streamlit applies a text area on Ctrl+Enter
             page.get_by_text("+" + EDIT_LINE).first.wait_for()  # the diff preview: the edit is in
-            page.locator(f".st-key-approve_{item_id} button").click()  # this item's button, never a stale one
+            # this item's button (a rerun can leave a stale copy of it on the page for a moment)
+            page.locator(f".st-key-approve_{item_id} button").first.click()
             interactions = 6  # E, click, Ctrl+End, type, Ctrl+Enter, click Approve
         else:
             page.keyboard.press("x")

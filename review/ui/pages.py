@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
@@ -59,9 +60,22 @@ LANDING = {"evaluator": "evals"}
 
 
 def signed_in(role: str) -> list[st.Page]:
+    """The role's pages, its landing page the default; the URL of a page it lacks (a bookmark, or a reload
+    signed in by the cookie) is kept hidden and leads to the landing page instead of "Page not found"."""
     mine = for_role(role)
     landing = next((p for p in mine if p.url_path == LANDING.get(role)), mine[0])
-    return [p.page(default=True) if p is landing else p.page() for p in mine]
+    pages = [p.page(default=True) if p is landing else p.page() for p in mine]
+    home = pages[mine.index(landing)]
+    elsewhere = [
+        st.Page(partial(_go_to, home), title=p.title, url_path=p.url_path, visibility="hidden")
+        for p in PAGES
+        if p not in mine
+    ]
+    return [*pages, *elsewhere]
+
+
+def _go_to(page: st.Page) -> None:
+    st.switch_page(page)
 
 
 def signed_out(sign_in: Callable[[], None]) -> list[st.Page]:
