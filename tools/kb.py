@@ -8,6 +8,7 @@ Embedded default: a PersistentClient under var/kb; at scale: a chromadb server (
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,8 +28,18 @@ COLLECTION = "revloop-kb"
 KINDS = ("won_deal", "case_study", "product_fact")
 
 
-@lru_cache(maxsize=4)
+_client_lock = threading.Lock()
+
+
 def _client(location: str) -> Any:
+    # chromadb's client set-up is not thread-safe: two worker threads making the first client of a path at once
+    # fail ("Could not connect to tenant default_tenant", KeyError on the path). One at a time, then cached.
+    with _client_lock:
+        return _make_client(location)
+
+
+@lru_cache(maxsize=4)
+def _make_client(location: str) -> Any:
     import chromadb
 
     telemetry_off = chromadb.Settings(anonymized_telemetry=False)

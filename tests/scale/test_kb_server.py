@@ -72,3 +72,23 @@ def test_the_health_check_says_when_the_chroma_server_does_not_answer(settings):
     result = run_check(settings, "knowledge_base")
     assert not result.healthy and result.status == "down"
     assert "Could not connect to a Chroma server" in result.detail, result.detail
+
+
+def test_worker_threads_opening_the_knowledge_base_at_once_all_get_it(settings):
+    """chromadb's client set-up is not thread-safe; the first knowledge-base call of four threads at once failed."""
+    import threading
+
+    errors: list[str] = []
+
+    def count() -> None:
+        try:
+            kb.collection(settings).count()
+        except Exception as exc:  # the failure under test
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=count) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
