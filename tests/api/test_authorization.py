@@ -50,6 +50,13 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
     ("POST", "/v1/review-items/{item_id}/retry"): (f"/v1/review-items/{MISSING}/retry", None, DECIDERS, 404),
     ("POST", "/v1/review-items/{item_id}/take-over"): (f"/v1/review-items/{MISSING}/take-over", None, DECIDERS, 404),
     ("POST", "/v1/review-items/{item_id}/mark-sent"): (f"/v1/review-items/{MISSING}/mark-sent", None, DECIDERS, 404),
+    ("GET", "/v1/review-items/{item_id}/context"): (f"/v1/review-items/{MISSING}/context", None, READERS, 404),
+    ("POST", "/v1/review-items/{item_id}/respond"): (
+        f"/v1/review-items/{MISSING}/respond",
+        {"instruction": "shorter"},
+        DECIDERS,
+        404,
+    ),
     ("GET", "/v1/notifications"): ("/v1/notifications", None, ALL, 200),
     ("POST", "/v1/notifications/read-all"): ("/v1/notifications/read-all", None, ALL, 200),
     ("POST", "/v1/notifications/{notification_id}/read"): (f"/v1/notifications/{MISSING}/read", None, ALL, 404),
@@ -93,6 +100,12 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
     ("PUT", "/v1/sales-agents/{agent_id}/services"): (
         f"/v1/sales-agents/{MISSING}/services",
         {"services": []},
+        ("manager", "admin"),
+        404,
+    ),
+    ("POST", "/v1/sales-agents/{agent_id}/link"): (
+        f"/v1/sales-agents/{MISSING}/link",
+        {"user_id": None},
         ("manager", "admin"),
         404,
     ),
