@@ -9,11 +9,11 @@ import sys
 import time
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.auth import hash_token
 from core.db import session_scope
-from core.models import ApiToken, Lead, ReviewItem
+from core.models import ApiToken, Job, Lead, ReviewItem
 from tests.conftest import free_port
 
 REVLOOP = [sys.executable, "-m", "api.cli"]
@@ -52,8 +52,12 @@ def test_demo_seed_fills_an_empty_database_once(settings, subprocess_env):
     again = run(["demo", "seed"], subprocess_env)
     assert again.returncode == 2 and "already has data" in again.stderr
     worked = run(["worker", "--until-idle"], subprocess_env)
-    assert worked.returncode == 0 and "ran 5 job(s)" in worked.stdout  # the five lead graphs
+    assert worked.returncode == 0, worked.stderr
     with session_scope(settings) as session:
+        ran = dict(session.execute(select(Job.kind, func.count()).where(Job.status == "done").group_by(Job.kind)).all())
+        # the five lead graphs, and for each of the two A leads its closer's email and the team webhook (not set)
+        assert ran == {"lead.run": 5, "notification.deliver": 4}
+        assert f"ran {sum(ran.values())} job(s)" in worked.stdout
         grades = sorted(lead.grade for lead in session.scalars(select(Lead)))
         assert grades == ["A", "A", "B", "C", "D"]
         kinds = sorted(item.kind for item in session.scalars(select(ReviewItem).where(ReviewItem.lead_id.is_not(None))))
