@@ -289,8 +289,15 @@ def run_worker(worker: jobs.Worker, *, concurrency: int, beat: bool = False, log
     settings = worker.settings
     runtime = _current = CeleryRuntime(worker)
     runtime.start()
+    beat_thread = None
     if beat:
+        from celery.beat import EmbeddedService
+
         private_dir(settings.var_dir)  # beat keeps its schedule file there
+        # A thread of this process, not Celery's -B child process: that one outlives a worker killed with SIGKILL
+        # and goes on ticking beside the next worker's beat.
+        beat_thread = EmbeddedService(celery_app(settings), thread=True)
+        beat_thread.start()
     # Two lines per job (received, succeeded) cost more than the job's own logging; failures are still logged.
     for name in ("celery.worker.strategy", "celery.app.trace"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -301,7 +308,6 @@ def run_worker(worker: jobs.Worker, *, concurrency: int, beat: bool = False, log
             pool="threads",
             concurrency=concurrency,
             queues=[*queue_names(settings), f"{settings.broker_namespace}.beat"],
-            beat=beat,
             loglevel=loglevel,
             without_gossip=True,
             without_mingle=True,
@@ -309,6 +315,8 @@ def run_worker(worker: jobs.Worker, *, concurrency: int, beat: bool = False, log
             optimization="fair",
         ).start()
     finally:
+        if beat_thread is not None:
+            beat_thread.stop()
         runtime.stop()
         _current = None
 
