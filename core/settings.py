@@ -177,19 +177,6 @@ class Settings(BaseSettings):
     health_queue_wait_seconds: float = Field(
         300, gt=0, description="A due background job waiting longer than this marks the work queue unhealthy"
     )
-    job_lease_seconds: int = Field(
-        60,
-        ge=2,
-        description="A running job whose worker sent no heartbeat for this long is taken back by the sweep "
-        "(workers renew leases every quarter of it and sweep as often).",
-    )
-    job_max_attempts: int = 5
-    health_check_minutes: float = Field(
-        5, gt=0, description="The worker checks the integrations this often; a change alerts managers"
-    )
-    health_queue_wait_seconds: float = Field(
-        300, gt=0, description="A due background job waiting longer than this marks the work queue unhealthy"
-    )
     broker_url: str | None = Field(
         None,
         description="redis://... or amqp://...: background jobs run on Celery workers (`revloop worker` starts one); "
