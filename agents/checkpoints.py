@@ -24,6 +24,9 @@ from core.settings import Settings
 
 log = logging.getLogger("revloop.checkpoints")
 
+# Done runs of these are deleted with the checkpoints past the retention (their keys are time slots).
+PERIODIC_JOB_KINDS = [JobKind.HEALTH_CHECK, JobKind.SLA_WATCH]
+
 
 @dataclass
 class PruneResult:
@@ -98,13 +101,19 @@ def schedule(settings: Settings, day: dt.date, at_hour: int = 3) -> None:
 def run_scheduled(settings: Settings, saver: BaseCheckpointSaver, graph_for: Any, payload: dict[str, Any]) -> None:
     result = prune(settings, saver, graph_for)
     log.info("checkpoints pruned: %s", result)
+    cutoff = utcnow() - dt.timedelta(days=settings.checkpoint_retention_days)
     with session_scope(settings) as session:
+        periodic_jobs_deleted = jobs.prune_finished_slots(session, PERIODIC_JOB_KINDS, cutoff)
         audit.record(
             session,
             actor="agent:checkpoints",
             action="checkpoints.pruned",
             entity_type="scan",
             entity_id=payload["day"],
-            after={**asdict(result), "retention_days": settings.checkpoint_retention_days},
+            after={
+                **asdict(result),
+                "periodic_jobs_deleted": periodic_jobs_deleted,
+                "retention_days": settings.checkpoint_retention_days,
+            },
         )
     schedule(settings, dt.date.fromisoformat(payload["day"]) + dt.timedelta(days=1))

@@ -221,18 +221,9 @@ def check_all(settings: Settings, *, record: bool = True) -> list[Result]:
 
 def schedule(settings: Settings, at: dt.datetime | None = None) -> None:
     """Queue the next periodic check (once per interval, whatever restarts)."""
-    interval = dt.timedelta(minutes=settings.health_check_minutes)
-    now = at or utcnow()
-    epoch = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-    slot = epoch + interval * ((now - epoch) // interval + 1)
     with session_scope(settings) as session:
-        jobs.enqueue(
-            session,
-            JobKind.HEALTH_CHECK,
-            {"slot": slot.isoformat()},
-            dedupe_key=f"{JobKind.HEALTH_CHECK}:{slot.isoformat()}",
-            run_after=slot,
-        )
+        interval = dt.timedelta(minutes=settings.health_check_minutes)
+        jobs.enqueue_next_slot(session, JobKind.HEALTH_CHECK, interval, now=at)
 
 
 def run_scheduled(settings: Settings, payload: dict[str, Any]) -> None:

@@ -177,18 +177,8 @@ def watch(settings: Settings, now: dt.datetime | None = None) -> WatchResult:
 
 def schedule(settings: Settings, at: dt.datetime | None = None) -> None:
     """Queue the next pass (once per interval slot, whatever restarts or how many workers schedule it)."""
-    interval = dt.timedelta(seconds=settings.sla_watch_seconds)
-    now = at or utcnow()
-    epoch = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-    slot = epoch + interval * ((now - epoch) // interval + 1)
     with session_scope(settings) as session:
-        jobs.enqueue(
-            session,
-            JobKind.SLA_WATCH,
-            {"slot": slot.isoformat()},
-            dedupe_key=f"{JobKind.SLA_WATCH}:{slot.isoformat()}",
-            run_after=slot,
-        )
+        jobs.enqueue_next_slot(session, JobKind.SLA_WATCH, dt.timedelta(seconds=settings.sla_watch_seconds), now=at)
 
 
 def run_scheduled(settings: Settings, payload: dict[str, Any]) -> None:

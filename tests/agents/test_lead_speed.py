@@ -137,3 +137,28 @@ def test_the_daily_prune_job_runs_in_the_worker_and_queues_the_next_day(settings
     assert jobs[f"checkpoint.prune:{today - dt.timedelta(days=1)}"] == "done"
     assert f"checkpoint.prune:{today}" in jobs  # each run queues the next day's
     assert pruned and pruned[0].after["retention_days"] == settings.checkpoint_retention_days
+
+
+def test_the_daily_prune_deletes_old_done_runs_of_periodic_jobs_only(settings, worker):
+    old = utcnow() - dt.timedelta(days=settings.checkpoint_retention_days + 1)
+    rows = {
+        "sla.watch:old": (JobKind.SLA_WATCH, "done", old),
+        "health.check:old": (JobKind.HEALTH_CHECK, "done", old),
+        "sla.watch:recent": (JobKind.SLA_WATCH, "done", utcnow()),
+        "sla.watch:failed": (JobKind.SLA_WATCH, "failed", old),
+        "lead:old": (JobKind.LEAD_RUN, "done", old),  # its key stops a second run of the lead: kept
+    }
+    with session_scope(settings) as session:
+        for key, (kind, status, finished_at) in rows.items():
+            session.add(Job(kind=kind, dedupe_key=key, status=status, finished_at=finished_at, run_after=old))
+    checkpoints.schedule(settings, utcnow().date() - dt.timedelta(days=1))
+    worker.run_until_idle()
+    with session_scope(settings, readonly=True) as session:
+        left = set(session.scalars(select(Job.dedupe_key).where(Job.dedupe_key.in_(rows))))
+        runs = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "checkpoints.pruned").order_by(AuditEvent.id)
+        ).all()
+    assert left == {"sla.watch:recent", "sla.watch:failed", "lead:old"}
+    # yesterday's run (and today's, as its hour has passed) ran: the first deleted the two old rows
+    assert [run.after["periodic_jobs_deleted"] for run in runs][0] == 2
+    assert sum(run.after["periodic_jobs_deleted"] for run in runs) == 2
