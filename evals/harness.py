@@ -17,7 +17,19 @@ from agents.runtime import lead_worker, open_checkpointer
 from core.db import dispose_engines, get_engine, session_scope
 from core.enums import ItemStatus
 from core.migrate import upgrade
-from core.models import Account, AuditEvent, Base, Contact, Deal, Lead, LlmRun, OutboxMessage, ReviewItem, SalesAgent
+from core.models import (
+    Account,
+    AuditEvent,
+    Base,
+    Contact,
+    Deal,
+    Lead,
+    LlmRun,
+    OutboxMessage,
+    ReviewItem,
+    SalesAgent,
+    User,
+)
 from core.schemas import LeadCreate
 from core.settings import Settings
 from crm.capture import capture_lead
@@ -77,7 +89,8 @@ class Sandbox:
         shutil.rmtree(self.settings.resolved_outbox_dir, ignore_errors=True)
 
     def load_crm(self, crm: dict[str, Any]) -> None:
-        """Accounts (by domain), contacts, closed deals and sales agents a case needs."""
+        """Accounts (by domain), contacts, closed deals, users and sales agents (linked to a user by its email) a
+        case needs."""
         with session_scope(self.settings) as session:
             accounts = {}
             for a in crm.get("accounts", []):
@@ -93,8 +106,16 @@ class Sandbox:
                 values = dict(d)
                 domain = values.pop("account_domain", None)
                 session.add(Deal(account_id=accounts.get(domain), **values))
+            users = {}
+            for u in crm.get("users", []):  # people who sign in: routing assigns only to them
+                row = User(password_hash="!eval-no-sign-in", active=True, **u)
+                session.add(row)
+                session.flush()
+                users[u["email"]] = row.id
             for agent in crm.get("sales_agents", []):
-                session.add(SalesAgent(**agent))
+                values = dict(agent)
+                user_email = values.pop("user", None)  # the linked user's email; none: an agent with no account
+                session.add(SalesAgent(user_id=users.get(user_email), **values))
 
     def run_lead(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Capture a lead and run its graph to the review interrupt; what a reviewer would see."""
