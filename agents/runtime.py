@@ -4,6 +4,7 @@ the background worker runs."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -57,10 +58,14 @@ def open_checkpointer(settings: Settings) -> Iterator[BaseCheckpointSaver]:
         path = Path(url.split("///", 1)[1])
         private_file(path)  # checkpoints hold leads' data: 0600 in a 0700 folder
         conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
         try:
-            saver = SqliteSaver(conn)
-            saver.setup()
+            # Workers opening a fresh file together: switching it to WAL is not covered by the busy timeout
+            # ("database is locked"), so one at a time under a file lock (threads' separate opens conflict too).
+            with open(path.with_name(path.name + ".setup-lock"), "a") as lock_file:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                conn.execute("PRAGMA journal_mode=WAL")
+                saver = SqliteSaver(conn)
+                saver.setup()
             yield saver
         finally:
             conn.close()
