@@ -156,6 +156,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_healthy(url: str, proc, what: str, *, seconds: float = 60) -> None:
+    """Poll a started process's health URL until it answers 200; fail early if the process exits."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.2)
+
+
 class LiveServer:
     def __init__(self, settings: Settings):
         self.port = free_port()

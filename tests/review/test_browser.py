@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from api.cli import _review_app_command
 from review.outbox import outbox_files
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until_healthy
 from tests.factories import PASSWORD, lead_payload, token, user
 
 CHROMIUM = os.environ.get("REVLOOP_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -38,16 +37,7 @@ def review_app(live_server, subprocess_env):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the review app did not start")
-            time.sleep(0.3)
+        wait_until_healthy(f"{url}/_stcore/health", proc, "the review app")
         yield url
     finally:
         proc.terminate()

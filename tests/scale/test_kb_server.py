@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from review.health import run_check
-from tests.conftest import free_port, only_on
+from tests.conftest import free_port, only_on, wait_until_healthy
 from tools import kb
 
 pytestmark = only_on("sqlite")  # the knowledge base does not depend on the database: one run is enough
@@ -31,16 +30,7 @@ def chroma_url(tmp_path_factory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("chroma run did not start")
-            time.sleep(0.2)
+        wait_until_healthy(f"{url}/api/v2/heartbeat", proc, "chroma run")
         yield url
     finally:
         proc.terminate()
