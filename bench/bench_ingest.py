@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_speed_to_lead import free_port, percentile  # noqa: E402
+from bench.common import scratch_postgres_database  # noqa: E402
 
 DEFAULT_PG = os.environ.get("REVLOOP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DEFAULT_BROKER = os.environ.get("REVLOOP_BENCH_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -296,17 +297,8 @@ def sqlite_mode(args: argparse.Namespace) -> Iterator[str | None]:
 @contextmanager
 def postgresql_mode(args: argparse.Namespace) -> Iterator[str | None]:
     """A new database on the --database-url server for this run, dropped afterwards."""
-    import psycopg
-
-    admin_url = args.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    name = f"revloop_bench_ingest_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database(args.database_url, "revloop_bench_ingest") as url:
+        yield url
 
 
 @contextmanager
