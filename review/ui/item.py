@@ -319,7 +319,9 @@ def _decision_bar(client: RevloopClient, item: ReviewItem) -> None:
         label,
         type="primary",
         key=f"approve_{item.id}",
-        shortcut=SHORTCUTS["approve"],
+        # While editing, no one-key approve: letters typed after focus left the text box (a click during a
+        # rerun) would otherwise approve the unedited draft; the edit is approved by a click.
+        shortcut=None if editing else SHORTCUTS["approve"],
         on_click=_on_approve,
         args=(client, item),
         width="stretch",

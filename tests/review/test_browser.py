@@ -97,6 +97,11 @@ def test_closer_signs_in_edits_approves_and_sees_it_sent_after_the_undo_window(
     body.fill(body.input_value().replace("Best regards", "Warm regards from the browser"))
     body.press("Control+Enter")  # Streamlit applies a text area on Ctrl+Enter (or blur)
     page.get_by_text("+Warm regards from the browser").first.wait_for()  # the diff preview
+    page.get_by_role("heading", name=re.compile(r"^#\d+ · email")).click()  # focus leaves the text box
+    page.keyboard.press("a")  # while editing, A does not approve: a stray letter must not send the unedited draft
+    page.wait_for_timeout(1500)
+    assert page.get_by_text(re.compile(r"^Approved #\d+")).count() == 0
+    assert page.get_by_label("Body", exact=True).is_visible()
 
     page.get_by_role("button", name="Approve and send").click()
     page.get_by_text(re.compile(r"^Approved #\d+\. Sending in")).wait_for()  # the undo countdown
