@@ -13,7 +13,7 @@ def test_migrations_reach_head_and_match_the_models(settings):
     from core.migrate import alembic_config
 
     head = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
-    assert head == "0018" and current_revision(settings) == head
+    assert head == "0026" and current_revision(settings) == head
     engine = get_engine(settings)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"include_name": include_name}), Base.metadata)

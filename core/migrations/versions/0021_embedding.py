@@ -1,0 +1,25 @@
+"""embedding: reserved revision (no schema change yet)
+
+Revision ID: 0021
+Revises: 0020
+"""
+from __future__ import annotations
+
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+import core.models  # noqa: F401
+
+
+revision = '0021'
+down_revision = '0020'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
