@@ -105,18 +105,21 @@ CASE_STUDIES = [
     (
         "northwind-follow-up",
         "Northwind Analytics: follow-up within five minutes",
+        ("Software", 240),
         "A software analytics company with 240 employees automated lead follow-ups and pipeline reminders; "
         "first touch went from two days to five minutes and demo bookings doubled.",
     ),
     (
         "cobalt-collections",
         "Cobalt Health: collections without awkward calls",
+        ("Healthcare", 85),
         "A healthcare provider reduced late invoices and days sales outstanding with automated, polite collection "
         "reminders approved by its finance team.",
     ),
     (
         "tallis-proposals",
         "Tallis & Reed: proposals in hours, not days",
+        ("Consulting", 35),
         "A consulting firm cut proposal turnaround from three days to four hours with drafted proposals from its "
         "price book.",
     ),
@@ -126,8 +129,10 @@ CASE_STUDIES = [
 def _seed_knowledge_base(settings: Settings) -> None:
     from tools import kb
 
-    for doc_id, title, text in CASE_STUDIES:
-        kb.add(settings, doc_id=doc_id, kind="case_study", title=title, text=text)
+    for doc_id, title, (industry, employees), text in CASE_STUDIES:
+        kb.add(
+            settings, doc_id=doc_id, kind="case_study", title=title, text=text, industry=industry, employees=employees
+        )
 
 
 def is_empty(session: Session) -> bool:

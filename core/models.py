@@ -26,7 +26,7 @@ from sqlalchemy import (
     false,
     true,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
@@ -75,6 +75,9 @@ class Account(TimestampMixin, Base):
     __table_args__ = (UniqueConstraint("external_source", "external_id", name="uq_accounts_external"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # The name without legal suffixes, case and punctuation ("ACME Corporation Ltd" -> "acme"), kept in step with
+    # the name: capture and imports find an account by it when the domain does not (crm.dedupe).
+    name_key: Mapped[str | None] = mapped_column(String(200), index=True)
     domain: Mapped[str | None] = mapped_column(String(253), unique=True)
     industry: Mapped[str | None] = mapped_column(String(100))
     employees: Mapped[int | None] = mapped_column(Integer)
@@ -89,6 +92,13 @@ class Account(TimestampMixin, Base):
     external_id: Mapped[str | None] = mapped_column(String(200))
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="account")
+
+    @validates("name")
+    def _keep_name_key(self, _key: str, name: str) -> str:
+        from tools.enrichment import company_key
+
+        self.name_key = company_key(name)[:200] or None
+        return name
 
 
 class Contact(TimestampMixin, Base):

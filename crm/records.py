@@ -11,6 +11,7 @@ from core import audit
 from core.db import insert_once
 from core.enums import DealOutcome, LeadStatus
 from core.models import Account, Activity, Contact, Deal, Lead
+from crm.dedupe import find_account_by_name
 from scoring.facts import build_facts
 from tools.enrichment import company_domain, email_domain, is_disposable, is_free_mail
 
@@ -33,13 +34,29 @@ def lead_facts(session: Session, lead_id: int) -> dict[str, Any]:
 
 
 def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
-    """Find or create the lead's contact (by email) and account (by company domain) and link them.
+    """Find or create the lead's contact (by email) and account (by company domain; failing that, an existing
+    account by company name, crm.dedupe) and link them.
 
     Consent only ever narrows: an opt-out recorded on the contact is never undone by a later lead.
     """
     contact = session.scalar(select(Contact).where(Contact.email == lead.email))
     domain = company_domain(lead.email, lead.website)
     account = session.scalar(select(Account).where(Account.domain == domain)) if domain else None
+    if account is None and lead.company and (match := find_account_by_name(session, lead.company, domain)):
+        account = match.account
+        audit.record(
+            session,
+            actor=actor,
+            action="account.matched_by_name",
+            entity_type="account",
+            entity_id=account.id,
+            after={
+                "company": lead.company,
+                "account": account.name,
+                "match": match.how,
+                "similarity": match.similarity,
+            },
+        )
     account_created = False
     if account is None and domain and lead.company:
         # Leads from one new company can arrive at once: the first creates the account, the others link to it.

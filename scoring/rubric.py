@@ -52,7 +52,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     ),
 }
 BARE_FIELDS = frozenset(FIELDS["account"]) | frozenset(FIELDS["contact"])
-DEFAULT_SEMANTIC_THRESHOLD = 0.15
+# WordLlama cosine: unrelated texts score up to ~0.17, paraphrases mostly 0.2-0.7 (evals/cases/paraphrase.jsonl).
+DEFAULT_SEMANTIC_THRESHOLD = 0.2
 
 
 class Criterion(BaseModel):

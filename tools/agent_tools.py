@@ -4,7 +4,6 @@ claim in a brief can name its evidence; write tools exist but no lead graph may 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -14,6 +13,7 @@ from sqlalchemy import false, func, or_, select
 from core import audit
 from core.db import session_scope, write_if_free
 from core.models import Account, Activity, Company, Contact, Deal, EnrichmentCache, utcnow
+from tools.enrichment import company_key as _plain
 from tools.enrichment import email_domain, is_free_mail, normalise_website
 from tools.registry import ToolContext, agent_tool
 
@@ -122,20 +122,6 @@ def _remember(session: Any, key: str, value: dict[str, Any], hours: float) -> di
     row.value, row.expires_at = value, utcnow() + dt.timedelta(hours=hours)
     session.merge(row)
     return value
-
-
-LEGAL_SUFFIXES = re.compile(
-    r"\b(inc|incorporated|corp|corporation|co|company|llc|ltd|limited|plc|gmbh|group|holdings)\b\.?", re.IGNORECASE
-)
-
-
-def _plain(name: str) -> str:
-    return re.sub(r"\s+", " ", LEGAL_SUFFIXES.sub(" ", name.replace("&", " and ")).lower()).strip(" ,.")
-
-
-def same_company(a: str | None, b: str | None) -> bool:
-    """Whether two company names name the same company (legal suffixes and case aside)."""
-    return bool(a and b) and fuzz.token_sort_ratio(_plain(a), _plain(b)) >= 88
 
 
 @agent_tool(scope="read_directory")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 # The common consumer mailbox providers; a lead from one of them tells us nothing about a company.
@@ -78,3 +79,22 @@ def company_domain(email: str, website: str | None) -> str | None:
     if not is_free_mail(domain):
         return domain
     return normalise_website(website)
+
+
+LEGAL_SUFFIXES = re.compile(
+    r"\b(inc|incorporated|corp|corporation|co|company|llc|ltd|limited|plc|gmbh|group|holdings)\b\.?", re.IGNORECASE
+)
+
+
+def company_key(name: str | None) -> str:
+    """A company name without legal suffixes, case or punctuation noise: "ACME Corporation Ltd" -> "acme"."""
+    if not name:
+        return ""
+    return re.sub(r"\s+", " ", LEGAL_SUFFIXES.sub(" ", name.replace("&", " and ")).lower()).strip(" ,.")
+
+
+def same_company(a: str | None, b: str | None) -> bool:
+    """Whether two company names name the same company (legal suffixes and case aside)."""
+    from rapidfuzz import fuzz
+
+    return bool(a and b) and fuzz.token_sort_ratio(company_key(a), company_key(b)) >= 88

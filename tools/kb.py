@@ -1,14 +1,21 @@
 """Knowledge base: won deals, case studies and product facts in chromadb, embedded offline.
 
-The embedding function is registered with chromadb under the name `revloop-hashed-ngrams`: hashed word
-and character n-grams folded into 1,024 dense dimensions, L2-normalised. It is deterministic and needs
-no download (chromadb's default function fetches an ONNX model, which cannot work here).
-Embedded default: a PersistentClient under var/kb; at scale: a chromadb server (REVLOOP_KB_URL).
+The embedding function is registered with chromadb under the name `revloop-wordllama`: the WordLlama sentence
+model shipped inside the `wordllama` wheel (256 dimensions, numpy only, no download; chromadb's default function
+fetches an ONNX model, which cannot work here). The collection's name carries the embedding's name, so vectors of
+another embedding are never mixed in: a knowledge base built with an earlier one (`revloop-kb`, hashed n-grams)
+is re-embedded into the current collection on first use, then dropped (`revloop kb rebuild` does it with a
+progress bar). Embedded default: a PersistentClient under var/kb; at scale: a chromadb server (REVLOOP_KB_URL).
+
+Similar won cases weigh the account's industry and size in next to the text, and "no similar case" is an answer:
+below MIN_SCORE nothing is cited (a pizzeria is not told about a software rollout).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,11 +31,16 @@ from core.settings import Settings
 from tools.agent_tools import _Args
 from tools.registry import ToolContext, agent_tool
 
-COLLECTION = "revloop-kb"
+BASE_NAME = "revloop-kb"
+# The embedding's name and size are part of the collection's name: changing the embedding makes a new collection.
+COLLECTION = f"{BASE_NAME}-wordllama-l2_supercat-256"
 KINDS = ("won_deal", "case_study", "product_fact")
 
 
 _client_lock = threading.Lock()
+_ready: set[str] = set()  # locations whose collection is current in this process
+log = logging.getLogger(__name__)
+Progress = Callable[[int], None]
 
 
 def _client(location: str) -> Any:
@@ -54,22 +66,90 @@ def _make_client(location: str) -> Any:
 def collection(settings: Settings) -> Any:
     # chromadb (1 s to import) and the embedding come in with the first knowledge-base call, not with this module
     # (the lead graph's tools import it), so a worker starts without them.
-    from tools.kb_embedding import HashedNgramEmbedding
+    location = _location(settings)
+    if location not in _ready:
+        rebuild_stale(settings)
+    return _current(location)
 
-    location = settings.kb_url or str(settings.var_dir / "kb")
+
+def _location(settings: Settings) -> str:
+    return settings.kb_url or str(settings.var_dir / "kb")
+
+
+def _current(location: str) -> Any:
+    from tools.kb_embedding import WordLlamaEmbedding
+
     return _client(location).get_or_create_collection(
-        COLLECTION, embedding_function=HashedNgramEmbedding(), metadata={"hnsw:space": "cosine"}
+        COLLECTION, embedding_function=WordLlamaEmbedding(), metadata={"hnsw:space": "cosine"}
     )
 
 
-def add(settings: Settings, *, doc_id: str, kind: str, title: str, text: str, record: str | None = None) -> None:
+def stale_collections(settings: Settings) -> dict[str, int]:
+    """Knowledge-base collections embedded with another embedding (an earlier revloop's): name -> documents."""
+    import tools.kb_embedding  # noqa: F401 - registers the embedding functions a persisted collection names
+
+    client = _client(_location(settings))
+    names = [getattr(c, "name", c) for c in client.list_collections()]
+    return {
+        n: client.get_collection(n).count() for n in names if n.startswith(BASE_NAME) and n != COLLECTION
+    }
+
+
+def rebuild_stale(
+    settings: Settings, progress: Callable[[int], Progress | None] | None = None, batch: int = 500
+) -> int:
+    """Re-embed every document of a stale collection into the current one, then drop the stale collection.
+    progress(total) may return a callback advanced per document (the CLI's progress bar). Safe to run twice at
+    once: documents are upserted by id. Returns how many documents were re-embedded."""
+    location = _location(settings)
+    client = _client(location)
+    moved = 0
+    stale = stale_collections(settings)
+    total = sum(stale.values())
+    advance = progress(total) if progress and total else None
+    target = _current(location)
+    for name, count in stale.items():
+        source = client.get_collection(name)
+        log.info("knowledge base: re-embedding %d document(s) of %r into %r", count, name, COLLECTION)
+        for offset in range(0, count, batch):
+            chunk = source.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+            if chunk["ids"]:
+                target.upsert(ids=chunk["ids"], documents=chunk["documents"], metadatas=chunk["metadatas"])
+                moved += len(chunk["ids"])
+                if advance:
+                    advance(len(chunk["ids"]))
+        try:
+            client.delete_collection(name)
+        except Exception as exc:  # another process dropped it first  # noqa: BLE001
+            log.info("knowledge base: %r already dropped (%s)", name, exc)
+    _ready.add(location)
+    return moved
+
+
+def add(
+    settings: Settings,
+    *,
+    doc_id: str,
+    kind: str,
+    title: str,
+    text: str,
+    record: str | None = None,
+    industry: str | None = None,
+    employees: int | None = None,
+) -> None:
+    """Add or replace a document; a case's industry and employee count weigh in when similar cases are ranked."""
     if kind not in KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if not text.strip():
         raise InvalidInput("the document text is empty")
-    collection(settings).upsert(
-        ids=[doc_id], documents=[text], metadatas=[{"kind": kind, "title": title, "record": record or doc_id}]
-    )
+    if employees is not None and employees < 0:
+        raise InvalidInput(f"employees must be 0 or more, got {employees}")
+    meta: dict[str, Any] = {"kind": kind, "title": title, "record": record or doc_id}
+    if industry and industry.strip():
+        meta["industry"] = industry.strip().lower()
+    if employees is not None:
+        meta["employees"] = employees
+    collection(settings).upsert(ids=[doc_id], documents=[text], metadatas=[meta])
 
 
 def index_won_deals(settings: Settings) -> int:
@@ -90,7 +170,13 @@ def index_won_deals(settings: Settings) -> int:
                 ]
             if d.lead is not None and d.lead.title:
                 parts.append(f"buyer: {d.lead.title}")
-            docs.append((f"deal-{d.id}", d.name, ". ".join(p for p in parts if p), f"deal:{d.id}"))
+            # industry and size from our records weigh in when similar cases are ranked (chromadb takes no None)
+            firmographics = {
+                k: v
+                for k, v in (("industry", _industry(account)), ("employees", account and account.employees))
+                if v not in (None, "")
+            }
+            docs.append((f"deal-{d.id}", d.name, ". ".join(p for p in parts if p), f"deal:{d.id}", firmographics))
     if docs:
         col = collection(settings)
         for start in range(0, len(docs), 500):
@@ -98,9 +184,13 @@ def index_won_deals(settings: Settings) -> int:
             col.upsert(
                 ids=[c[0] for c in chunk],
                 documents=[c[2] for c in chunk],
-                metadatas=[{"kind": "won_deal", "title": c[1], "record": c[3]} for c in chunk],
+                metadatas=[{"kind": "won_deal", "title": c[1], "record": c[3], **c[4]} for c in chunk],
             )
     return len(docs)
+
+
+def _industry(account: Any) -> str | None:
+    return str(account.industry).strip().lower() if account is not None and account.industry else None
 
 
 def search(settings: Settings, text: str, limit: int = 3, kind: str | None = None) -> list[dict[str, Any]]:
@@ -115,18 +205,67 @@ def search(settings: Settings, text: str, limit: int = 3, kind: str | None = Non
             "kind": meta["kind"],
             "text": doc,
             "similarity": round(1 - dist, 3),
+            **{k: meta[k] for k in ("industry", "employees") if k in meta},
         }
         for doc, meta, dist in zip(result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True)
     ]
 
 
+# Similar won cases: the text's cosine similarity, plus or minus the firmographics our records hold.
+SAME_INDUSTRY = 0.15
+OTHER_INDUSTRY = -0.15
+SAME_SIZE = 0.05
+MIN_SCORE = 0.45  # measured on the demo knowledge base: below it the "similar" case is another business's
+SIZE_BANDS = (0, 10, 50, 200, 1000, 5000)
+
+
+def _size_band(employees: Any) -> int | None:
+    try:
+        n = int(employees)
+    except (TypeError, ValueError):
+        return None
+    return sum(n >= b for b in SIZE_BANDS)
+
+
+def similar_cases(
+    settings: Settings, text: str, *, industry: str | None = None, employees: int | None = None, limit: int = 3
+) -> list[dict[str, Any]]:
+    """Won deals and case studies like this lead, best first, each with its `score` and the reasons; only those
+    scoring MIN_SCORE or more, so an empty list ("no similar case") is a valid answer."""
+    wanted_industry = industry.strip().lower() if industry and industry.strip() else None
+    wanted_band = _size_band(employees)
+    scored = []
+    for match in search(settings, text, limit=max(20, limit * 5)):
+        if match["kind"] == "product_fact":
+            continue
+        score, why = match["similarity"], [f"text similarity {match['similarity']:.2f}"]
+        theirs = str(match.get("industry") or "").lower() or None
+        if wanted_industry and theirs:
+            same = theirs == wanted_industry
+            score += SAME_INDUSTRY if same else OTHER_INDUSTRY
+            why.append(f"{'same' if same else 'other'} industry ({theirs})")
+        band = _size_band(match.get("employees"))
+        if wanted_band is not None and band is not None and band == wanted_band:
+            score += SAME_SIZE
+            why.append(f"similar size ({match['employees']} employees)")
+        if score >= MIN_SCORE:
+            scored.append({**match, "score": round(score, 3), "why": "; ".join(why)})
+    scored.sort(key=lambda m: -m["score"])
+    return scored[:limit]
+
+
 class SimilarCases(_Args):
     text: str = Field(min_length=1, max_length=2000, description="What the lead's company does and needs")
+    industry: str | None = Field(None, max_length=100, description="The account's industry, from the CRM record")
+    employees: int | None = Field(None, ge=0, description="The account's employee count, from the CRM record")
     limit: int = Field(3, ge=1, le=10)
 
 
 @agent_tool(scope="read_kb")
 def similar_won_cases(ctx: ToolContext, args: SimilarCases) -> dict[str, Any]:
-    """The won deals and case studies most similar to a description of the lead's company and needs."""
-    matches = search(ctx.settings, args.text, args.limit)
+    """The won deals and case studies most like the lead (its company, needs, industry and size); found is false
+    when none is close enough to cite."""
+    matches = similar_cases(
+        ctx.settings, args.text, industry=args.industry, employees=args.employees, limit=args.limit
+    )
     return {"found": bool(matches), "matches": matches, "record": matches[0]["record"] if matches else None}

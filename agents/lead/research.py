@@ -15,7 +15,8 @@ from core.db import session_scope
 from core.models import LlmRun
 from core.settings import Settings
 from tools import kb  # noqa: F401 - registers the similar_won_cases tool
-from tools.agent_tools import LEAD_GRAPH_SCOPES, LEAD_GRAPH_TOOLS, email_company_domain, same_company
+from tools.agent_tools import LEAD_GRAPH_SCOPES, LEAD_GRAPH_TOOLS, email_company_domain
+from tools.enrichment import same_company
 from tools.registry import Toolbox, ToolContext
 
 
@@ -44,12 +45,12 @@ def _toolbox(settings: Settings, lead_id: int) -> Toolbox:
     )
 
 
-def similar_case(toolbox: Toolbox, threshold: float = 0.15) -> dict[str, Any] | None:
-    """The best knowledge-base match found during research, if it is close enough to mention."""
+def similar_case(toolbox: Toolbox) -> dict[str, Any] | None:
+    """The best knowledge-base match found during research; the tool returns only cases close enough to mention
+    (tools.kb.MIN_SCORE), so None is a valid answer."""
     for call in reversed(toolbox.calls):
         if call.name == "similar_won_cases" and call.ok and call.data.get("matches"):
-            best = call.data["matches"][0]
-            return best if best["similarity"] >= threshold else None
+            return call.data["matches"][0]
     return None
 
 
@@ -102,7 +103,8 @@ def deterministic(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
         if p
     )
     if profile:
-        toolbox.call("similar_won_cases", {"text": profile[:2000], "limit": 1})
+        firmographics = {k: (account or {}).get(k) for k in ("industry", "employees") if (account or {}).get(k)}
+        toolbox.call("similar_won_cases", {"text": profile[:2000], "limit": 1, **firmographics})
     return {
         "engine": "deterministic",
         "evidence": _evidence(toolbox),

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import fail, get_settings, user_errors
+from api.cli.common import fail, get_settings, progress_bar, user_errors
 
 kb_app = typer.Typer(help="Knowledge base: won deals, case studies, product facts (offline).", no_args_is_help=True)
 
@@ -19,6 +19,12 @@ def kb_add(
     file: Annotated[Path | None, typer.Option(help="Read the text from this file", exists=True, dir_okay=False)] = None,
     kind: Annotated[str, typer.Option(help="case_study | product_fact | won_deal")] = "case_study",
     doc_id: Annotated[str | None, typer.Option("--id", help="Document id (re-adding an id replaces it)")] = None,
+    industry: Annotated[
+        str | None, typer.Option(help="The customer's industry: similar cases of the same industry rank first")
+    ] = None,
+    employees: Annotated[
+        int | None, typer.Option(min=0, help="The customer's employee count: similar size ranks first")
+    ] = None,
 ) -> None:
     """Add (or replace) a document in the knowledge base."""
     import re
@@ -30,7 +36,9 @@ def kb_add(
     body = text if text is not None else file.read_text(encoding="utf-8")
     identifier = doc_id or re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:80]
     with user_errors():
-        kb.add(get_settings(), doc_id=identifier, kind=kind, title=title, text=body)
+        kb.add(
+            get_settings(), doc_id=identifier, kind=kind, title=title, text=body, industry=industry, employees=employees
+        )
     typer.echo(f"added {kind} {identifier!r}")
 
 
@@ -49,3 +57,26 @@ def kb_search(text: Annotated[str, typer.Argument(help="What to look for")], lim
 
     for match in kb.search(get_settings(), text, limit):
         typer.echo(f"{match['similarity']:.3f}  {match['kind']:<12} {match['title']}  ({match['record']})")
+
+
+@kb_app.command("rebuild")
+def kb_rebuild() -> None:
+    """Re-embed a knowledge base built with an earlier embedding into the current one (WordLlama), with a progress
+    bar. The first knowledge-base call does it too, without the bar; nothing to do prints 0."""
+    from tools import kb
+
+    bars = []
+
+    def bar(total: int):
+        progress, advance = progress_bar(total, "re-embedding the knowledge base")
+        progress.start()
+        bars.append(progress)
+        return advance
+
+    settings = get_settings()
+    try:
+        moved = kb.rebuild_stale(settings, progress=bar)
+    finally:
+        for progress in bars:
+            progress.stop()
+    typer.echo(f"re-embedded {moved} document(s) with {kb.COLLECTION}; {kb.collection(settings).count()} in total")

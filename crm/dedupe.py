@@ -1,0 +1,64 @@
+"""Company dedupe: the existing account a lead's company names, when its domain found none.
+
+Cheap first: capture looks an account up by the company domain (crm.records); only if that misses does it come
+here. Then the normalised name (legal suffixes, case and punctuation aside: "Acme Corp." = "ACME Corporation Ltd")
+through an indexed column, and only then a fuzzy fallback over the few accounts whose normalised name starts with
+the same word: a spelling match (rapidfuzz) or the WordLlama embedding ("Delta Air Lines" = "Delta Airlines").
+A lead from a company domain never joins an account that has another domain: two real domains are two companies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, true
+from sqlalchemy.orm import Session
+
+from core.models import Account
+from tools.enrichment import company_key, same_company
+
+FUZZY_SIMILARITY = 0.85  # measured on company-name pairs: same company 0.88-0.93, others 0.39-0.80
+MAX_CANDIDATES = 50
+
+
+@dataclass(frozen=True)
+class AccountMatch:
+    account: Account
+    how: str  # "name" (same normalised name) | "fuzzy name"
+    similarity: float
+
+
+def _prefix_range(word: str) -> tuple[str, str]:
+    """[word, next) in code-point order: every key that starts with word (the index answers it)."""
+    return word, word[:-1] + chr(ord(word[-1]) + 1)
+
+
+def find_account_by_name(session: Session, company: str | None, domain: str | None) -> AccountMatch | None:
+    key = company_key(company)[:200]
+    if not key:
+        return None
+    eligible = Account.domain.is_(None) if domain else true()
+    exact = session.scalar(select(Account).where(Account.name_key == key, eligible).order_by(Account.id).limit(1))
+    if exact is not None:
+        return AccountMatch(exact, "name", 1.0)
+    low, high = _prefix_range(key.split()[0])
+    candidates = session.execute(
+        select(Account.id, Account.name_key)
+        .where(Account.name_key >= low, Account.name_key < high, eligible)
+        .order_by(Account.id)
+        .limit(MAX_CANDIDATES)
+    ).all()
+    if not candidates:
+        return None
+    from scoring.embedding import embed  # the model loads only when a candidate needs judging
+
+    vectors = embed([key] + [c.name_key for c in candidates])
+    best: tuple[float, int] | None = None
+    for (account_id, name_key), vector in zip(candidates, vectors[1:], strict=True):
+        similarity = float(vectors[0] @ vector)
+        close = similarity >= FUZZY_SIMILARITY or same_company(key, name_key)
+        if close and (best is None or similarity > best[0]):
+            best = (similarity, account_id)
+    if best is None:
+        return None
+    return AccountMatch(session.get(Account, best[1]), "fuzzy name", round(best[0], 3))
