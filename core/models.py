@@ -517,6 +517,57 @@ class IntegrationState(Base):
     last_success_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+class CrmLink(Base):
+    """A revloop record (contact, account, deal) and its twin in an external CRM (HubSpot, Pipedrive): the remote
+    id, the remote updatedAt, and the field values as of the last sync, which is the base of the conflict check
+    (a field changed on both sides since then is a conflict; crm/sync.py states the rule)."""
+
+    __tablename__ = "crm_links"
+    __table_args__ = (
+        UniqueConstraint("source", "object_type", "remote_id", name="uq_crm_links_remote"),
+        UniqueConstraint("source", "object_type", "local_id", name="uq_crm_links_local"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))  # hubspot | pipedrive
+    object_type: Mapped[str] = mapped_column(String(20))  # contact | account | deal
+    remote_id: Mapped[str] = mapped_column(String(64))
+    local_id: Mapped[int] = mapped_column(Integer)
+    remote_updated_at: Mapped[dt.datetime | None] = mapped_column()
+    synced_values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    synced_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CrmSyncState(Base):
+    """One external CRM's sync: the updatedAt cursor per object type, the last run's report, success and error."""
+
+    __tablename__ = "crm_sync_states"
+    source: Mapped[str] = mapped_column(String(20), primary_key=True)
+    cursors: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # object_type -> ISO updatedAt
+    last_started_at: Mapped[dt.datetime | None] = mapped_column()
+    last_success_at: Mapped[dt.datetime | None] = mapped_column()
+    last_error_at: Mapped[dt.datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CrmWriteback(Base):
+    """One approved action written back to the external CRM (a sent email logged on the contact, a deal's stage),
+    once: the key is unique, and the remote id of what was created or changed is recorded when it succeeds."""
+
+    __tablename__ = "crm_writebacks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)  # email:review_item:12 | stage:deal:4:audit:88
+    source: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(30))  # log_email | deal_stage
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | done | failed | skipped
+    remote_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column()
+
+
 class ApiToken(Base):
     __tablename__ = "api_tokens"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -790,6 +841,9 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Contact",
+    "CrmLink",
+    "CrmSyncState",
+    "CrmWriteback",
     "Deal",
     "Decision",
     "DunningTouch",
