@@ -213,6 +213,7 @@ class JobKind(StrEnum):
     SLA_WATCH = "sla.watch"  # warn before a review item's SLA breaches, escalate it when it does
     CHECKPOINT_PRUNE = "checkpoint.prune"  # daily: drop finished graph threads' checkpoints past the retention
     NOTIFICATION_DELIVER = "notification.deliver"  # one notification on one channel (email, webhook)
+    CRM_WRITEBACK = "crm.writeback"  # one approved action written to the external CRM (crm/writeback.py)
 
 
 class JobPriority(IntEnum):

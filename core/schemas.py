@@ -1325,7 +1325,7 @@ class TeamChannelsUpdate(Input):
 
 
 class IntegrationHealth(BaseModel):
-    name: str = Field(description="database | mail | work_queue | knowledge_base | llm | webhooks")
+    name: str = Field(description="database | mail | work_queue | knowledge_base | llm | webhooks | crm")
     healthy: bool
     status: Literal["ok", "down", "not_configured"]
     detail: str
@@ -1333,6 +1333,11 @@ class IntegrationHealth(BaseModel):
     checked_at: dt.datetime | None = None
     last_success_at: dt.datetime | None = Field(None, description="The last check that found it working")
     changed_at: dt.datetime | None = Field(None, description="When it last turned healthy or unhealthy")
+    sync: dict[str, Any] | None = Field(
+        None,
+        description="CRM connectors: the incremental sync's last success, last error and lag (seconds since the "
+        "last successful sync), and write-backs pending or failed",
+    )
 
 
 class IntegrationsHealth(BaseModel):

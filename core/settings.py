@@ -119,6 +119,39 @@ class Settings(BaseSettings):
         "https://pay.revloop.example/invoices", description="Payment links are this plus the invoice number"
     )
 
+    crm_backend: str = Field(
+        "native",
+        pattern="^(native|hubspot|pipedrive)$",
+        description="Where the agent tools read CRM records and approved actions are written back: 'native' "
+        "(revloop's own tables), 'hubspot' or 'pipedrive'",
+    )
+    hubspot_access_token: str | None = Field(None, description="HubSpot private-app access token (crm.objects.*)")
+    hubspot_base_url: str = Field("https://api.hubapi.com", description="HubSpot API base URL")
+    hubspot_stage_map: str = Field(
+        "prospecting=appointmentscheduled,engaging=qualifiedtobuy,qualified=presentationscheduled,"
+        "proposal=decisionmakerboughtin,negotiation=contractsent,won=closedwon,lost=closedlost",
+        description="revloop deal stage=HubSpot dealstage id, comma separated (the default pipeline's ids)",
+    )
+    pipedrive_api_token: str | None = Field(None, description="Pipedrive API token (sent as the x-api-token header)")
+    pipedrive_base_url: str = Field(
+        "https://api.pipedrive.com/v1", description="Pipedrive API v1 base URL (https://COMPANY.pipedrive.com/api/v1)"
+    )
+    pipedrive_stage_map: str = Field(
+        "prospecting=1,engaging=2,qualified=3,proposal=4,negotiation=5",
+        description="revloop open deal stage=Pipedrive stage_id, comma separated (won/lost are the deal's status)",
+    )
+    crm_timeout_seconds: float = Field(15, gt=0, description="One request to the external CRM times out after this")
+    crm_max_retries: int = Field(
+        4, ge=0, description="Retries of one CRM request on 429 (after its Retry-After) and, for reads, on 5xx"
+    )
+    crm_retry_max_wait_seconds: float = Field(
+        30, gt=0, description="The longest Retry-After wait honoured before the call fails (and is retried later)"
+    )
+    crm_page_size: int = Field(100, ge=1, le=100, description="Records per page read from the external CRM")
+    crm_sync_lag_warn_minutes: float = Field(
+        24 * 60, gt=0, description="CRM health turns unhealthy when the last successful sync is older than this"
+    )
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     review_app_port: int = 8501

@@ -27,6 +27,7 @@ from core.enums import DealOutcome, DealStage, InvoiceStatus, ItemKind, ItemSour
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Contact, Deal, Invoice, Milestone, Product, Project, Proposal, ReviewItem, SalesAgent, utcnow
 from core.settings import Settings
+from crm import writeback as crm_writeback
 from review import queue as review_queue
 from review.documents import latin1
 from review.execute import Rule
@@ -327,6 +328,7 @@ def signed(session: Session, settings: Settings, deal_id: int, *, signed_at: dt.
     )
     if proposal is not None:
         deal.amount = proposal.total
+    crm_writeback.queue_deal_stage(session, settings, deal)
     contact = _recipient(session, deal)
     owner = session.get(SalesAgent, deal.sales_agent_id).name if deal.sales_agent_id else settings.sender_name
     kickoff = signed_at.date() + dt.timedelta(days=settings.kickoff_days)

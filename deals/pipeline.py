@@ -30,6 +30,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Contact, Deal, Lead, Product, Proposal, ReviewItem, utcnow
 from core.settings import Settings
 from core.users import assignable_names
+from crm import writeback as crm_writeback
 from crm.records import link_lead_to_crm, set_lead_status
 from deals import flow
 from review import queue as review_queue
@@ -347,6 +348,7 @@ def change_stage(session: Session, settings: Settings, deal_id: int, stage: str,
         before={"stage": before},
         after={"stage": target},
     )
+    crm_writeback.queue_deal_stage(session, settings, deal)
     requested = flow.request_proposal(session, settings, deal.id, actor=actor) if target == DealStage.PROPOSAL else None
     return {"deal_id": deal.id, "stage": target, "proposal": requested["thread_id"] if requested else None}
 
@@ -374,6 +376,7 @@ def close_deal(
     before = deal.stage
     now = utcnow()
     deal.outcome, deal.stage, deal.closed_at, deal.stage_changed_at = DealOutcome.LOST, DealStage.LOST, now, now
+    crm_writeback.queue_deal_stage(session, settings, deal)
     deal.lost_reason = reason.strip()[:500]
     # Nothing more goes out about a lost deal: its pending drafts are cancelled.
     cancelled = 0

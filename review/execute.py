@@ -20,6 +20,7 @@ from core.enums import NEEDS_ATTENTION_STATES, ItemKind, ItemStatus, Notificatio
 from core.models import ReviewItem
 from core.notifications import notify
 from core.settings import Settings
+from crm import writeback as crm_writeback
 from review import outbox
 from review.queue import RecipientOptedOut, approved_action, log_activity, mark_executed
 
@@ -89,6 +90,7 @@ def execute_approved(settings: Settings, review_item_id: int, rule: Rule) -> Out
             return _finish_unsent(settings, review_item_id, ItemStatus.DELIVERY_UNKNOWN, result, rule)
         status = ItemStatus.SENT
         result = {"outbox_id": sent.id, "to": sent.to_addr, "transport": sent.transport}
+        sent_email = (sent.subject, sent.body, sent.sent_at or sent.created_at)
         activity = ("email_sent", f"Sent '{sent.subject}' to {sent.to_addr}")
     else:  # a call task: the person does it; the item records that it was handed over
         status, result = ItemStatus.DONE, {"task": kind}
@@ -100,6 +102,9 @@ def execute_approved(settings: Settings, review_item_id: int, rule: Rule) -> Out
             session, item, status=status, result=result, actor=rule.actor, also_from=NEEDS_ATTENTION_STATES
         ):
             log_activity(session, item, kind=activity[0], summary=activity[1])
+            if kind == ItemKind.EMAIL:  # the external CRM logs it too, once (REVLOOP_CRM_BACKEND)
+                subject, body, sent_at = sent_email
+                crm_writeback.queue_sent_email(session, settings, item, subject=subject, body=body, sent_at=sent_at)
     return Outcome(status, result)
 
 

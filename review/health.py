@@ -30,7 +30,16 @@ from core.enums import (
     NotificationKind,
 )
 from core.files import redact_url
-from core.models import IntegrationState, Job, NotificationDelivery, ReviewItem, WebhookDelivery, utcnow
+from core.models import (
+    CrmSyncState,
+    CrmWriteback,
+    IntegrationState,
+    Job,
+    NotificationDelivery,
+    ReviewItem,
+    WebhookDelivery,
+    utcnow,
+)
 from core.notifications import notify
 from core.settings import Settings
 
@@ -47,6 +56,7 @@ class Result:
     checked_at: dt.datetime | None = None
     last_success_at: dt.datetime | None = None
     changed_at: dt.datetime | None = None
+    sync: dict[str, Any] | None = None  # CRM connectors: last success, last error, lag, write-backs
 
 
 def _database(settings: Settings) -> Result:
@@ -159,6 +169,60 @@ def _webhooks(settings: Settings) -> Result:
     return Result("webhooks", True, "ok", f"{detail}. Team notification webhook {host}: {posted}")
 
 
+def _crm(settings: Settings) -> Result:
+    """The configured CRM backend answers an authenticated read; its incremental sync is recent and its write-backs
+    went through (REVLOOP_CRM_BACKEND; native = revloop's own tables, nothing to reach)."""
+    from crm.connectors import backend
+    from crm.connectors.base import CrmError
+
+    name = settings.crm_backend
+    now = utcnow()
+    with session_scope(settings, readonly=True) as session:
+        state = session.get(CrmSyncState, name)
+        counts = dict(
+            session.execute(
+                select(CrmWriteback.status, func.count())
+                .where(CrmWriteback.source == name, CrmWriteback.status.in_(["pending", "failed"]))
+                .group_by(CrmWriteback.status)
+            ).all()
+        )
+        last_failed = session.scalar(
+            select(CrmWriteback.last_error)
+            .where(CrmWriteback.source == name, CrmWriteback.status == "failed")
+            .order_by(CrmWriteback.id.desc())
+            .limit(1)
+        )
+    lag = (now - state.last_success_at).total_seconds() if state and state.last_success_at else None
+    sync = {
+        "source": name,
+        "last_success_at": state.last_success_at if state else None,
+        "last_error_at": state.last_error_at if state else None,
+        "last_error": state.last_error if state else None,
+        "lag_seconds": round(lag) if lag is not None else None,
+        "cursors": dict(state.cursors or {}) if state else {},
+        "writebacks_pending": counts.get("pending", 0),
+        "writebacks_failed": counts.get("failed", 0),
+    }
+    problems = []
+    try:
+        answered = backend(settings).ping()
+    except CrmError as exc:
+        answered = None
+        problems.append(exc.message)
+    if state is None or state.last_success_at is None:
+        problems.append(f"never synced: run `revloop sync crm --from {name}`")
+    elif lag > settings.crm_sync_lag_warn_minutes * 60:
+        problems.append(f"last successful sync {lag / 3600:.1f} h ago")
+    if state and state.last_error_at and (not state.last_success_at or state.last_error_at > state.last_success_at):
+        problems.append(f"the last sync failed: {state.last_error}")
+    if sync["writebacks_failed"]:
+        problems.append(f"{sync['writebacks_failed']} write-back(s) failed, the last: {last_failed}")
+    writes = f"{sync['writebacks_pending']} write-back(s) pending"
+    if problems:
+        return Result("crm", False, "down", f"{name}: " + "; ".join(problems) + f"; {writes}", sync=sync)
+    return Result("crm", True, "ok", f"{answered}; synced {lag:.0f} s ago; {writes}", sync=sync)
+
+
 CHECKS: dict[str, Callable[[Settings], Result]] = {
     "database": _database,
     "mail": _mail,
@@ -166,7 +230,12 @@ CHECKS: dict[str, Callable[[Settings], Result]] = {
     "knowledge_base": _knowledge_base,
     "llm": _llm,
     "webhooks": _webhooks,
+    "crm": _crm,
 }
+
+
+# Connectors are checked only where configured (a business without an external CRM has nothing to reach).
+CONFIGURED: dict[str, Callable[[Settings], bool]] = {"crm": lambda settings: settings.crm_backend != "native"}
 
 
 def run_check(settings: Settings, name: str) -> Result:
@@ -212,7 +281,7 @@ def _record(settings: Settings, result: Result) -> None:
 
 
 def check_all(settings: Settings, *, record: bool = True) -> list[Result]:
-    results = [run_check(settings, name) for name in CHECKS]
+    results = [run_check(settings, name) for name in CHECKS if CONFIGURED.get(name, lambda _: True)(settings)]
     if record:
         for result in results:
             _record(settings, result)

@@ -56,11 +56,10 @@ def _account(a: Account) -> dict[str, Any]:
     }
 
 
-@agent_tool(scope="read_crm")
-def crm_find_contact(ctx: ToolContext, args: ContactByEmail) -> dict[str, Any]:
-    """Find the CRM contact for an email address, with its account and consent flags."""
-    with session_scope(ctx.settings, readonly=True) as session:
-        contact = session.scalar(select(Contact).where(Contact.email == str(args.email).lower()))
+def native_find_contact(settings: Any, email: str) -> dict[str, Any]:
+    """crm_find_contact from revloop's own tables (the native CRM backend)."""
+    with session_scope(settings, readonly=True) as session:
+        contact = session.scalar(select(Contact).where(Contact.email == email.lower()))
         if contact is None:
             return {"found": False}
         return {
@@ -75,11 +74,10 @@ def crm_find_contact(ctx: ToolContext, args: ContactByEmail) -> dict[str, Any]:
         }
 
 
-@agent_tool(scope="read_crm")
-def crm_account_history(ctx: ToolContext, args: AccountById) -> dict[str, Any]:
-    """Deals (won, lost, open) and the number of activities of a CRM account."""
-    with session_scope(ctx.settings, readonly=True) as session:
-        account = session.get(Account, args.account_id)
+def native_account_history(settings: Any, account_id: int) -> dict[str, Any]:
+    """crm_account_history from revloop's own tables (the native CRM backend)."""
+    with session_scope(settings, readonly=True) as session:
+        account = session.get(Account, account_id)
         if account is None:
             return {"found": False}
         deals = session.scalars(select(Deal).where(Deal.account_id == account.id).order_by(Deal.id)).all()
@@ -96,6 +94,21 @@ def crm_account_history(ctx: ToolContext, args: AccountById) -> dict[str, Any]:
             "open": [{"record": f"deal:{d.id}", "name": d.name, "stage": d.stage} for d in deals if d.outcome is None],
             "activities": activities or 0,
         }
+
+
+@agent_tool(scope="read_crm")
+def crm_find_contact(ctx: ToolContext, args: ContactByEmail) -> dict[str, Any]:
+    """Find the CRM contact for an email address, with its account and consent flags."""
+    email = str(args.email).lower()
+    return ctx.crm.find_contact(email) if ctx.crm is not None else native_find_contact(ctx.settings, email)
+
+
+@agent_tool(scope="read_crm")
+def crm_account_history(ctx: ToolContext, args: AccountById) -> dict[str, Any]:
+    """Deals (won, lost, open) and the number of activities of a CRM account."""
+    if ctx.crm is not None:
+        return ctx.crm.account_history(args.account_id)
+    return native_account_history(ctx.settings, args.account_id)
 
 
 def _company(c: Company) -> dict[str, Any]:

@@ -69,6 +69,8 @@ class ToolContext:
     settings: Any
     lead_id: int | None = None
     actor: str = "agent"
+    # The CRM backend the crm_* tools read through (crm.connectors: native, hubspot, pipedrive); None: the tables.
+    crm: Any = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ from core import audit
 from core.db import session_scope
 from core.models import LlmRun
 from core.settings import Settings
+from crm.connectors import backend as crm_backend
 from tools import kb  # noqa: F401 - registers the similar_won_cases tool
 from tools.agent_tools import LEAD_GRAPH_SCOPES, LEAD_GRAPH_TOOLS, email_company_domain
 from tools.enrichment import same_company
@@ -39,7 +40,7 @@ def _toolbox(settings: Settings, lead_id: int) -> Toolbox:
     return Toolbox(
         "lead",
         LEAD_GRAPH_TOOLS,
-        ToolContext(settings, lead_id=lead_id, actor="agent:lead"),
+        ToolContext(settings, lead_id=lead_id, actor="agent:lead", crm=crm_backend(settings)),
         scopes=LEAD_GRAPH_SCOPES,
         audit=record,
     )

@@ -21,6 +21,7 @@ from api.cli.sales_agents import sales_agents_app
 from api.cli.scans import cadences_app, collections_app
 from api.cli.scoring import scoring_app
 from api.cli.serve import serve
+from api.cli.sync import sync_app
 from api.cli.tokens import tokens_app
 from api.cli.up import up
 from api.cli.users import users_app
@@ -52,6 +53,7 @@ app.add_typer(collections_app, name="collections")
 app.add_typer(cadences_app, name="cadences")
 app.add_typer(eval_app, name="eval")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(sync_app, name="sync")
 
 _review_app_command = review_app_command  # the name the browser test imports
 

@@ -23,7 +23,7 @@ def liveness() -> Health:
 @router.get(
     "/integrations",
     response_model=IntegrationsHealth,
-    summary="Check every integration now: database, mail, work queue, knowledge base, LLM, webhook senders",
+    summary="Check every integration now: database, mail, work queue, knowledge base, LLM, webhook senders, CRM",
     description="Each answer is recorded; a change between healthy and unhealthy notifies managers and admins.",
 )
 def integrations(settings: SettingsDep, _: Annotated[Principal, Depends(require(Role.MANAGER))]) -> IntegrationsHealth:
