@@ -25,7 +25,7 @@ from core.settings import Settings
 log = logging.getLogger("revloop.checkpoints")
 
 # Done runs of these are deleted with the checkpoints past the retention (their keys are time slots).
-PERIODIC_JOB_KINDS = [JobKind.HEALTH_CHECK, JobKind.SLA_WATCH]
+PERIODIC_JOB_KINDS = [JobKind.HEALTH_CHECK, JobKind.SLA_WATCH, JobKind.CRM_SYNC]
 
 
 @dataclass

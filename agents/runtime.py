@@ -34,6 +34,7 @@ from core.locks import LockBusy, named_lock
 from core.models import Lead, ReviewItem
 from core.settings import Settings, get_settings
 from crm import records
+from crm import sync as crm_sync
 from crm import writeback as crm_writeback
 from crm.records import set_lead_status
 from deals import cadences, daily, flow, pipeline
@@ -347,6 +348,7 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
                 settings, int(payload["delivery_id"])
             ),
             JobKind.CRM_WRITEBACK: lambda payload: crm_writeback.run(settings, payload),
+            JobKind.CRM_SYNC: lambda payload: crm_sync.run_scheduled(settings, payload),
         }
         # A graph thread is run by one worker at a time, across threads and processes (a run, a resume, a redraft).
         for kind, thread_of in ((JobKind.LEAD_RUN, _lead_thread), (JobKind.REVIEW_RESUME, _item_thread)):

@@ -214,6 +214,7 @@ class JobKind(StrEnum):
     CHECKPOINT_PRUNE = "checkpoint.prune"  # daily: drop finished graph threads' checkpoints past the retention
     NOTIFICATION_DELIVER = "notification.deliver"  # one notification on one channel (email, webhook)
     CRM_WRITEBACK = "crm.writeback"  # one approved action written to the external CRM (crm/writeback.py)
+    CRM_SYNC = "crm.sync"  # periodic incremental sync from the external CRM (REVLOOP_CRM_SYNC_MINUTES)
 
 
 class JobPriority(IntEnum):

@@ -148,6 +148,9 @@ class Settings(BaseSettings):
         30, gt=0, description="The longest Retry-After wait honoured before the call fails (and is retried later)"
     )
     crm_page_size: int = Field(100, ge=1, le=100, description="Records per page read from the external CRM")
+    crm_sync_minutes: float = Field(
+        0, ge=0, description="The worker syncs REVLOOP_CRM_BACKEND incrementally this often (0: only by the CLI)"
+    )
     crm_sync_lag_warn_minutes: float = Field(
         24 * 60, gt=0, description="CRM health turns unhealthy when the last successful sync is older than this"
     )

@@ -24,9 +24,10 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, jobs
 from core.db import insert_once, session_scope
-from core.enums import DealOutcome, DealStage
+from core.enums import DealOutcome, DealStage, JobKind
+from core.locks import LockBusy, named_lock
 from core.models import Account, Contact, CrmLink, CrmSyncState, Deal, utcnow
 from core.settings import Settings
 from crm.connectors import REMOTE_BACKENDS, backend
@@ -295,6 +296,16 @@ def sync_crm(
     if source not in REMOTE_BACKENDS:
         raise ValueError(f"--from must be one of {', '.join(REMOTE_BACKENDS)}")
     remote = backend(settings, source, **backend_options)
+    try:
+        with named_lock(settings, f"crm-sync:{source}", wait_seconds=1):  # one sync of a source at a time
+            return _sync(settings, source, remote, full=full, progress=progress, actor=actor)
+    except LockBusy:
+        raise CrmError(f"another {source} sync is running; try again when it ends") from None
+
+
+def _sync(
+    settings: Settings, source: str, remote: Any, *, full: bool, progress: Callable[[str, int], None] | None, actor: str
+) -> SyncReport:
     with session_scope(settings) as session:
         state, _ = insert_once(
             session,
@@ -351,3 +362,22 @@ def _finish(settings: Settings, report: SyncReport, actor: str) -> None:
             after={k: summary[k] for k in ("mode", "read", "created", "updated", "rejected", "error")}
             | {"conflicts": len(report.conflicts)},
         )
+
+
+def schedule(settings: Settings, at: dt.datetime | None = None) -> None:
+    """Queue the next periodic incremental sync of REVLOOP_CRM_BACKEND (once per interval, whatever restarts)."""
+    if settings.crm_sync_minutes <= 0 or settings.crm_backend not in REMOTE_BACKENDS:
+        return
+    with session_scope(settings) as session:
+        jobs.enqueue_next_slot(session, JobKind.CRM_SYNC, dt.timedelta(minutes=settings.crm_sync_minutes), now=at)
+
+
+def run_scheduled(settings: Settings, payload: dict[str, Any]) -> None:
+    """The worker's periodic sync: a CRM failure is recorded on the sync state (health shows it) and the next run
+    resumes from the cursor."""
+    try:
+        sync_crm(settings, settings.crm_backend, actor="worker")
+    except CrmError:
+        pass
+    finally:
+        schedule(settings)

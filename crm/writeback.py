@@ -48,7 +48,14 @@ def _queue(session: Session, source: str, key: str, action: str, payload: dict[s
 
 
 def queue_sent_email(
-    session: Session, settings: Settings, item: ReviewItem, *, subject: str, body: str, sent_at: dt.datetime
+    session: Session,
+    settings: Settings,
+    item: ReviewItem,
+    *,
+    subject: str,
+    body: str,
+    sent_at: dt.datetime,
+    to: str | None = None,
 ) -> CrmWriteback | None:
     """Log an approved, sent email on the contact in the configured CRM (called where the item becomes sent)."""
     source = settings.crm_backend
@@ -58,7 +65,7 @@ def queue_sent_email(
     payload = {
         "review_item_id": item.id,
         "contact_remote_id": _remote_id(session, source, "contact", item.contact_id),
-        "email": contact.email if contact else None,
+        "email": contact.email if contact else to,
         "subject": subject,
         "body": body,
         "sent_at": sent_at.astimezone(dt.UTC).isoformat(),

@@ -90,7 +90,7 @@ def execute_approved(settings: Settings, review_item_id: int, rule: Rule) -> Out
             return _finish_unsent(settings, review_item_id, ItemStatus.DELIVERY_UNKNOWN, result, rule)
         status = ItemStatus.SENT
         result = {"outbox_id": sent.id, "to": sent.to_addr, "transport": sent.transport}
-        sent_email = (sent.subject, sent.body, sent.sent_at or sent.created_at)
+        sent_email = (sent.subject, sent.body, sent.sent_at or sent.created_at, sent.to_addr)
         activity = ("email_sent", f"Sent '{sent.subject}' to {sent.to_addr}")
     else:  # a call task: the person does it; the item records that it was handed over
         status, result = ItemStatus.DONE, {"task": kind}
@@ -103,8 +103,10 @@ def execute_approved(settings: Settings, review_item_id: int, rule: Rule) -> Out
         ):
             log_activity(session, item, kind=activity[0], summary=activity[1])
             if kind == ItemKind.EMAIL:  # the external CRM logs it too, once (REVLOOP_CRM_BACKEND)
-                subject, body, sent_at = sent_email
-                crm_writeback.queue_sent_email(session, settings, item, subject=subject, body=body, sent_at=sent_at)
+                subject, body, sent_at, to = sent_email
+                crm_writeback.queue_sent_email(
+                    session, settings, item, subject=subject, body=body, sent_at=sent_at, to=to
+                )
     return Outcome(status, result)
 
 

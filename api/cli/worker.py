@@ -31,6 +31,7 @@ def worker(
     from agents import checkpoints
     from agents.runtime import lead_worker
     from core.models import utcnow
+    from crm import sync as crm_sync
     from deals import daily
     from review import health, sla
 
@@ -45,6 +46,7 @@ def worker(
         checkpoints.schedule(get_settings(), utcnow().date())  # prune finished graph threads' checkpoints, daily
         health.schedule(get_settings())  # the integration checks, every REVLOOP_HEALTH_CHECK_MINUTES
         sla.schedule(get_settings())  # the SLA watch, every REVLOOP_SLA_WATCH_SECONDS
+        crm_sync.schedule(get_settings())  # incremental CRM sync, every REVLOOP_CRM_SYNC_MINUTES (0: off)
         if get_settings().broker_url:
             from core import broker
 

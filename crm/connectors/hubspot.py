@@ -270,6 +270,8 @@ class HubSpotBackend:
                 if seen + self.settings.crm_page_size > SEARCH_WINDOW:
                     break  # the search window is full: query again from the last change seen (GTE: none is lost)
                 after = nxt
+            if last is None or last == cursor:  # a full window of one timestamp: nothing more to learn from it
+                return
             cursor = last
 
     def _record(self, object_type: str, obj: Any) -> RemoteRecord:

@@ -7,6 +7,7 @@ server). The initial import lists each object sorted by update_time; later runs 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -54,17 +55,22 @@ def _primary(values: Any) -> str | None:
     return chosen["value"] if chosen else None
 
 
+@functools.lru_cache(maxsize=8)
+def _client(base_url: str, token: str, timeout: float) -> httpx.Client:
+    """One connection pool per account (a backend is built per lead run, check and write-back; httpx is
+    thread-safe)."""
+    return httpx.Client(
+        base_url=base_url, headers={"x-api-token": token, "Accept": "application/json"}, timeout=timeout
+    )
+
+
 class PipedriveBackend:
     name = "pipedrive"
 
     def __init__(self, settings: Settings, *, sleep: Callable[[float], None] | None = None):
         self.settings = settings
         self.base_url = settings.pipedrive_base_url.rstrip("/")
-        self.http = httpx.Client(
-            base_url=self.base_url,
-            headers={"x-api-token": settings.pipedrive_api_token or "", "Accept": "application/json"},
-            timeout=settings.crm_timeout_seconds,
-        )
+        self.http = _client(self.base_url, settings.pipedrive_api_token or "", settings.crm_timeout_seconds)
         self.stages = parse_stage_map(settings.pipedrive_stage_map, "REVLOOP_PIPEDRIVE_STAGE_MAP")
         self.stage_of = {theirs: ours for ours, theirs in self.stages.items()}
         self.retry = RetryPolicy(settings.crm_max_retries, settings.crm_retry_max_wait_seconds)

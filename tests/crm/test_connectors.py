@@ -283,3 +283,28 @@ def test_pipedrive_import_incremental_stage_and_activity_write_back_once(setting
             assert rows[1].remote_id == str(activity["id"]) and rows[0].remote_id == str(deal)
             state = session.get(CrmSyncState, "pipedrive")
             assert state.last_success_at is not None and state.cursors["contact"]
+
+
+def test_the_worker_syncs_periodically_and_one_sync_of_a_source_runs_at_a_time(settings, worker):
+    from core.locks import named_lock
+    from crm import sync as crm_sync
+    from crm.connectors.base import CrmError
+
+    with FakePipedrive() as pd:
+        pd.put("organizations", {"name": "Initech", "address_country": "US"})
+        _pipedrive(settings, pd, crm_backend="pipedrive", crm_sync_minutes=5)
+        with named_lock(settings, "crm-sync:pipedrive", wait_seconds=1):
+            with pytest.raises(CrmError, match="another pipedrive sync is running"):
+                sync_crm(settings, "pipedrive")
+        earlier = utcnow() - dt.timedelta(minutes=12)
+        crm_sync.schedule(settings, at=earlier)
+        crm_sync.schedule(settings, at=earlier)  # a restart schedules the same slot: one job
+        with session_scope(settings) as session:
+            job = session.scalars(select(Job).where(Job.kind == "crm.sync")).one()
+            assert earlier < job.run_after <= earlier + dt.timedelta(minutes=5)  # due: the worker runs it
+        worker.run_until_idle()
+        with session_scope(settings) as session:
+            state = session.get(CrmSyncState, "pipedrive")
+            assert state.last_success_at is not None and state.last_report["created"] == {"account": 1}
+            queued = session.scalars(select(Job).where(Job.kind == "crm.sync", Job.status == "queued")).all()
+            assert len(queued) == 1 and queued[0].run_after > utcnow()  # the next slot
