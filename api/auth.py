@@ -29,6 +29,7 @@ TOKEN_PREFIX = "rl_"
 # /v1/ (POST /v1/leads needs leads:write). A token without scopes may do whatever its role may.
 SCOPE_AREAS = (
     "leads",
+    "contacts",
     "review-items",
     "deals",
     "products",

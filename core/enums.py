@@ -52,6 +52,20 @@ class ItemKind(StrEnum):
     CALL_TASK = "call_task"
     INVOICE = "invoice"
     CONVERT = "convert"  # turn a lead into a deal (an agent proposes it, a person confirms)
+    SMS = "sms"  # a text message to the contact record's number
+    WHATSAPP = "whatsapp"  # a WhatsApp message (free text inside the 24-hour window, else an approved template)
+
+
+# Items that send a message to a customer: the consent check, the outbox and the grounding guard apply.
+MESSAGE_KINDS = (ItemKind.EMAIL, ItemKind.SMS, ItemKind.WHATSAPP)
+PHONE_KINDS = (ItemKind.SMS, ItemKind.WHATSAPP)
+
+
+class ConsentStatus(StrEnum):
+    """A contact's consent on a messaging channel; opted_out is forever (STOP, UNSUBSCRIBE)."""
+
+    GRANTED = "granted"
+    OPTED_OUT = "opted_out"
 
 
 class ItemSource(StrEnum):

@@ -105,7 +105,8 @@ class Contact(TimestampMixin, Base):
     __tablename__ = "contacts"
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # Nullable: a contact who first wrote on SMS or WhatsApp is known by number only until they give an address.
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
     title: Mapped[str | None] = mapped_column(String(200))
@@ -113,6 +114,11 @@ class Contact(TimestampMixin, Base):
     do_not_email: Mapped[bool] = mapped_column(Boolean, default=False)
     do_not_call: Mapped[bool] = mapped_column(Boolean, default=False)
     lawful_basis: Mapped[str | None] = mapped_column(String(50))
+    # The number SMS and WhatsApp messages go to (E.164, "+14155550100"): the only recipient those channels use.
+    phone_e164: Mapped[str | None] = mapped_column(String(16), index=True)
+    # IANA zone ("Africa/Nairobi") for quiet hours; None: the number's country's zone when it has one.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    preferred_channel: Mapped[str | None] = mapped_column(String(10))  # email | sms | whatsapp
 
     account: Mapped[Account | None] = relationship(back_populates="contacts")
 
@@ -390,6 +396,43 @@ class OutboxMessage(Base):
     retry_window_started_at: Mapped[dt.datetime | None] = mapped_column()
     # When the last attempt handed the message to the transport: the fact a closer needs when delivery is unknown.
     handed_at: Mapped[dt.datetime | None] = mapped_column()
+    channel: Mapped[str] = mapped_column(String(10), default="email", server_default="email")  # email | sms | whatsapp
+    # The provider's id of the message (Twilio MessageSid, WhatsApp wamid): status callbacks find the row by it.
+    provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    delivery_status: Mapped[str | None] = mapped_column(String(20))  # the provider's: sent, delivered, read, failed
+    delivery_updated_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class ChannelConsent(Base):
+    """A contact's consent on one messaging channel (sms, whatsapp), with where and when it was recorded. An
+    opt-out (STOP) is forever: nothing turns an opted_out row back to granted."""
+
+    __tablename__ = "channel_consents"
+    __table_args__ = (UniqueConstraint("contact_id", "channel", name="uq_channel_consents_contact_channel"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20))  # ConsentStatus: granted | opted_out
+    source: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ChannelMessage(Base):
+    """An inbound SMS or WhatsApp message, once per provider message id (a re-delivery is recorded once)."""
+
+    __tablename__ = "channel_messages"
+    __table_args__ = (
+        UniqueConstraint("channel", "provider_message_id", name="uq_channel_messages_channel_provider_id"),
+        Index("ix_channel_messages_contact_id_received_at", "contact_id", "received_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    provider_message_id: Mapped[str] = mapped_column(String(200))
+    from_number: Mapped[str] = mapped_column(String(16))
+    body: Mapped[str] = mapped_column(Text)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class LlmRun(Base):

@@ -162,6 +162,37 @@ class LeadAccepted(BaseModel):
     duplicate: bool
 
 
+class ChannelWebhookResult(BaseModel):
+    """What one SMS/WhatsApp webhook delivery did: messages captured (each: lead, reply, opted_out, duplicate),
+    statuses applied to our messages, and statuses for ids that are not ours."""
+
+    messages: int
+    statuses: int
+    unknown_statuses: int
+    outcomes: list[dict[str, Any]] = []
+
+
+class ConversationMessage(BaseModel):
+    at: dt.datetime
+    channel: str  # email | sms | whatsapp
+    direction: Literal["in", "out"]
+    address: str | None  # the number or address it went to or came from
+    subject: str | None
+    text: str
+    status: str  # received; or ours: sent, delivered, read, failed, send_failed, delivery_unknown ...
+    review_item_id: int | None
+
+
+class Conversation(BaseModel):
+    """A contact's messages across email, SMS and WhatsApp, newest first, with consent per text channel."""
+
+    contact_id: int
+    email: str | None
+    phone: str | None
+    consent: dict[str, str | None]  # sms / whatsapp: granted | opted_out | None (never asked)
+    messages: list[ConversationMessage]
+
+
 class Lead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
@@ -213,6 +244,7 @@ class ReviewItem(BaseModel):
     kind: str
     status: str
     lead_id: int | None
+    contact_id: int | None = None
     template: str | None
     brief: dict[str, Any]
     draft: dict[str, Any]

@@ -104,6 +104,47 @@ class Settings(BaseSettings):
         300, description="Signed webhooks older or newer than this are refused (replay window)"
     )
 
+    public_url: str | None = Field(
+        None,
+        description="The API's base URL as providers reach it (https://revloop.example.com): Twilio signs the full "
+        "URL it posts to, and SMS StatusCallback points here. Default: the request's own URL",
+    )
+    default_phone_region: str = Field(
+        "US", pattern=r"^[A-Z]{2}$", description="Region for phone numbers written without +country (E.164 parsing)"
+    )
+    twilio_account_sid: str | None = Field(
+        None, description="Twilio (or compatible) account SID: SMS goes through its REST API; unset = message files"
+    )
+    twilio_auth_token: str | None = Field(
+        None, description="Twilio auth token: REST API basic auth, and the key of POST /v1/webhooks/sms signatures"
+    )
+    twilio_api_url: str = Field("https://api.twilio.com", description="Base of the Twilio-compatible REST API")
+    sms_from: str | None = Field(None, description="The sending number (E.164) of SMS; or set a messaging service")
+    twilio_messaging_service_sid: str | None = Field(None, description="Twilio MessagingServiceSid instead of From")
+    whatsapp_access_token: str | None = Field(
+        None, description="WhatsApp Business Cloud API token: messages go through the API; unset = message files"
+    )
+    whatsapp_phone_number_id: str | None = Field(None, description="The WhatsApp business phone number id")
+    whatsapp_api_url: str = Field("https://graph.facebook.com/v21.0", description="Base of the WhatsApp Cloud API")
+    whatsapp_app_secret: str | None = Field(
+        None, description="App secret that signs POST /v1/webhooks/whatsapp (X-Hub-Signature-256)"
+    )
+    whatsapp_verify_token: str | None = Field(
+        None, description="Token Meta sends on GET /v1/webhooks/whatsapp when the webhook is subscribed"
+    )
+    whatsapp_templates: str = Field(
+        "",
+        description="WhatsApp message templates approved by Meta, name:language,... (e.g. "
+        "'payment_reminder:en,order_update:en'): the only messages allowed outside the 24-hour window",
+    )
+    channel_quiet_hours: str = Field(
+        "21:00-08:00",
+        pattern=r"^(([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d)?$",
+        description="No SMS or WhatsApp message is sent in these hours of the contact's time zone (HH:MM-HH:MM); "
+        "an approved message waits until they end. Empty: no quiet hours",
+    )
+    channel_timeout_seconds: float = Field(15, gt=0, description="One SMS or WhatsApp provider request's timeout")
+
     dunning_policy_path: Path = Field(
         PROJECT_ROOT / "billing" / "policy.yaml", description="The collections ladder (YAML)"
     )

@@ -78,3 +78,32 @@ def verify(
     )
     if not received:  # the same signed delivery before, or at the same moment
         raise Conflict("this delivery was already received (replay refused)")
+
+
+# --- providers' own schemes ----------------------------------------------------------------------------------
+WHATSAPP_SIGNATURE_HEADER = "X-Hub-Signature-256"
+TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
+
+
+def verify_whatsapp(secret: str | None, body: bytes, signature: str | None) -> None:
+    """Meta signs each webhook POST: X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>."""
+    if not secret:
+        raise WebhookNotConfigured("the whatsapp webhook has no secret: set REVLOOP_WHATSAPP_APP_SECRET")
+    if not signature:
+        raise Unauthorized(f"missing {WHATSAPP_SIGNATURE_HEADER} header")
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not signature.isascii() or not hmac.compare_digest(expected, signature.strip()):
+        raise Unauthorized(f"{WHATSAPP_SIGNATURE_HEADER} does not match the body")
+
+
+def verify_twilio(token: str | None, url: str, params: dict[str, str], signature: str | None) -> None:
+    """Twilio signs the full URL it posted to plus the sorted form parameters (HMAC-SHA1 with the auth token,
+    base64) in X-Twilio-Signature; checked with the twilio library's RequestValidator."""
+    if not token:
+        raise WebhookNotConfigured("the sms webhook has no secret: set REVLOOP_TWILIO_AUTH_TOKEN")
+    if not signature:
+        raise Unauthorized(f"missing {TWILIO_SIGNATURE_HEADER} header")
+    from twilio.request_validator import RequestValidator  # imported when used: keeps the API's start fast
+
+    if not RequestValidator(token).validate(url, params, signature):
+        raise Unauthorized(f"{TWILIO_SIGNATURE_HEADER} does not match the URL and parameters")

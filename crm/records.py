@@ -11,6 +11,8 @@ from core import audit
 from core.db import insert_once
 from core.enums import DealOutcome, LeadStatus
 from core.models import Account, Activity, Contact, Deal, Lead
+from core.settings import get_settings
+from crm.consent import try_normalise_phone
 from crm.dedupe import find_account_by_name
 from scoring.facts import build_facts
 from tools.enrichment import company_domain, email_domain, is_disposable, is_free_mail
@@ -40,6 +42,16 @@ def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
     Consent only ever narrows: an opt-out recorded on the contact is never undone by a later lead.
     """
     contact = session.scalar(select(Contact).where(Contact.email == lead.email))
+    phone = try_normalise_phone(lead.phone, get_settings().default_phone_region) if lead.phone else None
+    if contact is None and phone:
+        # The person first wrote on SMS or WhatsApp (a contact known by number only): the form gives the address.
+        contact = session.scalar(
+            select(Contact).where(Contact.phone_e164 == phone, Contact.email.is_(None)).order_by(Contact.id).limit(1)
+        )
+        if contact is not None:
+            contact.email = lead.email
+    if contact is not None and phone and not contact.phone_e164:
+        contact.phone_e164 = phone
     domain = company_domain(lead.email, lead.website)
     account = session.scalar(select(Account).where(Account.domain == domain)) if domain else None
     if account is None and lead.company and (match := find_account_by_name(session, lead.company, domain)):
@@ -82,6 +94,7 @@ def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
                 last_name=lead.last_name,
                 title=lead.title,
                 phone=lead.phone,
+                phone_e164=phone,
                 account_id=account.id if account else None,
                 do_not_email=not lead.consent_email,
                 do_not_call=not lead.consent_call,

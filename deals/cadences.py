@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import insert_once, session_scope
-from core.enums import ItemKind, ItemSource, ItemStatus, LeadEventType
+from core.enums import MESSAGE_KINDS, ItemKind, ItemSource, ItemStatus, LeadEventType
 from core.errors import InvalidInput, NotFound
 from core.models import Activity, CadenceTouch, Deal, Lead, LeadEvent, Proposal, ReviewItem, utcnow
 from core.settings import Settings
@@ -228,7 +228,7 @@ def _stop(session: Session, lead: Lead, reason: str, actor: str) -> int:
         actor=actor,
         lead_id=lead.id,
         sources=(ItemSource.CADENCE,),
-        kinds=(ItemKind.EMAIL,),
+        kinds=MESSAGE_KINDS,
     )
 
 
@@ -359,7 +359,7 @@ def record_event(
 
 def _cadence_running(session: Session, item: ReviewItem) -> str | None:
     lead = session.get(Lead, item.lead_id)
-    if item.kind == ItemKind.EMAIL and lead.cadence_stopped_at is not None:
+    if item.kind in MESSAGE_KINDS and lead.cadence_stopped_at is not None:
         return f"cadence stopped: {lead.cadence_stop_reason}"
     return None
 

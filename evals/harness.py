@@ -4,6 +4,7 @@ whatever the environment says). Each case starts from empty tables."""
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import tempfile
 from contextlib import ExitStack
@@ -21,6 +22,7 @@ from core.models import (
     Account,
     AuditEvent,
     Base,
+    ChannelMessage,
     Contact,
     Deal,
     Lead,
@@ -55,6 +57,9 @@ class Sandbox:
             checkpoint_url=f"sqlite:///{self.folder / 'checkpoints.sqlite'}",
             outbox_dir=self.folder / "outbox",
             smtp_url=None,  # approved sends become .eml files in the sandbox, never real mail
+            twilio_account_sid=None,  # texts become message files in the sandbox too, never real SMS/WhatsApp
+            whatsapp_access_token=None,
+            channel_quiet_hours="",  # the same result at any hour of the day
             kb_url=None,  # the embedded knowledge base under the sandbox folder, not the business's server
             rubric_path=base.rubric_path,
             undo_seconds=0,
@@ -125,6 +130,33 @@ class Sandbox:
         self.worker.run_until_idle()
         return self.observe(lead_id)
 
+    def run_inbound(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """Messages arriving on SMS or WhatsApp (as the webhooks pass them on), the worker run after each; what a
+        reviewer would see for the lead they made (or replied on)."""
+        from deals.inbound import InboundMessage, receive
+
+        lead_id = None
+        for n, m in enumerate(messages):
+            msg = InboundMessage(
+                channel=m["channel"],
+                provider_message_id=m.get("id") or f"eval-{n}",
+                from_number=m["from"],
+                body=m["body"],
+                profile_name=m.get("profile_name"),
+            )
+            with session_scope(self.settings) as session:
+                lead_id = receive(session, self.settings, msg, actor="eval").get("lead_id") or lead_id
+            self.worker.run_until_idle()
+        if lead_id is None:
+            raise ValueError("no inbound message of the case made or reached a lead")
+        return self.observe(lead_id)
+
+    def age_messages(self, hours: float) -> None:
+        """Move every inbound text back in time (a reviewer approving long after the customer wrote)."""
+        with session_scope(self.settings) as session:
+            for message in session.scalars(select(ChannelMessage)).all():
+                message.received_at = message.received_at - dt.timedelta(hours=hours)
+
     def observe(self, lead_id: int) -> dict[str, Any]:
         with session_scope(self.settings) as session:
             lead = session.get(Lead, lead_id)
@@ -144,6 +176,7 @@ class Sandbox:
                 "lead_status": lead.status,
                 "grade": lead.grade,
                 "contact_email": contact.email if contact else None,
+                "contact_phone": contact.phone_e164 if contact else None,
                 "items": [
                     {
                         "id": i.id,
@@ -159,7 +192,14 @@ class Sandbox:
                     for i in items
                 ],
                 "sent": [
-                    {"to": m.to_addr, "subject": m.subject, "body": m.body, "item": m.review_item_id} for m in sent
+                    {
+                        "to": m.to_addr,
+                        "subject": m.subject,
+                        "body": m.body,
+                        "item": m.review_item_id,
+                        "channel": m.channel,
+                    }
+                    for m in sent
                 ],
                 "refused_tools": [e.after for e in refused],
                 "llm": {

@@ -153,6 +153,9 @@ class RevloopClient:
     def timeline(self, item_id: int) -> list[dict[str, Any]]:
         return self._call("GET", f"/v1/review-items/{item_id}/timeline")
 
+    def conversation(self, contact_id: int, limit: int = 50) -> dict[str, Any]:
+        return self._call("GET", f"/v1/contacts/{contact_id}/conversation", params={"limit": limit})
+
     def kpis(self, days: int = 30) -> dict[str, Any]:
         return self._call("GET", "/v1/kpis", params={"days": days})
 

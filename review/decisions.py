@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, selectinload
 from core import audit, jobs, schemas
 from core.db import insert_once
 from core.enums import (
+    MESSAGE_KINDS,
     DecisionAction,
-    ItemKind,
     ItemSource,
     ItemStatus,
     JobKind,
@@ -280,9 +280,13 @@ def _pending(item: ReviewItem, verb: str = "decide") -> None:
 
 
 # What a customer reads: the guard checks these items' final subject and body at approval.
-GUARDED_KINDS = (ItemKind.EMAIL,)
+GUARDED_KINDS = MESSAGE_KINDS  # email, SMS, WhatsApp
 # Draft content that is not a record: the text itself, what the app shows, the model's own words, a reason.
 NOT_RECORDS = {
+    "channel",
+    "characters",
+    "encoding",
+    "segments",
     "subject",
     "body",
     "guard_flags",

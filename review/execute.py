@@ -16,12 +16,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.enums import NEEDS_ATTENTION_STATES, ItemKind, ItemStatus, NotificationKind
+from core.enums import MESSAGE_KINDS, NEEDS_ATTENTION_STATES, ItemKind, ItemStatus, NotificationKind
 from core.models import ReviewItem
 from core.notifications import notify
 from core.settings import Settings
 from crm import writeback as crm_writeback
-from review import outbox
+from review import channels, outbox
 from review.queue import RecipientOptedOut, approved_action, log_activity, mark_executed
 
 # Returns why the action must not happen any more (the records changed since approval), or None.
@@ -63,9 +63,12 @@ def execute_approved(settings: Settings, review_item_id: int, rule: Rule) -> Out
             mark_executed(session, item, status=ItemStatus.DONE, result=result, actor=rule.actor)
             return Outcome(ItemStatus.DONE, result)
         kind = item.kind
-    if kind == ItemKind.EMAIL:
+    if kind in MESSAGE_KINDS:
         try:
-            sent = outbox.send_approved_email(settings, review_item_id)
+            if kind == ItemKind.EMAIL:
+                sent = outbox.send_approved_email(settings, review_item_id)
+            else:  # SMS or WhatsApp: to the contact record's number, consent and window re-checked
+                sent = channels.send_approved_message(settings, review_item_id)
         except RecipientOptedOut as exc:
             return _finish_unsent(settings, review_item_id, ItemStatus.CANCELLED, {"reason": exc.message}, rule)
         except outbox.SendFailed as exc:
@@ -79,8 +82,8 @@ def execute_approved(settings: Settings, review_item_id: int, rule: Rule) -> Out
         except outbox.DeliveryUnknown as exc:
             row = exc.row
             result = {
-                "reason": "the worker stopped after handing the message to the mail server and before its answer "
-                "was recorded: it may have been delivered",
+                "reason": "the worker stopped after handing the message to the mail server (or SMS/WhatsApp "
+                "provider) and before its answer was recorded: it may have been delivered",
                 "outbox_id": row.id,
                 "to": row.to_addr,
                 "message_id": row.message_id,
@@ -91,12 +94,17 @@ def execute_approved(settings: Settings, review_item_id: int, rule: Rule) -> Out
         status = ItemStatus.SENT
         result = {"outbox_id": sent.id, "to": sent.to_addr, "transport": sent.transport}
         sent_email = (sent.subject, sent.body, sent.sent_at or sent.created_at, sent.to_addr)
-        activity = ("email_sent", f"Sent '{sent.subject}' to {sent.to_addr}")
+        if kind == ItemKind.EMAIL:
+            activity = ("email_sent", f"Sent '{sent.subject}' to {sent.to_addr}")
+        else:
+            result.update(channel=sent.channel, provider_message_id=sent.provider_message_id)
+            label = "SMS" if kind == ItemKind.SMS else "WhatsApp message"
+            activity = (f"{kind}_sent", f"Sent {label} to {sent.to_addr}: {sent.body[:80]}")
     else:  # a call task: the person does it; the item records that it was handed over
         status, result = ItemStatus.DONE, {"task": kind}
     with session_scope(settings) as session:
         item, decision = approved_action(session, review_item_id)
-        if kind != ItemKind.EMAIL:
+        if kind not in MESSAGE_KINDS:
             activity = (kind, decision.final_subject or item.draft.get("subject") or kind.replace("_", " "))
         if mark_executed(
             session, item, status=status, result=result, actor=rule.actor, also_from=NEEDS_ATTENTION_STATES

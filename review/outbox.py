@@ -183,6 +183,8 @@ def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessag
             contact = session.get(Contact, item.contact_id) if item.contact_id else None
             if contact is None:
                 raise NotApproved(f"review item {review_item_id} has no contact record to send to")
+            if not contact.email:  # known by phone number only (wrote on SMS or WhatsApp)
+                raise RecipientOptedOut(f"contact {contact.id} has no email address; item {review_item_id} not sent")
             if contact.do_not_email:
                 raise RecipientOptedOut(
                     f"contact {contact.id} opted out of email; review item {review_item_id} not sent"

@@ -15,6 +15,7 @@ from core import audit
 from core.db import insert_once
 from core.enums import (
     APPROVED_STATES,
+    PHONE_KINDS,
     DecisionAction,
     ItemKind,
     ItemSource,
@@ -24,10 +25,12 @@ from core.enums import (
     ReviewQueue,
 )
 from core.errors import Conflict
-from core.models import Activity, Decision, ReviewItem, utcnow
+from core.models import Activity, Contact, Decision, ReviewItem, utcnow
 from core.notifications import notify
+from crm.consent import may_message
 from crm.records import set_lead_status
 from review import templates
+from review.segments import text_stats
 
 
 class NotApproved(Conflict):
@@ -96,7 +99,18 @@ class Draft(BaseModel):
                 else {}
             ),
             **({"attachments": self.attachments} if self.attachments else {}),
+            **(self.text_facts() if self.kind in PHONE_KINDS else {}),
             **self.refs,
+        }
+
+    def text_facts(self) -> dict[str, Any]:
+        """What the closer sees beside an SMS or WhatsApp text: its channel, length and SMS segments."""
+        stats = text_stats(self.body)
+        return {
+            "channel": self.kind.value,
+            "characters": stats.characters,
+            "encoding": stats.encoding,
+            "segments": stats.segments,
         }
 
 
@@ -141,6 +155,11 @@ def enqueue(session: Session, draft: Draft, *, actor: str) -> ReviewItem:
     cancels the other pending items with that key in the same transaction, each audited with the reason."""
     if not draft.dedupe_key:
         raise ValueError("a draft needs its dedupe_key before it is queued")
+    if draft.kind in PHONE_KINDS:
+        # No draft on a channel the contact may not get: no number, no consent, or an opt-out (forever).
+        refused = may_message(session, session.get(Contact, draft.contact_id) if draft.contact_id else None, draft.kind)
+        if refused:
+            raise RecipientOptedOut(f"no {draft.kind} draft: {refused}")
     item, created = insert_once(
         session,
         ReviewItem(

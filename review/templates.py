@@ -20,6 +20,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.models import MessageTemplate, utcnow
 from review import sandbox
 from review.texts.cadences import TEMPLATES as CADENCE_TEMPLATES
+from review.texts.channels import TEMPLATES as CHANNEL_TEMPLATES
 from review.texts.collections import TEMPLATES as DUNNING_TEMPLATES
 from review.texts.deals import TEMPLATES as DEAL_TEMPLATES
 from review.texts.lead import TEMPLATES as LEAD_TEMPLATES
@@ -28,7 +29,13 @@ from review.texts.lead import TEMPLATES as LEAD_TEMPLATES
 # all render through render_parts.
 _env = sandbox.LimitedSandbox(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
 
-BUILT_IN: dict[str, dict[str, str]] = {**LEAD_TEMPLATES, **CADENCE_TEMPLATES, **DUNNING_TEMPLATES, **DEAL_TEMPLATES}
+BUILT_IN: dict[str, dict[str, str]] = {
+    **LEAD_TEMPLATES,
+    **CADENCE_TEMPLATES,
+    **DUNNING_TEMPLATES,
+    **DEAL_TEMPLATES,
+    **CHANNEL_TEMPLATES,
+}
 LEAD_FIELDS = {
     "first_name": "Jane",
     "full_name": "Jane Doe",
@@ -114,6 +121,7 @@ REQUIRED = {
     "dunning_firm": {"number", "amount", "payment_link"},
     "dunning_final": {"number", "amount"},
     "call_task": set(),
+    "text_first_touch": {"sender_name"},
 }
 
 

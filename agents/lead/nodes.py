@@ -10,17 +10,21 @@ import re
 from typing import Any
 
 from langgraph.types import interrupt
+from sqlalchemy import select
 
 from agents.lead import instructions, routing
 from agents.lead.prompts import TEMPLATE_FOR_ACTION, topics_phrase
 from agents.lead.research import research
 from agents.lead.state import LeadState
 from core.db import session_scope
-from core.enums import ItemKind, ItemSource, LeadStatus
+from core.enums import MESSAGE_KINDS, ItemKind, ItemSource, LeadStatus
+from core.models import Contact
 from core.settings import Settings
 from crm import records
+from crm.consent import may_message
 from review import queue as review_queue
 from review import templates as message_templates
+from review.channels import whatsapp_window_open
 from review.execute import Rule, execute_approved
 from review.guard import ungrounded
 from review.injection import injection_flags, injection_signals, lead_text
@@ -29,6 +33,8 @@ from scoring.scorer import score_lead
 # First touches are sent by the one executor with no further check: the approval and the contact's
 # consent (re-read at send) are what they need.
 EXECUTION = Rule(actor="agent:lead")
+TEXTS = ("sms", "whatsapp")
+TEXT_TEMPLATE = "text_first_touch"
 
 NEXT_ACTION_FOR_GRADE = {"A": "call_now", "B": "fast_cadence", "C": "nurture", "D": "polite_decline"}
 NEXT_ACTION_LABEL = {
@@ -52,7 +58,7 @@ def plain(value: Any) -> str | None:
 def _display_name(facts: dict[str, Any]) -> tuple[str, str]:
     person = facts.get("contact") or facts["lead"]
     first, last = plain(person.get("first_name")), plain(person.get("last_name"))
-    full = " ".join(p for p in (first, last) if p) or facts["lead"]["email"]
+    full = " ".join(p for p in (first, last) if p) or facts["lead"]["email"] or facts["lead"].get("phone") or "there"
     return first or "there", full
 
 
@@ -190,7 +196,8 @@ class LeadNodes:
     def route(self, state: LeadState) -> dict[str, Any]:
         facts = state["facts"]
         lead, contact = facts["lead"], facts.get("contact") or {}
-        may_email = lead["consent_email"] and not contact.get("do_not_email", False)
+        may_email = lead["consent_email"] and bool(lead.get("email")) and not contact.get("do_not_email", False)
+        text_channel = self._text_channel(lead, contact)
         may_call = (
             lead["consent_call"]
             and not contact.get("do_not_call", False)
@@ -198,7 +205,9 @@ class LeadNodes:
         )
         brief = state["brief"]
         next_action = brief["next_action"]
-        if may_email:
+        if text_channel:
+            channel = text_channel  # the lead wrote on SMS or WhatsApp (or prefers it): answer there
+        elif may_email:
             channel = "email"
         elif may_call and next_action != "polite_decline":
             channel = "call_task"
@@ -222,6 +231,21 @@ class LeadNodes:
                 "assignee": None if queue == "exception" else routing.pick_assignee(self.settings, region, service),
             }
         }
+
+    def _text_channel(self, lead: dict[str, Any], contact: dict[str, Any]) -> str | None:
+        """SMS or WhatsApp when the lead came in on it (or the contact prefers it) and the contact record allows it:
+        a number, consent and no opt-out; WhatsApp free text only inside the 24-hour window."""
+        if not contact.get("id"):
+            return None
+        with session_scope(self.settings, readonly=True) as session:
+            record = session.get(Contact, contact["id"])
+            wanted = [c for c in (lead.get("source"), record.preferred_channel if record else None) if c in TEXTS]
+            for channel in wanted:
+                if may_message(session, record, channel) is None and (
+                    channel != "whatsapp" or whatsapp_window_open(session, record.id)
+                ):
+                    return channel
+        return None
 
     def draft(self, state: LeadState) -> dict[str, Any]:
         facts, brief, route = state["facts"], state["brief"], state["route"]
@@ -254,6 +278,8 @@ class LeadNodes:
             "opening": ((state.get("research") or {}).get("insight") or {}).get("opening_line", "").strip(),
         }
         template = "call_task" if route["channel"] == "call_task" else TEMPLATE_FOR_ACTION[route["next_action"]]
+        if route["channel"] in TEXTS:
+            template = TEXT_TEMPLATE
         redrafts = list(state.get("redrafts") or [])
         decision = state.get("decision") or {}
         said: instructions.Redraft | None = None
@@ -262,7 +288,9 @@ class LeadNodes:
             # drop the model-written opening line (the one part of a draft no template controls).
             previous = state["draft"]["template"]
             template = decision.get("template") or previous
-            if route["channel"] != "email":
+            if route["channel"] in TEXTS:
+                template = TEXT_TEMPLATE  # the text channel has one short template
+            elif route["channel"] != "email":
                 template = "call_task"  # email is not allowed for this contact, whatever was asked
             slots["opening"] = ""
             if decision.get("instruction"):
@@ -272,6 +300,8 @@ class LeadNodes:
                 slots.update({k: earlier[k] for k in (*instructions.SWITCH_SLOTS, "topics") if k in earlier})
                 said = self._follow_instruction(decision["instruction"], template, slots, route, brief, facts["lead"])
                 template, slots = said.template, said.slots
+                if route["channel"] in TEXTS:
+                    template = TEXT_TEMPLATE
             redrafts.append(
                 {
                     "review_item_id": decision.get("review_item_id"),
@@ -283,6 +313,8 @@ class LeadNodes:
                 }
             )
         kind = ItemKind.CALL_TASK if template == "call_task" else ItemKind.EMAIL
+        if route["channel"] in TEXTS:
+            kind = ItemKind(route["channel"])
         # The approved version of the template, else built-in.
         with session_scope(self.settings, readonly=True) as session:
             draft, parts = review_queue.compose(
@@ -295,7 +327,8 @@ class LeadNodes:
                 thread_id="",  # the runner fills in the thread and the Interrupt.id when it queues the item
                 lead_id=state["lead_id"],
                 contact_id=contact.get("id"),
-                to=contact.get("email"),  # shown to the reviewer; the send re-reads the contact record
+                # Shown to the reviewer; the send re-reads the contact record (never the lead's text).
+                to=contact.get("email") if kind == ItemKind.EMAIL else self._number(contact),
                 brief=state["brief"],
                 queue=route["queue"],
                 sla_due_at=route["sla_due_at"],
@@ -315,9 +348,15 @@ class LeadNodes:
             *(str(v) for k, v in slots.items() if k not in ("opening", "summary")),
         ]
         # The guard checks what reaches a customer; a call task is an internal note for the closer.
-        if kind == ItemKind.EMAIL:
+        if kind in MESSAGE_KINDS:
             draft.guard_flags = ungrounded(draft.subject + "\n" + draft.body, grounded_in)
         return {"redrafts": redrafts, "draft": draft.model_dump(mode="json")}
+
+    def _number(self, contact: dict[str, Any]) -> str | None:
+        if not contact.get("id"):
+            return None
+        with session_scope(self.settings, readonly=True) as session:
+            return session.scalar(select(Contact.phone_e164).where(Contact.id == contact["id"]))
 
     def _follow_instruction(
         self,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -12,7 +14,9 @@ from pydantic import BaseModel, ValidationError
 from api.deps import SessionDep, SettingsDep
 from billing import ledger as billing
 from core import webhooks
+from core.errors import Forbidden, InvalidInput
 from core.schemas import (
+    ChannelWebhookResult,
     LeadAccepted,
     LeadCreate,
     PaymentNotice,
@@ -22,6 +26,7 @@ from core.schemas import (
 )
 from crm.capture import capture_lead
 from deals import flow as deals
+from deals import inbound
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -140,3 +145,136 @@ def esign_webhook(
     signed_at = notice.signed_at if notice.signed_at.tzinfo else notice.signed_at.replace(tzinfo=dt.UTC)
     result = deals.signed(session, settings, notice.deal_id, signed_at=signed_at, actor="webhook:esign")
     return {**result, "status": notice.status, "acted": not result["duplicate"]}
+
+
+# --- SMS and WhatsApp: the providers' own signatures and shapes ---------------------------------------------
+
+WHATSAPP_EXAMPLE = {
+    "object": "whatsapp_business_account",
+    "entry": [
+        {
+            "id": "WABA_ID",
+            "changes": [
+                {
+                    "field": "messages",
+                    "value": {
+                        "messaging_product": "whatsapp",
+                        "contacts": [{"profile": {"name": "Amina"}, "wa_id": "254712345678"}],
+                        "messages": [
+                            {
+                                "from": "254712345678",
+                                "id": "wamid.HBgM...",
+                                "timestamp": "1764750000",
+                                "type": "text",
+                                "text": {"body": "Hello, can I get a quote?"},
+                            }
+                        ],
+                        "statuses": [{"id": "wamid.HBgN...", "status": "delivered", "timestamp": "1764750100"}],
+                    },
+                }
+            ],
+        }
+    ],
+}
+
+
+@router.get(
+    "/whatsapp",
+    summary="WhatsApp webhook verification (Meta's subscribe handshake): echoes hub.challenge",
+    description="Meta calls this once when the webhook is set up: `hub.mode=subscribe`, `hub.verify_token` (must "
+    "equal REVLOOP_WHATSAPP_VERIFY_TOKEN) and `hub.challenge`, which is answered as plain text.",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, 403: {"description": "wrong token"}},
+)
+def whatsapp_verify(request: Request, settings: SettingsDep) -> Response:
+    params = request.query_params
+    token = settings.whatsapp_verify_token
+    if not token:
+        raise webhooks.WebhookNotConfigured("set REVLOOP_WHATSAPP_VERIFY_TOKEN to subscribe the WhatsApp webhook")
+    if params.get("hub.mode") != "subscribe" or params.get("hub.verify_token") != token:
+        raise Forbidden("hub.verify_token does not match REVLOOP_WHATSAPP_VERIFY_TOKEN (or hub.mode is not subscribe)")
+    return Response(params.get("hub.challenge", ""), media_type="text/plain")
+
+
+@router.post(
+    "/whatsapp",
+    response_model=ChannelWebhookResult,
+    summary="WhatsApp Business Cloud API notifications (X-Hub-Signature-256): inbound messages and statuses",
+    description="Verified with `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(REVLOOP_WHATSAPP_APP_SECRET, raw "
+    "body)>` (401 otherwise, and nothing is recorded). A message from an unknown number becomes a lead (E.164); "
+    "from a known contact it is a reply (the cadence stops, the closer gets a hand-off); STOP or UNSUBSCRIBE opts "
+    "the number out of WhatsApp for good. Statuses (sent, delivered, read, failed) update our messages. A message "
+    "id delivered again is recorded once.",
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {"schema": {"type": "object"}, "example": WHATSAPP_EXAMPLE}},
+            "required": True,
+        }
+    },
+)
+def whatsapp_webhook(
+    body: RawBody,
+    session: SessionDep,
+    settings: SettingsDep,
+    signature: Annotated[str | None, Header(alias=webhooks.WHATSAPP_SIGNATURE_HEADER)] = None,
+) -> dict[str, Any]:
+    webhooks.verify_whatsapp(settings.whatsapp_app_secret, body, signature)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise InvalidInput("the body must be JSON (a WhatsApp notification)", details={"field": "body"}) from None
+    if not isinstance(payload, dict):
+        raise InvalidInput("the body must be a JSON object", details={"field": "body"})
+    return inbound.receive_whatsapp(session, settings, payload)
+
+
+@router.post(
+    "/sms",
+    summary="Twilio-compatible SMS webhook (X-Twilio-Signature): inbound SMS and StatusCallback",
+    description="Verified with Twilio's request signature (`X-Twilio-Signature`, keyed by "
+    "REVLOOP_TWILIO_AUTH_TOKEN, over REVLOOP_PUBLIC_URL + the path when set, else the URL as received); 401 "
+    "otherwise, and nothing is recorded. Form fields as Twilio posts them: an inbound SMS (`From`, `Body`, "
+    "`MessageSid`) becomes a lead, a reply or (STOP, UNSUBSCRIBE) an opt-out for good; a status callback "
+    "(`MessageSid`, `MessageStatus`) updates our message. Answers empty TwiML: nothing is sent without review.",
+    response_class=Response,
+    responses={200: {"content": {"text/xml": {"schema": {"type": "string"}}}, "description": "Empty TwiML"}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "MessageSid": {"type": "string"},
+                            "From": {"type": "string"},
+                            "To": {"type": "string"},
+                            "Body": {"type": "string"},
+                            "MessageStatus": {"type": "string"},
+                        },
+                        "required": ["MessageSid"],
+                    }
+                }
+            },
+            "required": True,
+        }
+    },
+)
+def sms_webhook(
+    request: Request,
+    body: RawBody,
+    session: SessionDep,
+    settings: SettingsDep,
+    signature: Annotated[str | None, Header(alias=webhooks.TWILIO_SIGNATURE_HEADER)] = None,
+) -> Response:
+    params = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+    if settings.public_url:
+        query = f"?{request.url.query}" if request.url.query else ""
+        url = settings.public_url.rstrip("/") + request.url.path + query
+    else:
+        url = str(request.url)
+    webhooks.verify_twilio(settings.twilio_auth_token, url, params, signature)
+    inbound.receive_sms(session, settings, params)
+    return Response(TWIML_EMPTY, media_type="text/xml")
+
+
+TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'

@@ -349,6 +349,12 @@ def _draft(item: ReviewItem, editing: bool) -> tuple[str, str]:
     """The draft as it will go out: read-only until Edit (E); the subject and body the approval sends."""
     draft = item.draft
     st.markdown(f"**To:** {md(draft.get('to') or '(contact record)')}  ·  template {md(item.template)}")
+    if draft.get("channel") in TEXT_CHANNELS:
+        segments = f" · {draft.get('segments')} SMS segment(s), {draft.get('encoding')}" if item.kind == "sms" else ""
+        st.caption(
+            f"{TEXT_CHANNELS[draft['channel']]} to the contact record's number · {draft.get('characters')} characters"
+            + segments
+        )
     if draft.get("attachments"):
         st.caption("Attached: " + ", ".join(md(a["filename"]) for a in draft["attachments"]))
     if not editing:
@@ -558,6 +564,41 @@ def _unsupported_facts(item_id: int) -> list[str]:
     ]
 
 
+TEXT_CHANNELS = {"sms": "SMS", "whatsapp": "WhatsApp"}
+CHANNEL_LABELS = {"email": "Email", **TEXT_CHANNELS}
+
+
+def _conversation(client: RevloopClient, contact_id: int | None) -> None:
+    """The contact's messages across email, SMS and WhatsApp, newest first, with delivery status."""
+    if contact_id is None:
+        return
+    try:
+        thread = client.conversation(contact_id)
+    except ApiError as exc:
+        show_error(exc)
+        return
+    messages = thread["messages"]
+    consent = ", ".join(f"{CHANNEL_LABELS[c]} {s.replace('_', ' ')}" for c, s in thread["consent"].items() if s)
+    with st.expander(f"Conversation ({len(messages)} messages)" + (f" · {consent}" if consent else ""), expanded=False):
+        if not messages:
+            st.caption("No messages yet.")
+            return
+        st.dataframe(
+            [
+                {
+                    "when": m["at"][:19].replace("T", " "),
+                    "channel": CHANNEL_LABELS.get(m["channel"], m["channel"]),
+                    "": "→ sent" if m["direction"] == "out" else "← received",
+                    "text": (f"{m['subject']}: " if m.get("subject") else "") + m["text"][:300],
+                    "status": m["status"],
+                }
+                for m in messages
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+
+
 def _timeline(client: RevloopClient, item_id: int) -> None:
     try:
         entries = client.timeline(item_id)
@@ -648,4 +689,5 @@ def page(client: RevloopClient, me: dict, item_id: int) -> None:
             width="stretch",
         )
         st.caption("Recipient, names and company come from CRM records; the lead's message is shown beside it.")
+    _conversation(client, item.contact_id)
     _timeline(client, item.id)

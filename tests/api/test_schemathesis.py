@@ -65,6 +65,9 @@ def bearer(request, database, tmp_path_factory) -> Iterator[str]:
         webhook_secret_leads="schemathesis-leads",
         webhook_secret_payments="schemathesis-payments",
         webhook_secret_esign="schemathesis-esign",
+        twilio_auth_token="schemathesis-sms",
+        whatsapp_app_secret="schemathesis-whatsapp",
+        whatsapp_verify_token="schemathesis-verify",
     )
     _truncate(settings)
     with session_scope(settings) as session:

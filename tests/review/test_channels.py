@@ -1,0 +1,329 @@
+"""SMS and WhatsApp end to end over real HTTP: inbound webhook -> lead -> brief -> draft on that channel ->
+approve -> exactly one provider request (a local server speaking Twilio's and the WhatsApp Cloud API's shapes)
+-> status callbacks; STOP blocks later drafts; forged signatures are refused and record nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+
+import pytest
+from sqlalchemy import func, select, update
+from twilio.request_validator import RequestValidator
+
+from core.db import session_scope
+from core.enums import ItemKind, ItemSource
+from core.models import (
+    AuditEvent,
+    ChannelConsent,
+    ChannelMessage,
+    Contact,
+    Lead,
+    LeadEvent,
+    OutboxMessage,
+    ReviewItem,
+    utcnow,
+)
+from review import queue as review_queue
+from tests.channel_providers import FakeProviders
+from tests.factories import auth, lead_payload
+
+PUBLIC_URL = "https://revloop.example.com"  # what Twilio signs: the URL as the provider reaches us
+SMS_NUMBER = "+14155552671"
+WA_NUMBER = "254712345678"  # WhatsApp sends numbers without the plus
+
+
+@pytest.fixture
+def providers(settings):
+    """Provider settings pointing at the local fake; quiet hours far from now in any test number's zone."""
+    with FakeProviders() as fake:
+        settings.public_url = PUBLIC_URL
+        settings.twilio_account_sid = "ACtest"
+        settings.twilio_auth_token = "test-auth-token"
+        settings.twilio_api_url = fake.url
+        settings.sms_from = "+15005550006"
+        settings.whatsapp_access_token = "test-wa-token"
+        settings.whatsapp_phone_number_id = "1234567890"
+        settings.whatsapp_api_url = fake.url + "/v21.0"
+        settings.whatsapp_app_secret = "test-app-secret"
+        settings.whatsapp_templates = "payment_reminder:en"
+        far = utcnow() + dt.timedelta(hours=12)
+        settings.channel_quiet_hours = f"{far:%H:%M}-{far + dt.timedelta(minutes=1):%H:%M}"
+        yield fake
+
+
+def post_sms(http, params: dict[str, str], *, token: str = "test-auth-token"):
+    signature = RequestValidator(token).compute_signature(f"{PUBLIC_URL}/v1/webhooks/sms", params)
+    return http.post("/v1/webhooks/sms", data=params, headers={"X-Twilio-Signature": signature})
+
+
+def inbound_sms(sid: str, body: str, sender: str = SMS_NUMBER) -> dict[str, str]:
+    return {"MessageSid": sid, "AccountSid": "ACtest", "From": sender, "To": "+15005550006", "Body": body}
+
+
+def post_whatsapp(http, payload: dict, *, secret: str = "test-app-secret"):
+    body = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return http.post(
+        "/v1/webhooks/whatsapp",
+        content=body,
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+    )
+
+
+def wa_notification(messages=(), statuses=(), name: str = "Amina Otieno") -> dict:
+    value = {"messaging_product": "whatsapp", "metadata": {"phone_number_id": "1234567890"}}
+    if messages:
+        value["contacts"] = [{"profile": {"name": name}, "wa_id": WA_NUMBER}]
+        value["messages"] = list(messages)
+    if statuses:
+        value["statuses"] = list(statuses)
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
+def wa_text(wamid: str, body: str) -> dict:
+    return {
+        "from": WA_NUMBER,
+        "id": wamid,
+        "timestamp": str(int(utcnow().timestamp())),
+        "type": "text",
+        "text": {"body": body},
+    }
+
+
+def pending_for(http, settings, lead_id: int) -> dict:
+    page = http.get("/v1/review-items", params={"status": "pending"}, headers=auth(settings, "closer")).json()
+    items = [i for i in page["items"] if i["lead_id"] == lead_id]
+    assert len(items) == 1, page
+    return http.get(f"/v1/review-items/{items[0]['id']}", headers=auth(settings, "closer")).json()
+
+
+def the_lead(settings, phone: str) -> Lead:
+    with session_scope(settings) as session:
+        lead = session.scalars(select(Lead).where(Lead.phone == phone)).one()
+        session.expunge(lead)
+        return lead
+
+
+def count(settings, model) -> int:
+    with session_scope(settings) as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_sms_inbound_to_lead_to_one_approved_text_then_status_and_stop(settings, providers, http, worker):
+    r = post_sms(http, inbound_sms("SMin0001", "Hi, do you deliver pallets to Oakland? Need a quote"))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/xml") and "<Response>" in r.text
+    lead = the_lead(settings, SMS_NUMBER)  # E.164, from the provider's From
+    assert lead.email is None and lead.source == "sms"
+    worker.run_until_idle()
+
+    item = pending_for(http, settings, lead.id)
+    assert item["kind"] == "sms" and item["brief"]["grade"] in "ABCD"
+    draft = item["draft"]
+    assert draft["to"] == SMS_NUMBER and draft["channel"] == "sms"
+    assert draft["characters"] == len(draft["body"]) and draft["segments"] >= 1 and draft["encoding"] == "GSM-7"
+    assert "STOP" in draft["body"]
+    closer = auth(settings, "closer")
+    r = http.post(f"/v1/review-items/{item['id']}/approve", headers=closer)
+    assert r.status_code == 200, r.text
+    assert providers.requests == []  # nothing leaves before the worker executes the approval
+    worker.run_until_idle()
+    worker.run_until_idle()  # a second pass sends nothing more
+
+    [sent] = providers.requests
+    assert sent.path == "/2010-04-01/Accounts/ACtest/Messages.json"
+    assert sent.form["To"] == SMS_NUMBER and sent.form["Body"] == draft["body"]
+    assert sent.form["From"] == "+15005550006"
+    assert sent.form["StatusCallback"] == f"{PUBLIC_URL}/v1/webhooks/sms"
+    final = http.get(f"/v1/review-items/{item['id']}", headers=closer).json()
+    assert final["status"] == "sent" and final["result"]["to"] == SMS_NUMBER
+    sid = final["result"]["provider_message_id"]
+    assert sid.startswith("SM")
+
+    r = post_sms(http, {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": "ACtest", "To": SMS_NUMBER})
+    assert r.status_code == 200, r.text
+    with session_scope(settings) as session:
+        row = session.scalars(select(OutboxMessage)).one()
+        assert (row.channel, row.transport, row.delivery_status) == ("sms", "twilio", "delivered")
+
+    # STOP: opted out of SMS forever (a later START changes nothing), audited; no later SMS draft is possible.
+    assert post_sms(http, inbound_sms("SMin0002", "Stop")).status_code == 200
+    assert post_sms(http, inbound_sms("SMin0003", "START")).status_code == 200
+    with session_scope(settings) as session:
+        consent = session.scalars(select(ChannelConsent).where(ChannelConsent.channel == "sms")).one()
+        assert consent.status == "opted_out" and "Stop" in consent.source
+        actions = session.scalars(select(AuditEvent.action).where(AuditEvent.entity_type == "contact")).all()
+        assert "contact.opted_out" in actions and "contact.consent_regrant_refused" in actions
+        later = review_queue.Draft(
+            source=ItemSource.CADENCE,
+            kind=ItemKind.SMS,
+            thread_id=f"cadence-{lead.id}",
+            dedupe_key="after-stop",
+            lead_id=lead.id,
+            contact_id=lead.contact_id,
+            body="Just checking in",
+        )
+        with pytest.raises(review_queue.RecipientOptedOut, match="opted out of sms"):
+            review_queue.enqueue(session, later, actor="test")
+    assert count(settings, ReviewItem) == 2  # the sent text and the hand-off of the START reply; no new SMS
+    assert len(providers.requests) == 1
+
+
+def test_whatsapp_inbound_to_lead_to_one_approved_message_with_delivery_and_read(settings, providers, http, worker):
+    r = post_whatsapp(
+        http, wa_notification([wa_text("wamid.in1", "Hello, price for 200 chairs delivered to Nairobi?")])
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["messages"] == 1 and r.json()["outcomes"][0]["outcome"] == "lead"
+    # The same notification again (Meta retries) is recorded once.
+    assert (
+        post_whatsapp(http, wa_notification([wa_text("wamid.in1", "Hello again")])).json()["outcomes"][0]["outcome"]
+        == "duplicate"
+    )
+    lead = the_lead(settings, "+" + WA_NUMBER)
+    assert (lead.first_name, lead.source) == ("Amina", "whatsapp")
+    worker.run_until_idle()
+
+    item = pending_for(http, settings, lead.id)
+    assert item["kind"] == "whatsapp" and item["draft"]["to"] == "+" + WA_NUMBER
+    r = http.post(f"/v1/review-items/{item['id']}/approve", headers=auth(settings, "closer"))
+    assert r.status_code == 200, r.text
+    worker.run_until_idle()
+
+    [sent] = providers.requests
+    assert sent.path == "/v21.0/1234567890/messages"
+    assert sent.headers["authorization"] == "Bearer test-wa-token"
+    assert sent.json == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": WA_NUMBER,
+        "type": "text",
+        "text": {"preview_url": False, "body": item["draft"]["body"]},
+    }
+    final = http.get(f"/v1/review-items/{item['id']}", headers=auth(settings, "closer")).json()
+    assert final["status"] == "sent"
+    wamid = final["result"]["provider_message_id"]
+    statuses = [
+        {"id": wamid, "status": s, "timestamp": "1764750100", "recipient_id": WA_NUMBER} for s in ("delivered", "read")
+    ]
+    assert post_whatsapp(http, wa_notification(statuses=statuses)).json()["statuses"] == 2
+    late = [{"id": wamid, "status": "sent", "timestamp": "1764750000", "recipient_id": WA_NUMBER}]
+    post_whatsapp(http, wa_notification(statuses=late))  # out of order: never moves the status back
+    with session_scope(settings) as session:
+        assert session.scalars(select(OutboxMessage.delivery_status)).one() == "read"
+
+    # The review app's conversation thread: newest first, across channels, with the delivery status.
+    post_whatsapp(http, wa_notification([wa_text("wamid.in2", "Thanks, Thursday works")]))
+    thread = http.get(f"/v1/contacts/{lead.contact_id}/conversation", headers=auth(settings, "closer")).json()
+    assert thread["phone"] == "+" + WA_NUMBER and thread["consent"] == {"sms": None, "whatsapp": "granted"}
+    assert [(m["direction"], m["channel"], m["status"]) for m in thread["messages"]] == [
+        ("in", "whatsapp", "received"),
+        ("out", "whatsapp", "read"),
+        ("in", "whatsapp", "received"),
+    ]
+    assert thread["messages"][0]["text"] == "Thanks, Thursday works"
+    assert thread["messages"][1]["text"] == item["draft"]["body"]
+
+
+def test_forged_signatures_are_refused_and_record_nothing(settings, providers, http):
+    r = post_sms(http, inbound_sms("SMforged", "Hi"), token="not-the-token")
+    assert r.status_code == 401 and "X-Twilio-Signature" in r.json()["message"]
+    r = http.post("/v1/webhooks/sms", data=inbound_sms("SMnosig", "Hi"))
+    assert r.status_code == 401
+    r = post_whatsapp(http, wa_notification([wa_text("wamid.forged", "Hi")]), secret="guessed")
+    assert r.status_code == 401 and "X-Hub-Signature-256" in r.json()["message"]
+    # The body changed after signing (a tampered number): refused too.
+    body = json.dumps(wa_notification([wa_text("wamid.x", "Hi")])).encode()
+    signature = "sha256=" + hmac.new(b"test-app-secret", body, hashlib.sha256).hexdigest()
+    tampered = body.replace(WA_NUMBER.encode(), b"254700000000")
+    r = http.post(
+        "/v1/webhooks/whatsapp",
+        content=tampered,
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+    )
+    assert r.status_code == 401
+    for model in (Lead, Contact, ChannelMessage, ChannelConsent, AuditEvent):
+        assert count(settings, model) == 0, model
+
+
+def test_a_text_from_a_known_contact_is_a_reply_that_stops_the_cadence_and_hands_off(settings, providers, http, worker):
+    # A form lead gave the number in local format; the contact record keeps it as E.164.
+    r = http.post("/v1/leads", json=lead_payload(phone="(415) 555-2671"), headers=auth(settings, "integration"))
+    assert r.status_code == 202, r.text
+    lead_id = r.json()["id"]
+    with session_scope(settings) as session:
+        assert session.scalars(select(Contact.phone_e164)).one() == SMS_NUMBER
+    assert post_sms(http, inbound_sms("SMreply1", "Yes, call me tomorrow morning")).status_code == 200
+    assert count(settings, Lead) == 1  # deduplicated by phone: no second lead
+    with session_scope(settings) as session:
+        lead = session.get(Lead, lead_id)
+        assert lead.cadence_stop_reason == "reply"
+        event = session.scalars(select(LeadEvent)).one()
+        assert (event.type, event.external_id) == ("reply", "sms:SMreply1")
+        handoff = session.scalars(select(ReviewItem).where(ReviewItem.template == "reply_handoff")).one()
+        assert handoff.kind == "call_task"
+        consent = session.scalars(select(ChannelConsent)).one()
+        assert (consent.channel, consent.status) == ("sms", "granted") and "SMreply1" in consent.source
+    # A form from the number a WhatsApp-only contact wrote from fills in that contact instead of making another.
+    post_whatsapp(http, wa_notification([wa_text("wamid.first", "Hi")]))
+    r = http.post(
+        "/v1/leads",
+        json=lead_payload(email="amina@chairs.co.ke", phone="+254 712 345678", website="https://chairs.co.ke"),
+        headers=auth(settings, "integration"),
+    )
+    assert r.status_code == 202, r.text
+    with session_scope(settings) as session:
+        contact = session.scalars(select(Contact).where(Contact.phone_e164 == "+" + WA_NUMBER)).one()
+        assert contact.email == "amina@chairs.co.ke"
+        assert session.scalar(select(func.count()).select_from(Contact)) == 2
+
+
+def test_whatsapp_outside_the_24_hour_window_only_an_approved_template_goes_out(settings, providers, http, worker):
+    post_whatsapp(http, wa_notification([wa_text("wamid.old", "Quote please")]))
+    lead = the_lead(settings, "+" + WA_NUMBER)
+    worker.run_until_idle()
+    item = pending_for(http, settings, lead.id)
+    with session_scope(settings) as session:  # the closer approves a day and a half later
+        session.execute(update(ChannelMessage).values(received_at=utcnow() - dt.timedelta(hours=36)))
+    http.post(f"/v1/review-items/{item['id']}/approve", headers=auth(settings, "closer"))
+    worker.run_until_idle()
+    final = http.get(f"/v1/review-items/{item['id']}", headers=auth(settings, "closer")).json()
+    assert final["status"] == "cancelled" and "24-hour window" in final["result"]["reason"]
+    assert providers.requests == []
+
+    # A template message (from records) may go out; a template that is not approved never does.
+    ids = {}
+    with session_scope(settings) as session:
+        for name in ("payment_reminder", "free_text_pretending"):
+            draft = review_queue.Draft(
+                source=ItemSource.CADENCE,
+                kind=ItemKind.WHATSAPP,
+                thread_id=f"cadence-{lead.id}",
+                dedupe_key=f"cadence-{name}",
+                lead_id=lead.id,
+                contact_id=lead.contact_id,
+                subject=f"WhatsApp reminder ({name})",
+                body="Reminder: invoice INV-1 of USD 10.00 is due.",
+                refs={"wa_template": {"name": name, "language": "en", "params": ["INV-1", "USD 10.00"]}},
+            )
+            ids[name] = review_queue.enqueue(session, draft, actor="test").id
+    for item_id in ids.values():
+        assert http.post(f"/v1/review-items/{item_id}/approve", headers=auth(settings, "closer")).status_code == 200
+    worker.run_until_idle()
+    [sent] = providers.requests
+    assert sent.json["type"] == "template"
+    assert sent.json["template"] == {
+        "name": "payment_reminder",
+        "language": {"code": "en"},
+        "components": [
+            {"type": "body", "parameters": [{"type": "text", "text": "INV-1"}, {"type": "text", "text": "USD 10.00"}]}
+        ],
+    }
+    abuse = http.get(f"/v1/review-items/{ids['free_text_pretending']}", headers=auth(settings, "closer")).json()
+    assert abuse["status"] == "cancelled" and "not an approved template" in abuse["result"]["reason"]
