@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -82,3 +83,28 @@ def test_worker_threads_opening_the_knowledge_base_at_once_all_get_it(settings):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_a_collection_of_the_old_vectors_on_the_server_is_re_embedded(settings, chroma_url):
+    """Issue 17: a chroma server keeps what an earlier revloop embedded with the hashed n-grams; the rebuild moves
+    it into the WordLlama collection through the HttpClient and drops the old one."""
+    import chromadb
+
+    from tools.kb_embedding import HashedNgramEmbedding
+
+    settings.kb_url = chroma_url
+    url = urlsplit(chroma_url)
+    old = chromadb.HttpClient(host=url.hostname, port=url.port).get_or_create_collection(
+        "revloop-kb", embedding_function=HashedNgramEmbedding()
+    )
+    titles = {"old-1": "Bakery", "old-2": "Schools"}
+    old.upsert(
+        ids=list(titles),
+        documents=["A bakery chain automated its supplier invoices.", "A school district scheduled parent meetings."],
+        metadatas=[{"kind": "case_study", "title": title, "record": record} for record, title in titles.items()],
+    )
+    assert kb.stale_collections(settings) == {"revloop-kb": 2}
+    assert kb.rebuild_stale(settings) == 2
+    assert kb.stale_collections(settings) == {}
+    [best] = kb.search(settings, "a chain of bakeries with invoices from suppliers", limit=1)
+    assert best["record"] == "old-1"
