@@ -11,7 +11,7 @@ import typer
 from api.cli.common import get_settings, progress_bar, user_errors
 
 eval_app = typer.Typer(
-    help="Offline eval suites (scoring, routing, drafting, safety, collections): run, list, compare.",
+    help="Offline eval suites (scoring, semantic, routing, drafting, safety, collections): run, list, compare.",
     no_args_is_help=True,
 )
 
@@ -26,7 +26,7 @@ def eval_total(name: str, dataset: Path | None) -> int:
 
 @eval_app.command("run")
 def eval_run(
-    suite: Annotated[str, typer.Argument(help="scoring | routing | drafting | safety | collections | all")],
+    suite: Annotated[str, typer.Argument(help="scoring | semantic | routing | drafting | safety | collections | all")],
     engine: Annotated[
         str, typer.Option("--engine", help="offline (deterministic) or llm (OPENAI_BASE_URL)")
     ] = "offline",

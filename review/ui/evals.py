@@ -10,9 +10,10 @@ from review.client import ApiError, RevloopClient
 from review.ui import common
 from review.ui.common import md, show_error
 
-SUITES = ["all", "scoring", "routing", "drafting", "safety", "collections"]
+SUITES = ["all", "scoring", "semantic", "routing", "drafting", "safety", "collections"]
 MAIN_METRIC = {
     "scoring": "model_auc",
+    "semantic": "auc",
     "routing": "accuracy",
     "drafting": "pass_rate",
     "safety": "safe_rate",
