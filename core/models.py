@@ -276,8 +276,11 @@ class ScoringModel(Base):
     brier: Mapped[float] = mapped_column(Float)
     log_loss: Mapped[float] = mapped_column(Float)
     calibration_error: Mapped[float] = mapped_column(Float)
-    report: Mapped[dict[str, Any]] = mapped_column(default=dict)  # CV scores, baselines, split
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)  # CV scores, baselines, split, charts
+    # The population it learned from (sources, segment values, field coverage): scoring.model.learn_domain.
+    domain: Mapped[dict[str, Any] | None] = mapped_column()
     artifact: Mapped[bytes] = mapped_column(LargeBinary)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64))  # checked before the artifact is loaded
     trained_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     promoted_at: Mapped[dt.datetime | None] = mapped_column()
     promoted_by: Mapped[str | None] = mapped_column(String(200))

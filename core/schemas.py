@@ -795,9 +795,45 @@ class ScoringModel(BaseModel):
     log_loss: float
     calibration_error: float
     report: dict[str, Any]
+    domain: dict[str, Any] | None = Field(
+        None, description="The population it learned from: sources, segment values, field coverage, learned_from"
+    )
     trained_at: dt.datetime
     promoted_at: dt.datetime | None
     promoted_by: str | None
+
+
+class ReliabilityBin(BaseModel):
+    bin: int
+    low: float
+    high: float
+    n: int
+    predicted: float = Field(description="Mean predicted probability in the bin")
+    observed: float = Field(description="Observed win rate in the bin")
+
+
+class LiftDecile(BaseModel):
+    decile: int = Field(description="1 = the tenth of held-out deals the model ranked highest")
+    n: int
+    predicted: float
+    win_rate: float
+    lift: float | None = Field(description="The decile's win rate over the overall win rate")
+
+
+class ModelCharts(BaseModel):
+    """A model's calibration (reliability bins) and lift by decile on its held-out split."""
+
+    version: str
+    status: str
+    algorithm: str
+    split: dict[str, Any] | None
+    auc: float
+    brier: float
+    ece: float
+    n: int = Field(description="Held-out deals the charts are computed on")
+    base_rate: float
+    reliability: list[ReliabilityBin]
+    lift: list[LiftDecile]
 
 
 # --- message templates -------------------------------------------------------------------------------

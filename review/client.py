@@ -263,6 +263,9 @@ class RevloopClient:
     def scoring_models(self) -> list[dict[str, Any]]:
         return self._call("GET", "/v1/scoring/models")
 
+    def model_charts(self, version: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/scoring/models/{version}/charts")
+
     def promote_model(self, version: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/scoring/models/{version}/promote")
 

@@ -29,7 +29,9 @@ FLAG_WORDS: dict[str, str] = {
     "existing_customer": "This company has bought from us before: write as to an existing customer.",
     "open_deal": "There is already an open deal with this company: check with its owner before writing.",
     "disqualified": "The lead fails an ICP rule ({arg}): the rubric says we should not pursue it.",
-    "rubric_only": "Scored by the written rubric alone: there is no trained model yet.",
+    "rubric_only": "Scored by the written rubric alone: no trained outcome model applies to this lead (yet).",
+    "model_out_of_domain": "This lead is unlike the deals the outcome model learned from (another industry, source "
+    "or country, or too few of its fields): its probability is not used and the written rubric alone scores it.",
     "conflicting_signals": "The written ICP and past outcomes disagree about this lead: use your own judgement.",
     "tool_calls_refused": "The research agent asked for tools it may not use ({arg}); they were refused.",
     "llm_unavailable": "The language model was unavailable: the deterministic engine scored and drafted this.",

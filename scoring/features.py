@@ -52,6 +52,11 @@ class FeatureSpec(BaseModel):
     numeric: list[str] = []
     categorical: list[str] = []
     post_contact: list[str] = []
+    # A snapshot field giving arrival order (a sequence number): the held-out split takes the newest quarter by
+    # it when capture times do not vary (an import stamps every row with the same time). Never a feature.
+    arrival: str | None = None
+    # Categorical fields whose values define the population a model learned from (scoring.model.learn_domain).
+    segments: list[str] = []
 
     @property
     def columns(self) -> list[str]:
@@ -71,6 +76,9 @@ class FeatureSpec(BaseModel):
             )
         if not self.columns:
             raise InvalidInput("the feature spec lists no numeric or categorical field")
+        unknown = [c for c in self.segments if c not in self.categorical]
+        if unknown:
+            raise InvalidInput(f"segments must be categorical fields of the spec: {', '.join(unknown)}")
         duplicated = {c for c in self.columns if self.columns.count(c) > 1}
         if duplicated:
             raise InvalidInput(f"fields listed twice in the feature spec: {', '.join(sorted(duplicated))}")

@@ -20,6 +20,8 @@ from scoring.features import FeatureSpec
 if TYPE_CHECKING:  # numpy is imported where a model is trained or evaluated, not when the API starts
     import numpy as np
 
+    from scoring.model import Progress
+
 
 def _closed_outcomes():
     """One row per lead with a closed deal: its outcome, 'won' when any of its deals was won."""
@@ -34,9 +36,15 @@ def _closed_outcomes():
 
 def closed_training_rows(session: Session) -> tuple[list[dict[str, Any]], list[Any], np.ndarray]:
     """(capture snapshots, capture times, won labels) of leads with a closed deal; won if any deal was won."""
+    snapshots, times, y, _ = _closed_rows(session)
+    return snapshots, times, y
+
+
+def _closed_rows(session: Session) -> tuple[list[dict[str, Any]], list[Any], np.ndarray, list[str]]:
+    """closed_training_rows and each row's source (an import's name, or 'revloop')."""
     outcome = _closed_outcomes()
     stmt = (
-        select(Lead.id, Lead.capture_features, Lead.captured_at, outcome.c.outcome)
+        select(Lead.id, Lead.capture_features, Lead.captured_at, outcome.c.outcome, Lead.external_source)
         .join(outcome, outcome.c.lead_id == Lead.id)
         .order_by(Lead.id)
     )
@@ -47,6 +55,7 @@ def closed_training_rows(session: Session) -> tuple[list[dict[str, Any]], list[A
         [r[1] or {} for r in rows],
         [r[2] for r in rows],
         np.array([1 if r[3] == DealOutcome.WON else 0 for r in rows]),
+        [r[4] or "revloop" for r in rows],
     )
 
 
@@ -80,14 +89,16 @@ def champion(session: Session) -> ScoringModel | None:
 
 
 @lru_cache(maxsize=4)
-def loaded(version: str, artifact: bytes) -> Any:
+def _verified(version: str, artifact: bytes, sha256: str | None) -> Any:
     from scoring import model as outcome_model
 
-    return outcome_model.load(artifact)
+    return outcome_model.load(artifact, sha256=sha256)
 
 
 def load_model(row: ScoringModel) -> Any:
-    return loaded(row.version, row.artifact)
+    """The row's model, its bytes checked against the digest stored at training and its types against the
+    allowlist (scoring.model.load); cached per version."""
+    return _verified(row.version, row.artifact, row.artifact_sha256)
 
 
 @dataclass
@@ -99,12 +110,13 @@ class TrainingData:
     y: np.ndarray
     rows_by_origin: dict[str, int]
     champion: ScoringModel | None
+    sources: list[str] | None = None  # each row's source (an import's name, or 'revloop')
 
 
 def read_training_data(session: Session) -> TrainingData:
     """Everything training needs, read at once (a read-only session will do)."""
-    snapshots, times, y = closed_training_rows(session)
-    return TrainingData(snapshots, times, y, training_rows_by_origin(session), champion(session))
+    snapshots, times, y, sources = _closed_rows(session)
+    return TrainingData(snapshots, times, y, training_rows_by_origin(session), champion(session), sources)
 
 
 @dataclass
@@ -115,9 +127,11 @@ class Fitted:
     comparison: dict[str, Any]
 
 
-def fit_challenger(data: TrainingData, spec: FeatureSpec, *, min_closed: int, actor: str) -> Fitted:
+def fit_challenger(
+    data: TrainingData, spec: FeatureSpec, *, min_closed: int, actor: str, progress: Progress | None = None
+) -> Fitted:
     """Fit and evaluate a challenger against the champion on the same held-out split: computation only, no
-    database (register() stores the result)."""
+    database (register() stores the result). `progress` is told each step's name as it starts."""
     from scoring import model as outcome_model
 
     spec.check_trainable()
@@ -129,15 +143,27 @@ def fit_challenger(data: TrainingData, spec: FeatureSpec, *, min_closed: int, ac
         )
     if len(set(y)) < 2:
         raise InvalidInput("closed deals must include both won and lost outcomes to train")
+    step = progress or (lambda label: None)
+    step("reading features")
     X = outcome_model.frame(snapshots, spec)
-    split = outcome_model.holdout_split(times, y)
-    result = outcome_model.train(X, y, spec, split)
+    arrival = [s.get(spec.arrival) for s in snapshots] if spec.arrival else None
+    split = outcome_model.holdout_split(times, y, arrival=arrival)
+    result = outcome_model.train(X, y, spec, split, progress=step)
+    step("recording the population it learned from")
+    sources: dict[str, int] = {}
+    for i in split.train:
+        name = data.sources[i] if data.sources else "revloop"
+        sources[name] = sources.get(name, 0) + 1
+    domain = outcome_model.learn_domain(X.iloc[split.train], spec, sources)
     current = data.champion
     champion_metrics = None
     if current is not None:
+        step("scoring the held-out split with the champion")
         current_spec = FeatureSpec.model_validate(current.feature_spec)
         X_champion = outcome_model.frame([snapshots[i] for i in split.test], current_spec)
         champion_metrics = outcome_model.metrics(y[split.test], load_model(current).predict_proba(X_champion)[:, 1])
+    step("saving the model")
+    artifact = outcome_model.dump(result.model)
     window = [t for t in times if t is not None]
     values: dict[str, Any] = dict(
         version=f"{utcnow():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
@@ -162,9 +188,13 @@ def fit_challenger(data: TrainingData, spec: FeatureSpec, *, min_closed: int, ac
                 "cutoff": result.split.cutoff,
             },
             "seconds": result.seconds,
+            "cpu_seconds": result.cpu_seconds,
             "rows_by_origin": data.rows_by_origin,
+            "charts": result.charts,
         },
-        artifact=outcome_model.dump(result.model),
+        domain=domain,
+        artifact=artifact,
+        artifact_sha256=outcome_model.digest(artifact),
     )
     if current is None:
         values.update(promoted_at=utcnow(), promoted_by=f"{actor} (first model)")
@@ -183,7 +213,14 @@ def fit_challenger(data: TrainingData, spec: FeatureSpec, *, min_closed: int, ac
         "split": values["report"]["split"],
         "rows_by_origin": values["report"]["rows_by_origin"],
         "seconds": result.seconds,
+        "cpu_seconds": result.cpu_seconds,
         "feature_spec": spec.version,
+        "domain": {
+            "rows": domain["rows"],
+            "sources": domain["sources"],
+            "segments": {k: len(v) for k, v in domain["segments"].items()},
+            "learned_from": domain["learned_from"],
+        },
     }
     return Fitted(values, comparison)
 
@@ -217,14 +254,20 @@ def train_challenger(session: Session, spec: FeatureSpec, *, min_closed: int, ac
     return register(session, fitted, actor=actor)
 
 
-def train_and_register(settings: Settings, spec: FeatureSpec, *, min_closed: int, actor: str) -> dict[str, Any]:
+def train_and_register(
+    settings: Settings, spec: FeatureSpec, *, min_closed: int, actor: str, progress: Progress | None = None
+) -> dict[str, Any]:
     """`revloop scoring train`: read the closed outcomes in a read-only session, fit outside any transaction
     (the database stays free for capture and the review app while it runs), then register in a short write."""
     from core.db import run_in_transaction, session_scope
 
+    if progress:
+        progress("reading closed deals")
     with session_scope(settings, readonly=True) as session:
         data = read_training_data(session)
-    fitted = fit_challenger(data, spec, min_closed=min_closed, actor=actor)
+    fitted = fit_challenger(data, spec, min_closed=min_closed, actor=actor, progress=progress)
+    if progress:
+        progress("storing the model")
     return run_in_transaction(settings, lambda session: register(session, fitted, actor=actor))
 
 
@@ -271,4 +314,24 @@ def evaluate_snapshots(session: Session, snapshots: list[dict[str, Any]], y: np.
         "brier": result["brier"],
         "ece": result["ece"],
         "model_version": current.version,
+    }
+
+
+def model_charts(session: Session, version: str) -> dict[str, Any]:
+    """A model's calibration (reliability bins) and lift by decile on its held-out split, as stored at training."""
+    row = session.scalar(select(ScoringModel).where(ScoringModel.version == version))
+    if row is None:
+        raise NotFound(f"no scoring model with version {version!r}")
+    stored = (row.report or {}).get("charts")
+    if not stored:
+        raise NotFound(f"model {version} was trained before charts were recorded; train a new one to see them")
+    return {
+        "version": row.version,
+        "status": row.status,
+        "algorithm": row.algorithm,
+        "split": (row.report or {}).get("split"),
+        "auc": row.auc,
+        "brier": row.brier,
+        "ece": row.calibration_error,
+        **stored,
     }

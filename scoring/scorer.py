@@ -21,6 +21,8 @@ def score_lead(session: Session, settings: Settings, facts: dict[str, Any], snap
         "rubric_score": fit.score,
         "model": None,
         "fallback": None,
+        "model_weight": 0.0,  # the share of the final score that came from the outcome model
+        "model_out_of_domain": False,
     }
     champion = registry.champion(session)
     closed = (champion.n_won + champion.n_lost) if champion else registry.count_closed(session)
@@ -30,11 +32,20 @@ def score_lead(session: Session, settings: Settings, facts: dict[str, Any], snap
             f"({closed} so far{'' if champion is None else ' in the champion'})"
         )
         return result
-    from scoring.model import top_factors  # scikit-learn loads only once there is a model
+    from scoring.model import out_of_domain, top_factors  # scikit-learn loads only once there is a model
 
+    outside = out_of_domain(champion.domain, snapshot)
+    if outside:  # a model says nothing about leads unlike those it learned from: the rubric alone scores them
+        result["model_out_of_domain"] = True
+        result["fallback"] = (
+            f"rubric only: the lead is outside the population model {champion.version} learned from: "
+            + "; ".join(outside)
+        )
+        return result
     spec = FeatureSpec.model_validate(champion.feature_spec)
     explained = top_factors(registry.load_model(champion), spec, snapshot)
     weight = settings.scoring_model_weight
+    result["model_weight"] = weight
     final = max(1, min(100, round((1 - weight) * fit.score + weight * 100 * explained["probability"])))
     result.update(
         score=final,

@@ -122,6 +122,8 @@ class LeadNodes:
             flags.append(f"disqualified:{d['id']}")
         if scoring.get("fallback"):
             flags.append("rubric_only")
+        if scoring.get("model_out_of_domain"):
+            flags.append("model_out_of_domain")  # the lead is unlike the deals the model learned from
         model_view = scoring.get("model")
         if model_view and abs(scoring["rubric_score"] / 100 - model_view["probability"]) >= 0.5:
             flags.append("conflicting_signals")  # the written ICP and past outcomes disagree
@@ -148,11 +150,19 @@ class LeadNodes:
         )
         reasons = "; ".join(c["label"].lower() for c in met) or "no rubric criterion met"
         model = scoring.get("model")
-        likelihood = (
-            f" Model: {model['probability']:.0%} likely to close."
-            if model
-            else " Scored by the rubric alone (not enough closed deals for the model yet)."
-        )
+        weight = scoring.get("model_weight", 0.0)
+        if model:
+            likelihood = (
+                f" Model: {model['probability']:.0%} likely to close."
+                f" Blend: {weight:.0%} model, {1 - weight:.0%} rubric fit."
+            )
+        elif scoring.get("model_out_of_domain"):
+            likelihood = (
+                " Scored by the rubric alone: this lead is unlike the deals the outcome model learned from "
+                f"({(scoring.get('fallback') or '').split(' learned from: ', 1)[-1]}), so its probability is not used."
+            )
+        else:
+            likelihood = " Scored by the rubric alone (not enough closed deals for the model yet)."
         summary = (
             f"{who}{f' ({firmo})' if firmo else ''}. Score {scoring['score']} ({scoring['grade']}), "
             f"fit {scoring['rubric_score']}: {reasons}."
@@ -178,6 +188,8 @@ class LeadNodes:
             "rubric_version": scoring["rubric_version"],
             "rubric_score": scoring["rubric_score"],
             "model": model,
+            "model_weight": weight,
+            "model_out_of_domain": bool(scoring.get("model_out_of_domain")),
             "fallback": scoring.get("fallback"),
             "criteria": [
                 {

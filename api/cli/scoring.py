@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -27,7 +29,10 @@ def scoring_train(
     with user_errors():
         spec = load_feature_spec(spec_path or DEFAULT_FEATURE_SPEC)
         # Reads, then fits outside any transaction, then stores the model in a short write.
-        result = train_and_register(settings, spec, min_closed=settings.scoring_min_closed_deals, actor="cli")
+        with _training_progress() as progress:
+            result = train_and_register(
+                settings, spec, min_closed=settings.scoring_min_closed_deals, actor="cli", progress=progress
+            )
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
@@ -38,7 +43,14 @@ def scoring_train(
     typer.echo(
         f"held-out split: {result['split']['kind']}, train {result['split']['train']}, "
         f"test {result['split']['test']}; chosen by CV AUC: {result['challenger']['algorithm']} "
-        f"{result['cv_auc']} in {result['seconds']}s"
+        f"{result['cv_auc']} in {result['seconds']}s ({result['cpu_seconds']} CPU-s)"
+    )
+    domain = result["domain"]
+    typer.echo(
+        f"learned from {domain['rows']} leads ({', '.join(f'{k}: {v}' for k, v in domain['sources'].items())}); "
+        f"fields it learned from: {len(domain['learned_from'])}; segment values: "
+        + (", ".join(f"{k} {v}" for k, v in domain["segments"].items()) or "none recorded")
+        + " (leads outside them are scored on the rubric alone)"
     )
     origin = result["rows_by_origin"]
     typer.echo(
@@ -54,6 +66,28 @@ def scoring_train(
         if status == ModelStatus.CHAMPION
         else f"promote it with: revloop scoring promote {result['challenger']['version']}"
     )
+
+
+# reading, features, 3 folds x 2 members, 2 final fits, evaluation, population, champion, saving, storing
+TRAINING_STEPS = 15
+
+
+@contextmanager
+def _training_progress() -> Iterator[Callable[[str], None]]:
+    """The step being run, a bar and the elapsed time, on stderr (stdout stays the result)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("training: {task.description:<44}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    task = bar.add_task("starting", total=TRAINING_STEPS)
+    with bar:
+        yield lambda step: bar.update(task, description=step, advance=1)
+        bar.update(task, description="stored", completed=TRAINING_STEPS)
 
 
 @scoring_app.command("promote")

@@ -141,6 +141,7 @@ def models_section(client: RevloopClient, role: str) -> None:
         hide_index=True,
         width="stretch",
     )
+    model_charts(client, models)
     challengers = [m["version"] for m in models if m["status"] == "challenger"]
     if role in ("manager", "admin") and challengers:
         version = st.selectbox("Challenger", challengers, key="promote_version")
@@ -152,6 +153,35 @@ def models_section(client: RevloopClient, role: str) -> None:
             else:
                 st.session_state[FLASH] = f"Promoted {md(version)}: it is now the champion and scores new leads."
                 st.rerun()
+
+
+def model_charts(client: RevloopClient, models: list[dict]) -> None:
+    """Calibration (predicted vs observed win rate) and lift by decile of one model, on its held-out split."""
+    import pandas as pd
+
+    versions = [m["version"] for m in models]
+    champion = next((m["version"] for m in models if m["status"] == "champion"), versions[0])
+    version = st.selectbox("Charts for model", versions, index=versions.index(champion), key="charts_version")
+    try:
+        charts = client.model_charts(version)
+    except ApiError as exc:
+        show_error(exc)
+        return
+    st.caption(
+        f"Held-out {md(str((charts.get('split') or {}).get('kind', '')))} split: {charts['n']} deals, "
+        f"base win rate {charts['base_rate']:.1%}; AUC {charts['auc']:.3f}, Brier {charts['brier']:.3f}, "
+        f"ECE {charts['ece']:.3f}."
+    )
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Calibration**: observed win rate per predicted-probability bin (the diagonal is perfect)")
+        reliability = pd.DataFrame(charts["reliability"])
+        reliability["perfect"] = reliability["predicted"]
+        st.line_chart(reliability, x="predicted", y=["observed", "perfect"])
+    with right:
+        st.markdown("**Lift by decile**: win rate of each tenth of deals, ranked by the model, over the base rate")
+        st.bar_chart(pd.DataFrame(charts["lift"]), x="decile", y="lift")
+    st.dataframe(pd.DataFrame(charts["lift"]), hide_index=True, width="stretch")
 
 
 if __name__ == "__main__":  # Streamlit runs this file as the page (review/ui/pages.py)

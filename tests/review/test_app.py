@@ -483,6 +483,11 @@ def test_brief_shows_the_model_and_managers_promote_a_challenger(settings, live_
     at = _signed_in(live_server, settings, "manager")
     _open(at, "icp")
     assert any("Outcome models" in s.value for s in at.subheader)
+    # The champion's calibration and lift charts, from GET /v1/scoring/models/{version}/charts.
+    assert at.selectbox(key="charts_version").value == first
+    assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 2
+    assert any(m.value.startswith("**Lift by decile**") for m in at.markdown)
+    assert list(at.dataframe[1].value["decile"]) == list(range(1, 11))
     assert at.selectbox(key="promote_version").value == second
     at.button(key="promote").click()
     at.run()
