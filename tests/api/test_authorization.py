@@ -81,6 +81,7 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
         404,
     ),
     ("GET", "/v1/scoring/models"): ("/v1/scoring/models", None, ICP, 200),
+    ("GET", "/v1/scoring/models/{version}/charts"): ("/v1/scoring/models/no-such-model/charts", None, ICP, 404),
     ("POST", "/v1/scoring/models/{version}/promote"): (
         "/v1/scoring/models/no-such-model/promote",
         None,
