@@ -122,7 +122,7 @@ def _log_email(remote: Any, data: dict[str, Any], *, checked: bool) -> str:
     contact_id = data.get("contact_remote_id")
     if not contact_id and data.get("email"):
         found = remote.find_contact(data["email"])
-        contact_id = str(found["id"]) if found.get("found") else None
+        contact_id = str(found["remote_id"]) if found.get("found") else None
     if not contact_id:
         raise _Skip(f"the CRM has no contact for {data.get('email') or 'this item'}")
     sent_at = dt.datetime.fromisoformat(data["sent_at"])

@@ -181,3 +181,18 @@ def remote_account(settings: Settings, source: str, account_id: int) -> tuple[st
         )
         account = session.get(Account, account_id)
         return remote, account.domain if account else None
+
+
+def linked_local_id(settings: Settings, source: str, object_type: str, remote_id: Any) -> int | None:
+    """revloop's id of the record a sync linked to this remote one (None: never synced)."""
+    from sqlalchemy import select
+
+    from core.db import session_scope
+    from core.models import CrmLink
+
+    with session_scope(settings, readonly=True) as session:
+        return session.scalar(
+            select(CrmLink.local_id).where(
+                CrmLink.source == source, CrmLink.object_type == object_type, CrmLink.remote_id == str(remote_id)
+            )
+        )

@@ -18,6 +18,7 @@ from crm.connectors.base import (
     CrmRejected,
     RemoteRecord,
     RetryPolicy,
+    linked_local_id,
     local_contact,
     parse_stage_map,
     remote_account,
@@ -133,12 +134,13 @@ class HubSpotBackend:
                 return None
             raise
 
-    @staticmethod
-    def _account(company: Any) -> dict[str, Any]:
+    def _account(self, company: Any) -> dict[str, Any]:
         p = company.properties or {}
         return {
             "record": f"hubspot:company:{company.id}",
-            "id": company.id,
+            # revloop's account id (what crm_account_history takes) once a sync linked it; the CRM's own id beside it
+            "id": linked_local_id(self.settings, self.name, "account", company.id),
+            "remote_id": company.id,
             "name": p.get("name"),
             "domain": p.get("domain"),
             "industry": p.get("industry"),
@@ -156,7 +158,8 @@ class HubSpotBackend:
         return {
             "found": True,
             "record": f"hubspot:contact:{contact.id}",
-            "id": contact.id,
+            "id": linked_local_id(self.settings, self.name, "contact", contact.id),
+            "remote_id": contact.id,
             "name": " ".join(x for x in (p.get("firstname"), p.get("lastname")) if x),
             "title": p.get("jobtitle"),
             # Consent is revloop's record (opt-outs arrive through revloop); a contact revloop never saw has none.

@@ -20,6 +20,7 @@ from crm.connectors.base import (
     CrmRejected,
     RemoteRecord,
     RetryPolicy,
+    linked_local_id,
     local_contact,
     parse_stage_map,
     remote_account,
@@ -123,11 +124,12 @@ class PipedriveBackend:
 
     # -- reads for the agent tools -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _account(org: dict[str, Any]) -> dict[str, Any]:
+    def _account(self, org: dict[str, Any]) -> dict[str, Any]:
         return {
             "record": f"pipedrive:organization:{org['id']}",
-            "id": str(org["id"]),
+            # revloop's account id (what crm_account_history takes) once a sync linked it; the CRM's own id beside it
+            "id": linked_local_id(self.settings, self.name, "account", org["id"]),
+            "remote_id": str(org["id"]),
             "name": org.get("name"),
             "domain": None,
             "industry": None,
@@ -147,7 +149,8 @@ class PipedriveBackend:
         return {
             "found": True,
             "record": f"pipedrive:person:{person['id']}",
-            "id": str(person["id"]),
+            "id": linked_local_id(self.settings, self.name, "contact", person["id"]),
+            "remote_id": str(person["id"]),
             "name": person.get("name"),
             "title": None,
             "do_not_email": local.do_not_email if local else False,

@@ -12,13 +12,15 @@ import pytest
 from sqlalchemy import func, select, update
 
 from core.db import session_scope
-from core.models import AuditEvent, Contact, CrmLink, CrmSyncState, CrmWriteback, Deal, Job, utcnow
+from core.models import AuditEvent, Contact, CrmLink, CrmSyncState, CrmWriteback, Deal, Job, ReviewItem, utcnow
 from crm import writeback as crm_writeback
 from crm.connectors import backend
 from crm.connectors.base import CrmAuthError
 from crm.sync import sync_crm
 from tests.crm_servers import FakeHubSpot, FakePipedrive
 from tests.factories import auth, pending_item, queued_item
+from tools.agent_tools import LEAD_GRAPH_SCOPES, LEAD_GRAPH_TOOLS
+from tools.registry import Toolbox, ToolContext
 
 
 def _hubspot(settings, hs, **changes):
@@ -186,6 +188,12 @@ def test_with_hubspot_configured_the_lead_graph_reads_it_and_the_sent_email_is_l
         assert f"hubspot:contact:{jane}" in records and f"hubspot:company:{acme}" in records, records
         lookups = [b for _, _, _, b in hs.calls("POST", "/contacts/search") if b["filterGroups"]]
         assert lookups[-1]["filterGroups"][0]["filters"][0]["value"] == "jane.doe@acme-software.com"
+        # A model calling the tools gets revloop's account id from the contact, and the history takes it.
+        box = Toolbox("lead", LEAD_GRAPH_TOOLS, ToolContext(settings, crm=backend(settings)), scopes=LEAD_GRAPH_SCOPES)
+        found = box.call("crm_find_contact", {"email": "jane.doe@acme-software.com"}).data
+        assert found["record"] == f"hubspot:contact:{jane}" and found["account"]["remote_id"] == acme
+        history = box.call("crm_account_history", {"account_id": found["account"]["id"]})
+        assert history.ok and history.data["account"]["record"] == f"hubspot:company:{acme}", history.content
 
         # HubSpot creates the email engagement but the answer is lost (502): the retry finds it, creates none.
         hs.fail("POST", "/crm/v3/objects/emails", 502, after=True)
@@ -267,8 +275,6 @@ def test_pipedrive_import_incremental_stage_and_activity_write_back_once(setting
         sent_at = dt.datetime(2026, 12, 3, 9, 30, tzinfo=dt.UTC)
         pd.fail("POST", "/activities", 503, after=True)
         with session_scope(settings) as session:
-            from core.models import ReviewItem
-
             item = session.get(ReviewItem, item_id)
             crm_writeback.queue_sent_email(session, settings, item, subject="Licences", body="Hi Ann", sent_at=sent_at)
             crm_writeback.queue_sent_email(session, settings, item, subject="Licences", body="Hi Ann", sent_at=sent_at)
@@ -283,6 +289,22 @@ def test_pipedrive_import_incremental_stage_and_activity_write_back_once(setting
             assert rows[1].remote_id == str(activity["id"]) and rows[0].remote_id == str(deal)
             state = session.get(CrmSyncState, "pipedrive")
             assert state.last_success_at is not None and state.cursors["contact"]
+
+        # An item without a contact record: the person is found by the address it was sent to; an address the CRM
+        # does not know is skipped with the reason, not retried.
+        for to in ("ben@initech.example", "nobody@elsewhere.example"):
+            other = queued_item(settings, status="sent")
+            with session_scope(settings) as session:
+                item = session.get(ReviewItem, other)
+                crm_writeback.queue_sent_email(
+                    session, settings, item, subject="Hello", body="Hi", sent_at=sent_at, to=to
+                )
+        worker.run_until_idle()
+        ben = next(p["id"] for p in pd.rows["persons"].values() if p["name"] == "Ben Jones")
+        assert [a["person_id"] for a in pd.rows["activities"].values()] == [ann, ben]
+        with session_scope(settings) as session:
+            last = session.scalars(select(CrmWriteback).order_by(CrmWriteback.id.desc())).first()
+            assert last.status == "skipped" and "nobody@elsewhere.example" in last.last_error
 
 
 def test_the_worker_syncs_periodically_and_one_sync_of_a_source_runs_at_a_time(settings, worker):
