@@ -2,8 +2,9 @@
 
 Cheap first: capture looks an account up by the company domain (crm.records); only if that misses does it come
 here. Then the normalised name (legal suffixes, case and punctuation aside: "Acme Corp." = "ACME Corporation Ltd")
-through an indexed column, and only then a fuzzy fallback over the few accounts whose normalised name starts with
-the same word: a spelling match (rapidfuzz) or the WordLlama embedding ("Delta Air Lines" = "Delta Airlines").
+through an indexed column, and only then a fuzzy fallback over the few (at most 50) accounts whose normalised name
+has the same first word: a spelling match (rapidfuzz) or the WordLlama embedding ("Delta Air Lines" = "Delta
+Airlines"); each name's vector is computed once per process.
 A lead from a company domain never joins an account that has another domain: two real domains are two companies.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, true
+import numpy as np
+from sqlalchemy import ColumnElement, and_, or_, select, true
 from sqlalchemy.orm import Session
 
 from core.models import Account
@@ -28,9 +30,25 @@ class AccountMatch:
     similarity: float
 
 
-def _prefix_range(word: str) -> tuple[str, str]:
-    """[word, next) in code-point order: every key that starts with word (the index answers it)."""
-    return word, word[:-1] + chr(ord(word[-1]) + 1)
+def _same_first_word(key: str) -> ColumnElement[bool]:
+    """Keys that are the first word alone or start with it and a space: index range scans, in code-point order
+    (" " < "!"), on SQLite and PostgreSQL (C collation) alike."""
+    first = key.split()[0]
+    return or_(Account.name_key == first, and_(Account.name_key >= first + " ", Account.name_key < first + "!"))
+
+
+_vectors: dict[str, np.ndarray] = {}  # name key -> embedding: the same few candidates come up again and again
+
+
+def _embed_keys(keys: list[str]) -> np.ndarray:
+    from scoring.embedding import embed  # the model loads only when a candidate needs judging
+
+    missing = [k for k in dict.fromkeys(keys) if k not in _vectors]
+    if missing:
+        if len(_vectors) > 20_000:
+            _vectors.clear()
+        _vectors.update(zip(missing, embed(missing), strict=True))
+    return np.stack([_vectors[k] for k in keys])
 
 
 def find_account_by_name(session: Session, company: str | None, domain: str | None) -> AccountMatch | None:
@@ -41,18 +59,15 @@ def find_account_by_name(session: Session, company: str | None, domain: str | No
     exact = session.scalar(select(Account).where(Account.name_key == key, eligible).order_by(Account.id).limit(1))
     if exact is not None:
         return AccountMatch(exact, "name", 1.0)
-    low, high = _prefix_range(key.split()[0])
     candidates = session.execute(
         select(Account.id, Account.name_key)
-        .where(Account.name_key >= low, Account.name_key < high, eligible)
-        .order_by(Account.id)
+        .where(_same_first_word(key), eligible)
+        .order_by(Account.name_key)
         .limit(MAX_CANDIDATES)
     ).all()
     if not candidates:
         return None
-    from scoring.embedding import embed  # the model loads only when a candidate needs judging
-
-    vectors = embed([key] + [c.name_key for c in candidates])
+    vectors = _embed_keys([key] + [c.name_key for c in candidates])
     best: tuple[float, int] | None = None
     for (account_id, name_key), vector in zip(candidates, vectors[1:], strict=True):
         similarity = float(vectors[0] @ vector)
