@@ -443,8 +443,8 @@ def out_of_domain(domain: dict[str, Any] | None, snapshot: dict[str, Any]) -> li
         if len(present) < MIN_LEAD_COVERAGE * len(learned):
             missing = [_label(c) for c in learned if c not in present]
             reasons.append(
-                f"it has {len(present)} of the {len(learned)} fields the model learned from "
-                f"(missing: {', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''})"
+                f"it has {len(present)} of the {len(learned)} fields the model learned from, missing "
+                f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"
             )
     for column, seen in (domain.get("segments") or {}).items():
         value = snapshot.get(column)

@@ -157,9 +157,10 @@ class LeadNodes:
                 f" Blend: {weight:.0%} model, {1 - weight:.0%} rubric fit."
             )
         elif scoring.get("model_out_of_domain"):
+            why = (scoring.get("fallback") or "").split(" learned from: ", 1)[-1]
             likelihood = (
-                " Scored by the rubric alone: this lead is unlike the deals the outcome model learned from "
-                f"({(scoring.get('fallback') or '').split(' learned from: ', 1)[-1]}), so its probability is not used."
+                " Scored by the rubric alone: this lead is unlike the deals the outcome model learned from"
+                f" ({why}), so the model's probability is not used."
             )
         else:
             likelihood = " Scored by the rubric alone (not enough closed deals for the model yet)."

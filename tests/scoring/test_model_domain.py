@@ -102,8 +102,10 @@ def test_a_lead_outside_the_population_is_scored_on_the_rubric_alone(settings, x
     brief = outside["brief"]
     assert brief["model_out_of_domain"] is True and "model_out_of_domain" in brief["flags"]
     assert brief["model"] is None and brief["model_weight"] == 0
-    assert brief["score"] == brief["rubric_score"] == outside["score"]
-    assert "unlike the deals the outcome model learned from" in brief["summary"]
+    assert brief["score"] == brief["rubric_score"] == outside["score"] and brief["grade"] == "A"  # was B 52
+    summary = brief["summary"]
+    assert "Scored by the rubric alone: this lead is unlike the deals the outcome model learned from" in summary
+    assert "it has 2 of the 11 fields the model learned from, missing totalvisits" in brief["summary"]
     assert "source 'web_form' is not among the segments" in brief["fallback"]
     item_flags = http.get("/v1/review-items", headers=headers).json()
     assert item_flags  # both leads reached the queue
