@@ -28,12 +28,14 @@ from core.db import session_scope
 from core.errors import InvalidInput
 from core.models import Deal
 from core.settings import Settings
+from scoring import embedding
 from tools.agent_tools import _Args
 from tools.registry import ToolContext, agent_tool
 
 BASE_NAME = "revloop-kb"
-# The embedding's name and size are part of the collection's name: changing the embedding makes a new collection.
-COLLECTION = f"{BASE_NAME}-wordllama-l2_supercat-256"
+# The embedding's name and size are part of the collection's name: changing the embedding makes a new collection,
+# and the documents of the old one are re-embedded into it (rebuild_stale).
+COLLECTION = f"{BASE_NAME}-{embedding.NAME}"
 KINDS = ("won_deal", "case_study", "product_fact")
 
 
