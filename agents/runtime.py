@@ -24,7 +24,7 @@ from agents import checkpoints
 from agents.lead import nodes as lead_nodes
 from agents.lead.graph import build_lead_graph
 from agents.proposal.graph import build_proposal_graph
-from billing import reminders
+from billing import mpesa, reminders
 from core import jobs
 from core.db import session_scope
 from core.enums import GRAPH_SOURCES, DecisionAction, ItemSource, ItemStatus, JobKind, LeadStatus
@@ -287,6 +287,7 @@ EXECUTION_RULES: dict[ItemSource, Rule] = {
     ItemSource.INVOICE: flow.INVOICE_EXECUTION,
     ItemSource.INVOICE_EMAIL: flow.INVOICE_EMAIL_EXECUTION,
     ItemSource.CONVERSION: pipeline.CONVERSION_EXECUTION,
+    ItemSource.PAYMENT_REQUEST: mpesa.EXECUTION,
 }
 # ...and the graphs' own rules, for a Retry after their thread finished.
 ALL_EXECUTION_RULES: dict[ItemSource, Rule] = {
@@ -349,6 +350,7 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
             ),
             JobKind.CRM_WRITEBACK: lambda payload: crm_writeback.run(settings, payload),
             JobKind.CRM_SYNC: lambda payload: crm_sync.run_scheduled(settings, payload),
+            JobKind.FISCAL_SUBMIT: lambda payload: flow.submit_fiscal(settings, int(payload["invoice_id"])),
         }
         # A graph thread is run by one worker at a time, across threads and processes (a run, a resume, a redraft).
         for kind, thread_of in ((JobKind.LEAD_RUN, _lead_thread), (JobKind.REVIEW_RESUME, _item_thread)):

@@ -34,6 +34,7 @@ SCOPE_AREAS = (
     "deals",
     "products",
     "invoices",
+    "payments",
     "cash",
     "kpis",
     "reviews",

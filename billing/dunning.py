@@ -3,7 +3,8 @@
 Pure and deterministic: the scheduler (and the collections eval suite) call `decide` with the invoice's
 state, the customer's payment history and the steps already drafted. The ladder runs forwards only: the
 step due is the latest whose day has come and that is later than every step drafted before. Disputed,
-paid and payment-pending invoices are skipped; the amount is always the net balance; a customer's history
+paid, payment-pending and fiscal-blocked (not accepted by the tax authority, so never sent) invoices are
+skipped; the amount is always the net balance; a customer's history
 (share of invoices paid late, average days late) moves the tone and the priority, never the amount.
 """
 
@@ -71,7 +72,7 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
 class InvoiceState:
     due_date: dt.date
     balance: Decimal  # net: amount minus payments and credits
-    status: str = "open"  # open | paid | disputed | payment_pending | void
+    status: str = "open"  # open | paid | disputed | payment_pending | fiscal_blocked | void
     touches_sent: tuple[int, ...] = ()  # offsets of the steps already drafted (sent, pending or withdrawn)
 
 
@@ -106,6 +107,8 @@ def decide(policy: Policy, invoice: InvoiceState, history: PaymentHistory, today
         return LadderDecision("skip", "disputed: resolve the dispute before chasing")
     if invoice.status == "payment_pending":
         return LadderDecision("skip", "a payment is pending")
+    if invoice.status == "fiscal_blocked":
+        return LadderDecision("skip", "not accepted by the tax authority yet: the invoice was never sent")
     if invoice.balance < policy.materiality:
         return LadderDecision("skip", f"balance {invoice.balance} is below the materiality threshold")
     days = (today - invoice.due_date).days

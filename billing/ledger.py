@@ -21,7 +21,7 @@ from core import audit
 from core.db import insert_once
 from core.enums import InvoiceStatus
 from core.errors import InvalidInput
-from core.models import Account, Invoice, Payment, PaymentAllocation
+from core.models import Account, Invoice, Payment, PaymentAllocation, utcnow
 from crm.imports import ImportReport, Progress, RowError, _each, _finish, _require_columns, _set_fields, read_csv
 from review import queue as review_queue
 
@@ -182,6 +182,131 @@ def record_payment(
         after={"external_id": external_id, "amount": str(payment.amount), "unallocated": str(left)},
     )
     return payment, False
+
+
+def record_refund(session: Session, payment: Payment, *, refunded_total: Decimal, actor: str = "billing") -> Decimal:
+    """Take back what the provider refunded of `payment` (refunded_total: the cumulative amount refunded so far,
+    as Stripe reports it, so a re-delivered notice takes nothing twice). The credit left over goes first, then
+    the payment's allocations, latest first; an invoice that owes money again is open again (and chased again).
+    Returns the amount taken back now."""
+    prefix = f"{payment.external_id}:refund:"
+    refunds = session.scalars(select(Payment).where(Payment.external_id.like(prefix + "%"))).all()
+    before = -sum((r.amount for r in refunds), Decimal("0"))
+    delta = (min(refunded_total, payment.amount) - before).quantize(CENT)
+    if delta <= 0:
+        return Decimal("0.00")
+    refund = Payment(
+        external_id=f"{prefix}{refunded_total.quantize(CENT)}",
+        account_id=payment.account_id,
+        amount=-delta,
+        currency=payment.currency,
+        received_on=dt.date.today(),
+        reference=payment.reference,
+    )
+    session.add(refund)
+    session.flush()
+    left = delta
+    from_credit = min(payment.unallocated, left)
+    payment.unallocated -= from_credit
+    left -= from_credit
+    payment_ids = [payment.id, *(r.id for r in refunds), refund.id]
+    net = dict(
+        session.execute(
+            select(PaymentAllocation.invoice_id, func.sum(PaymentAllocation.amount))
+            .where(PaymentAllocation.payment_id.in_(payment_ids))
+            .group_by(PaymentAllocation.invoice_id)
+        ).all()
+    )
+    latest_first = session.scalars(
+        select(PaymentAllocation.invoice_id)
+        .where(PaymentAllocation.payment_id == payment.id)
+        .order_by(PaymentAllocation.id.desc())
+    ).all()
+    for invoice_id in latest_first:
+        if left <= 0:
+            break
+        part = min(Decimal(str(net.get(invoice_id) or 0)), left)
+        if part <= 0:
+            continue
+        session.add(PaymentAllocation(payment_id=refund.id, invoice_id=invoice_id, amount=-part))
+        left -= part
+        invoice = session.get(Invoice, invoice_id)
+        if invoice.status == InvoiceStatus.PAID:
+            invoice.status, invoice.paid_on = InvoiceStatus.ISSUED, None
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="payment.refunded",
+        entity_type="payment",
+        entity_id=payment.id,
+        after={"refunded": str(delta), "refunded_total": str(refunded_total)},
+    )
+    return delta
+
+
+def hold_payment(session: Session, event: Any, reason: str, **detail: Any) -> dict[str, Any]:
+    """Money that names no invoice or customer we know: kept on its payment event as `held` (listed at
+    GET /v1/payments/held, counted in the integration health) and the managers are told; a person assigns it
+    to an invoice (assign_held), and nothing is lost or guessed."""
+    from core.enums import NotificationKind, Role
+    from core.notifications import notify
+
+    event.status = "held"
+    event.detail = {**(event.detail or {}), "reason": reason, **detail}
+    session.flush()
+    amount = f"{event.currency or ''} {event.amount}".strip() if event.amount is not None else "a payment"
+    notify(
+        session,
+        NotificationKind.PAYMENT_HELD,
+        f"Payment held: {amount} via {event.provider} ({event.reference or 'no reference'})",
+        body=f"{reason}. Assign it to an invoice on the Cash page or with POST /v1/payments/held/{event.id}/assign.",
+        roles=(Role.MANAGER,),
+        entity=("payment_event", event.id),
+        dedupe_key=f"payment-held-{event.id}",
+    )
+    audit.record(
+        session,
+        actor=f"webhook:{event.provider}",
+        action="payment.held",
+        entity_type="payment_event",
+        entity_id=event.id,
+        after={"reason": reason, "amount": str(event.amount), "reference": event.reference},
+    )
+    return {"status": "held", "reason": reason}
+
+
+def assign_held(session: Session, event_id: int, invoice_number: str, *, actor: str) -> tuple[Payment, Any]:
+    """A person places a held payment on one of our invoices: it is recorded and reconciled like any payment."""
+    from core.errors import Conflict, NotFound
+    from core.models import PaymentEvent
+
+    event = session.get(PaymentEvent, event_id)
+    if event is None:
+        raise NotFound(f"payment event {event_id} not found")
+    if event.status != "held":
+        raise Conflict(f"payment event {event_id} is {event.status}, not held")
+    external_id = (event.detail or {}).get("external_id")
+    if not external_id or event.amount is None or event.amount <= 0:
+        raise Conflict(f"payment event {event_id} is not a payment that can be assigned (a refund or an empty notice)")
+    invoice = session.scalar(select(Invoice).where(Invoice.number == invoice_number))
+    if invoice is None:
+        raise InvalidInput(f"invoice {invoice_number!r} is not one we issued", details={"field": "invoice_number"})
+    received = (event.detail or {}).get("received_on")
+    payment, _ = record_payment(
+        session,
+        external_id=external_id,
+        amount=event.amount,
+        received_on=dt.date.fromisoformat(received) if received else event.received_at.date(),
+        currency=event.currency or invoice.currency,
+        account_id=invoice.account_id,
+        reference=invoice.number,
+        actor=actor,
+    )
+    event.status, event.invoice_id, event.payment_id, event.resolved_at = "applied", invoice.id, payment.id, utcnow()
+    event.detail = {**event.detail, "assigned_by": actor}
+    session.flush()
+    return payment, event
 
 
 # --- IBM accounts-receivable import ----------------------------------------------------------------

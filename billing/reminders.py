@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from billing import ledger
+from billing import fiscal, ledger
 from billing.dunning import InvoiceState, decide, load_policy
 from core.db import insert_once, session_scope
 from core.enums import InvoiceStatus, ItemKind, ItemSource
@@ -65,6 +65,8 @@ def _scan_one(
     owed = ledger.balance(session, invoice)
     sent = tuple(s for (s,) in session.execute(select(DunningTouch.step).where(DunningTouch.invoice_id == invoice.id)))
     status = "disputed" if invoice.disputed else "payment_pending" if invoice.payment_pending else invoice.status
+    if invoice.fiscal_status in fiscal.BLOCKING:  # never sent to the client: nothing to remind them of
+        status = "fiscal_blocked"
     if status == "issued":
         status = "open"
     if invoice.account_id not in histories:  # one history query per customer and scan

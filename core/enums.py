@@ -54,6 +54,7 @@ class ItemKind(StrEnum):
     CONVERT = "convert"  # turn a lead into a deal (an agent proposes it, a person confirms)
     SMS = "sms"  # a text message to the contact record's number
     WHATSAPP = "whatsapp"  # a WhatsApp message (free text inside the 24-hour window, else an approved template)
+    PAYMENT_REQUEST = "payment_request"  # an M-Pesa STK Push prompt to the customer's phone for an invoice
 
 
 # Items that send a message to a customer: the consent check, the outbox and the grounding guard apply.
@@ -80,6 +81,7 @@ class ItemSource(StrEnum):
     INVOICE = "invoice"  # a milestone's invoice to issue
     INVOICE_EMAIL = "invoice_email"  # the issued invoice sent to the client, its PDF attached
     CONVERSION = "conversion"  # a lead that asked for a quote or booked a meeting: make it a deal?
+    PAYMENT_REQUEST = "payment_request"  # an M-Pesa STK Push for an invoice's balance
 
 
 # Items whose approval resumes a LangGraph thread (the others are executed directly).
@@ -158,6 +160,8 @@ class NotificationKind(StrEnum):
     NEW_A_LEAD = "new_a_lead"  # an A-grade lead's review item was assigned to you
     SLA_AT_RISK = "sla_at_risk"  # a pending item assigned to you is about to breach its SLA
     SLA_BREACHED = "sla_breached"  # breached: the item went back to the team queue (assignee and managers hear)
+    PAYMENT_HELD = "payment_held"  # money arrived that names no invoice we issued: a person assigns it
+    FISCAL_REJECTED = "fiscal_rejected"  # the tax authority refused an invoice: it is not sent until fixed
 
 
 class NotificationChannel(StrEnum):
@@ -229,6 +233,7 @@ class JobKind(StrEnum):
     NOTIFICATION_DELIVER = "notification.deliver"  # one notification on one channel (email, webhook)
     CRM_WRITEBACK = "crm.writeback"  # one approved action written to the external CRM (crm/writeback.py)
     CRM_SYNC = "crm.sync"  # periodic incremental sync from the external CRM (REVLOOP_CRM_SYNC_MINUTES)
+    FISCAL_SUBMIT = "fiscal.submit"  # submit an issued invoice to the fiscal API; retried after timeouts and 5xx
 
 
 class JobPriority(IntEnum):

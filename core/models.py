@@ -90,6 +90,8 @@ class Account(TimestampMixin, Base):
     # Imported records remember where they came from, so a re-run updates instead of duplicating.
     external_source: Mapped[str | None] = mapped_column(String(50))
     external_id: Mapped[str | None] = mapped_column(String(200))
+    # The customer's id at Stripe once revloop created it there (REVLOOP_BILLING_BACKEND=stripe).
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(100))
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="account")
 
@@ -703,6 +705,13 @@ class Invoice(Base):
     external_source: Mapped[str | None] = mapped_column(String(50))
     external_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # E-invoicing (REVLOOP_FISCAL_BACKEND): None = no fiscal step; pending | accepted | rejected. Only an
+    # accepted invoice is sent; the control unit's receipt number and QR payload are printed on the PDF.
+    fiscal_status: Mapped[str | None] = mapped_column(String(20), index=True)
+    fiscal_receipt_number: Mapped[str | None] = mapped_column(String(100))
+    fiscal_qr: Mapped[str | None] = mapped_column(String(1000))
+    fiscal_error: Mapped[str | None] = mapped_column(String(1000))
+    fiscal_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     account: Mapped[Account] = relationship()
 
@@ -728,6 +737,28 @@ class PaymentAllocation(Base):
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+
+
+class PaymentEvent(Base):
+    """One notice from a payment rail (a Stripe event, an M-Pesa confirmation or STK callback, an STK request we
+    sent), once per (provider, event id): a replayed event is recognised and ignored. A payment that names no
+    invoice we issued is `held` here (shown to managers, never lost) until a person assigns it."""
+
+    __tablename__ = "payment_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id", name="uq_payment_events_provider_event"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))  # stripe | mpesa
+    event_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(60))  # invoice.paid, c2b.confirmation, stk.request, stk.callback ...
+    status: Mapped[str] = mapped_column(String(20), index=True)  # applied | held | ignored | requested | failed
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    reference: Mapped[str | None] = mapped_column(String(200))  # the account reference / number the payer gave
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class DunningTouch(Base):

@@ -945,6 +945,11 @@ class InvoiceRead(BaseModel):
     status: str = Field(description="issued | paid | void")
     disputed: bool
     paid_on: dt.date | None
+    fiscal_status: str | None = Field(
+        None, description="E-invoicing: null (no fiscal step) | pending | accepted | rejected; only accepted is sent"
+    )
+    fiscal_receipt_number: str | None = Field(None, description="The tax authority's control unit receipt number")
+    fiscal_error: str | None = Field(None, description="Why the last fiscal submission failed (shown to managers)")
 
 
 class InvoicePage(BaseModel):
@@ -1224,6 +1229,72 @@ class PaymentRecorded(BaseModel):
     payment_id: str
     duplicate: bool = Field(description="true: this payment_id was recorded before; nothing changed")
     unallocated: str = Field(description="Credit left after paying the customer's open invoices")
+
+
+class StripeEventResult(BaseModel):
+    """What a Stripe event did. A replayed event id answers duplicate=true and changes nothing."""
+
+    event_id: str
+    type: str
+    duplicate: bool
+    status: str = Field(description="applied | held | ignored (or, for a duplicate, what the first delivery did)")
+    reason: str | None = None
+    payment_id: str | None = Field(None, description="The payment's id in revloop's ledger (stripe:<id>)")
+    invoice_number: str | None = None
+    unallocated: str | None = Field(None, description="Credit left after paying the customer's open invoices")
+    refunded_now: str | None = Field(None, description="charge.refunded: the amount taken back by this event")
+    already_recorded: bool | None = Field(None, description="true: the payment was counted before (another event)")
+
+
+class MpesaAck(BaseModel):
+    """Daraja's expected acknowledgement (ResultCode 0 = accepted), plus what revloop did with the payment."""
+
+    ResultCode: int = 0
+    ResultDesc: str = "Accepted"
+    status: str | None = Field(None, description="applied | held | failed (STK cancelled) | a duplicate's status")
+    duplicate: bool | None = None
+    transaction: str | None = Field(None, description="The M-Pesa receipt (TransID / MpesaReceiptNumber)")
+    checkout_request_id: str | None = None
+    invoice_number: str | None = None
+    balance: str | None = Field(None, description="The invoice's balance after this payment")
+    unallocated: str | None = Field(None, description="Overpayment kept as the customer's credit")
+    already_recorded: bool | None = Field(None, description="true: this M-Pesa receipt was counted before")
+    reason: str | None = None
+
+
+class HeldPayment(BaseModel):
+    id: int
+    provider: str
+    event_id: str
+    kind: str
+    amount: str | None
+    currency: str | None
+    reference: str | None = Field(description="The account reference / invoice number the payer gave")
+    reason: str | None
+    received_at: dt.datetime
+
+
+class HeldPaymentPage(BaseModel):
+    total: int
+    items: list[HeldPayment]
+
+
+class HeldPaymentAssign(Input):
+    one_line: ClassVar[tuple[str, ...]] = ("invoice_number",)
+    invoice_number: str = Field(min_length=1, max_length=50, description="The invoice (ours) this money pays")
+
+
+class PaymentRequestQueued(BaseModel):
+    review_item_id: int
+    invoice_number: str
+    amount: str = Field(description="The balance asked for (whole shillings); re-read when the item is executed")
+    to: str = Field(description="The billing contact's phone number on record")
+
+
+class FiscalResubmitted(BaseModel):
+    invoice_id: int
+    number: str
+    fiscal_status: str
 
 
 class SignatureNotice(Input):

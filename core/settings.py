@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -194,6 +195,49 @@ class Settings(BaseSettings):
     )
     crm_sync_lag_warn_minutes: float = Field(
         24 * 60, gt=0, description="CRM health turns unhealthy when the last successful sync is older than this"
+    )
+    # Payment rails and e-invoicing (billing/stripe.py, billing/mpesa.py, billing/fiscal.py).
+    billing_backend: Literal["native", "stripe"] = Field(
+        "native", description="'native': revloop's own invoices; 'stripe': issued invoices are also created at Stripe"
+    )
+    stripe_api_key: str | None = Field(None, description="Stripe secret key (sk_...) for the stripe billing backend")
+    stripe_base_url: str = Field("https://api.stripe.com", description="Stripe API base URL (a test double's URL)")
+    stripe_webhook_secret: str | None = Field(
+        None, description="Signing secret (whsec_...) of POST /v1/webhooks/stripe (the Stripe-Signature header)"
+    )
+    stripe_timeout_seconds: float = Field(20, gt=0, description="One Stripe API call's timeout")
+    mpesa_base_url: str = Field(
+        "https://sandbox.safaricom.co.ke", description="Daraja API base URL (production: https://api.safaricom.co.ke)"
+    )
+    mpesa_consumer_key: str | None = Field(None, description="Daraja app consumer key (STK Push requests)")
+    mpesa_consumer_secret: str | None = Field(None, description="Daraja app consumer secret")
+    mpesa_shortcode: str | None = Field(None, description="Your paybill or till number; other shortcodes are refused")
+    mpesa_passkey: str | None = Field(None, description="Lipa Na M-Pesa Online passkey (STK Push password)")
+    mpesa_transaction_type: Literal["CustomerPayBillOnline", "CustomerBuyGoodsOnline"] = Field(
+        "CustomerPayBillOnline", description="STK Push transaction type: paybill or till (buy goods)"
+    )
+    mpesa_callback_url: str | None = Field(
+        None, description="Public URL of POST /v1/webhooks/mpesa (with ?token=...) that Daraja calls back"
+    )
+    mpesa_callback_token: str | None = Field(
+        None, description="Secret the M-Pesa callback URL carries as ?token= (Daraja does not sign callbacks)"
+    )
+    mpesa_currency: str = Field("KES", description="Currency of M-Pesa payments; they settle invoices in it only")
+    mpesa_timeout_seconds: float = Field(20, gt=0, description="One Daraja API call's timeout")
+    fiscal_backend: Literal["none", "etims"] = Field(
+        "none", description="'etims': an issued invoice is submitted to a KRA eTIMS-style API before it may be sent"
+    )
+    fiscal_base_url: str | None = Field(None, description="The fiscal (eTIMS OSCU/VSCU-style) API base URL")
+    fiscal_tin: str | None = Field(None, description="The seller's tax PIN sent with each fiscal submission")
+    fiscal_branch_id: str = Field("00", description="The seller's branch id (bhfId) at the tax authority")
+    fiscal_device_key: str | None = Field(None, description="The control unit's communication key (cmcKey)")
+    fiscal_qr_base_url: str = Field(
+        "https://etims.kra.go.ke/common/link/etims/receipt/indexEtimsReceiptData?Data=",
+        description="The receipt's QR payload is this followed by the PIN, branch id and the receipt signature",
+    )
+    fiscal_timeout_seconds: float = Field(15, gt=0, description="One fiscal submission's timeout")
+    fiscal_retry_seconds: float = Field(
+        60, gt=0, description="First retry delay after a timeout or 5xx from the fiscal API; doubles each attempt"
     )
 
     api_host: str = "127.0.0.1"

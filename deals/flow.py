@@ -21,11 +21,24 @@ from jinja2 import Environment, select_autoescape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from billing import reminders
+from billing import backends as billing_backends
+from billing import fiscal, reminders
 from core import audit, jobs
-from core.enums import DealOutcome, DealStage, InvoiceStatus, ItemKind, ItemSource, JobKind, MilestoneStatus
+from core.db import session_scope
+from core.enums import (
+    DealOutcome,
+    DealStage,
+    InvoiceStatus,
+    ItemKind,
+    ItemSource,
+    JobKind,
+    MilestoneStatus,
+    NotificationKind,
+    Role,
+)
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Contact, Deal, Invoice, Milestone, Product, Project, Proposal, ReviewItem, SalesAgent, utcnow
+from core.notifications import notify
 from core.settings import Settings
 from crm import writeback as crm_writeback
 from review import queue as review_queue
@@ -479,13 +492,118 @@ def issue_invoice(session: Session, settings: Settings, milestone_id: int) -> In
     session.add(invoice)
     session.flush()
     milestone.invoice_id, milestone.status = invoice.id, MilestoneStatus.INVOICED
+    billing_backends.backend(settings).invoice_issued(session, invoice)  # e.g. created at Stripe too
+    if settings.fiscal_backend != "none":  # sent only once the tax authority accepted it (submit_fiscal)
+        invoice.fiscal_status = fiscal.PENDING
+        _enqueue_fiscal(session, invoice)
     audit.record(
         session,
         actor="agent:deals",
         action="invoice.issued",
         entity_type="invoice",
         entity_id=invoice.id,
-        after={"number": number, "amount": str(invoice.amount), "due_on": str(invoice.due_on)},
+        after={
+            "number": number,
+            "amount": str(invoice.amount),
+            "due_on": str(invoice.due_on),
+            "fiscal_status": invoice.fiscal_status,
+        },
+    )
+    return invoice
+
+
+def _enqueue_fiscal(session: Session, invoice: Invoice) -> None:
+    # A manager's resubmission after a rejection is a new job (the attempt count is in the key).
+    jobs.enqueue(
+        session,
+        JobKind.FISCAL_SUBMIT,
+        {"invoice_id": invoice.id},
+        dedupe_key=f"fiscal-{invoice.id}-{invoice.fiscal_attempts}",
+    )
+
+
+def submit_fiscal(settings: Settings, invoice_id: int) -> str:
+    """The fiscal submission job: submit a pending invoice; accepted -> the receipt is stored and the invoice email
+    is queued for review; rejected -> managers are told and the invoice is not sent; no answer (timeout, 5xx) ->
+    retried later (RetryLater), for as long as it takes. Returns the invoice's fiscal status."""
+    with session_scope(settings, readonly=True) as session:
+        invoice = session.get(Invoice, invoice_id)
+        if invoice is None or invoice.fiscal_status != fiscal.PENDING:
+            return invoice.fiscal_status if invoice else "missing"
+        customer = invoice.account.name if invoice.account else ""
+        session.expunge(invoice)
+    error: Exception | None = None
+    try:
+        receipt = fiscal.backend(settings).submit(invoice, customer=customer)
+    except (fiscal.FiscalRejected, fiscal.FiscalUnavailable) as exc:
+        error = exc
+    with session_scope(settings) as session:
+        invoice = session.get(Invoice, invoice_id)
+        if invoice.fiscal_status != fiscal.PENDING:  # a concurrent run finished it
+            return invoice.fiscal_status
+        invoice.fiscal_attempts += 1
+        if error is None:
+            invoice.fiscal_status, invoice.fiscal_error = fiscal.ACCEPTED, None
+            invoice.fiscal_receipt_number, invoice.fiscal_qr = receipt.receipt_number, receipt.qr_payload
+            email = queue_invoice_email(session, settings, invoice)
+            audit.record(
+                session,
+                actor="agent:deals",
+                action="invoice.fiscal_accepted",
+                entity_type="invoice",
+                entity_id=invoice.id,
+                after={"receipt": receipt.receipt_number, "invoice_email_item": email.id if email else None},
+            )
+            return fiscal.ACCEPTED
+        invoice.fiscal_error = str(error)[:1000]
+        if isinstance(error, fiscal.FiscalRejected):
+            invoice.fiscal_status = fiscal.REJECTED
+            audit.record(
+                session,
+                actor="agent:deals",
+                action="invoice.fiscal_rejected",
+                entity_type="invoice",
+                entity_id=invoice.id,
+                after={"error": invoice.fiscal_error},
+            )
+            notify(
+                session,
+                NotificationKind.FISCAL_REJECTED,
+                f"Invoice {invoice.number} was rejected by the tax authority: it is not sent",
+                body=f"{invoice.fiscal_error}. Fix the invoice record, then resubmit it "
+                f"(POST /v1/invoices/{invoice.id}/fiscal-submit).",
+                severity="critical",
+                roles=(Role.MANAGER,),
+                entity=("invoice", invoice.id),
+                dedupe_key=f"fiscal-rejected-{invoice.id}-{invoice.fiscal_attempts}",
+            )
+            return fiscal.REJECTED
+        if invoice.fiscal_attempts == 3:  # still no answer: tell the managers once, keep retrying
+            notify(
+                session,
+                NotificationKind.FISCAL_REJECTED,
+                f"Invoice {invoice.number} is waiting for the tax authority",
+                body=f"{invoice.fiscal_attempts} submissions got no answer ({invoice.fiscal_error}); revloop keeps "
+                "retrying and the invoice is not sent until it is accepted.",
+                roles=(Role.MANAGER,),
+                entity=("invoice", invoice.id),
+                dedupe_key=f"fiscal-waiting-{invoice.id}",
+            )
+        delay = fiscal.retry_delay(settings, invoice.fiscal_attempts)
+    raise jobs.RetryLater(f"fiscal submission of invoice {invoice_id}: {error}", delay_seconds=delay)
+
+
+def resubmit_fiscal(session: Session, invoice_id: int, *, actor: str) -> Invoice:
+    """A manager sends a rejected (or stuck) invoice to the tax authority again, after fixing its record."""
+    invoice = session.get(Invoice, invoice_id)
+    if invoice is None:
+        raise NotFound(f"invoice {invoice_id} not found")
+    if invoice.fiscal_status not in (fiscal.REJECTED, fiscal.PENDING):
+        raise Conflict(f"invoice {invoice.number} has no fiscal submission to retry (status {invoice.fiscal_status})")
+    invoice.fiscal_status = fiscal.PENDING
+    _enqueue_fiscal(session, invoice)
+    audit.record(
+        session, actor=actor, action="invoice.fiscal_resubmitted", entity_type="invoice", entity_id=invoice.id
     )
     return invoice
 
@@ -581,6 +699,14 @@ def queue_invoice_email(session: Session, settings: Settings, invoice: Invoice) 
 
 def _issue_invoice_action(settings: Settings, session: Session, item: ReviewItem) -> dict[str, Any]:
     invoice = issue_invoice(session, settings, int(item.draft["milestone_id"]))
+    if invoice.fiscal_status in fiscal.BLOCKING:
+        return {
+            "invoice_number": invoice.number,
+            "due_on": str(invoice.due_on),
+            "fiscal_status": invoice.fiscal_status,
+            "invoice_email_item": None,
+            "summary": f"Issued {invoice.number}; it is sent once the tax authority accepts it",
+        }
     email = queue_invoice_email(session, settings, invoice)
     return {
         "invoice_number": invoice.number,
@@ -600,6 +726,8 @@ def invoice_still_due(session: Session, item: ReviewItem) -> str | None:
         return f"invoice {invoice.number} is void"
     if invoice.status == InvoiceStatus.PAID:
         return f"invoice {invoice.number} is already paid"
+    if invoice.fiscal_status in fiscal.BLOCKING:
+        return f"invoice {invoice.number} is not accepted by the tax authority ({invoice.fiscal_status})"
     return None
 
 

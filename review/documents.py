@@ -48,6 +48,13 @@ def invoice_pdf(session: Session, invoice: Invoice, seller: str) -> bytes:
         table.row([latin1(item), amount])
         table.row([f"Total due ({invoice.currency})", amount])
     pdf.ln(4)
+    if invoice.fiscal_receipt_number:  # e-invoicing: the control unit's receipt, as the tax authority issued it
+        pdf.cell(0, 6, latin1(f"Control unit receipt: {invoice.fiscal_receipt_number}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 5, "Verify (QR payload):", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", size=7)
+        pdf.multi_cell(0, 4, latin1(invoice.fiscal_qr or ""), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", size=10)
+        pdf.ln(2)
     if invoice.payment_link:
         pdf.multi_cell(0, 5, latin1(f"Pay at {invoice.payment_link} (reference {invoice.number})."))
     return bytes(pdf.output())
@@ -67,6 +74,11 @@ def attachments(session: Session, refs: list[dict[str, Any]], *, seller: str) ->
             invoice = session.get(Invoice, int(ref["invoice_id"]))
             if invoice is None:
                 raise LookupError(f"attachment {ref.get('filename')}: invoice {ref['invoice_id']} not found")
+            if invoice.fiscal_status in ("pending", "rejected"):  # billing.fiscal.BLOCKING
+                raise LookupError(
+                    f"attachment {ref.get('filename')}: invoice {invoice.number} is not accepted by the tax "
+                    f"authority ({invoice.fiscal_status})"
+                )
             found.append((f"{invoice.number}.pdf", invoice_pdf(session, invoice, seller)))
         else:
             raise LookupError(f"attachment {ref!r}: no proposal_id or invoice_id to read it from")

@@ -1,9 +1,9 @@
 """Integration health: is each system revloop depends on reachable, and when did it last work?
 
 Checks: the database, outbound mail (SMTP, or the file outbox), the background work queue, the knowledge
-base, the LLM endpoint and the webhook senders. The last known state of each is stored; a change between
-healthy and unhealthy notifies managers and admins once (down, then recovered), not on every check. The
-worker runs the checks every REVLOOP_HEALTH_CHECK_MINUTES; GET /v1/health/integrations runs them on demand.
+base, the LLM endpoint, the webhook senders, and, where configured, the CRM, payment (Stripe, M-Pesa) and
+e-invoicing (fiscal) connectors. The last known state of each is stored; a change between healthy and unhealthy
+notifies managers and admins once (down, then recovered), not on every check. The worker runs the checks every REVLOOP_HEALTH_CHECK_MINUTES; GET /v1/health/integrations runs them on demand.
 (It lives in review/ because review owns the outbound channels, the integrations that matter most.)
 """
 
@@ -34,8 +34,10 @@ from core.models import (
     CrmSyncState,
     CrmWriteback,
     IntegrationState,
+    Invoice,
     Job,
     NotificationDelivery,
+    PaymentEvent,
     ReviewItem,
     WebhookDelivery,
     utcnow,
@@ -223,6 +225,94 @@ def _crm(settings: Settings) -> Result:
     return Result("crm", True, "ok", f"{answered}; synced {lag:.0f} s ago; {writes}", sync=sync)
 
 
+def _held(session, provider: str) -> int:
+    return session.scalar(
+        select(func.count(PaymentEvent.id)).where(PaymentEvent.provider == provider, PaymentEvent.status == "held")
+    )
+
+
+def _last_event(session, provider: str) -> str:
+    last = session.scalar(select(func.max(PaymentEvent.received_at)).where(PaymentEvent.provider == provider))
+    return f"last event {last:%Y-%m-%d %H:%M} UTC" if last else "no event yet"
+
+
+def _stripe(settings: Settings) -> Result:
+    """Stripe: the API answers (billing backend stripe), when the last webhook event arrived, payments held."""
+    if settings.billing_backend != "stripe" and not settings.stripe_webhook_secret:
+        return Result("stripe", True, "not_configured", "not used: REVLOOP_BILLING_BACKEND=native, no webhook secret")
+    with session_scope(settings, readonly=True) as session:
+        detail = f"{_last_event(session, 'stripe')}; {_held(session, 'stripe')} payment(s) held for a person"
+    if settings.billing_backend == "stripe":
+        from billing import backends
+
+        detail = f"{backends.backend(settings).probe()}; {detail}"
+    if not settings.stripe_webhook_secret:
+        why = "REVLOOP_STRIPE_WEBHOOK_SECRET is not set: payments stay unseen"
+        return Result("stripe", False, "down", f"{detail}; {why}")
+    return Result("stripe", True, "ok", detail)
+
+
+def _mpesa(settings: Settings) -> Result:
+    """M-Pesa: callbacks configured, the last one, held payments, STK prompts with no answer, the OAuth login."""
+    if not (settings.mpesa_callback_token or settings.mpesa_shortcode):
+        return Result("mpesa", True, "not_configured", "not used: no REVLOOP_MPESA_SHORTCODE / CALLBACK_TOKEN")
+    with session_scope(settings, readonly=True) as session:
+        unanswered = session.scalar(
+            select(func.count(PaymentEvent.id)).where(
+                PaymentEvent.provider == "mpesa",
+                PaymentEvent.status == "requested",
+                PaymentEvent.received_at < utcnow() - dt.timedelta(minutes=10),
+            )
+        )
+        detail = (
+            f"shortcode {settings.mpesa_shortcode or '?'}; {_last_event(session, 'mpesa')}; "
+            f"{_held(session, 'mpesa')} payment(s) held for a person; "
+            f"{unanswered} STK prompt(s) unanswered after 10 min"
+        )
+    if not settings.mpesa_callback_token:
+        why = "REVLOOP_MPESA_CALLBACK_TOKEN is not set: callbacks are refused"
+        return Result("mpesa", False, "down", f"{detail}; {why}")
+    if settings.mpesa_consumer_key:
+        from billing import mpesa
+
+        mpesa._token(settings)  # raises when Daraja refuses the app's credentials
+        detail += "; Daraja OAuth works"
+    return Result("mpesa", True, "ok", detail)
+
+
+def _fiscal(settings: Settings) -> Result:
+    """E-invoicing: invoices waiting for the tax authority (the oldest one's wait is the lag), rejections, the last
+    accepted receipt. Down while a submission fails or a rejection waits for a manager."""
+    if settings.fiscal_backend == "none":
+        return Result("fiscal", True, "not_configured", "not used: REVLOOP_FISCAL_BACKEND=none")
+    from billing import fiscal
+
+    with session_scope(settings, readonly=True) as session:
+        counts = dict(
+            session.execute(
+                select(Invoice.fiscal_status, func.count(Invoice.id))
+                .where(Invoice.fiscal_status.is_not(None))
+                .group_by(Invoice.fiscal_status)
+            ).all()
+        )
+        oldest = session.scalar(select(func.min(Invoice.created_at)).where(Invoice.fiscal_status == fiscal.PENDING))
+        failing = session.scalars(
+            select(Invoice).where(Invoice.fiscal_status == fiscal.PENDING, Invoice.fiscal_error.is_not(None)).limit(1)
+        ).first()
+        rejected = session.scalars(select(Invoice).where(Invoice.fiscal_status == fiscal.REJECTED).limit(1)).first()
+        lag = (utcnow() - oldest).total_seconds() if oldest else 0.0
+        detail = (
+            f"{settings.fiscal_base_url}: {counts.get(fiscal.ACCEPTED, 0)} accepted, {counts.get(fiscal.PENDING, 0)} "
+            f"pending (oldest waits {lag:.0f} s), {counts.get(fiscal.REJECTED, 0)} rejected"
+        )
+        if rejected is not None:
+            return Result("fiscal", False, "down", f"{detail}; {rejected.number} rejected: {rejected.fiscal_error}")
+        if failing is not None:
+            return Result("fiscal", False, "down", f"{detail}; {failing.number} retrying: {failing.fiscal_error}")
+    detail += "; " + fiscal.backend(settings).probe()
+    return Result("fiscal", True, "ok", detail)
+
+
 CHECKS: dict[str, Callable[[Settings], Result]] = {
     "database": _database,
     "mail": _mail,
@@ -231,11 +321,19 @@ CHECKS: dict[str, Callable[[Settings], Result]] = {
     "llm": _llm,
     "webhooks": _webhooks,
     "crm": _crm,
+    "stripe": _stripe,
+    "mpesa": _mpesa,
+    "fiscal": _fiscal,
 }
 
 
 # Connectors are checked only where configured (a business without an external CRM has nothing to reach).
-CONFIGURED: dict[str, Callable[[Settings], bool]] = {"crm": lambda settings: settings.crm_backend != "native"}
+CONFIGURED: dict[str, Callable[[Settings], bool]] = {
+    "crm": lambda settings: settings.crm_backend != "native",
+    "stripe": lambda settings: settings.billing_backend == "stripe" or bool(settings.stripe_webhook_secret),
+    "mpesa": lambda settings: bool(settings.mpesa_callback_token or settings.mpesa_shortcode),
+    "fiscal": lambda settings: settings.fiscal_backend != "none",
+}
 
 
 def run_check(settings: Settings, name: str) -> Result:

@@ -7,22 +7,25 @@ import json
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from api.deps import SessionDep, SettingsDep
 from billing import ledger as billing
+from billing import mpesa, stripe_events
 from core import webhooks
 from core.errors import Forbidden, InvalidInput
 from core.schemas import (
     ChannelWebhookResult,
     LeadAccepted,
     LeadCreate,
+    MpesaAck,
     PaymentNotice,
     PaymentRecorded,
     SignatureNotice,
     SignatureRecorded,
+    StripeEventResult,
 )
 from crm.capture import capture_lead
 from deals import flow as deals
@@ -278,3 +281,57 @@ def sms_webhook(
 
 
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+@router.post(
+    "/stripe",
+    response_model=StripeEventResult,
+    response_model_exclude_none=True,
+    summary="Stripe events (Stripe-Signature): invoice.paid, payment_intent.succeeded, charge.refunded",
+    description="Verified with the official Stripe-Signature scheme (the stripe SDK) against "
+    "REVLOOP_STRIPE_WEBHOOK_SECRET, with REVLOOP_WEBHOOK_TOLERANCE_SECONDS as the timestamp tolerance: a wrong "
+    "secret, a stale timestamp or a changed body is refused (401). Each event id is handled once (a replay answers "
+    "200 with duplicate=true). Payments are reconciled by the same code as /v1/webhooks/payments and stop the "
+    "reminders; a refund reopens what it paid; money nobody can place is held for a manager. Other event types are "
+    "acknowledged and ignored.",
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+def stripe_webhook(
+    body: RawBody,
+    session: SessionDep,
+    settings: SettingsDep,
+    stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
+) -> dict[str, Any]:
+    event = stripe_events.verify(
+        body, stripe_signature, settings.stripe_webhook_secret, settings.webhook_tolerance_seconds
+    )
+    return stripe_events.handle(session, event)
+
+
+@router.post(
+    "/mpesa",
+    response_model=MpesaAck,
+    response_model_exclude_none=True,
+    summary="M-Pesa (Daraja) C2B confirmation or STK Push callback; reconciles the payment to the invoice",
+    description="Register this URL with Daraja as `.../v1/webhooks/mpesa?token=<REVLOOP_MPESA_CALLBACK_TOKEN>` "
+    "(Daraja does not sign callbacks; a wrong token is refused with 401). A C2B confirmation's BillRefNumber "
+    "(account reference) is matched to the invoice number (case, spaces and dashes ignored) and BusinessShortCode "
+    "must be REVLOOP_MPESA_SHORTCODE; an STK callback is matched by CheckoutRequestID to the approved request. "
+    "Partial payments leave the rest open, an overpayment is kept as credit, a reference matching no invoice is "
+    "held for a manager (never lost). The same TransID or CheckoutRequestID again changes nothing.",
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+def mpesa_webhook(
+    body: RawBody,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Query(max_length=200, description="REVLOOP_MPESA_CALLBACK_TOKEN")] = None,
+) -> dict[str, Any]:
+    mpesa.check_token(settings, token)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise InvalidInput("the body is not JSON", details={"field": "body"}) from None
+    if not isinstance(data, dict):
+        raise InvalidInput("the body must be a JSON object", details={"field": "body"})
+    return mpesa.handle_callback(session, settings, data)

@@ -142,6 +142,25 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
     ),
     ("GET", "/v1/invoices"): ("/v1/invoices", None, ("manager", "admin"), 200),
     ("GET", "/v1/cash"): ("/v1/cash", None, ("manager", "admin"), 200),
+    ("POST", "/v1/invoices/{invoice_id}/mpesa-request"): (
+        f"/v1/invoices/{MISSING}/mpesa-request",
+        None,
+        ("manager", "admin"),
+        404,
+    ),
+    ("POST", "/v1/invoices/{invoice_id}/fiscal-submit"): (
+        f"/v1/invoices/{MISSING}/fiscal-submit",
+        None,
+        ("manager", "admin"),
+        404,
+    ),
+    ("GET", "/v1/payments/held"): ("/v1/payments/held", None, ("manager", "admin"), 200),
+    ("POST", "/v1/payments/held/{event_id}/assign"): (
+        f"/v1/payments/held/{MISSING}/assign",
+        {"invoice_number": "INV-1"},
+        ("manager", "admin"),
+        404,
+    ),
     ("GET", "/v1/evals/runs"): ("/v1/evals/runs", None, ("evaluator", "manager", "admin"), 200),
     ("GET", "/v1/evals/compare"): ("/v1/evals/compare?a=x&b=y", None, ("evaluator", "manager", "admin"), 404),
     ("GET", "/v1/evals/runs/{run_id}"): ("/v1/evals/runs/missing", None, ("evaluator", "manager", "admin"), 404),
@@ -158,6 +177,8 @@ UNAUTHENTICATED: dict[tuple[str, str], tuple[str, object, int]] = {
     ("POST", "/v1/webhooks/leads"): ("/v1/webhooks/leads", {}, 401),  # HMAC signature missing
     ("POST", "/v1/webhooks/payments"): ("/v1/webhooks/payments", {}, 401),
     ("POST", "/v1/webhooks/esign"): ("/v1/webhooks/esign", {}, 401),
+    ("POST", "/v1/webhooks/stripe"): ("/v1/webhooks/stripe", {}, 401),  # Stripe-Signature missing
+    ("POST", "/v1/webhooks/mpesa"): ("/v1/webhooks/mpesa", {}, 401),  # the callback token missing
     ("GET", "/healthz"): ("/healthz", None, 200),
     ("GET", "/v1/health"): ("/v1/health", None, 200),
 }
@@ -189,6 +210,7 @@ def test_the_matrix_covers_every_route():
 
 def test_every_route_for_every_role(settings, live_server, http):
     settings.webhook_secret_leads = settings.webhook_secret_payments = settings.webhook_secret_esign = "matrix-secret"
+    settings.stripe_webhook_secret = settings.mpesa_callback_token = "matrix-secret"
     creds = _credentials(settings)
     failures = []
     for (method, template), (path, body, allowed, ok_status) in MATRIX.items():
