@@ -189,14 +189,23 @@ def _stk_callback(session: Session, settings: Settings, callback: dict[str, Any]
     request = session.scalar(
         select(PaymentEvent).where(PaymentEvent.provider == "mpesa", PaymentEvent.event_id == checkout)
     )
-    code = int(callback.get("ResultCode", -1))
+    try:
+        code = int(callback.get("ResultCode", -1))
+    except (TypeError, ValueError):
+        raise InvalidInput("stkCallback.ResultCode must be a number", details={"field": "ResultCode"}) from None
     if code != 0:
         reason = f"ResultCode {code}: {callback.get('ResultDesc') or 'the customer did not pay'}"
         row.status, row.detail = "failed", {"reason": reason}
         if request is not None:
             request.status, request.detail = "failed", {**request.detail, "reason": reason}
         return {"status": "failed", "checkout_request_id": checkout, "reason": reason, "duplicate": False}
-    items = {i.get("Name"): i.get("Value") for i in (callback.get("CallbackMetadata") or {}).get("Item", [])}
+    metadata = callback.get("CallbackMetadata")
+    listed = metadata.get("Item") if isinstance(metadata, dict) else None
+    if not isinstance(listed, list):
+        raise InvalidInput(
+            "a successful stkCallback needs CallbackMetadata.Item", details={"field": "CallbackMetadata"}
+        )
+    items = {i.get("Name"): i.get("Value") for i in listed if isinstance(i, dict)}
     receipt = str(items.get("MpesaReceiptNumber") or "").strip()
     if not receipt:
         raise InvalidInput("a successful stkCallback needs MpesaReceiptNumber", details={"field": "MpesaReceiptNumber"})

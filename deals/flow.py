@@ -594,12 +594,14 @@ def submit_fiscal(settings: Settings, invoice_id: int) -> str:
 
 
 def resubmit_fiscal(session: Session, invoice_id: int, *, actor: str) -> Invoice:
-    """A manager sends a rejected (or stuck) invoice to the tax authority again, after fixing its record."""
+    """A manager sends a rejected invoice to the tax authority again, after fixing its record. (A pending one is
+    being retried by its job already: a second job could submit it twice.)"""
     invoice = session.get(Invoice, invoice_id)
     if invoice is None:
         raise NotFound(f"invoice {invoice_id} not found")
-    if invoice.fiscal_status not in (fiscal.REJECTED, fiscal.PENDING):
-        raise Conflict(f"invoice {invoice.number} has no fiscal submission to retry (status {invoice.fiscal_status})")
+    if invoice.fiscal_status != fiscal.REJECTED:
+        state = "is being retried" if invoice.fiscal_status == fiscal.PENDING else f"is {invoice.fiscal_status}"
+        raise Conflict(f"invoice {invoice.number} was not rejected by the tax authority: its submission {state}")
     invoice.fiscal_status = fiscal.PENDING
     _enqueue_fiscal(session, invoice)
     audit.record(

@@ -127,7 +127,7 @@ def mpesa_request(
 @router.post(
     "/v1/invoices/{invoice_id}/fiscal-submit",
     response_model=FiscalResubmitted,
-    summary="Submit a rejected (or stuck) invoice to the tax authority again, after fixing its record",
+    summary="Submit a rejected invoice to the tax authority again, after fixing its record (409 otherwise)",
 )
 def fiscal_submit(invoice_id: Id, session: SessionDep, principal: Manager) -> FiscalResubmitted:
     invoice = flow.resubmit_fiscal(session, invoice_id, actor=principal.actor)

@@ -314,7 +314,8 @@ def _decision_bar(client: RevloopClient, item: ReviewItem) -> None:
             help="Required: the API refuses to approve a flagged item without it.",
         )
     approve_col, edit_col, reject_col = st.columns(3)
-    label = {"email": "Approve and send", "invoice": "Approve and issue"}.get(item.kind, "Approve")
+    labels = {"email": "Approve and send", "invoice": "Approve and issue", "payment_request": "Approve and prompt"}
+    label = labels.get(item.kind, "Approve")
     approve_col.button(
         label,
         type="primary",

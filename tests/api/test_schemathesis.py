@@ -68,6 +68,8 @@ def bearer(request, database, tmp_path_factory) -> Iterator[str]:
         twilio_auth_token="schemathesis-sms",
         whatsapp_app_secret="schemathesis-whatsapp",
         whatsapp_verify_token="schemathesis-verify",
+        stripe_webhook_secret="whsec_schemathesis",
+        mpesa_callback_token="schemathesis-mpesa",
     )
     _truncate(settings)
     with session_scope(settings) as session:

@@ -64,6 +64,8 @@ def test_a_timeout_is_retried_then_the_receipt_is_stored_printed_and_the_invoice
             assert invoice.fiscal_status == "pending" and "did not answer within 0.5s" in invoice.fiscal_error
         assert _items(settings, "invoice-email") == []  # blocked: nothing to send while the submission is unanswered
         assert not health.run_check(settings, "fiscal").healthy
+        # The job retries it by itself: a manager's resubmission now could send it twice.
+        assert http.post(f"/v1/invoices/{invoice_id}/fiscal-submit", headers=manager).status_code == 409
         time.sleep(0.3)
         worker.run_until_idle()
         first, second = etims.calls("POST", "/trnsSales/saveSales")

@@ -136,6 +136,11 @@ def test_callbacks_need_the_token_and_our_shortcode(settings, http):
     bad = http.post(HOOK, json={**_c2b("A2", "ten", "INV-2026-00042")})
     assert bad.status_code == 422 and bad.json()["details"]["field"] == "TransAmount"
     assert http.post(HOOK, json={"hello": 1}).json()["details"]["field"] == "TransID"
+    odd = {"CheckoutRequestID": "ws_1", "ResultCode": "zero"}
+    assert http.post(HOOK, json={"Body": {"stkCallback": odd}}).json()["details"]["field"] == "ResultCode"
+    odd = {"CheckoutRequestID": "ws_2", "ResultCode": 0, "CallbackMetadata": "x"}
+    assert http.post(HOOK, json={"Body": {"stkCallback": odd}}).json()["details"]["field"] == "CallbackMetadata"
+    assert http.post(HOOK, content=b"[1, 2]").json()["details"]["field"] == "body"
 
 
 def _daraja() -> VendorServer:
