@@ -3,7 +3,8 @@
 Checks: the database, outbound mail (SMTP, or the file outbox), the background work queue, the knowledge
 base, the LLM endpoint, the webhook senders, and, where configured, the CRM, payment (Stripe, M-Pesa) and
 e-invoicing (fiscal) connectors. The last known state of each is stored; a change between healthy and unhealthy
-notifies managers and admins once (down, then recovered), not on every check. The worker runs the checks every REVLOOP_HEALTH_CHECK_MINUTES; GET /v1/health/integrations runs them on demand.
+notifies managers and admins once (down, then recovered), not on every check. The worker runs the checks every
+REVLOOP_HEALTH_CHECK_MINUTES; GET /v1/health/integrations runs them on demand.
 (It lives in review/ because review owns the outbound channels, the integrations that matter most.)
 """
 
