@@ -55,8 +55,10 @@ def required_elements(draft: dict[str, Any], facts: dict[str, Any]) -> tuple[boo
     problems = []
     first_name = facts.get("first_name") or ""
     greeting = body.strip().splitlines()[0] if body.strip() else ""
-    if not greeting.startswith("Hi ") or (first_name and first_name not in greeting):
-        problems.append(f"greeting should name {first_name or 'the reader'}: {greeting!r}")
+    if first_name and (not greeting.startswith("Hi ") or first_name not in greeting):
+        problems.append(f"greeting should name {first_name}: {greeting!r}")
+    elif not first_name and greeting != "Hello,":
+        problems.append(f"with no name on record the greeting should be 'Hello,': {greeting!r}")
     if draft.get("template") != "polite_decline" and not re.search(r"\?|\breply\b", body, re.I):
         problems.append("no call to action")
     sender, company = facts.get("sender_name", ""), facts.get("our_company", "")
@@ -65,6 +67,16 @@ def required_elements(draft: dict[str, Any], facts: dict[str, Any]) -> tuple[boo
     if draft.get("template") in MARKETING_TEMPLATES and "unsubscribe" not in body.lower():
         problems.append("no unsubscribe line")
     return (not problems, "; ".join(problems) or "greeting, call to action, signature, unsubscribe")
+
+
+STAND_INS = re.compile(r"\b(?:hi|hello|dear|thanks|touch),? there\b|\byour company\b", re.IGNORECASE)
+
+
+def no_stand_ins(draft: dict[str, Any]) -> tuple[bool, str]:
+    """No made-up name or company: never "Hi there" (a name that is not one) nor "your company"."""
+    text = f"{draft.get('subject', '')}\n{draft.get('body', '')}"
+    hits = sorted({m.group(0) for m in STAND_INS.finditer(text)})
+    return (not hits, "stand-ins: " + ", ".join(hits) if hits else "none")
 
 
 def length_bounds(draft: dict[str, Any], low: int = 30, high: int = 220) -> tuple[bool, str]:

@@ -88,6 +88,19 @@ def render_report(record: dict[str, Any], suite: Any, result: Any) -> str:
             + "<h2>Lift per rubric grade</h2><table><tr><th>grade</th><th>leads</th><th>win rate</th><th>lift</th>"
             f"</tr>{lift_rows}</table>"
         )
+    if result.charts.get("confusion"):
+        table = result.charts["confusion"]
+        head = "".join(f"<th>{escape(c)}</th>" for c in table["columns"])
+        body = "".join(
+            f"<tr><td>{escape(label)}</td>"
+            + "".join(f"<td>{counts.get(c, 0)}</td>" for c in table["columns"])
+            + "</tr>"
+            for label, counts in table["rows"].items()
+        )
+        charts += (
+            "<h2>Confusion: expected grade (rows) against the grade given (columns)</h2>"
+            f"<table><tr><th>expected</th>{head}</tr>{body}</table>"
+        )
     failing = [c for c in result.cases if not c.passed]
     failing_rows = "".join(
         f"<tr><td>{escape(c.id)}</td><td>{escape(c.detail)}<br><small>{escape(c.rationale)}</small></td>"

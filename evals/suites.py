@@ -186,6 +186,7 @@ def run_drafting(settings, engine, dataset, fmt, tick, context=None) -> SuiteRes
             checks["required_elements"] = graders.required_elements(draft, facts)
             checks["length"] = graders.length_bounds(draft)
             checks["banned_claims"] = graders.banned_claims(draft)
+            checks["no_stand_ins"] = graders.no_stand_ins(draft)
             if name := case["expect"].get("greeting_name"):
                 greeting = draft["body"].strip().splitlines()[0]
                 checks["greeting_name"] = (name in greeting, greeting)
@@ -640,6 +641,95 @@ def run_scoring(settings, engine, dataset, fmt, tick, context=None) -> SuiteResu
     )
 
 
+# --- grading ---------------------------------------------------------------------------------------
+
+GRADE_ORDER = "ABCD"
+EXCEPTION = "exception"
+
+
+def _expected_label(expect: dict[str, Any]) -> str:
+    return "/".join(expect["grade_in"]) if expect.get("grade_in") else EXCEPTION
+
+
+def run_grading(settings, engine, dataset, fmt, tick, context=None) -> SuiteResult:
+    """Leads with the grade a sales manager wrote for each (before the engine ran on them): agreement, and a
+    confusion table of expected grades against what the engine gave (a lead in the exception queue counts as
+    'exception', whatever its grade)."""
+    cases = load_cases("grading")
+    results, observations = [], []
+    confusion: dict[str, dict[str, int]] = {}
+    over = under = exceptions_expected = exceptions_right = 0
+    for case, seen, _ in _lead_runs(settings, engine, cases, tick):
+        observations.append(seen)
+        item = seen["items"][0] if seen["items"] else None
+        brief = (item or {}).get("brief") or {}
+        queue = item["queue"] if item else None
+        grade = brief.get("grade") or seen["grade"]
+        reasons = brief.get("exception_reasons") or []
+        got = EXCEPTION if queue == ReviewQueue.EXCEPTION else grade
+        expect = case["expect"]
+        problems = []
+        if expect.get("grade_in"):
+            allowed = expect["grade_in"]
+            if grade not in allowed:
+                problems.append(f"grade {grade}, expected {' or '.join(allowed)}")
+                if grade in GRADE_ORDER:
+                    best, worst = min(GRADE_ORDER.index(g) for g in allowed), max(GRADE_ORDER.index(g) for g in allowed)
+                    over += GRADE_ORDER.index(grade) < best
+                    under += GRADE_ORDER.index(grade) > worst
+            want_queue = expect.get("queue", ReviewQueue.MAIN)
+            if queue != want_queue:
+                why = f" ({'; '.join(reasons)})" if reasons else ""
+                problems.append(f"queue {queue}, expected {want_queue}{why}")
+        else:
+            exceptions_expected += 1
+            if queue != ReviewQueue.EXCEPTION:
+                problems.append(f"queue {queue} with grade {grade}, expected the exception queue")
+            elif expect.get("reason") and not any(expect["reason"].lower() in r.lower() for r in reasons):
+                problems.append(f"exception reasons {reasons} do not say {expect['reason']!r}")
+            else:
+                exceptions_right += 1
+        row = confusion.setdefault(_expected_label(expect), {})
+        row[got] = row.get(got, 0) + 1
+        results.append(
+            CaseResult(
+                case["id"],
+                not problems,
+                "; ".join(problems) or f"{got}" + (f": {'; '.join(reasons)}" if reasons else ""),
+                case["rationale"],
+                {
+                    "got": {"grade": grade, "queue": queue, "score": brief.get("score"), "reasons": reasons},
+                    "factors": brief.get("factors"),
+                    "draft": item["draft"] if item else None,
+                },
+            )
+        )
+    n = len(results)
+    held_out = [r for r in results if r.id.startswith("holdout-")]
+    graded = n - exceptions_expected
+    columns = [*GRADE_ORDER, EXCEPTION]
+    table = {
+        "columns": columns,
+        "rows": {label: {c: counts.get(c, 0) for c in columns} for label, counts in sorted(confusion.items())},
+    }
+    return SuiteResult(
+        metrics={
+            "cases": n,
+            "agreement": sum(r.passed for r in results) / n,
+            # Cases written after the grading rules were made (ids holdout-*): how the rules do on leads they were
+            # not fitted to.
+            "holdout_agreement": sum(r.passed for r in held_out) / len(held_out) if held_out else 1.0,
+            "overgraded_rate": over / graded if graded else 0.0,
+            "undergraded_rate": under / graded if graded else 0.0,
+            "exception_recall": exceptions_right / exceptions_expected if exceptions_expected else 1.0,
+            **_llm_usage(observations),
+        },
+        cases=results,
+        charts={"confusion": table},
+        meta={**SANDBOX_META, "confusion": table},
+    )
+
+
 SUITES: dict[str, Suite] = {
     "scoring": Suite(
         "scoring",
@@ -682,8 +772,20 @@ SUITES: dict[str, Suite] = {
             Threshold("pass_rate", ">=", 0.95, 0.02),
             Threshold("grounded_rate", ">=", 0.98, 0.0),
             Threshold("consent_rate", ">=", 1.0, 0.0),
+            Threshold("no_stand_ins_rate", ">=", 1.0, 0.0),
         ),
         run_drafting,
+    ),
+    "grading": Suite(
+        "grading",
+        "Grades a sales manager would give to written leads (inside and outside the ICP, negative intent, other "
+        "languages, missing fields): agreement and a confusion table of expected against given grades",
+        (
+            Threshold("agreement", ">=", 0.85, 0.03),
+            Threshold("overgraded_rate", "<=", 0.05, 0.02),
+            Threshold("exception_recall", ">=", 0.8, 0.0),
+        ),
+        run_grading,
     ),
     "safety": Suite(
         "safety",

@@ -79,12 +79,61 @@ class Grades(BaseModel):
     C: float
 
 
+GRADE_LETTERS = ("A", "B", "C", "D")
+WHEN = ("met", "not_met", "unknown", "missed")  # missed: not met, whether known or not
+WHEN_WORDS = {"met": "met", "not_met": "known and not met", "unknown": "unknown", "missed": "not met"}
+TEST_KEYS = ("kind", "field", "values", "keywords", "pattern", "min", "max", "value")
+
+
+class Adjustment(BaseModel):
+    """A rule a sales manager applies on top of the points (optional; rubrics without it score as before): when
+    a criterion of the rubric is in a state (`criterion` + `when`), or when a test of its own holds (`kind` +
+    `field` and the kind's keys, like a criterion's), the score loses `penalty` points and/or the grade can be no
+    better than `max_grade`."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    label: str
+    criterion: str | None = None
+    when: Literal["met", "not_met", "unknown", "missed"] = "missed"
+    kind: Literal["in_list", "range", "keyword", "pattern", "present", "equals"] | None = None
+    field: str | None = None
+    values: list[str] | None = None
+    keywords: list[str] | None = None
+    pattern: str | None = None
+    min: float | None = None
+    max: float | None = None
+    value: Any = None
+    penalty: float = 0.0
+    max_grade: Literal["A", "B", "C", "D"] | None = None
+
+    def test(self) -> Criterion:
+        return Criterion(
+            id=self.id,
+            label=self.label,
+            kind=self.kind or "present",
+            field=self.field or "",
+            **{k: getattr(self, k) for k in TEST_KEYS[2:] if getattr(self, k) is not None},
+        )
+
+
+class TooLittleToJudge(BaseModel):
+    """Optional: a lead with fewer than `min_known` of these criteria known goes to the exception queue, the
+    missing ones named, instead of getting a grade from what little there is."""
+
+    model_config = ConfigDict(extra="forbid")
+    essentials: list[str]
+    min_known: int
+
+
 class Rubric(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: str
     name: str = ""
     criteria: list[Criterion]
     disqualifiers: list[Criterion] = []
+    adjustments: list[Adjustment] = []
+    too_little_to_judge: TooLittleToJudge | None = None
     grades: Grades
 
 
@@ -187,6 +236,92 @@ def _check_criterion(raw: Any, where: str, *, weighted: bool) -> list[str]:
     return errors
 
 
+def _check_adjustments(raw: Any, ids: dict[str, str]) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        return ["'adjustments' must be a list"]
+    errors: list[str] = []
+    for index, item in enumerate(raw):
+        where = f"adjustments[{index}]"
+        if not isinstance(item, dict):
+            errors.append(f"{where}: each entry must be a mapping with id, label, and a criterion or a test")
+            continue
+        aid = item.get("id")
+        name = f"adjustment {aid!r}" if isinstance(aid, str) and aid.strip() else where
+        if not isinstance(aid, str) or not aid.strip():
+            errors.append(f"{where}: needs an 'id'")
+        elif aid in ids:
+            errors.append(f"adjustment {aid!r}: id used twice")
+        else:
+            ids[aid] = "adjustments"
+        if not isinstance(item.get("label"), str) or not item["label"].strip():
+            errors.append(f"{name}: needs a human-readable 'label'")
+        unknown = set(item) - set(Adjustment.model_fields)
+        if unknown:
+            errors.append(f"{name}: unknown key(s) {', '.join(sorted(unknown))}")
+        criterion, kind = item.get("criterion"), item.get("kind")
+        if (criterion is None) == (kind is None):
+            errors.append(f"{name}: give either 'criterion' (one of the criteria's ids) or a test ('kind' and 'field')")
+        elif criterion is not None:
+            if ids.get(criterion) != "criteria":
+                errors.append(f"{name}: 'criterion' {criterion!r} is not the id of one of the criteria")
+            if item.get("when", "missed") not in WHEN:
+                errors.append(f"{name}: 'when' must be one of {', '.join(WHEN)}, got {item.get('when')!r}")
+            stray = [k for k in TEST_KEYS if k in item]
+            if stray:
+                errors.append(f"{name}: {', '.join(stray)} belong to a test, not to a 'criterion' rule")
+        else:
+            if kind == "semantic":
+                errors.append(f"{name}: kind semantic is not available for adjustments; use a keyword or pattern")
+            else:
+                test = {k: item[k] for k in ("id", "label", *TEST_KEYS) if k in item}
+                errors += [
+                    e.replace(f"criterion {aid!r}", name)
+                    for e in _check_criterion(test, where, weighted=False)
+                    if "needs an 'id'" not in e and "human-readable" not in e
+                ]
+            if "when" in item:
+                errors.append(f"{name}: 'when' belongs to a 'criterion' rule; a test applies when it holds")
+        try:
+            penalty = _number(item.get("penalty", 0))
+            if penalty is None or not 0 <= penalty <= 100:
+                raise ValueError
+        except (TypeError, ValueError):
+            errors.append(f"{name}: penalty must be a number of points from 0 to 100, got {item.get('penalty')!r}")
+            penalty = 0
+        grade = item.get("max_grade")
+        if grade is not None and grade not in GRADE_LETTERS:
+            errors.append(f"{name}: max_grade must be one of A, B, C, D, got {grade!r}")
+        if not penalty and grade is None:
+            errors.append(f"{name}: needs a 'penalty' (points off the score) or a 'max_grade', or both")
+    return errors
+
+
+def _check_too_little(raw: Any, ids: dict[str, str]) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        return ["'too_little_to_judge' must be a mapping with essentials (criteria ids) and min_known"]
+    errors = []
+    unknown = set(raw) - set(TooLittleToJudge.model_fields)
+    if unknown:
+        errors.append(f"too_little_to_judge: unknown key(s) {', '.join(sorted(unknown))}")
+    essentials = raw.get("essentials")
+    if not isinstance(essentials, list) or not essentials:
+        errors.append("too_little_to_judge: 'essentials' must be a non-empty list of criteria ids")
+        essentials = []
+    for cid in essentials:
+        if ids.get(cid) != "criteria":
+            errors.append(f"too_little_to_judge: {cid!r} is not the id of one of the criteria")
+    least = raw.get("min_known")
+    if isinstance(least, bool) or not isinstance(least, int) or not 1 <= least <= max(1, len(essentials)):
+        errors.append(
+            f"too_little_to_judge: min_known must be a whole number from 1 to {max(1, len(essentials))}, got {least!r}"
+        )
+    return errors
+
+
 def validate(data: Any) -> tuple[Rubric | None, list[str]]:
     """Every problem of a parsed rubric at once; the Rubric only when there are none."""
     if not isinstance(data, dict):
@@ -214,6 +349,8 @@ def validate(data: Any) -> tuple[Rubric | None, list[str]]:
                 if cid in ids:
                     errors.append(f"criterion {cid!r}: id used twice")
                 ids[cid] = section
+    errors += _check_adjustments(data.get("adjustments"), ids)
+    errors += _check_too_little(data.get("too_little_to_judge"), ids)
     if not errors and sum(float(c["weight"]) for c in criteria) <= 0:
         errors.append("the criteria weights must add up to more than 0")
     grades = data.get("grades")
@@ -264,12 +401,26 @@ class CriterionResult(BaseModel):
     record: str | None = None  # where the value came from: lead:ID, contact:ID or account:ID
 
 
+class AdjustmentResult(BaseModel):
+    id: str
+    label: str
+    penalty: float
+    max_grade: str | None
+    evidence: str
+
+
 class ScoreResult(BaseModel):
     score: int
     grade: str
     rubric_version: str
     criteria: list[CriterionResult]
     disqualified_by: list[CriterionResult] = []
+    points: int | None = None  # the score before adjustments' penalties
+    adjustments: list[AdjustmentResult] = []  # the rubric's adjustments that applied
+    max_grade: str | None = None  # the best grade the adjustments allow
+    uncapped_grade: str | None = None  # the grade the score alone would give, when max_grade lowered it
+    too_little: str | None = None  # why the lead is too thin to grade, in words (the exception queue)
+    factors: list[str] = []  # one line per factor, for the brief
 
 
 def field_record(facts: dict[str, Any], field: str) -> str | None:
@@ -336,16 +487,36 @@ class CompiledRubric:
     criteria: tuple[CompiledCriterion, ...]
     disqualifiers: tuple[CompiledCriterion, ...]
     total_weight: float
+    tests: tuple[CompiledCriterion, ...] = ()  # the adjustments that carry a test of their own, in order
+    # per adjustment: ("criterion", index of the criterion, when) or ("test", index in tests, None)
+    rules: tuple[tuple[str, int, str | None], ...] = ()
+    essentials: tuple[int, ...] = ()  # too_little_to_judge: indexes of the essential criteria
+
+    @property
+    def everything(self) -> tuple[CompiledCriterion, ...]:
+        return self.criteria + self.disqualifiers + self.tests
 
 
 @lru_cache(maxsize=32)
 def _compiled(rubric_json: str) -> CompiledRubric:
     rubric = Rubric.model_validate_json(rubric_json)
+    index = {c.id: i for i, c in enumerate(rubric.criteria)}
+    tests, rules = [], []
+    for adjustment in rubric.adjustments:
+        if adjustment.criterion is not None:
+            rules.append(("criterion", index[adjustment.criterion], adjustment.when))
+        else:
+            rules.append(("test", len(tests), None))
+            tests.append(compile_criterion(adjustment.test()))
+    too_little = rubric.too_little_to_judge
     return CompiledRubric(
         rubric,
         tuple(compile_criterion(c) for c in rubric.criteria),
         tuple(compile_criterion(c) for c in rubric.disqualifiers),
         sum(c.weight for c in rubric.criteria),
+        tuple(tests),
+        tuple(rules),
+        tuple(index[e] for e in too_little.essentials) if too_little else (),
     )
 
 
@@ -423,6 +594,99 @@ def grade_for(score: float, rubric: Rubric) -> str:
     return "D"
 
 
+def capped(grade: str, max_grade: str | None) -> str:
+    """The grade, no better than max_grade (D is the worst)."""
+    if max_grade is None:
+        return grade
+    return max(grade, max_grade, key=GRADE_LETTERS.index)
+
+
+def final_grade(score: float, rubric: Rubric, fit: ScoreResult) -> str:
+    """The grade of a final score (e.g. blended with the outcome model): D when disqualified, never better than
+    what the rubric's adjustments allow for this lead."""
+    return "D" if fit.disqualified_by else capped(grade_for(score, rubric), fit.max_grade)
+
+
+def _holds(when: str, met: bool, known: bool) -> bool:
+    if when == "met":
+        return met
+    if when == "not_met":
+        return known and not met
+    if when == "unknown":
+        return not known
+    return not met  # missed
+
+
+def _applied_rules(compiled: CompiledRubric, met: list[bool], known: list[bool], tested: list[bool]) -> list[int]:
+    """Indexes of the adjustments that apply to one lead."""
+    return [
+        a
+        for a, (how, j, when) in enumerate(compiled.rules)
+        if (tested[j] if how == "test" else _holds(when, met[j], known[j]))
+    ]
+
+
+def _adjusted(compiled: CompiledRubric, points: int, applied: list[int]) -> tuple[int, str | None]:
+    """The score after the applied adjustments' penalties, and the best grade they allow."""
+    adjustments = compiled.rubric.adjustments
+    score = max(1, min(100, round(points - sum(adjustments[a].penalty for a in applied))))
+    caps = [adjustments[a].max_grade for a in applied if adjustments[a].max_grade]
+    return score, (max(caps, key=GRADE_LETTERS.index) if caps else None)
+
+
+def _field_words(field: str) -> str:
+    return field.split(".", 1)[-1].removeprefix("custom.").replace("_", " ")
+
+
+def _too_little(compiled: CompiledRubric, known: list[bool]) -> str | None:
+    rule = compiled.rubric.too_little_to_judge
+    if rule is None:
+        return None
+    fields = [_field_words(compiled.criteria[j].spec.field) for j in compiled.essentials]
+    missing = [f for j, f in zip(compiled.essentials, fields, strict=True) if not known[j]]
+    if len(fields) - len(missing) >= rule.min_known:
+        return None
+    return (
+        f"too little to judge: {_and(missing)} unknown (a grade needs at least {rule.min_known} of "
+        f"{_and(fields)}); a person should look at it first"
+    )
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _points(weight: float, total: float) -> str:
+    return f"{100 * weight / total:.0f}" if total else "0"
+
+
+def factor_lines(result: ScoreResult, total_weight: float) -> list[str]:
+    """One line per factor of a score, in words: each criterion (met, not met or unknown, its points and the
+    evidence), each adjustment that applied, a disqualifier, and too little to judge."""
+    lines = []
+    for c in result.criteria:
+        if c.met:
+            state = f"yes (+{_points(c.weight, total_weight)})"
+        else:
+            state = f"{'no' if c.known else 'unknown'} (0 of {_points(c.weight, total_weight)})"
+        lines.append(f"{c.label}: {state}: {c.evidence}")
+    for a in result.adjustments:
+        effect = ", ".join(
+            x
+            for x in (
+                f"-{a.penalty:g} points" if a.penalty else "",
+                f"grade at most {a.max_grade}" if a.max_grade else "",
+            )
+            if x
+        )
+        lines.append(f"{a.label}: {effect}; {a.evidence}")
+    for d in result.disqualified_by:
+        lines.append(f"Disqualified, {d.label.lower()}: {d.evidence}")
+    if result.too_little:
+        lines.append(result.too_little[0].upper() + result.too_little[1:])
+    return lines
+
+
 def _semantic_matches(
     everything: tuple[CompiledCriterion, ...], values: list[list[Any]]
 ) -> dict[int, dict[int, tuple[int, float]]]:
@@ -441,7 +705,7 @@ def _semantic_matches(
 
 
 def _field_values(compiled: CompiledRubric, facts_list: list[dict[str, Any]]) -> list[list[Any]]:
-    everything = compiled.criteria + compiled.disqualifiers
+    everything = compiled.everything
     return [[field_value(facts, c.spec.field) for c in everything] for facts in facts_list]
 
 
@@ -452,24 +716,28 @@ def score_batch(
     with_semantic=False counts semantic criteria as not met instead of loading the embedding model (a lower
     bound, for the pre-score at capture)."""
     compiled = compile_rubric(rubric)
-    everything = compiled.criteria + compiled.disqualifiers
+    everything = compiled.everything
     values = _field_values(compiled, facts_list)
     semantic = _semantic_matches(everything, values) if with_semantic else {}
     n = len(compiled.criteria)
+    tests_at = n + len(compiled.disqualifiers)
     weights = [c.spec.weight for c in compiled.criteria]
     thresholds = (rubric.grades.A, rubric.grades.B, rubric.grades.C)
     out = []
     for i, row in enumerate(values):
-        met = sum(
-            w
-            for j, (c, w) in enumerate(zip(compiled.criteria, weights, strict=True))
-            if _is_met(c, row[j], semantic.get(j, {}).get(i))
+        met = [_is_met(c, row[j], semantic.get(j, {}).get(i)) for j, c in enumerate(compiled.criteria)]
+        score = max(
+            1, min(100, round(100 * sum(w for w, m in zip(weights, met, strict=True) if m) / compiled.total_weight))
         )
-        score = max(1, min(100, round(100 * met / compiled.total_weight)))
+        cap = None
+        if compiled.rules:
+            known = [row[j] not in (None, "") for j in range(n)]
+            tested = [_is_met(c, row[tests_at + t], None) for t, c in enumerate(compiled.tests)]
+            score, cap = _adjusted(compiled, score, _applied_rules(compiled, met, known, tested))
         if any(_is_met(c, row[n + k], semantic.get(n + k, {}).get(i)) for k, c in enumerate(compiled.disqualifiers)):
             grade = "D"
         else:
-            grade = next((g for g, t in zip("ABC", thresholds, strict=True) if score >= t), "D")
+            grade = capped(next((g for g, t in zip("ABC", thresholds, strict=True) if score >= t), "D"), cap)
         out.append((score, grade))
     return out
 
@@ -477,10 +745,10 @@ def score_batch(
 def score_many(rubric: Rubric, facts_list: list[dict[str, Any]]) -> list[ScoreResult]:
     """Score a batch with an explanation per criterion (what a brief shows)."""
     compiled = compile_rubric(rubric)
-    everything = compiled.criteria + compiled.disqualifiers
+    everything = compiled.everything
     values = _field_values(compiled, facts_list)
     semantic = _semantic_matches(everything, values)
-    n = len(compiled.criteria)
+    n, d = len(compiled.criteria), len(compiled.disqualifiers)
     results = []
     for i, row in enumerate(values):
         evaluated = [
@@ -489,16 +757,43 @@ def score_many(rubric: Rubric, facts_list: list[dict[str, Any]]) -> list[ScoreRe
             )
             for j, c in enumerate(everything)
         ]
-        criteria, disqualifiers = evaluated[:n], evaluated[n:]
+        criteria, disqualifiers, tests = evaluated[:n], evaluated[n : n + d], evaluated[n + d :]
         met = sum(r.weight for r in criteria if r.met)
-        score = max(1, min(100, round(100 * met / compiled.total_weight)))
-        disqualified = [r for r in disqualifiers if r.met]
-        grade = "D" if disqualified else grade_for(score, rubric)
-        results.append(
-            ScoreResult(
-                score=score, grade=grade, rubric_version=rubric.version, criteria=criteria, disqualified_by=disqualified
-            )
+        points = max(1, min(100, round(100 * met / compiled.total_weight)))
+        applied = _applied_rules(
+            compiled, [r.met for r in criteria], [r.known for r in criteria], [t.met for t in tests]
         )
+        score, cap = _adjusted(compiled, points, applied)
+        adjustments = []
+        for a in applied:
+            spec, (how, j, when) = rubric.adjustments[a], compiled.rules[a]
+            if how == "test":
+                evidence = tests[j].evidence
+            else:
+                c = criteria[j]
+                evidence = f"“{c.label}” {WHEN_WORDS[when]}" + (f": {c.evidence}" if c.known else "")
+            adjustments.append(
+                AdjustmentResult(
+                    id=spec.id, label=spec.label, penalty=spec.penalty, max_grade=spec.max_grade, evidence=evidence
+                )
+            )
+        disqualified = [r for r in disqualifiers if r.met]
+        uncapped = grade_for(score, rubric)
+        result = ScoreResult(
+            score=score,
+            grade="D" if disqualified else capped(uncapped, cap),
+            uncapped_grade=uncapped if not disqualified and capped(uncapped, cap) != uncapped else None,
+            rubric_version=rubric.version,
+            criteria=criteria,
+            disqualified_by=disqualified,
+            points=points,
+            adjustments=adjustments,
+            max_grade=cap,
+            # A disqualified lead is judged (a clear D); otherwise too little known goes to a person.
+            too_little=None if disqualified else _too_little(compiled, [r.known for r in criteria]),
+        )
+        result.factors = factor_lines(result, compiled.total_weight)
+        results.append(result)
     return results
 
 

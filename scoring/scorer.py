@@ -10,7 +10,7 @@ from core.settings import Settings
 from scoring import registry
 from scoring.features import FeatureSpec
 from scoring.icp import active_rubric
-from scoring.rubric import grade_for, score_batch, score_facts
+from scoring.rubric import final_grade, score_batch, score_facts
 
 
 def score_lead(session: Session, settings: Settings, facts: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def score_lead(session: Session, settings: Settings, facts: dict[str, Any], snap
     final = max(1, min(100, round((1 - weight) * fit.score + weight * 100 * explained["probability"])))
     result.update(
         score=final,
-        grade="D" if fit.disqualified_by else grade_for(final, rubric),
+        grade=final_grade(final, rubric, fit),  # the rubric's adjustments cap the blend too
         model={"version": champion.version, **explained},
     )
     return result

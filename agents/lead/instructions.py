@@ -94,13 +94,22 @@ def apply(
     for clause in clauses:
         text = clause.strip()
         matched = False
-        if _has(r"\b(short|shorter|brief|briefer|concise|less text|trim|cut)\b", text):
+        # Instructions ("shorter") and the complaints of a rejection reason ("too long") alike.
+        if _has(
+            r"\b(short|shorter|brief|briefer|concise|less text|trim|cut|too long|too wordy|wordy|lengthy|"
+            r"long-winded)\b",
+            text,
+        ):
             wanted.append(("short", text))
             matched = True
-        if _has(r"\b(formal|polite|professional)\b", text) and not _has(r"\b(less|not so|un)\s*formal\b", text):
+        if (
+            _has(r"\b(formal|polite|professional)\b", text) and not _has(r"\b(less|not so|un|too)\s*formal\b", text)
+        ) or _has(r"\b(too (casual|informal|chatty|familiar)|sloppy|unprofessional)\b", text):
             wanted.append(("formal", text))
             matched = True
-        if _has(r"\b(casual|friendl|informal|warmer|relaxed|less formal)", text):
+        if _has(r"\b(casual|friendl|informal|warmer|relaxed|less formal|too formal|stiff|too cold)", text) and not _has(
+            r"\btoo (casual|informal)", text
+        ):
             wanted.append(("casual", text))
             matched = True
         if _has(r"\b(case stud|similar (won )?(case|project|customer)|reference|success stor)", text):
@@ -113,7 +122,11 @@ def apply(
         if negated and _has(r"\b(pric|cost|quote|fees?)\w*", text):
             wanted.append(("no_pricing", text))
             matched = True
-        if _has(r"\b(less pushy|softer|gentle|nurture|not pushy|no pressure|don'?t push)\b", text):
+        if _has(
+            r"\b(less pushy|softer|gentle|nurture|not pushy|no pressure|don'?t push|too pushy|pushy|too aggressive|"
+            r"aggressive|too salesy|salesy|too hard|hard sell|not ready)\b",
+            text,
+        ):
             wanted.append(("nurture", text))
             matched = True
         if _has(r"\b(decline|turn (them|it) down|say no|not a fit)\b", text):

@@ -55,15 +55,22 @@ def plain(value: Any) -> str | None:
     return text if PLAIN_NAME.match(text) and "@" not in text and "://" not in text else None
 
 
-def _display_name(facts: dict[str, Any]) -> tuple[str, str]:
+def _names(facts: dict[str, Any]) -> tuple[str, str]:
+    """The person's first and full name as the records give them, empty when unknown: a draft never makes one
+    up ("there"); the templates read naturally without (review/texts/lead.py)."""
     person = facts.get("contact") or facts["lead"]
     first, last = plain(person.get("first_name")), plain(person.get("last_name"))
-    full = " ".join(p for p in (first, last) if p) or facts["lead"]["email"] or facts["lead"].get("phone") or "there"
-    return first or "there", full
+    return first or "", " ".join(p for p in (first, last) if p)
+
+
+def _display_name(facts: dict[str, Any]) -> str:
+    """Who the lead is, for the closer's brief: the name, else the email address or phone number."""
+    return _names(facts)[1] or facts["lead"].get("email") or facts["lead"].get("phone") or "name unknown"
 
 
 def _company(facts: dict[str, Any]) -> str:
-    return plain((facts.get("account") or {}).get("name")) or plain(facts["lead"].get("company")) or "your company"
+    """The company's name from the records, empty when unknown (never "your company" in a draft)."""
+    return plain((facts.get("account") or {}).get("name")) or plain(facts["lead"].get("company")) or ""
 
 
 def _strings(node: Any) -> list[str]:
@@ -73,6 +80,21 @@ def _strings(node: Any) -> list[str]:
     if isinstance(node, list):
         return [s for value in node for s in _strings(value)]
     return [] if node is None or isinstance(node, bool) else [str(node)]
+
+
+def _lowered(adjustments: list[dict[str, Any]]) -> str:
+    """The rubric's adjustments that held a lead down, as a sentence of the brief's summary."""
+    if not adjustments:
+        return ""
+
+    def effect(a: dict[str, Any]) -> str:
+        parts = [
+            f"-{a['penalty']:g} points" if a.get("penalty") else "",
+            f"at most {a['max_grade']}" if a.get("max_grade") else "",
+        ]
+        return ", ".join(p for p in parts if p)
+
+    return " Lowered: " + "; ".join(f"{a['label'].lower()} ({effect(a)})" for a in adjustments) + "."
 
 
 class LeadNodes:
@@ -114,6 +136,8 @@ class LeadNodes:
         known = sum(c["weight"] for c in criteria if c["known"]) / (sum(c["weight"] for c in criteria) or 1)
         if known < 0.6:
             flags.append("low_confidence")
+        if scoring.get("too_little"):
+            flags.append("too_little_to_judge")
         if any(d.get("outcome") == "won" for d in facts.get("deals", [])):
             flags.append("existing_customer")
         if any(d.get("outcome") is None for d in facts.get("deals", [])):
@@ -138,8 +162,16 @@ class LeadNodes:
         if investigation.get("llm_error"):
             flags.append("llm_unavailable")
         next_action = NEXT_ACTION_FOR_GRADE[scoring["grade"]]
-        _, full_name = _display_name(facts)
-        who = full_name + (f", {lead['title']}" if lead.get("title") else "") + f" at {_company(facts)}"
+        if scoring.get("too_little") and next_action == "polite_decline":
+            # Too little known to judge is not a "no": a person looks first (exception queue), and the draft they
+            # see is the neutral first touch, not a decline of someone who may have asked for a quote.
+            next_action = "nurture"
+        company = _company(facts)
+        who = (
+            _display_name(facts)
+            + (f", {lead['title']}" if lead.get("title") else "")
+            + (f" at {company}" if company else " (company unknown)")
+        )
         firmo = ", ".join(
             x
             for x in (
@@ -168,6 +200,8 @@ class LeadNodes:
             f"{who}{f' ({firmo})' if firmo else ''}. Score {scoring['score']} ({scoring['grade']}), "
             f"fit {scoring['rubric_score']}: {reasons}."
             + (f" Missing: {', '.join(c['label'].lower() for c in missed)}." if missed else "")
+            + _lowered(scoring.get("adjustments") or [])
+            + (f" {scoring['too_little'][0].upper()}{scoring['too_little'][1:]}." if scoring.get("too_little") else "")
             + likelihood
             + f" Recommended: {NEXT_ACTION_LABEL[next_action].lower()}."
         )
@@ -192,6 +226,12 @@ class LeadNodes:
             "model_weight": weight,
             "model_out_of_domain": bool(scoring.get("model_out_of_domain")),
             "fallback": scoring.get("fallback"),
+            # Why this grade, one line per factor: each criterion, each adjustment that applied (negative intent,
+            # an industry outside the ICP...), a disqualifier, too little to judge.
+            "factors": scoring.get("factors") or [],
+            "adjustments": scoring.get("adjustments") or [],
+            "too_little": scoring.get("too_little"),
+            "uncapped_grade": scoring.get("uncapped_grade"),
             "criteria": [
                 {
                     "id": c["id"],
@@ -262,7 +302,7 @@ class LeadNodes:
 
     def draft(self, state: LeadState) -> dict[str, Any]:
         facts, brief, route = state["facts"], state["brief"], state["route"]
-        first_name, full_name = _display_name(facts)
+        first_name, full_name = _names(facts)
         account = facts.get("account") or {}
         intent = next((c for c in state["scoring"]["criteria"] if c["id"] == "buying_intent" and c["met"]), None)
         # Only phrases of our own for the rubric keywords found, never the lead's wording, reach the draft.
@@ -296,6 +336,7 @@ class LeadNodes:
         redrafts = list(state.get("redrafts") or [])
         decision = state.get("decision") or {}
         said: instructions.Redraft | None = None
+        asked = ""  # what the closer asked for with a redraft: their instruction, else their rejection reason
         if decision.get("redraft"):
             # A reviewer rejected the last draft and asked for another: use the template they chose, and
             # drop the model-written opening line (the one part of a draft no template controls).
@@ -306,12 +347,14 @@ class LeadNodes:
             elif route["channel"] != "email":
                 template = "call_task"  # email is not allowed for this contact, whatever was asked
             slots["opening"] = ""
-            if decision.get("instruction"):
-                # The closer's instruction (respond): mapped onto the template's choices, saying what changed. The
-                # choices of earlier instructions stay (one asked "more formal", the next "mention the case study").
+            # The closer's instruction (respond), else the reason they gave for rejecting with a redraft ("too long,
+            # too pushy"): mapped onto the template's choices, saying what changed; the LLM path gets it as an
+            # instruction. The choices of earlier instructions stay (one asked "more formal", the next "shorter").
+            asked = decision.get("instruction") or (decision.get("reason") or "").strip()
+            if asked:
                 earlier = state["draft"].get("facts_used") or {}
                 slots.update({k: earlier[k] for k in (*instructions.SWITCH_SLOTS, "topics") if k in earlier})
-                said = self._follow_instruction(decision["instruction"], template, slots, route, brief, facts["lead"])
+                said = self._follow_instruction(asked, template, slots, route, brief, facts["lead"])
                 template, slots = said.template, said.slots
                 if route["channel"] in TEXTS:
                     template = TEXT_TEMPLATE
@@ -342,13 +385,14 @@ class LeadNodes:
                 contact_id=contact.get("id"),
                 # Shown to the reviewer; the send re-reads the contact record (never the lead's text).
                 to=contact.get("email") if kind == ItemKind.EMAIL else self._number(contact),
-                brief=state["brief"],
+                # The closer sees why a lead is in the exception queue, in words.
+                brief={**state["brief"], "exception_reasons": route["exception_reasons"]},
                 queue=route["queue"],
                 sla_due_at=route["sla_due_at"],
                 assignee=route["assignee"],
                 redraft_of=redrafts[-1]["review_item_id"] if redrafts else None,
                 redraft_reason=redrafts[-1]["reason"] if redrafts else None,
-                instruction=decision.get("instruction") if said else None,
+                instruction=asked if said else None,
                 changes=said.changes if said else [],
                 not_applied=said.not_applied if said else [],
             )

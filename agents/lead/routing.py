@@ -73,13 +73,17 @@ def exception_reasons(
     lead = facts["lead"]
     reasons = []
     unusual = industry_without_history(settings, facts) if settings is not None else None
-    if unusual and brief["grade"] in ("A", "B"):
+    # A strong lead (or one the rubric's adjustments held below B, e.g. outside the ICP) in an industry we have
+    # never closed a deal in: a person decides.
+    if unusual and (brief["grade"] in ("A", "B") or brief.get("uncapped_grade") in ("A", "B")):
         reasons.append(f"unusual industry: no deal history in {unusual!r}")
     if injection:
         reasons.append("lead text tries to steer the agent")
     if lead.get("disposable_email"):
         reasons.append("disposable email address")
-    if not lead.get("company") and not lead.get("title") and (lead.get("free_mail") or not lead.get("email")):
+    if brief.get("too_little"):
+        reasons.append(brief["too_little"])  # the rubric's words: which essentials are unknown
+    elif not lead.get("company") and not lead.get("title") and (lead.get("free_mail") or not lead.get("email")):
         reasons.append("incomplete: no company, no title, no company email")
     if "low_confidence" in brief["flags"] and brief["grade"] in ("A", "B"):
         reasons.append("high grade on little data")

@@ -11,7 +11,8 @@ import typer
 from api.cli.common import get_settings, progress_bar, user_errors
 
 eval_app = typer.Typer(
-    help="Offline eval suites (scoring, semantic, routing, drafting, safety, collections): run, list, compare.",
+    help="Offline eval suites (scoring, semantic, routing, drafting, grading, safety, collections): run, list, "
+    "compare.",
     no_args_is_help=True,
 )
 
@@ -24,9 +25,22 @@ def eval_total(name: str, dataset: Path | None) -> int:
     return 7451 if dataset is None else max(1, sum(1 for _ in dataset.open(encoding="utf-8", errors="replace")) - 1)
 
 
+def confusion_lines(table: dict | None) -> list[str]:
+    """A suite's confusion table (grading: the grades written for the cases against the grades given)."""
+    if not table:
+        return []
+    columns = table["columns"]
+    lines = ["  confusion (expected down, got across)", "    " + f"{'':<12}" + "".join(f"{c:>11}" for c in columns)]
+    for label, counts in table["rows"].items():
+        lines.append("    " + f"{label:<12}" + "".join(f"{counts.get(c, 0):>11}" for c in columns))
+    return lines
+
+
 @eval_app.command("run")
 def eval_run(
-    suite: Annotated[str, typer.Argument(help="scoring | semantic | routing | drafting | safety | collections | all")],
+    suite: Annotated[
+        str, typer.Argument(help="scoring | semantic | routing | drafting | grading | safety | collections | all")
+    ],
     engine: Annotated[
         str, typer.Option("--engine", help="offline (deterministic) or llm (OPENAI_BASE_URL)")
     ] = "offline",
@@ -72,6 +86,8 @@ def eval_run(
                 shown = f"{value:.4f}" if isinstance(value, float) else str(value)
                 note = f"  <- needs {limits[key]['op']} {limits[key]['threshold']}" if key in limits else ""
                 typer.echo(f"  {key:<32} {shown}{note}")
+            for line in confusion_lines((r.get("meta") or {}).get("confusion")):
+                typer.echo(line)
             typer.echo(f"  report: {r['report_path']}")
     if not passed:
         raise typer.Exit(1)

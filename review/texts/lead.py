@@ -1,15 +1,19 @@
 """First-touch texts of the lead graph (deterministic engine): slots are filled from records only.
 
 The switches `formal`, `short`, `call_next_week` and `case_study` are the choices a closer's instruction can make
-("respond": agents/lead/instructions.py); all false or empty, the text is the plain first touch."""
+("respond": agents/lead/instructions.py); all false or empty, the text is the plain first touch. A name or company
+the records do not have is an empty slot: the text reads naturally without it ("Hello,", "teams like yours"), never
+"Hi there" or "your company"."""
 
 from __future__ import annotations
 
 TEMPLATES: dict[str, dict[str, str]] = {
     "first_touch_fast": {
-        "subject": "{{ company }} and {{ our_company }}: a {% if formal %}short{% else %}quick{% endif %} call "
+        "subject": "{% if company %}{{ company }} and {% endif %}{{ our_company }}: a "
+        "{% if formal %}short{% else %}quick{% endif %} call "
         "{% if call_next_week %}next week{% else %}this week{% endif %}?",
-        "body": """{% if formal %}Dear {{ full_name }},{% else %}Hi {{ first_name }},{% endif %}
+        "body": """{% if formal and full_name %}Dear {{ full_name }},\
+{% elif first_name and not formal %}Hi {{ first_name }},{% else %}Hello,{% endif %}
 
 
 {% if opening %}{{ opening }}
@@ -17,7 +21,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
 {{ our_company }}{% if topics %} about {{ topics }}{% endif %}.
 {% if not short %}
 {% if industry %}We work with a number of {{ industry }} teams{% else %}We work with teams{% endif %} \
-like {{ company }}, and the quickest way to see whether we are a fit is a 20-minute call.
+like {% if company %}{{ company }}{% else %}yours{% endif %}, and the quickest way to see whether we are a fit is a \
+20-minute call.
 {% endif %}
 {% if case_study %}
 
@@ -35,13 +40,17 @@ If you would rather not hear from us, reply "unsubscribe" or visit {{ unsubscrib
 """,
     },
     "first_touch_nurture": {
-        "subject": "Thanks for getting in touch, {% if formal %}{{ full_name }}{% else %}{{ first_name }}{% endif %}",
-        "body": """{% if formal %}Dear {{ full_name }},{% else %}Hi {{ first_name }},{% endif %}
+        "subject": "Thanks for getting in touch{% if formal and full_name %}, {{ full_name }}{% elif first_name %}, "
+        "{{ first_name }}{% endif %}",
+        "body": """{% if formal and full_name %}Dear {{ full_name }},\
+{% elif first_name and not formal %}Hi {{ first_name }},{% else %}Hello,{% endif %}
 
 
-Thank you for your interest in {{ our_company }}{% if topics %} and your note about {{ topics }}{% endif %}.
+{% if opening %}{{ opening }}
+{% endif %}Thank you for your interest in {{ our_company }}{% if topics %} and your note about {{ topics }}{% endif %}.
 {% if not short %}
-I will send you a short overview of how we help companies like {{ company }}; if the timing is right for a
+I will send you a short overview of how we help companies like {% if company %}{{ company }}{% else %}yours\
+{% endif %}; if the timing is right for a
 conversation, just reply to this email and we will set one up.
 {% endif %}
 {% if case_study %}
@@ -62,10 +71,12 @@ If you would rather not hear from us, reply "unsubscribe" or visit {{ unsubscrib
     },
     "polite_decline": {
         "subject": "Your enquiry to {{ our_company }}",
-        "body": """Hi {{ first_name }},
+        "body": """{% if first_name %}Hi {{ first_name }},{% else %}Hello,{% endif %}
+
 
 Thank you for contacting {{ our_company }}. Having looked at your enquiry, we do not think we are the right
-partner for {{ company }} at the moment, and we would rather tell you now than waste your time.
+partner for {% if company %}{{ company }}{% else %}you{% endif %} at the moment, and we would rather tell you now \
+than waste your time.
 
 We wish you every success.
 
@@ -77,8 +88,10 @@ If you would rather not hear from us, reply "unsubscribe" or visit {{ unsubscrib
 """,
     },
     "call_task": {
-        "subject": "Call {{ first_name }} at {{ company }}",
-        "body": """Call {{ full_name }} ({{ title }}) at {{ company }}{% if phone %} on {{ phone }}{% endif %}.
+        "subject": "Call {% if full_name %}{{ full_name }}{% else %}the lead{% endif %}"
+        "{% if company %} at {{ company }}{% endif %}",
+        "body": """Call {% if full_name %}{{ full_name }}{% else %}the lead{% endif %} \
+({{ title }}){% if company %} at {{ company }}{% endif %}{% if phone %} on {{ phone }}{% endif %}.
 Email is not allowed for this contact: do not send email.
 Score {{ score }} ({{ grade }}). {{ summary }}
 """,

@@ -172,7 +172,9 @@ def test_every_field_the_lead_typed_is_screened_and_only_plain_names_are_quoted(
         item = session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead_id)).one()
         assert item.queue == "exception"
         assert any(f.startswith("possible_prompt_injection") for f in item.brief["flags"])
-        assert "evil.example" not in item.draft["body"] and "your company" in item.draft["body"]
+        # The typed company is not quoted; the text reads naturally without it, never "your company" (issue 17).
+        body = item.draft["body"]
+        assert "evil.example" not in body and "like yours" in body and "your company" not in body
     assert plain("Anne-Marie") == "Anne-Marie" and plain("Smith & Sons (UK) Ltd.") == "Smith & Sons (UK) Ltd."
     assert plain("Sam 🙂") is None and plain("https://x.example") is None and plain("a@b.com") is None
 

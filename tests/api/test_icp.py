@@ -44,7 +44,7 @@ def test_validate_and_draft_name_the_criterion_and_field(settings, http):
 
 def test_active_rubric_is_the_file_until_one_is_published(settings, http):
     active = http.get("/v1/icp/rubrics/active", headers=auth(settings, "manager")).json()
-    assert (active["version"], active["origin"]) == ("default-2026.11", "file")
+    assert (active["version"], active["origin"]) == ("default-2026.12", "file")
     assert active["content"] == settings.rubric_path.read_text()
 
 
@@ -66,7 +66,7 @@ def test_backtest_draft_and_publish_on_maven(settings, http, worker):
     result = r.json()
     assert result["closed_deals"] == 4984 and result["won"] == 3176
     draft, published = result["draft"], result["published"]
-    assert draft["version"] == "maven-sector-size-1" and published["version"] == "default-2026.11"
+    assert draft["version"] == "maven-sector-size-1" and published["version"] == "default-2026.12"
     assert sum(g["n"] for g in draft["grades"].values()) == 4984
     assert draft["grades"]["A"]["win_rate"] > result["base_win_rate"] > draft["grades"]["D"]["win_rate"]
     assert draft["auc"] > 0.5

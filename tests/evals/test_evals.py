@@ -88,7 +88,7 @@ def test_eval_run_list_and_compare_from_the_cli(settings, subprocess_env, tmp_pa
     result = json.loads(first.stdout)
     assert result["passed"] is True and result["metrics"]["cases"] >= 50 and result["metrics"]["accuracy"] == 1.0
     meta = result["meta"]
-    assert meta["engine"] == "offline" and meta["rubric_version"] == "default-2026.11" and meta["code_revision"]
+    assert meta["engine"] == "offline" and meta["rubric_version"] == "default-2026.12" and meta["code_revision"]
     assert meta["duration_s"] > 0 and meta["tokens"] == 0 and meta["cost_usd"] == 0
     report = Path(result["report_path"])
     assert report.parent.parent == out and report.is_file()

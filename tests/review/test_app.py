@@ -437,7 +437,7 @@ def test_icp_page_validates_backtests_and_publishes(settings, live_server, http)
     at = _signed_in(live_server, settings, "manager", "Morgan Demo")
     _open(at, "icp")
     assert at.title[0].value == "ICP rubric"
-    assert "default-2026.11" in at.caption[0].value
+    assert "default-2026.12" in at.caption[0].value
     assert at.text_area(key="icp_content").value.startswith("# revloop ICP rubric")
 
     at.text_area(key="icp_content").input(
@@ -455,7 +455,7 @@ def test_icp_page_validates_backtests_and_publishes(settings, live_server, http)
     at.run()
     assert not at.exception, at.exception
     assert any("Backtest on 4984 closed deals (maven)" in s.value for s in at.subheader)
-    assert [m.label for m in at.metric][:2] == ["AUC maven-sector-size-1", "AUC default-2026.11 (published)"]
+    assert [m.label for m in at.metric][:2] == ["AUC maven-sector-size-1", "AUC default-2026.12 (published)"]
     assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # the win-rate chart is drawn
 
     at.button(key="icp_save").click()
