@@ -3,7 +3,7 @@ hashed word and character n-grams, L2-normalised.
 
 Nothing is downloaded: the vector space is fixed by the hash, so the same text always gets the same
 vector on every machine. It captures shared wording and word forms ("automate" ~ "automation"),
-not deep paraphrase; a sentence model can be plugged in where that matters.
+not paraphrase: scoring.embedding (WordLlama) replaced it everywhere else.
 """
 
 from __future__ import annotations
