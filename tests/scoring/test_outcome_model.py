@@ -37,6 +37,7 @@ def test_train_promote_evaluate_and_score_with_the_model(settings, subprocess_en
 
     first = cli(["scoring", "train", "--json"], subprocess_env)
     assert first.returncode == 0, first.stderr
+    assert "training: stored" in first.stderr  # the progress display, on stderr beside the JSON result
     result = json.loads(first.stdout)
     challenger, baselines = result["challenger"], result["baselines"]
     assert challenger["status"] == "champion" and result["champion"] is None  # the first model becomes champion
