@@ -21,7 +21,8 @@ def scoring_train(
     spec_path: Annotated[Path | None, typer.Option("--spec", help="Feature spec YAML [default: the built-in]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON")] = False,
 ) -> None:
-    """Train a challenger on closed deals; compare it with the champion and two baselines on a held-out split."""
+    """Train a challenger on closed deals (progress on stderr); compare it with the champion and two baselines on
+    a held-out split; record the population it learned from (leads outside it are scored on the rubric alone)."""
     from scoring.features import DEFAULT_FEATURE_SPEC, load_feature_spec
     from scoring.registry import train_and_register
 
