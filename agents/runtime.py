@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import Command
+from langgraph.types import Command, Interrupt
 from sqlalchemy import select
 
 from agents import checkpoints
@@ -152,40 +152,47 @@ class LeadGraphRunner:
     def _config(thread_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": thread_id}}
 
-    def run_lead(self, lead_id: int) -> None:
+    def run_lead(self, lead_id: int, thread_id: str | None = None) -> None:
         """Run a lead's graph to its review interrupt (or its end), then store what it produced in one unit of
         work: the brief, the review item and the job's end. Checkpointed once, when the run stops (durability
         "exit"): before the interrupt the nodes only read, so a worker that dies mid-run re-runs them from the
-        start, and the interrupt itself is saved before its review item is queued (a crash after that resumes)."""
-        with session_scope(self.settings, readonly=True) as session:
-            thread_id = session.scalar(select(Lead.thread_id).where(Lead.id == lead_id))
+        start, and the interrupt itself is saved before its review item is queued (a crash after that resumes).
+        The run's own output (its values and interrupts) is what gets queued: the checkpoint is not read back."""
+        if thread_id is None:
+            with session_scope(self.settings, readonly=True) as session:
+                thread_id = session.scalar(select(Lead.thread_id).where(Lead.id == lead_id))
         if thread_id is None:
             raise LookupError(f"lead {lead_id} not found")
         config = self._config(thread_id)
         snapshot = self.graph.get_state(config)
-        if snapshot.created_at is None:
-            self.graph.invoke({"lead_id": lead_id}, config, durability=FIRST_RUN_DURABILITY)
-        elif snapshot.next and not snapshot.interrupts:
-            self.graph.invoke(None, config, durability=FIRST_RUN_DURABILITY)  # a run stopped midway: continue it
-        self._queue_interrupts(thread_id, self.graph, lead_id=lead_id)
+        values, interrupts = snapshot.values or {}, list(snapshot.interrupts)
+        if snapshot.created_at is None or (snapshot.next and not snapshot.interrupts):
+            # A new thread, or a run stopped midway (continued from its last checkpoint).
+            start = {"lead_id": lead_id} if snapshot.created_at is None else None
+            output = self.graph.invoke(start, config, durability=FIRST_RUN_DURABILITY, version="v2")
+            values, interrupts = output.value or {}, list(output.interrupts)
+        self._queue(thread_id, values, interrupts, lead_id=lead_id)
 
     def _queue_interrupts(self, thread_id: str, graph, *, lead_id: int | None = None) -> list[int]:
+        """Queue the review items of a thread's pending interrupts, as its latest checkpoint holds them."""
+        snapshot = graph.get_state(self._config(thread_id))
+        return self._queue(thread_id, snapshot.values or {}, list(snapshot.interrupts), lead_id=lead_id)
+
+    def _queue(
+        self, thread_id: str, values: dict[str, Any], interrupts: list[Interrupt], *, lead_id: int | None = None
+    ) -> list[int]:
         """Each pending interrupt carries a Draft; it becomes a review item keyed by the Interrupt.id. With
         lead_id (a lead's first run), the lead's brief and status are stored in the same unit of work, which also
         ends the worker's job (core.jobs.finish_current): one transaction for the whole run."""
-        snapshot = graph.get_state(self._config(thread_id))
         item_ids = []
         with session_scope(self.settings) as session:
             if lead_id is not None:
-                _store_lead_run(session, lead_id, snapshot.values or {})
-            for pending in snapshot.interrupts:
-                existing = repository.item_id_for_key(session, pending.id)
-                if existing is not None:
-                    item_ids.append(existing)
-                    continue
+                _store_lead_run(session, lead_id, values)
+            for pending in interrupts:
                 draft = Draft.model_validate(pending.value).model_copy(
                     update={"thread_id": thread_id, "dedupe_key": pending.id}
                 )
+                # Queued once: an item already queued for this interrupt (a re-run after a crash) is returned as it is.
                 item_ids.append(enqueue(session, draft, actor=f"agent:{draft.source}").id)
             if lead_id is not None:
                 jobs.finish_current(session)
@@ -298,6 +305,8 @@ ALL_EXECUTION_RULES: dict[ItemSource, Rule] = {
 
 
 def _lead_thread(settings: Settings, payload: dict[str, Any]) -> str | None:
+    if payload.get("thread_id"):  # queued at capture with the lead's thread id (core.models.Lead.thread_id)
+        return str(payload["thread_id"])
     with session_scope(settings, readonly=True) as session:
         return session.scalar(select(Lead.thread_id).where(Lead.id == int(payload["lead_id"])))
 
@@ -321,7 +330,7 @@ def _one_at_a_time_per_thread(
             return handler(payload)
         try:
             with named_lock(settings, f"graph-thread:{thread_id}", wait_seconds=settings.thread_lock_wait_seconds):
-                return handler(payload)
+                return handler({**payload, "thread_id": thread_id})  # the handler need not look it up again
         except LockBusy:
             raise RetryLater(f"graph thread {thread_id} is running in another worker", delay_seconds=1) from None
 
@@ -335,7 +344,7 @@ def lead_worker(settings: Settings | None = None) -> Iterator[Worker]:
     with open_checkpointer(settings) as checkpointer:
         runner = LeadGraphRunner(settings, checkpointer)
         handlers = {
-            JobKind.LEAD_RUN: lambda payload: runner.run_lead(int(payload["lead_id"])),
+            JobKind.LEAD_RUN: lambda payload: runner.run_lead(int(payload["lead_id"]), payload.get("thread_id")),
             JobKind.REVIEW_RESUME: lambda payload: runner.resume(int(payload["review_item_id"])),
             JobKind.REVIEW_EXECUTE: lambda payload: runner.execute(int(payload["review_item_id"])),
             JobKind.HEALTH_CHECK: lambda payload: health.run_scheduled(settings, payload),

@@ -109,7 +109,8 @@ def capture_lead(
             "consent_call": lead.consent_call,
         },
     )
-    queue_lead_run(session, lead.id, priority=lead_priority(session, settings or get_settings(), lead, free_mail))
+    priority = lead_priority(session, settings or get_settings(), lead, free_mail)
+    queue_lead_run(session, lead.id, priority=priority, thread_id=lead.thread_id)
     return lead, False
 
 
@@ -129,12 +130,19 @@ def lead_run_key(lead_id: int) -> str:
 
 
 def queue_lead_run(
-    session: Session, lead_id: int, run_after: dt.datetime | None = None, *, priority: int = JobPriority.BACKGROUND
+    session: Session,
+    lead_id: int,
+    run_after: dt.datetime | None = None,
+    *,
+    priority: int = JobPriority.BACKGROUND,
+    thread_id: str | None = None,
 ) -> None:
+    """Queue the lead's graph run; with its thread id in the payload the worker need not look the lead up to take
+    the thread's lock."""
     jobs.enqueue(
         session,
         JobKind.LEAD_RUN,
-        {"lead_id": lead_id},
+        {"lead_id": lead_id, **({"thread_id": thread_id} if thread_id else {})},
         dedupe_key=lead_run_key(lead_id),
         run_after=run_after,
         priority=priority,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from core import audit
 from core.enums import DealOutcome, ModelStatus
@@ -84,21 +84,35 @@ def count_closed(session: Session) -> int:
     )
 
 
-def champion(session: Session) -> ScoringModel | None:
-    return session.scalar(select(ScoringModel).where(ScoringModel.status == ModelStatus.CHAMPION))
+def champion(session: Session, *, with_artifact: bool = True) -> ScoringModel | None:
+    """The champion model's row; with_artifact=False leaves its artifact (the pickled model, often megabytes) to
+    load_model, which reads it only the first time a process sees that model (scoring a lead needs it once)."""
+    stmt = select(ScoringModel).where(ScoringModel.status == ModelStatus.CHAMPION)
+    if not with_artifact:
+        stmt = stmt.options(defer(ScoringModel.artifact))
+    return session.scalar(stmt)
 
 
-@lru_cache(maxsize=4)
-def _verified(version: str, artifact: bytes, sha256: str | None) -> Any:
-    from scoring import model as outcome_model
-
-    return outcome_model.load(artifact, sha256=sha256)
+_loaded: dict[tuple[int, str, str | None], Any] = {}
+_loaded_lock = threading.Lock()
 
 
 def load_model(row: ScoringModel) -> Any:
     """The row's model, its bytes checked against the digest stored at training and its types against the
-    allowlist (scoring.model.load); cached per version."""
-    return _verified(row.version, row.artifact, row.artifact_sha256)
+    allowlist (scoring.model.load); loaded once per process and row (a row's artifact never changes: retraining
+    adds a row), so scoring a lead reads the artifact only the first time (see champion(with_artifact=False))."""
+    key = (row.id, row.version, row.artifact_sha256)
+    with _loaded_lock:
+        model = _loaded.get(key)
+    if model is None:
+        from scoring import model as outcome_model
+
+        model = outcome_model.load(row.artifact, sha256=row.artifact_sha256)
+        with _loaded_lock:
+            if len(_loaded) >= 4:
+                _loaded.clear()
+            _loaded[key] = model
+    return model
 
 
 @dataclass

@@ -24,7 +24,7 @@ def score_lead(session: Session, settings: Settings, facts: dict[str, Any], snap
         "model_weight": 0.0,  # the share of the final score that came from the outcome model
         "model_out_of_domain": False,
     }
-    champion = registry.champion(session)
+    champion = registry.champion(session, with_artifact=False)  # the model itself is loaded once per process
     closed = (champion.n_won + champion.n_lost) if champion else registry.count_closed(session)
     if champion is None or closed < settings.scoring_min_closed_deals:
         result["fallback"] = (

@@ -65,25 +65,34 @@ def _make_client(location: str) -> Any:
     return chromadb.PersistentClient(path=location, settings=telemetry_off)
 
 
-def collection(settings: Settings) -> Any:
+_collections: dict[str, Any] = {}
+
+
+def collection(settings: Settings, *, cached: bool = True) -> Any:
+    """The knowledge base's collection, created on first use; the handle is kept per location (asking chromadb
+    for it on every lead's search was a third of the search's cost). cached=False asks chromadb again."""
     # chromadb (1 s to import) and the embedding come in with the first knowledge-base call, not with this module
     # (the lead graph's tools import it), so a worker starts without them.
     location = _location(settings)
     if location not in _ready:
         rebuild_stale(settings)
-    return _current(location)
+    return _current(location, cached=cached)
 
 
 def _location(settings: Settings) -> str:
     return settings.kb_url or str(settings.var_dir / "kb")
 
 
-def _current(location: str) -> Any:
+def _current(location: str, *, cached: bool = True) -> Any:
     from tools.kb_embedding import WordLlamaEmbedding
 
-    return _client(location).get_or_create_collection(
+    if cached and (handle := _collections.get(location)) is not None:
+        return handle
+    handle = _client(location).get_or_create_collection(
         COLLECTION, embedding_function=WordLlamaEmbedding(), metadata={"hnsw:space": "cosine"}
     )
+    _collections[location] = handle
+    return handle
 
 
 def stale_collections(settings: Settings) -> dict[str, int]:
@@ -197,9 +206,14 @@ def _industry(account: Any) -> str | None:
 
 def search(settings: Settings, text: str, limit: int = 3, kind: str | None = None) -> list[dict[str, Any]]:
     col = collection(settings)
-    if col.count() == 0:
+    try:
+        count = col.count()
+    except Exception:  # the cached handle went stale (the collection was dropped, the server replaced): ask again
+        col = collection(settings, cached=False)
+        count = col.count()
+    if count == 0:
         return []
-    result = col.query(query_texts=[text], n_results=min(limit, col.count()), where={"kind": kind} if kind else None)
+    result = col.query(query_texts=[text], n_results=min(limit, count), where={"kind": kind} if kind else None)
     return [
         {
             "record": meta["record"],

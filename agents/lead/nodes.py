@@ -101,6 +101,13 @@ class LeadNodes:
     def __init__(self, settings: Settings):
         self.settings = settings
 
+    def assess(self, state: LeadState) -> dict[str, Any]:
+        """enrich, score, brief and route in one step: each sees the updates of the ones before it."""
+        update: dict[str, Any] = {}
+        for step in (self.enrich, self.score, self.brief, self.route):
+            update |= step({**state, **update})  # type: ignore[arg-type]
+        return update
+
     def enrich(self, state: LeadState) -> dict[str, Any]:
         with session_scope(self.settings, readonly=True) as session:
             facts = records.lead_facts(session, state["lead_id"])
