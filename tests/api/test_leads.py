@@ -22,7 +22,8 @@ def test_post_lead_answers_202_and_queues_the_graph(settings, http):
         assert lead.contact is not None and lead.contact.email == lead.email
         assert lead.account is not None and lead.account.domain == "acme-software.com"
         job = session.scalars(select(Job)).one()
-        assert (job.kind, job.payload, job.status) == ("lead.run", {"lead_id": lead.id}, "queued")
+        payload = {"lead_id": lead.id, "thread_id": lead.thread_id}  # the thread: the worker locks it without a look-up
+        assert (job.kind, job.payload, job.status) == ("lead.run", payload, "queued")
         actions = session.scalars(select(AuditEvent.action)).all()
         assert "lead.created" in actions
 
