@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from core import audit, jobs
 from core.db import insert_once
 from core.enums import JobKind, JobPriority
-from core.models import Lead
+from core.models import Account, Contact, Lead
 from core.schemas import LeadCreate
 from core.settings import Settings, get_settings
 from crm.records import link_lead_to_crm
@@ -110,7 +110,7 @@ def capture_lead(
         },
     )
     priority = lead_priority(session, settings or get_settings(), lead, free_mail)
-    queue_lead_run(session, lead.id, priority=priority, thread_id=lead.thread_id)
+    queue_lead_run(session, lead.id, priority=priority, thread_id=lead.thread_id, new_lead=True)
     return lead, False
 
 
@@ -120,7 +120,10 @@ PRIORITY_FOR_GRADE = {"A": JobPriority.LEAD_A, "B": JobPriority.LEAD_B, "C": Job
 def lead_priority(session: Session, settings: Settings, lead: Lead, free_mail: bool | None) -> JobPriority:
     """The lead run's queue priority from its pre-score (the rubric on what capture knows: the form and the
     linked account and contact), so a likely-A lead posted in a burst is drafted before the C and D leads."""
-    facts = build_facts(lead, lead.contact, lead.account, free_mail=free_mail)
+    # The contact and account linking just put in the session: taken from it by id (no lazy-load SELECTs).
+    contact = session.get(Contact, lead.contact_id) if lead.contact_id else None
+    account = session.get(Account, lead.account_id) if lead.account_id else None
+    facts = build_facts(lead, contact, account, free_mail=free_mail)
     return PRIORITY_FOR_GRADE.get(pre_grade(session, settings, facts), JobPriority.BACKGROUND)
 
 
@@ -136,9 +139,11 @@ def queue_lead_run(
     *,
     priority: int = JobPriority.BACKGROUND,
     thread_id: str | None = None,
+    new_lead: bool = False,
 ) -> None:
     """Queue the lead's graph run; with its thread id in the payload the worker need not look the lead up to take
-    the thread's lock."""
+    the thread's lock. new_lead: the lead was inserted by this unit of work, so no other can have queued its run
+    (see jobs.enqueue's new_key)."""
     jobs.enqueue(
         session,
         JobKind.LEAD_RUN,
@@ -146,4 +151,5 @@ def queue_lead_run(
         dedupe_key=lead_run_key(lead_id),
         run_after=run_after,
         priority=priority,
+        new_key=new_lead,
     )
