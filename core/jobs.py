@@ -48,19 +48,14 @@ def enqueue(
     dedupe_key: str,
     run_after: dt.datetime | None = None,
     priority: int = JobPriority.BACKGROUND,
-    new_key: bool = False,
 ) -> Job:
     """Queue a job once: a second call with the same dedupe key returns the existing job. Due jobs of a higher
-    priority are claimed first (core.enums.JobPriority). new_key: the caller's own unit of work made the key's
-    subject (a lead it inserted), so no job can have it yet, committed or concurrent: a plain insert, without the
-    look-up and savepoint (a broken promise still fails on the unique key, rolling the unit of work back)."""
-    job = Job(kind=kind, payload=payload, dedupe_key=dedupe_key, run_after=run_after or utcnow(), priority=priority)
-    if new_key:
-        session.add(job)
-        session.flush()
-        created = True
-    else:
-        job, created = insert_once(session, job, select(Job).where(Job.dedupe_key == dedupe_key))
+    priority are claimed first (core.enums.JobPriority)."""
+    job, created = insert_once(
+        session,
+        Job(kind=kind, payload=payload, dedupe_key=dedupe_key, run_after=run_after or utcnow(), priority=priority),
+        select(Job).where(Job.dedupe_key == dedupe_key),
+    )
     settings = session.info.get("settings")
     if created and settings is not None and settings.broker_url:
         from core import broker  # Celery is imported only where a broker is configured

@@ -110,7 +110,7 @@ def capture_lead(
         },
     )
     priority = lead_priority(session, settings or get_settings(), lead, free_mail)
-    queue_lead_run(session, lead.id, priority=priority, thread_id=lead.thread_id, new_lead=True)
+    queue_lead_run(session, lead.id, priority=priority, thread_id=lead.thread_id)
     return lead, False
 
 
@@ -139,11 +139,9 @@ def queue_lead_run(
     *,
     priority: int = JobPriority.BACKGROUND,
     thread_id: str | None = None,
-    new_lead: bool = False,
 ) -> None:
     """Queue the lead's graph run; with its thread id in the payload the worker need not look the lead up to take
-    the thread's lock. new_lead: the lead was inserted by this unit of work, so no other can have queued its run
-    (see jobs.enqueue's new_key)."""
+    the thread's lock."""
     jobs.enqueue(
         session,
         JobKind.LEAD_RUN,
@@ -151,5 +149,4 @@ def queue_lead_run(
         dedupe_key=lead_run_key(lead_id),
         run_after=run_after,
         priority=priority,
-        new_key=new_lead,
     )
