@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import email
 import time
+from decimal import Decimal
 
 from sqlalchemy import select
 
 from billing.reminders import scan
 from core.db import session_scope
-from core.models import Invoice, Job, Notification
+from core.models import Deal, Invoice, Job, Notification
 from review import health
 from review.outbox import outbox_files
-from tests.collections.test_deal_flow import _issued_invoice, _items, _pdf_text
-from tests.factories import session_token
+from tests.collections.test_deal_flow import SECRET, _deal, _items, _pdf_text, _sign
+from tests.factories import session_token, token
 from tests.vendor_server import VendorServer
 
 RECEIPT = {
@@ -32,6 +33,23 @@ RECEIPT = {
         "mrcNo": "WIS01002345",
     },
 }
+
+
+def issued_invoice(settings, http, worker, manager: dict[str, str]) -> tuple[int, int]:
+    """A signed deal (worth 9,642.00, no proposal) whose first milestone's invoice was approved and issued:
+    (invoice id, invoice item id). The quick way to an issued invoice (no proposal graph run)."""
+    settings.webhook_secret_esign = SECRET
+    deal_id = _deal(settings)
+    with session_scope(settings) as session:
+        session.get(Deal, deal_id).amount = Decimal("9642.00")
+    assert _sign(http, deal_id).status_code == 200
+    assert http.post(f"/v1/deals/{deal_id}/milestones/1/complete", headers=manager).status_code == 200
+    [invoice_item] = _items(settings, "invoice")
+    assert http.post(f"/v1/review-items/{invoice_item.id}/approve", headers=manager).status_code == 200
+    worker.run_until_idle()
+    with session_scope(settings) as session:
+        [invoice] = session.scalars(select(Invoice)).all()
+        return invoice.id, invoice_item.id
 
 
 def _etims(answers: list[tuple]) -> VendorServer:
@@ -54,10 +72,10 @@ def _h(token: str) -> dict[str, str]:
 
 
 def test_a_timeout_is_retried_then_the_receipt_is_stored_printed_and_the_invoice_sent(settings, http, worker):
-    manager = _h(session_token(settings, "manager"))
+    manager = _h(token(settings, "manager"))
     with _etims([(200, RECEIPT, 1.5), (200, RECEIPT)]) as etims:
         _configure(settings, etims.url)
-        invoice_id, _ = _issued_invoice(settings, http, worker, manager)
+        invoice_id, _ = issued_invoice(settings, http, worker, manager)
         with session_scope(settings) as session:
             invoice = session.get(Invoice, invoice_id)
             number = invoice.number
@@ -109,7 +127,7 @@ def test_a_rejection_blocks_the_invoice_is_shown_to_managers_and_can_be_resubmit
     }
     with _etims([(200, rejected), (200, RECEIPT)]) as etims:
         _configure(settings, etims.url)
-        invoice_id, _ = _issued_invoice(settings, http, worker, manager)
+        invoice_id, _ = issued_invoice(settings, http, worker, manager)
         worker.run_until_idle()
         assert len(etims.calls("POST", "/trnsSales/saveSales")) == 1  # a rejection is not retried blindly
         with session_scope(settings) as session:
@@ -125,7 +143,7 @@ def test_a_rejection_blocks_the_invoice_is_shown_to_managers_and_can_be_resubmit
         assert not check.healthy and "rejected: resultCd 910" in check.detail
         assert scan(settings, invoice.due_on)["skipped"] == 1  # never sent, so never chased
 
-        closer = _h(session_token(settings, "closer"))
+        closer = _h(token(settings, "closer"))
         assert http.post(f"/v1/invoices/{invoice_id}/fiscal-submit", headers=closer).status_code == 403
         r = http.post(f"/v1/invoices/{invoice_id}/fiscal-submit", headers=manager)
         assert r.status_code == 200 and r.json()["fiscal_status"] == "pending", r.text

@@ -15,7 +15,7 @@ from core.db import session_scope
 from core.models import Account, Contact, Invoice, Notification, Payment
 from review import health
 from tests.collections.test_collections import _h, _items
-from tests.factories import session_token
+from tests.factories import session_token, token
 from tests.vendor_server import VendorServer
 
 TOKEN = "cb-token-1"
@@ -184,7 +184,7 @@ def _stk_callback(checkout: str, code: int = 0, amount: float = 7000) -> dict:
 
 def test_stk_push_is_a_review_item_with_the_balance_from_the_record_and_its_callback_pays(settings, http, worker):
     _settings(settings)
-    manager = _h(session_token(settings, "manager"))
+    manager = _h(token(settings, "manager"))
     invoice_id = _kes_invoice(settings)
     with session_scope(settings) as session:
         ledger.record_payment(

@@ -16,9 +16,10 @@ from billing import ledger
 from billing.reminders import scan
 from core.db import session_scope
 from core.models import Account, Invoice, Payment, PaymentEvent
+from review import health
 from tests.collections.test_collections import DUE, _customer, _h, _items
-from tests.collections.test_deal_flow import _issued_invoice
-from tests.factories import session_token
+from tests.collections.test_fiscal import issued_invoice
+from tests.factories import token
 from tests.vendor_server import VendorServer
 
 WHSEC = "whsec_test_revloop"
@@ -61,7 +62,7 @@ def _count(settings, model) -> int:
 
 def test_stripe_signatures_valid_wrong_secret_old_timestamp_and_replayed_event(settings, http, worker):
     settings.stripe_webhook_secret = WHSEC
-    manager = session_token(settings, "manager")
+    manager = token(settings, "manager")
     invoice_id = _customer(settings)
     scan(settings, DUE + dt.timedelta(days=1))  # the +1 reminder waits for review
     [reminder] = _items(settings)
@@ -156,7 +157,7 @@ def test_a_partial_payment_intent_then_a_refund_reopens_the_invoice(settings, ht
     )
     held = http.post("/v1/webhooks/stripe", content=stranger, headers=stripe_headers(stranger)).json()
     assert held["status"] == "held"
-    manager = _h(session_token(settings, "manager"))
+    manager = _h(token(settings, "manager"))
     [row] = http.get("/v1/payments/held", headers=manager).json()["items"]
     assert (row["provider"], row["amount"], row["currency"]) == ("stripe", "50.00", "USD")
 
@@ -195,11 +196,11 @@ def _stripe_api() -> VendorServer:
 
 
 def test_the_stripe_backend_creates_customer_and_invoice_with_amounts_from_the_record(settings, http, worker):
-    manager = _h(session_token(settings, "manager"))
+    manager = _h(token(settings, "manager"))
     with _stripe_api() as api:
         settings.billing_backend, settings.stripe_api_key, settings.stripe_base_url = "stripe", "sk_test_1", api.url
         settings.stripe_webhook_secret = WHSEC
-        invoice_id, _ = _issued_invoice(settings, http, worker, manager)
+        invoice_id, _ = issued_invoice(settings, http, worker, manager)
         [customer] = api.calls("POST", "/v1/customers")
         [created] = api.calls("POST", "/v1/invoices")
         [line] = api.calls("POST", "/v1/invoiceitems")
@@ -214,8 +215,9 @@ def test_the_stripe_backend_creates_customer_and_invoice_with_amounts_from_the_r
             assert session.scalar(select(Account.stripe_customer_id)) == "cus_1"
         assert created.fields["metadata[revloop_invoice]"] == number and created.fields["customer"] == "cus_1"
         assert (line.fields["amount"], line.fields["currency"]) == ("289260", "usd")  # USD 2,892.60 from the record
-        health = {c["name"]: c for c in http.get("/v1/health/integrations", headers=manager).json()["integrations"]}
-        assert health["stripe"]["status"] == "ok" and "Stripe answers" in health["stripe"]["detail"]
+        check = health.run_check(settings, "stripe")
+        assert check.status == "ok" and "Stripe answers" in check.detail
+        assert api.calls("GET", "/v1/balance")
     # Stripe's invoice.paid names the remote invoice: reconciled to ours, its email's PDF link is Stripe's page.
     body = _event(
         "evt_paid",
