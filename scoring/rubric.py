@@ -705,8 +705,15 @@ def _semantic_matches(
 
 
 def _field_values(compiled: CompiledRubric, facts_list: list[dict[str, Any]]) -> list[list[Any]]:
-    everything = compiled.everything
-    return [[field_value(facts, c.spec.field) for c in everything] for facts in facts_list]
+    """Each criterion's value per lead; a field several criteria read (the message, the size) is looked up once."""
+    fields = [c.spec.field for c in compiled.everything]
+    unique = list(dict.fromkeys(fields))
+    where = [unique.index(f) for f in fields]
+    rows = []
+    for facts in facts_list:
+        values = [field_value(facts, f) for f in unique]
+        rows.append([values[i] for i in where])
+    return rows
 
 
 def score_batch(
@@ -730,10 +737,18 @@ def score_batch(
             1, min(100, round(100 * sum(w for w, m in zip(weights, met, strict=True) if m) / compiled.total_weight))
         )
         cap = None
-        if compiled.rules:
-            known = [row[j] not in (None, "") for j in range(n)]
-            tested = [_is_met(c, row[tests_at + t], None) for t, c in enumerate(compiled.tests)]
-            score, cap = _adjusted(compiled, score, _applied_rules(compiled, met, known, tested))
+        if compiled.rules:  # evaluated rule by rule: only the fields the rules read
+            applied = [
+                a
+                for a, (how, j, when) in enumerate(compiled.rules)
+                if (
+                    _is_met(compiled.tests[j], row[tests_at + j], None)
+                    if how == "test"
+                    else _holds(when, met[j], row[j] not in (None, ""))
+                )
+            ]
+            if applied:
+                score, cap = _adjusted(compiled, score, applied)
         if any(_is_met(c, row[n + k], semantic.get(n + k, {}).get(i)) for k, c in enumerate(compiled.disqualifiers)):
             grade = "D"
         else:

@@ -80,6 +80,9 @@ def show_brief(brief: dict, flags: list[str] | None = None) -> None:
     flags = flag_lines(brief.get("flags") or []) if flags is None else flags
     if flags:
         st.warning("**Flags**\n" + "\n".join(f"- {md(line)}" for line in flags))
+    reasons = brief.get("exception_reasons") or []
+    if reasons:  # why a person decides this one, in words
+        st.warning("**Exception queue**\n" + "\n".join(f"- {md(reason)}" for reason in reasons))
     st.caption("Why (the agent's summary: model output, shown as text)")
     st.text(str(brief.get("summary") or ""))
     model = brief.get("model")
@@ -102,6 +105,10 @@ def show_evidence(brief: dict) -> None:
     """Below the decision: why the score is what it is, criterion by criterion."""
     if brief.get("fallback") and not brief.get("model"):
         st.caption(md(brief["fallback"]))
+    factors = brief.get("factors") or []
+    if factors:
+        with st.expander(f"Why grade {brief.get('grade', '?')}: one line per factor"):
+            st.text("\n".join(str(line) for line in factors))
     criteria = brief.get("criteria") or []
     if criteria:
         with st.expander(f"Rubric evidence ({sum(1 for c in criteria if c['met'])} of {len(criteria)} met)"):

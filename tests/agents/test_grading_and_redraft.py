@@ -123,3 +123,28 @@ def test_the_llm_path_gets_the_rejection_reason_as_the_closers_instruction(setti
     assert "<closer_instruction>\nMake it softer\n</closer_instruction>" in asked["messages"][1]["content"]
     assert "Opening line written by the model for your instruction: Thanks for your note." in new.draft["changes"]
     assert "Thanks for your note." in new.draft["body"] and new.template == "first_touch_nurture"
+
+
+def test_the_review_app_shows_the_exception_reason_and_one_line_per_factor(settings, live_server, http, worker):
+    from tests.review.test_app import _queue_a_lead, _signed_in
+
+    _queue_a_lead(
+        settings,
+        http,
+        worker,
+        email="office@kellerandsons.com",
+        first_name=None,
+        last_name=None,
+        company=None,
+        title=None,
+        phone=None,
+        website=None,
+        message="Please send a quote.",
+    )
+    at = _signed_in(live_server, settings, "closer", "Casey Jordan")
+    at.radio(key="view").set_value("Everything")
+    at.run()
+    assert not at.exception, at.exception
+    assert any(w.value.startswith("**Exception queue**") and "too little to judge" in w.value for w in at.warning)
+    assert any("Industry we serve: unknown (0 of 25): industry is unknown" in t.value for t in at.text)
+    assert any(e.label == "Why grade C: one line per factor" for e in at.expander)
