@@ -31,7 +31,9 @@ class Step(BaseModel):
     model_config = ConfigDict(extra="forbid")
     offset: int = Field(description="Days after the due date (negative: before)")
     tone: Literal["friendly", "neutral", "firm", "final"]
-    channel: Literal["email", "call_task"] = "email"
+    # sms | whatsapp: a text when the contact's consent allows it (else email); preferred: the contact's preferred
+    # channel when it is a text channel they consented to (else email).
+    channel: Literal["email", "call_task", "sms", "whatsapp", "preferred"] = "email"
     escalate: Literal["human"] | None = None
 
 

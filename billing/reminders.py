@@ -19,11 +19,15 @@ from core.db import insert_once, session_scope
 from core.enums import InvoiceStatus, ItemKind, ItemSource
 from core.models import Contact, DunningTouch, Invoice, ReviewItem, utcnow
 from core.settings import Settings
+from review import channels
 from review import queue as review_queue
 from review.execute import Rule
 
 log = logging.getLogger("revloop.collections")
 SLA_HOURS = {"high": 4, "normal": 24, "low": 72}
+# The WhatsApp template a reminder uses outside the 24-hour window, when it is listed in REVLOOP_WHATSAPP_TEMPLATES;
+# its body parameters are, in order: first name, invoice number, amount, due date, payment link (all from records).
+WHATSAPP_TEMPLATE = "payment_reminder"
 
 
 def _money(amount: Decimal, currency: str) -> str:
@@ -108,6 +112,15 @@ def _scan_one(
         "sender_name": settings.sender_name,
         "our_company": settings.company_name,
     }
+    kind, to, refs = ItemKind.CALL_TASK if decision.channel == "call_task" else ItemKind.EMAIL, contact.email, {}
+    if decision.channel in ("sms", "whatsapp", "preferred"):
+        # A text when the contact's consent (and WhatsApp's window, or an approved template) allows it, else email.
+        params = (slots["first_name"], slots["number"], slots["amount"], slots["due_on"], slots["payment_link"])
+        chosen = channels.text_step(
+            session, settings, contact, decision.channel, wa_template=WHATSAPP_TEMPLATE, params=params
+        )
+        if chosen is not None:
+            kind, to, refs, template = ItemKind(chosen[0]), contact.phone_e164, chosen[1], "dunning_text"
     item = review_queue.queue_drafted(
         session,
         actor="agent:collections",
@@ -119,8 +132,8 @@ def _scan_one(
         supersede_label=f"the {decision.step:+d} {'call task' if decision.channel == 'call_task' else 'reminder'}",
         lead_id=None,
         contact_id=contact.id,
-        to=contact.email,
-        kind=ItemKind.CALL_TASK if decision.channel == "call_task" else ItemKind.EMAIL,
+        to=to,
+        kind=kind,
         template=template,
         slots=slots,
         brief={
@@ -140,7 +153,7 @@ def _scan_one(
             },
             "flags": [f"priority_{decision.priority}"],
         },
-        refs={"amount": str(owed), "invoice_id": invoice.id},
+        refs={"amount": str(owed), "invoice_id": invoice.id, **refs},
         sla_hours=SLA_HOURS[decision.priority],
     )
     touch.review_item_id = item.id

@@ -23,11 +23,12 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import insert_once, session_scope
-from core.enums import MESSAGE_KINDS, ItemKind, ItemSource, ItemStatus, LeadEventType
+from core.enums import MESSAGE_KINDS, PHONE_KINDS, ItemKind, ItemSource, ItemStatus, LeadEventType
 from core.errors import InvalidInput, NotFound
 from core.models import Activity, CadenceTouch, Deal, Lead, LeadEvent, Proposal, ReviewItem, utcnow
 from core.settings import Settings
 from deals import pipeline
+from review import channels
 from review import queue as review_queue
 from review.execute import Rule
 
@@ -38,6 +39,9 @@ SEQUENCES: dict[str, list[tuple[int, str]]] = {
     "nurture": [(7, "follow_up_light"), (21, "follow_up_value"), (45, "break_up")],
     "polite_decline": [],
 }
+# The WhatsApp template a follow-up uses outside the 24-hour window, when REVLOOP_WHATSAPP_TEMPLATES lists it (one
+# body parameter: the first name); without it a WhatsApp cadence stops when the window closes.
+WHATSAPP_TEMPLATE = "follow_up"
 EVENT_TYPES = tuple(LeadEventType)
 STOPPING = {LeadEventType.REPLY, LeadEventType.MEETING_BOOKED, LeadEventType.UNSUBSCRIBED, LeadEventType.BOUNCED}
 OPTED_OUT = (LeadEventType.UNSUBSCRIBED, LeadEventType.BOUNCED)
@@ -53,7 +57,7 @@ def _first_touch(session: Session, lead_id: int) -> ReviewItem | None:
         .where(
             ReviewItem.lead_id == lead_id,
             ReviewItem.status == ItemStatus.SENT,
-            ReviewItem.kind == ItemKind.EMAIL,
+            ReviewItem.kind.in_(MESSAGE_KINDS),
             ReviewItem.source != ItemSource.CADENCE,
         )
         .order_by(ReviewItem.executed_at)
@@ -110,6 +114,7 @@ def _draft(
     sla_hours: int = 24,
     today: dt.date | None = None,
     supersede: tuple[str, str] | None = None,
+    refs: dict[str, Any] | None = None,
     **extra: Any,
 ) -> ReviewItem | None:
     """Queue one step once; None when it was drafted before. `supersede` (key, label): this draft replaces
@@ -133,7 +138,9 @@ def _draft(
         supersede_label=supersede[1] if supersede else None,
         lead_id=lead.id,
         contact_id=lead.contact_id,
-        to=lead.contact.email if lead.contact else lead.email,
+        to=(lead.contact.phone_e164 if lead.contact else None)
+        if kind in PHONE_KINDS
+        else (lead.contact.email if lead.contact else lead.email),
         kind=kind,
         template=template,
         slots=slots,
@@ -141,9 +148,9 @@ def _draft(
             **(lead.brief or {}),
             "summary": f"Follow-up '{step}' for {slots['full_name']} ({slots['company']}). "
             f"Sent so far: {slots['history']}. What they did: {_events(session, lead.id)}.",
-            "next_action": "follow_up" if kind == ItemKind.EMAIL else "personal_reply",
+            "next_action": "follow_up" if kind in MESSAGE_KINDS else "personal_reply",
         },
-        refs={"step": step},
+        refs={"step": step, **(refs or {})},
         sla_hours=sla_hours,
         assignee=assignee,
     )
@@ -165,9 +172,17 @@ def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
         with session_scope(settings) as session:
             lead = session.get(Lead, lead_id)
             first = _first_touch(session, lead_id)
-            if lead.cadence_stopped_at is not None or first is None or not lead.consent_email:
+            if lead.cadence_stopped_at is not None or first is None:
                 continue
-            if lead.contact is not None and lead.contact.do_not_email:
+            text = None
+            if first.kind in PHONE_KINDS:  # the first touch was a text: follow up on that channel while allowed
+                params = ((lead.contact.first_name if lead.contact else None) or "there",)
+                text = channels.text_step(
+                    session, settings, lead.contact, first.kind, wa_template=WHATSAPP_TEMPLATE, params=params
+                )
+                if text is None:
+                    continue
+            elif not lead.consent_email or (lead.contact is not None and lead.contact.do_not_email):
                 continue
             sequence = SEQUENCES.get((lead.brief or {}).get("next_action", ""), [])
             days = (today - first.executed_at.date()).days
@@ -176,7 +191,19 @@ def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
                 day, template = due[-1]  # only the latest due step: a missed earlier one is not sent late
                 step = "break-up" if template == "break_up" else f"day-{day}"
                 label = "the break-up note" if template == "break_up" else f"the day-{day} follow-up"
-                if _draft(session, settings, lead, step, template, today=today, supersede=(_follow_up(lead), label)):
+                if text is not None:
+                    template = "text_follow_up"
+                if _draft(
+                    session,
+                    settings,
+                    lead,
+                    step,
+                    template,
+                    kind=ItemKind(text[0]) if text else ItemKind.EMAIL,
+                    refs=text[1] if text else None,
+                    today=today,
+                    supersede=(_follow_up(lead), label),
+                ):
                     counts["drafted"] += 1
     counts["reactivations"] = reactivate_stale_deals(settings, today)
     return counts

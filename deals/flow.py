@@ -26,6 +26,7 @@ from billing import fiscal, reminders
 from core import audit, jobs
 from core.db import session_scope
 from core.enums import (
+    PHONE_KINDS,
     DealOutcome,
     DealStage,
     InvoiceStatus,
@@ -41,6 +42,7 @@ from core.models import Contact, Deal, Invoice, Milestone, Product, Project, Pro
 from core.notifications import notify
 from core.settings import Settings
 from crm import writeback as crm_writeback
+from review import channels
 from review import queue as review_queue
 from review.documents import latin1
 from review.execute import Rule
@@ -101,6 +103,11 @@ def _deal(session: Session, deal_id: int) -> Deal:
     return deal
 
 
+# The WhatsApp template a milestone update uses outside the 24-hour window, when REVLOOP_WHATSAPP_TEMPLATES lists it;
+# body parameters: first name, the milestone done, the next step (all from records).
+UPDATE_TEMPLATE = "order_update"
+
+
 def _queue(
     session: Session,
     *,
@@ -130,7 +137,7 @@ def _queue(
         dedupe_key=step,
         lead_id=deal.lead_id,
         contact_id=contact.id,
-        to=contact.email,
+        to=contact.phone_e164 if kind in PHONE_KINDS else contact.email,
         brief={"summary": brief.pop("summary"), "next_action": brief.pop("next_action"), "deal_id": deal.id, **brief},
         refs=refs or {},
     )
@@ -443,6 +450,21 @@ def complete_milestone(session: Session, settings: Settings, deal_id: int, seq: 
     later = session.scalar(
         select(Milestone.name).where(Milestone.deal_id == deal_id, Milestone.seq > seq).order_by(Milestone.seq).limit(1)
     )
+    slots = {
+        **_base_slots(settings, deal, contact),
+        "milestone": milestone.name,
+        "next_step": later or "we wrap up the project with you",
+    }
+    # By text when the contact prefers SMS or WhatsApp and consented (WhatsApp outside its 24-hour window: only the
+    # approved template UPDATE_TEMPLATE), else by email.
+    text = channels.text_step(
+        session,
+        settings,
+        contact,
+        "preferred",
+        wa_template=UPDATE_TEMPLATE,
+        params=(slots["first_name"], milestone.name, slots["next_step"]),
+    )
     update_item = _queue(
         session,
         source=ItemSource.CLIENT_UPDATE,
@@ -450,14 +472,11 @@ def complete_milestone(session: Session, settings: Settings, deal_id: int, seq: 
         step=f"update-{milestone.id}",
         deal=deal,
         contact=contact,
-        kind=ItemKind.EMAIL,
-        template="client_update",
-        slots={
-            **_base_slots(settings, deal, contact),
-            "milestone": milestone.name,
-            "next_step": later or "we wrap up the project with you",
-        },
+        kind=ItemKind(text[0]) if text else ItemKind.EMAIL,
+        template="client_update_text" if text else "client_update",
+        slots=slots,
         brief={"summary": f"Status update to {company}: {milestone.name} complete.", "next_action": "client_update"},
+        refs=text[1] if text else None,
     )
     audit.record(
         session,

@@ -106,6 +106,38 @@ def choose_channel(session: Session, contact: Contact | None, allowed: tuple[str
     return next((c for c in order if ok(c)), None)
 
 
+TEXTS = ("sms", "whatsapp")
+
+
+def text_step(
+    session: Session,
+    settings: Settings,
+    contact: Contact | None,
+    wanted: str,
+    *,
+    wa_template: str | None = None,
+    params: tuple[Any, ...] = (),
+) -> tuple[str, dict[str, Any]] | None:
+    """The text channel a scan step asking for `wanted` ('sms', 'whatsapp' or 'preferred': the contact's preferred
+    one) uses for this contact, with the refs its draft carries; None: no text is allowed (the step uses email).
+    Consent and the number come from the record; outside WhatsApp's 24-hour window only the approved template
+    `wa_template` may go, with `params` (values from records) as its body parameters."""
+    if contact is None:
+        return None
+    order = [contact.preferred_channel] if wanted == "preferred" else [wanted]
+    for channel in (c for c in order if c in TEXTS):
+        if may_message(session, contact, channel) is not None:
+            continue
+        if channel == "whatsapp" and not whatsapp_window_open(session, contact.id):
+            approved = approved_templates(settings)
+            if wa_template not in approved:
+                continue
+            template = {"name": wa_template, "language": approved[wa_template], "params": [str(p) for p in params]}
+            return channel, {"wa_template": template}
+        return channel, {}
+    return None
+
+
 # --- adapters --------------------------------------------------------------------------------------------------
 
 

@@ -122,6 +122,9 @@ REQUIRED = {
     "dunning_final": {"number", "amount"},
     "call_task": set(),
     "text_first_touch": {"sender_name"},
+    "text_follow_up": {"sender_name"},
+    "dunning_text": {"number", "amount", "payment_link"},
+    "client_update_text": {"milestone"},
 }
 
 
@@ -130,7 +133,7 @@ def sample_facts(key: str) -> dict[str, Any]:
         return dict(DUNNING_FIELDS)
     if key == "invoice_email":  # every fact comes from the invoice record (and its milestone)
         return dict(INVOICE_FIELDS)
-    if key in DEAL_TEMPLATES:
+    if key in DEAL_TEMPLATES or key == "client_update_text":
         return dict(DEAL_FIELDS)
     return dict(CADENCE_FIELDS if key in CADENCE_TEMPLATES else LEAD_FIELDS)
 

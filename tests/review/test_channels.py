@@ -48,7 +48,7 @@ def providers(settings):
         settings.whatsapp_phone_number_id = "1234567890"
         settings.whatsapp_api_url = fake.url + "/v21.0"
         settings.whatsapp_app_secret = "test-app-secret"
-        settings.whatsapp_templates = "payment_reminder:en"
+        settings.whatsapp_templates = "payment_reminder:en,order_update:en"
         far = utcnow() + dt.timedelta(hours=12)
         settings.channel_quiet_hours = f"{far:%H:%M}-{far + dt.timedelta(minutes=1):%H:%M}"
         yield fake
@@ -327,3 +327,107 @@ def test_whatsapp_outside_the_24_hour_window_only_an_approved_template_goes_out(
     }
     abuse = http.get(f"/v1/review-items/{ids['free_text_pretending']}", headers=auth(settings, "closer")).json()
     assert abuse["status"] == "cancelled" and "not an approved template" in abuse["result"]["reason"]
+
+
+def _billing_customer(settings, *, sms_consent: bool) -> int:
+    """An account whose billing contact has a number on record (and SMS consent, or none), one invoice due."""
+    from decimal import Decimal
+
+    from core.models import Account, Invoice
+    from crm.consent import record_consent
+
+    with session_scope(settings) as session:
+        account = Account(name="Globex Ltd", domain="globex.example")
+        session.add(account)
+        session.flush()
+        contact = Contact(email="ap@globex.example", first_name="Pat", account_id=account.id, phone_e164=SMS_NUMBER)
+        session.add(contact)
+        session.flush()
+        if sms_consent:
+            record_consent(session, contact, "sms", granted=True, source="billing form 2026-11", actor="test")
+        due = utcnow().date() - dt.timedelta(days=7)
+        invoice = Invoice(
+            number="INV-1001",
+            account_id=account.id,
+            amount=Decimal("1200.00"),
+            issued_on=due - dt.timedelta(days=30),
+            due_on=due,
+        )
+        session.add(invoice)
+        session.flush()
+        return invoice.id
+
+
+@pytest.mark.parametrize("sms_consent", [True, False])
+def test_a_dunning_step_can_choose_sms_following_consent(settings, providers, http, worker, tmp_path, sms_consent):
+    from billing.reminders import scan
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: sms-test\nsteps:\n  - {offset: 1, tone: friendly, channel: email}\n"
+        "  - {offset: 7, tone: neutral, channel: sms}\n"
+    )
+    settings.dunning_policy_path = policy
+    _billing_customer(settings, sms_consent=sms_consent)
+    assert scan(settings)["drafted"] == 1
+    with session_scope(settings) as session:
+        item = session.scalars(select(ReviewItem)).one()
+        kind, to, body = item.kind, item.draft["to"], item.draft["body"]
+    if not sms_consent:  # no consent to texts on record: the step falls back to email
+        assert (kind, to) == ("email", "ap@globex.example")
+        return
+    assert (kind, to) == ("sms", SMS_NUMBER) and "INV-1001" in body and "USD 1,200.00" in body
+    assert http.post(f"/v1/review-items/{item.id}/approve", headers=auth(settings, "manager")).status_code == 200
+    worker.run_until_idle()
+    [sent] = providers.requests
+    assert sent.form["To"] == SMS_NUMBER and "USD 1,200.00" in sent.form["Body"]
+
+
+def test_a_cadence_follows_up_on_the_channel_of_the_first_touch(settings, providers, http, worker):
+    from deals import cadences
+
+    post_sms(http, inbound_sms("SMcad1", "Hi, looking for a quote on 12 forklifts"))
+    lead = the_lead(settings, SMS_NUMBER)
+    worker.run_until_idle()
+    item = pending_for(http, settings, lead.id)
+    http.post(f"/v1/review-items/{item['id']}/approve", headers=auth(settings, "closer"))
+    worker.run_until_idle()
+    assert len(providers.requests) == 1
+    with session_scope(settings) as session:
+        row = session.get(Lead, lead.id)
+        row.brief = {**row.brief, "next_action": "nurture"}  # its sequence: a follow-up on day 7
+    assert cadences.scan(settings, utcnow().date() + dt.timedelta(days=8))["drafted"] == 1
+    with session_scope(settings) as session:
+        follow_up = session.scalars(select(ReviewItem).where(ReviewItem.source == "cadence")).one()
+        assert (follow_up.kind, follow_up.template, follow_up.draft["to"]) == ("sms", "text_follow_up", SMS_NUMBER)
+
+
+def test_a_milestone_update_goes_on_the_contacts_preferred_channel_as_an_approved_template(
+    settings, providers, http, worker
+):
+    from crm.consent import record_consent
+    from tests.collections.test_deal_flow import SECRET, _deal, _sign
+
+    settings.webhook_secret_esign = SECRET
+    manager = auth(settings, "manager")
+    deal_id = _deal(settings)
+    with session_scope(settings) as session:
+        contact = session.scalars(select(Contact)).one()
+        contact.phone_e164, contact.preferred_channel = "+" + WA_NUMBER, "whatsapp"
+        record_consent(session, contact, "whatsapp", granted=True, source="onboarding form", actor="test")
+    http.post(
+        f"/v1/deals/{deal_id}/proposals", json={"lines": [{"product": "GTX Pro", "quantity": 1}]}, headers=manager
+    )
+    worker.run_until_idle()
+    assert _sign(http, deal_id).status_code == 200
+    assert http.post(f"/v1/deals/{deal_id}/milestones/1/complete", headers=manager).status_code == 200
+    with session_scope(settings) as session:
+        update_item = session.scalars(select(ReviewItem).where(ReviewItem.source == "client_update")).one()
+        assert (update_item.kind, update_item.draft["to"]) == ("whatsapp", "+" + WA_NUMBER)
+    # No message from them in 24 hours: only the approved template, its parameters from the records.
+    assert http.post(f"/v1/review-items/{update_item.id}/approve", headers=manager).status_code == 200
+    worker.run_until_idle()
+    sent = [r for r in providers.requests if r.json]
+    assert len(sent) == 1 and sent[0].json["template"]["name"] == "order_update"
+    params = [p["text"] for p in sent[0].json["template"]["components"][0]["parameters"]]
+    assert params == ["Bill", "Kickoff", "Delivery"]
