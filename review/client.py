@@ -191,6 +191,20 @@ class RevloopClient:
         params: dict[str, Any] = {"weeks": weeks, **({"as_of": as_of.isoformat()} if as_of else {})}
         return self._call("GET", "/v1/cash", params=params)
 
+    def held_payments(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/payments/held", params={"limit": 500})
+
+    def assign_held_payment(self, event_id: int, invoice_number: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/payments/held/{event_id}/assign", json={"invoice_number": invoice_number})
+
+    def blocked_invoices(self) -> list[dict[str, Any]]:
+        """Issued invoices the tax authority has not accepted (pending or rejected): not sent, not chased."""
+        page = self._call("GET", "/v1/invoices", params={"status": "issued", "limit": 500})
+        return [i for i in page["items"] if i.get("fiscal_status") in ("pending", "rejected")]
+
+    def resubmit_fiscal(self, invoice_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/v1/invoices/{invoice_id}/fiscal-submit")
+
     def eval_runs(self, suite: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit, **({"suite": suite} if suite else {})}
         return self._call("GET", "/v1/evals/runs", params=params)

@@ -224,3 +224,37 @@ def test_stk_push_is_a_review_item_with_the_balance_from_the_record_and_its_call
     assert dup["already_recorded"] is True and dup["unallocated"] == "0.00"
     with session_scope(settings) as session:
         assert session.scalar(select(func.count(Payment.id))) == 2
+
+
+def test_the_cash_page_shows_a_held_payment_and_a_manager_assigns_it(settings, live_server, http):
+    from tests.review.test_app import _open, _signed_in
+
+    _settings(settings)
+    invoice_id = _kes_invoice(settings)
+    assert http.post(HOOK, json=_c2b("SLKHELD0001", "2500.00", "my shop")).json()["status"] == "held"
+    with session_scope(settings) as session:  # and an invoice the tax authority refused
+        refused = Invoice(
+            number="INV-2026-00043",
+            account_id=session.get(Invoice, invoice_id).account_id,
+            amount=Decimal("800.00"),
+            currency="KES",
+            issued_on=DUE,
+            due_on=DUE,
+            fiscal_status="rejected",
+            fiscal_error="resultCd 910: Request parameter error: custTin",
+        )
+        session.add(refused)
+    at = _signed_in(live_server, settings, "manager")
+    _open(at, "cash")
+    assert any(s.value == "Held payments" for s in at.subheader)
+    [table] = [df.value for df in at.dataframe if "why held" in df.value.columns]
+    assert table.iloc[0]["transaction"] == "SLKHELD0001" and table.iloc[0]["reference given"] == "my shop"
+    at.text_input(key="held_invoice_number").input("INV-2026-00042")
+    next(b for b in at.button if b.label == "Assign to the invoice").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert _balance(settings, invoice_id) == ("issued", Decimal("9500.00"))
+    assert any("No payment is waiting" in c.value for c in at.caption)
+    [fiscal] = [df.value for df in at.dataframe if "fiscal" in df.value.columns]
+    assert list(fiscal["number"]) == ["INV-2026-00043"] and "custTin" in fiscal.iloc[0]["why"]
+    assert any(b.label == "Resubmit INV-2026-00043 (after fixing it)" for b in at.button)
