@@ -31,9 +31,10 @@ from sqlalchemy.orm import Session
 
 from billing import ledger
 from core.db import insert_once
-from core.enums import InvoiceStatus, ItemKind, ItemSource
+from core.enums import InvoiceStatus, ItemKind, ItemSource, ItemStatus, NotificationKind
 from core.errors import AppError, Conflict, InvalidInput, Unauthorized
 from core.models import Contact, Invoice, PaymentEvent, ReviewItem
+from core.notifications import notify
 from core.settings import Settings
 from core.webhooks import WebhookNotConfigured
 from review import queue as review_queue
@@ -44,8 +45,14 @@ ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
 
 
 class MpesaError(AppError):
+    """Daraja did not answer usefully (timeout, 5xx): the approved request is retried by its job."""
+
     status_code = 502
     code = "mpesa_error"
+
+
+class MpesaRefused(MpesaError):
+    """Daraja (or our configuration) refuses the request: retrying the same request cannot help."""
 
 
 def check_token(settings: Settings, token: str | None) -> None:
@@ -314,13 +321,15 @@ def queue_stk_request(session: Session, settings: Settings, invoice_id: int, *, 
 
 def _token(settings: Settings) -> str:
     if not (settings.mpesa_consumer_key and settings.mpesa_consumer_secret):
-        raise MpesaError("set REVLOOP_MPESA_CONSUMER_KEY and REVLOOP_MPESA_CONSUMER_SECRET to send STK Push requests")
+        raise MpesaRefused("set REVLOOP_MPESA_CONSUMER_KEY and REVLOOP_MPESA_CONSUMER_SECRET to send STK Push requests")
     response = httpx.get(
         settings.mpesa_base_url.rstrip("/") + "/oauth/v1/generate",
         params={"grant_type": "client_credentials"},
         auth=(settings.mpesa_consumer_key, settings.mpesa_consumer_secret),
         timeout=settings.mpesa_timeout_seconds,
     )
+    if 400 <= response.status_code < 500:
+        raise MpesaRefused(f"Daraja OAuth refused the app's credentials: HTTP {response.status_code}")
     if response.status_code != 200 or not response.json().get("access_token"):
         raise MpesaError(f"Daraja OAuth answered HTTP {response.status_code}: {response.text[:200]}")
     return response.json()["access_token"]
@@ -334,7 +343,7 @@ def stk_push(settings: Settings, *, phone: str, amount: int, reference: str) -> 
         if not getattr(settings, f"mpesa_{n}")
     ]
     if missing:
-        raise MpesaError(f"STK Push needs {', '.join(missing)}")
+        raise MpesaRefused(f"STK Push needs {', '.join(missing)}")
     stamp = dt.datetime.now(NAIROBI).strftime("%Y%m%d%H%M%S")
     password = base64.b64encode(f"{settings.mpesa_shortcode}{settings.mpesa_passkey}{stamp}".encode()).decode()
     response = httpx.post(
@@ -356,9 +365,11 @@ def stk_push(settings: Settings, *, phone: str, amount: int, reference: str) -> 
         timeout=settings.mpesa_timeout_seconds,
     )
     answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    if response.status_code >= 500 or response.status_code == 429:
+        raise MpesaError(f"Daraja answered HTTP {response.status_code}: try again later")
     if response.status_code != 200 or str(answer.get("ResponseCode")) != "0":
         detail = answer.get("errorMessage") or answer.get("ResponseDescription") or response.text[:200]
-        raise MpesaError(f"Daraja refused the STK Push (HTTP {response.status_code}): {detail}")
+        raise MpesaRefused(f"Daraja refused the STK Push (HTTP {response.status_code}): {detail}")
     return answer
 
 
@@ -372,15 +383,35 @@ def _still_owed(session: Session, item: ReviewItem) -> str | None:
     return None
 
 
+def _refused(session: Session, item: ReviewItem, invoice: Invoice, reason: str) -> dict[str, Any]:
+    """A refusal that no retry can fix: the item ends `failed` (not done) and its closer and the managers are told;
+    a new request can be drafted once the record is fixed."""
+    result = {"reason": reason, "summary": f"M-Pesa prompt for {invoice.number} not sent: {reason}"}
+    review_queue.mark_executed(session, item, status=ItemStatus.FAILED, result=result, actor="agent:collections")
+    notify(
+        session,
+        NotificationKind.SEND_FAILED,
+        f"M-Pesa prompt refused: {invoice.number}",
+        body=reason,
+        severity="critical",
+        names=[item.assignee],
+        entity=("review_item", item.id),
+    )
+    return result
+
+
 def _send_request(settings: Settings, session: Session, item: ReviewItem) -> dict[str, Any]:
     """The approved prompt: amount and phone re-read from the records now, never from the draft's text."""
     invoice = session.get(Invoice, int(item.draft["invoice_id"]))
     contact = session.get(Contact, item.contact_id) if item.contact_id else None
     phone = msisdn(contact.phone if contact else None)
     if phone is None:
-        raise MpesaError(f"review item {item.id}: the contact has no M-Pesa number on record any more")
+        return _refused(session, item, invoice, "the contact has no M-Pesa number on record any more")
     amount = stk_amount(ledger.balance(session, invoice))
-    answer = stk_push(settings, phone=phone, amount=amount, reference=invoice.number)
+    try:
+        answer = stk_push(settings, phone=phone, amount=amount, reference=invoice.number)
+    except MpesaRefused as exc:
+        return _refused(session, item, invoice, exc.message)
     checkout = str(answer["CheckoutRequestID"])
     _event(session, checkout, "stk.request")
     request = session.scalar(

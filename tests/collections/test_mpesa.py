@@ -258,3 +258,32 @@ def test_the_cash_page_shows_a_held_payment_and_a_manager_assigns_it(settings, l
     [fiscal] = [df.value for df in at.dataframe if "fiscal" in df.value.columns]
     assert list(fiscal["number"]) == ["INV-2026-00043"] and "custTin" in fiscal.iloc[0]["why"]
     assert any(b.label == "Resubmit INV-2026-00043 (after fixing it)" for b in at.button)
+
+
+def test_a_refused_stk_push_fails_the_item_once_instead_of_retrying(settings, http, worker):
+    _settings(settings)
+    manager = _h(token(settings, "manager"))
+    invoice_id = _kes_invoice(settings)
+    refused = (
+        400,
+        {"requestId": "1-2", "errorCode": "400.002.02", "errorMessage": "Bad Request - Invalid PhoneNumber"},
+    )
+    daraja = VendorServer(
+        {
+            ("GET", "/oauth/v1/generate"): lambda req: (200, {"access_token": "tok-123", "expires_in": "3599"}),
+            ("POST", "/mpesa/stkpush/v1/processrequest"): lambda req: refused,
+        }
+    )
+    with daraja:
+        settings.mpesa_base_url, settings.mpesa_consumer_key, settings.mpesa_consumer_secret = daraja.url, "ck", "cs"
+        settings.mpesa_passkey, settings.mpesa_callback_url = "pk", "https://revloop.example/v1/webhooks/mpesa?token=x"
+        assert http.post(f"/v1/invoices/{invoice_id}/mpesa-request", headers=manager).status_code == 201
+        [item] = _items(settings)
+        assert http.post(f"/v1/review-items/{item.id}/approve", headers=manager).status_code == 200
+        worker.run_until_idle()
+        worker.run_until_idle()
+        assert len(daraja.calls("POST", "/mpesa/stkpush/v1/processrequest")) == 1  # not retried blindly
+    [item] = _items(settings)
+    assert item.status == "failed" and "Invalid PhoneNumber" in item.result["reason"]
+    # Once the record is fixed a new request can be drafted (the failed one does not block it).
+    assert http.post(f"/v1/invoices/{invoice_id}/mpesa-request", headers=manager).status_code == 201
