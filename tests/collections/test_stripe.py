@@ -229,3 +229,38 @@ def test_the_stripe_backend_creates_customer_and_invoice_with_amounts_from_the_r
     )
     with session_scope(settings) as session:
         assert session.get(Invoice, invoice_id).status == "paid"
+
+
+def test_a_payment_intent_for_a_balance_carries_the_record_amount_and_our_number(settings):
+    from billing.backends import StripeBilling
+
+    invoice_id = _customer(settings, amount="1200.50")
+    intents = VendorServer(
+        {
+            ("POST", "/v1/customers"): lambda req: (200, {"id": "cus_7", "object": "customer"}),
+            ("POST", "/v1/payment_intents"): lambda req: (
+                200,
+                {
+                    "id": "pi_7",
+                    "object": "payment_intent",
+                    "client_secret": "pi_7_secret_x",
+                    "status": "requires_payment_method",
+                },
+            ),
+        }
+    )
+    with intents:
+        settings.stripe_api_key, settings.stripe_base_url = "sk_test_1", intents.url
+        with session_scope(settings) as session:
+            invoice = session.get(Invoice, invoice_id)
+            answer = StripeBilling(settings).payment_intent(session, invoice, ledger.balance(session, invoice))
+            assert session.get(Account, invoice.account_id).stripe_customer_id == "cus_7"
+        [created] = intents.calls("POST", "/v1/payment_intents")
+    assert answer == {"id": "pi_7", "client_secret": "pi_7_secret_x", "status": "requires_payment_method"}
+    assert (created.fields["amount"], created.fields["currency"], created.fields["customer"]) == (
+        "120050",
+        "usd",
+        "cus_7",
+    )
+    assert created.fields["metadata[revloop_invoice]"] == "INV-1001" and created.headers.get("idempotency-key")
+    # Its payment_intent.succeeded then names our invoice through that metadata (test above).
