@@ -1,19 +1,31 @@
-"""The LLM engine's client: any OpenAI-compatible endpoint through the `openai` SDK.
+"""The LLM engine's client: any OpenAI-compatible endpoint (OpenAI, Azure, Ollama, vLLM, llama.cpp) through the
+`openai` SDK, safe with a weak model and a slow server.
 
-- tool calling in a capped loop, every call through the graph's Toolbox (allowlist, validation,
-  audit of refusals); parallel tool calls in one turn are run in order;
-- structured output into a pydantic model: `response_format` json_schema first, json_object with
-  the schema in the prompt for servers that refuse it (llama.cpp); the reply is validated, and a
-  malformed one gets one corrective retry;
-- temperature 0, timeouts, retries on 429/5xx by the SDK; tokens and cost added up per run.
+- Capabilities, not error strings: what the endpoint supports (json_schema structured output, json_object mode
+  with the schema in the prompt, tool calling) is learned on first use (an HTTP 4xx/5xx on a feature that a
+  plain request then answers means "not supported"; llama.cpp answers json_schema with 500) or by
+  `revloop llm check`, cached per endpoint+model in the process and in `llm_capabilities`. The strongest mode
+  that works is used: json_schema, else json_object, else the schema in the prompt alone.
+- Budgets: every call sends max_tokens (settings.llm_max_tokens, per kind of call); a client has a time budget
+  (REVLOOP_LLM_BUDGET_SECONDS per lead) that covers waiting for one of the REVLOOP_LLM_MAX_CONCURRENCY slots
+  this process may use at the endpoint, each reply's timeout (never more than what is left) and retries (only
+  while time is left). Past it, LlmBudgetExceeded: the caller finishes the lead without the model.
+- Weak-model tolerance: prose around the JSON, code fences, a truncated object, wrong types, schema echoes and
+  invented tool names are parsed, repaired once (a corrective turn) or rejected; each problem is kept in
+  `Usage.rejections` for the run record.
+- Usage: tokens of every call; a call whose reply has no usage makes the run's tokens and cost unknown (None),
+  never 0. Cost from the per-model price table (settings.llm_prices; 0 for unlisted, local models).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import threading
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,9 +34,25 @@ from tools.registry import Toolbox
 
 M = TypeVar("M", bound=BaseModel)
 
+# HTTP answers to a request using a feature (response_format, tools) that mean "this server does not do that"
+# when the same request without the feature succeeds. llama.cpp's server answers json_schema with 500.
+FEATURE_REFUSED = frozenset({400, 404, 415, 422, 500, 501})
+RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504})
+MIN_CALL_SECONDS = 0.25  # less budget than this left: no new call
+
 
 class LlmError(Exception):
     """The endpoint could not give a usable answer (after retries); the caller falls back."""
+
+
+class LlmBudgetExceeded(LlmError):
+    """The lead's LLM time budget is spent; the deterministic engine finishes the lead."""
+
+
+class _StatusError(LlmError):
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -33,19 +61,40 @@ class Usage:
     tool_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    calls_without_usage: int = 0
     refusals: list[str] = field(default_factory=list)
+    rejections: list[dict[str, str]] = field(default_factory=list)
 
     def add(self, response: Any) -> None:
         self.calls += 1
-        if response.usage is not None:
-            self.prompt_tokens += response.usage.prompt_tokens or 0
-            self.completion_tokens += response.usage.completion_tokens or 0
+        usage = getattr(response, "usage", None)
+        if usage is None or usage.prompt_tokens is None or usage.completion_tokens is None:
+            self.calls_without_usage += 1
+            return
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
 
-    def cost(self, settings: Settings) -> Decimal:
-        usd = (
-            self.prompt_tokens * settings.llm_price_input_per_mtok
-            + self.completion_tokens * settings.llm_price_output_per_mtok
-        ) / 1_000_000
+    def note(self, call: str, problem: str, action: str, detail: str = "") -> None:
+        """A reply or tool call repaired ("repaired") or not used ("rejected"), with why."""
+        self.rejections.append({"call": call, "problem": problem, "action": action, "detail": detail[:300]})
+
+    @property
+    def known(self) -> bool:
+        return self.calls_without_usage == 0
+
+    @property
+    def prompt(self) -> int | None:
+        return self.prompt_tokens if self.known else None
+
+    @property
+    def completion(self) -> int | None:
+        return self.completion_tokens if self.known else None
+
+    def cost(self, settings: Settings) -> Decimal | None:
+        if not self.known:
+            return None
+        price_in, price_out = settings.llm_price()
+        usd = (self.prompt_tokens * price_in + self.completion_tokens * price_out) / 1_000_000
         return Decimal(str(round(usd, 6)))
 
 
@@ -55,8 +104,307 @@ def fence(text: str | None) -> str:
     return f"<lead_text>\n{cleaned}\n</lead_text>"
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Capabilities per endpoint+model: in the process, and in llm_capabilities (read once per process, written on change)
+
+CAPABILITIES = ("json_schema", "json_object", "tools")
+
+
+@dataclass
+class Capabilities:
+    json_schema: bool | None = None
+    json_object: bool | None = None
+    tools: bool | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def structured_modes(self) -> list[str]:
+        """The structured-output modes to try, strongest first, skipping those known not to work."""
+        modes = [m for m in ("json_schema", "json_object") if getattr(self, m) is not False]
+        return modes + ["prompt"]
+
+
+_CAPS: dict[tuple[str, str], Capabilities] = {}
+_CAPS_LOCK = threading.Lock()
+_SLOTS: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+
+
+def _endpoint(settings: Settings) -> str:
+    return (settings.llm_base_url or "https://api.openai.com/v1").rstrip("/")
+
+
+def capabilities(settings: Settings) -> Capabilities:
+    """What is known about the endpoint+model (loaded from the database on first use in this process)."""
+    key = (_endpoint(settings), settings.llm_model)
+    with _CAPS_LOCK:
+        if key in _CAPS:
+            return _CAPS[key]
+    caps = Capabilities()
+    try:
+        from sqlalchemy import select
+
+        from core.db import session_scope
+        from core.models import LlmCapability
+
+        with session_scope(settings, readonly=True) as session:
+            row = session.scalars(
+                select(LlmCapability).where(LlmCapability.base_url == key[0], LlmCapability.model == key[1])
+            ).first()
+            if row is not None:
+                caps = Capabilities(row.json_schema, row.json_object, row.tools, dict(row.details or {}))
+    except Exception:  # noqa: BLE001 - the cache is an optimisation: without it the endpoint is asked again
+        pass
+    with _CAPS_LOCK:
+        return _CAPS.setdefault(key, caps)
+
+
+def learn(settings: Settings, **found: bool | None) -> Capabilities:
+    """Record what was found about the endpoint+model, in the process and (if it changed) in the database."""
+    caps = capabilities(settings)
+    changed = {k: v for k, v in found.items() if k in CAPABILITIES and getattr(caps, k) != v}
+    if not changed:
+        return caps
+    with _CAPS_LOCK:
+        for name, value in changed.items():
+            setattr(caps, name, value)
+    try:
+        from sqlalchemy import select
+
+        from core.db import session_scope
+        from core.models import LlmCapability, utcnow
+
+        base_url, model = _endpoint(settings), settings.llm_model
+        with session_scope(settings) as session:
+            row = session.scalars(
+                select(LlmCapability).where(LlmCapability.base_url == base_url, LlmCapability.model == model)
+            ).first()
+            if row is None:
+                row = LlmCapability(base_url=base_url, model=model)
+                session.add(row)
+            row.json_schema, row.json_object, row.tools = caps.json_schema, caps.json_object, caps.tools
+            row.details = dict(caps.details)
+            row.checked_at = utcnow()
+    except Exception:  # noqa: BLE001 - two workers learning at once: one row wins, the other keeps it in memory
+        pass
+    return caps
+
+
+def forget_capabilities() -> None:
+    """Clear the in-process cache (tests, `revloop llm check`)."""
+    with _CAPS_LOCK:
+        _CAPS.clear()
+
+
+def _slot(settings: Settings) -> threading.BoundedSemaphore:
+    key = (_endpoint(settings), settings.llm_max_concurrency)
+    with _CAPS_LOCK:
+        return _SLOTS.setdefault(key, threading.BoundedSemaphore(settings.llm_max_concurrency))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parsing a weak model's reply
+
+
+class ReplyProblem(Exception):
+    def __init__(self, problem: str, detail: str):
+        super().__init__(f"{problem}: {detail}")
+        self.problem = problem
+        self.detail = detail
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+
+
+def _close_partial(text: str) -> str | None:
+    """A JSON object cut off (max_tokens reached): closed after its last complete value, or None."""
+    stack: list[str] = []
+    in_string = escape = False
+    last_safe = -1
+    for i, ch in enumerate(text):
+        if in_string:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]":
+            if not stack:
+                return None
+            stack.pop()
+            if not stack:
+                return text[: i + 1]
+        elif ch == ",":
+            last_safe = i
+    if not stack or last_safe < 0:
+        return None
+    # Cut at the last comma outside a string, then close what is open at that point.
+    head = text[:last_safe]
+    closing: list[str] = []
+    in_string = escape = False
+    for ch in head:
+        if in_string:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch in "{[":
+            closing.append("}" if ch == "{" else "]")
+        elif ch in "}]" and closing:
+            closing.pop()
+    return head + "".join(reversed(closing))
+
+
+def extract_object(content: str | None, notes: list[tuple[str, str]]) -> dict[str, Any]:
+    """The JSON object in a reply: the whole reply, or inside a code fence or prose, or a cut-off one closed."""
+    text = (content or "").strip()
+    if not text:
+        raise ReplyProblem("empty", "the reply was empty")
+    try:
+        value = json.loads(text)
+        if isinstance(value, dict):
+            return value
+        raise ReplyProblem("not_an_object", f"the reply is JSON but a {type(value).__name__}, not an object")
+    except json.JSONDecodeError:
+        pass
+    fenced = _FENCE.search(text)
+    candidates = ([fenced.group(1).strip()] if fenced else []) + [text]
+    decoder = json.JSONDecoder()
+    for candidate in candidates:
+        for match in re.finditer(r"\{", candidate):
+            try:
+                value, _ = decoder.raw_decode(candidate, match.start())
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                notes.append(("prose_around_json", "the JSON object was taken out of surrounding text"))
+                return value
+    start = text.find("{")
+    if start >= 0:
+        closed = _close_partial(text[start:])
+        if closed is not None:
+            try:
+                value = json.loads(closed)
+            except json.JSONDecodeError:
+                value = None
+            if isinstance(value, dict):
+                notes.append(("partial_json", "a cut-off JSON object was closed after its last complete value"))
+                return value
+        raise ReplyProblem("invalid_json", "the reply has a JSON object that does not parse: " + text[:120])
+    raise ReplyProblem("not_json", "the reply has no JSON object: " + text[:120])
+
+
+_SCHEMA_KEYS = frozenset({"type", "properties", "required", "title", "description", "$defs", "items", "$schema"})
+
+
+def _schema_like(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and set(value) <= _SCHEMA_KEYS | {"default", "maxLength", "maxItems"}
+
+
+def _is_echo(data: dict[str, Any], fields: set[str]) -> bool:
+    """The model repeated the JSON schema (or a piece of it) instead of filling it in."""
+    if "properties" in data and ("type" in data or "required" in data or "title" in data or "$defs" in data):
+        return True
+    return any(_schema_like(data.get(name)) for name in fields)
+
+
+def _coerce(value: Any, annotation: Any, max_length: int | None) -> tuple[Any, bool]:
+    """A value of the wrong type turned into the field's type, when that is unambiguous."""
+    origin = get_origin(annotation)
+    if annotation is str:
+        if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+            value = " ".join(str(v) for v in value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        else:
+            return value, False
+        return value, True
+    if origin is list and get_args(annotation) == (str,):
+        if isinstance(value, str):
+            parts = [p.strip(" -•*") for p in re.split(r"[;\n]|, ", value) if p.strip(" -•*")]
+            return parts[: max_length or None], True
+        if isinstance(value, list) and any(not isinstance(v, str) for v in value):
+            return [v if isinstance(v, str) else json.dumps(v) for v in value], True
+        return value, False
+    if annotation is bool and isinstance(value, str) and value.strip().lower() in ("yes", "no", "true", "false"):
+        return value.strip().lower() in ("yes", "true"), True
+    return value, False
+
+
+def _max_length(info: Any) -> int | None:
+    for meta in info.metadata:
+        if getattr(meta, "max_length", None) is not None:
+            return meta.max_length
+    return None
+
+
+def parse_reply(content: str | None, schema: type[M], notes: list[tuple[str, str]]) -> M:
+    """A reply validated into `schema`, repaired where the repair cannot change its meaning; else ReplyProblem."""
+    data = extract_object(content, notes)
+    fields = schema.model_fields
+    if _is_echo(data, set(fields)):
+        raise ReplyProblem("schema_echo", "the reply repeats the JSON schema instead of filling it in")
+    if len(data) == 1 and not set(data) & set(fields) and isinstance(next(iter(data.values())), dict):
+        inner = next(iter(data.values()))  # {"LeadInsight": {...}} or {"answer": {...}}
+        if set(inner) & set(fields):
+            notes.append(("wrapped", f"the object was inside {next(iter(data))!r}"))
+            data = inner
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        notes.append(("extra_keys", "keys not asked for were dropped: " + ", ".join(unknown[:5])))
+    clean: dict[str, Any] = {}
+    for name, info in fields.items():
+        if name not in data:
+            continue
+        limit = _max_length(info)
+        value, changed = _coerce(data[name], info.annotation, limit)
+        if changed:
+            notes.append(("wrong_type", f"{name} was converted to the expected type"))
+        if isinstance(value, str) and limit and len(value) > limit:
+            value = value[:limit].rsplit(" ", 1)[0]
+            notes.append(("too_long", f"{name} was cut to {limit} characters"))
+        if isinstance(value, list) and limit and len(value) > limit:
+            value = value[:limit]
+            notes.append(("too_long", f"{name} kept its first {limit} items"))
+        clean[name] = value
+    try:
+        return schema.model_validate(clean)
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+        where = ".".join(str(p) for p in first["loc"]) or "reply"
+        raise ReplyProblem("invalid_fields", f"{where}: {first['msg']}") from exc
+
+
+def schema_in_words(schema: type[BaseModel]) -> str:
+    """The schema as a small example object a weak model fills in (a full JSON schema gets echoed back)."""
+    example: dict[str, Any] = {}
+    for name, info in schema.model_fields.items():
+        hint = info.description or name.replace("_", " ")
+        if info.annotation is bool:
+            example[name] = False
+        elif get_origin(info.annotation) is list:
+            example[name] = [f"<{hint}>"]
+        else:
+            example[name] = f"<{hint}>"
+    return json.dumps(example)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
 class LlmClient:
-    def __init__(self, settings: Settings):
+    """One unit of LLM work (a lead's research, a redraft) with its own time budget."""
+
+    def __init__(self, settings: Settings, *, budget_seconds: float | None = None):
         if not settings.llm_base_url and not settings.llm_api_key:
             raise LlmError("REVLOOP_LLM=openai needs OPENAI_BASE_URL and/or OPENAI_API_KEY")
         self.settings = settings
@@ -66,31 +414,111 @@ class LlmClient:
             base_url=settings.llm_base_url,
             api_key=settings.llm_api_key or "not-needed",
             timeout=settings.llm_timeout_seconds,
-            max_retries=settings.llm_max_retries,
+            max_retries=0,  # our own retries, bounded by the budget
         )
+        self.started = time.monotonic()
+        self.budget = settings.llm_budget_seconds if budget_seconds is None else budget_seconds
+        self.deadline = self.started + self.budget
         self.usage = Usage()
+        self.caps = capabilities(settings)
+        self.modes_used: list[str] = []
 
-    def _create(self, **kwargs: Any) -> Any:
+    @property
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    @property
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    def _over_budget(self, what: str) -> LlmBudgetExceeded:
+        return LlmBudgetExceeded(f"LLM time budget of {self.budget:g} s spent ({what})")
+
+    def _once(self, kind: str, **kwargs: Any) -> Any:
         import openai
 
+        if self.remaining < MIN_CALL_SECONDS:
+            raise self._over_budget(f"before the {kind} call")
+        slot = _slot(self.settings)
+        if not slot.acquire(timeout=max(self.remaining, 0)):
+            raise self._over_budget(f"waiting for one of {self.settings.llm_max_concurrency} endpoint slot(s)")
+        if self.remaining < MIN_CALL_SECONDS:
+            slot.release()
+            raise self._over_budget(f"waiting for one of {self.settings.llm_max_concurrency} endpoint slot(s)")
         try:
-            response = self.client.chat.completions.create(model=self.settings.llm_model, temperature=0, **kwargs)
-        except openai.APIStatusError as exc:
-            raise LlmError(f"LLM endpoint answered {exc.status_code}: {str(exc)[:300]}") from exc
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-            raise LlmError(f"LLM endpoint unreachable or too slow: {exc}") from exc
+            timeout = min(self.settings.llm_timeout_seconds, self.remaining)
+            if timeout < MIN_CALL_SECONDS:
+                raise self._over_budget(f"before the {kind} call")
+            max_tokens = getattr(self.settings.llm_max_tokens, kind)
+            try:
+                response = self.client.with_options(timeout=timeout).chat.completions.create(
+                    model=self.settings.llm_model, temperature=0, max_tokens=max_tokens, **kwargs
+                )
+            except openai.APIStatusError as exc:
+                message = f"LLM endpoint answered {exc.status_code}: {str(exc)[:300]}"
+                raise _StatusError(message, exc.status_code) from exc
+            except openai.APITimeoutError as exc:
+                if self.remaining < MIN_CALL_SECONDS:
+                    raise self._over_budget(f"the {kind} call took the rest") from exc
+                raise LlmError(f"LLM endpoint unreachable or too slow: {exc}") from exc
+            except openai.APIConnectionError as exc:
+                raise LlmError(f"LLM endpoint unreachable or too slow: {exc}") from exc
+        finally:
+            slot.release()
         self.usage.add(response)
-        if not response.choices:
+        if not getattr(response, "choices", None):
             raise LlmError("LLM endpoint returned no choices")
         return response
 
-    def run_tools(self, messages: list[dict[str, Any]], toolbox: Toolbox) -> list[dict[str, Any]]:
-        """Let the model call tools until it stops or the cap is reached; returns the conversation."""
+    def _create(self, kind: str, *, retries: bool = True, **kwargs: Any) -> Any:
+        """One call, retried on timeouts and lost connections (and on 429/5xx unless `retries` is False: a feature
+        being tried for the first time) while the budget lasts; never a retry that outlives it."""
+        attempts = 1 + self.settings.llm_max_retries
+        for attempt in range(attempts):
+            try:
+                return self._once(kind, **kwargs)
+            except LlmBudgetExceeded:
+                raise
+            except _StatusError as exc:
+                if not retries or attempt + 1 >= attempts or exc.status not in RETRYABLE:
+                    raise
+            except LlmError:
+                if attempt + 1 >= attempts:
+                    raise
+            pause = min(0.25 * 2**attempt, 2.0)
+            if self.remaining < pause + MIN_CALL_SECONDS:
+                raise self._over_budget("no time left to retry")
+            time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    # -- tools -----------------------------------------------------------------------------------------------------
+
+    def run_tools(self, messages: list[dict[str, Any]], toolbox: Toolbox) -> list[dict[str, Any]] | None:
+        """Let the model call tools until it stops or the cap is reached; returns the conversation, or None when
+        the endpoint does not do tool calling (the caller plans the calls itself)."""
+        if self.caps.tools is False:
+            return None
         messages = list(messages)
         tools = toolbox.schemas()
+        names = {t["function"]["name"] for t in tools}
         for _ in range(self.settings.llm_max_tool_rounds):
-            message = self._create(messages=messages, tools=tools).choices[0].message
+            if self.caps.tools is None:
+                try:
+                    response = self._create("tool_round", retries=False, messages=messages, tools=tools)
+                except _StatusError as exc:
+                    if exc.status not in FEATURE_REFUSED:
+                        raise
+                    # Is it the tools, or the server? The same request without them tells.
+                    self._create("tool_round", retries=False, messages=messages)
+                    self.usage.note("tool_round", "tools_unsupported", "rejected", str(exc))
+                    learn(self.settings, tools=False)
+                    return None
+            else:
+                response = self._create("tool_round", messages=messages, tools=tools)
+            message = response.choices[0].message
             calls = message.tool_calls or []
+            if calls and self.caps.tools is None:
+                learn(self.settings, tools=True)
             messages.append(
                 {
                     "role": "assistant",
@@ -100,57 +528,206 @@ class LlmClient:
             )
             if not calls:
                 break
+            if "tools" not in self.modes_used:
+                self.modes_used.append("tools")
             for call in calls:
                 self.usage.tool_calls += 1
-                result = toolbox.call(call.function.name, call.function.arguments)
+                name, arguments = self._repair_call(call.function.name or "", call.function.arguments, names)
+                result = toolbox.call(name, arguments)
                 if result.refused:
-                    self.usage.refusals.append(call.function.name)
+                    self.usage.refusals.append(name)
+                    self.usage.note("tool_round", "tool_refused", "rejected", f"{name}: {result.content}")
+                elif not result.ok and result.content.startswith("error: "):
+                    problem = "invalid_arguments" if "argument" in result.content else "tool_failed"
+                    self.usage.note("tool_round", problem, "rejected", f"{name}: {result.content}")
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
         return messages
 
-    def structured(self, messages: list[dict[str, Any]], schema: type[M]) -> M:
-        """A reply validated into `schema`: json_schema, else json_object; one retry on a malformed reply."""
-        json_schema = schema.model_json_schema()
-        attempts: list[dict[str, Any]] = [
-            {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": False}},
-            {"type": "json_object"},
-        ]
-        last_error = ""
-        fmt_index = 0
-        for attempt in range(3):
-            fmt = attempts[fmt_index]
-            extra = (
-                []
-                if fmt["type"] == "json_schema"
-                else [
-                    {
-                        "role": "system",
-                        "content": "Answer with one JSON object only, matching this JSON schema: "
-                        + json.dumps(json_schema),
-                    }
-                ]
-            )
-            retry = (
-                [{"role": "user", "content": f"Your last answer was not valid: {last_error}. Answer again."}]
-                if last_error
-                else []
-            )
+    def _repair_call(self, name: str, arguments: Any, names: set[str]) -> tuple[str, Any]:
+        """A weak model's tool call: "functions.crm_find_contact" or "CRM_Find_Contact" is the tool it means;
+        arguments wrapped in prose are unwrapped. Anything else goes to the toolbox as written (and is refused)."""
+        fixed = name.strip().split(".")[-1].strip().lower().replace("-", "_").replace(" ", "_")
+        if name not in names and fixed in names:
+            self.usage.note("tool_round", "tool_name", "repaired", f"{name!r} read as {fixed!r}")
+            name = fixed
+        if isinstance(arguments, str):
             try:
-                response = self._create(messages=messages + extra + retry, response_format=fmt)
-            except LlmError as exc:
-                # Servers without json_schema support answer 400: use json_object instead.
-                if fmt_index == 0 and "400" in str(exc):
-                    fmt_index = 1
-                    continue
-                raise
-            message = response.choices[0].message
+                json.loads(arguments or "{}")
+            except json.JSONDecodeError:
+                notes: list[tuple[str, str]] = []
+                try:
+                    arguments = json.dumps(extract_object(arguments, notes))
+                    self.usage.note("tool_round", "tool_arguments", "repaired", "JSON taken out of the text")
+                except ReplyProblem:
+                    pass
+        return name, arguments
+
+    # -- structured output -----------------------------------------------------------------------------------------
+
+    def _format(self, mode: str, schema: type[BaseModel]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Extra messages and request arguments of a structured-output mode."""
+        if mode == "json_schema":
+            spec = {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": False}
+            return [], {"response_format": {"type": "json_schema", "json_schema": spec}}
+        instruction = {
+            "role": "system",
+            "content": "Answer with one JSON object only, with these keys (the JSON schema in brief; fill in the "
+            "values, never repeat the schema): " + schema_in_words(schema),
+        }
+        return [instruction], ({"response_format": {"type": "json_object"}} if mode == "json_object" else {})
+
+    def _structured_call(self, kind: str, messages: list[dict[str, Any]], schema: type[BaseModel]) -> tuple[Any, str]:
+        """One reply in the strongest mode the endpoint does; a mode it refuses is recorded and the next tried."""
+        modes = self.caps.structured_modes()
+        refused: list[str] = []
+        for index, mode in enumerate(modes):
+            extra, request = self._format(mode, schema)
+            known = getattr(self.caps, mode, True) is True
+            try:
+                response = self._create(kind, retries=known or mode == "prompt", messages=messages + extra, **request)
+            except _StatusError as exc:
+                if mode == "prompt" or exc.status not in FEATURE_REFUSED or index + 1 >= len(modes) or known:
+                    raise
+                refused.append(mode)
+                self.usage.note(kind, f"{mode}_unsupported", "rejected", str(exc))
+                continue
+            if refused or not known:
+                learn(self.settings, **{m: False for m in refused}, **({mode: True} if mode != "prompt" else {}))
+            if mode not in self.modes_used:
+                self.modes_used.append(mode)
+            return response, mode
+        raise AssertionError("unreachable")
+
+    def structured(self, messages: list[dict[str, Any]], schema: type[M], *, kind: str = "insight") -> M:
+        """A reply validated into `schema` (repaired where safe); one corrective turn for a reply that is not."""
+        retry: list[dict[str, Any]] = []
+        problem: ReplyProblem | None = None
+        for attempt in range(2):
+            response, _ = self._structured_call(kind, messages + retry, schema)
+            choice = response.choices[0]
+            message = choice.message
             refusal = getattr(message, "refusal", None)
             if refusal:
+                self.usage.note(kind, "refusal", "rejected", refusal)
                 raise LlmError(f"the model refused: {refusal[:200]}")
+            notes: list[tuple[str, str]] = []
             try:
-                return schema.model_validate_json(message.content or "")
-            except ValidationError as exc:
-                last_error = exc.errors()[0]["msg"] if exc.errors() else str(exc)
-                if attempt >= 1:
-                    break
-        raise LlmError(f"the model's answer did not match {schema.__name__}: {last_error}")
+                parsed = parse_reply(message.content, schema, notes)
+            except ReplyProblem as exc:
+                problem = exc
+                if getattr(choice, "finish_reason", None) == "length":
+                    problem = ReplyProblem("runaway", f"cut off at max_tokens without a usable object ({exc.detail})")
+                self.usage.note(kind, problem.problem, "rejected", problem.detail)
+                if attempt == 0 and self.remaining >= MIN_CALL_SECONDS:
+                    retry = [
+                        {"role": "assistant", "content": (message.content or "")[:1000]},
+                        {
+                            "role": "user",
+                            "content": f"Your last answer was not valid: {problem.detail}. Answer again with only "
+                            "the JSON object, its values filled in: " + schema_in_words(schema),
+                        },
+                    ]
+                    continue
+                break
+            for name, detail in notes:
+                self.usage.note(kind, name, "repaired", detail)
+            return parsed
+        assert problem is not None
+        raise LlmError(f"the model's answer did not match {schema.__name__}: {problem}")
+
+    @property
+    def mode(self) -> str | None:
+        structured = [m for m in self.modes_used if m != "tools"]
+        parts = structured[-1:] + (["tools"] if "tools" in self.modes_used else [])
+        return "+".join(parts) or None
+
+    def run_record(self, **fields: Any) -> dict[str, Any]:
+        """The LlmRun columns of this client's work (usage unknown is None, never 0)."""
+        return {
+            "model": self.settings.llm_model,
+            "calls": self.usage.calls,
+            "tool_calls": self.usage.tool_calls,
+            "prompt_tokens": self.usage.prompt,
+            "completion_tokens": self.usage.completion,
+            "cost_usd": self.usage.cost(self.settings),
+            "mode": self.mode,
+            "duration_ms": self.elapsed_ms,
+            "rejections": list(self.usage.rejections),
+            **fields,
+        }
+
+
+def probe(settings: Settings) -> dict[str, Any]:
+    """`revloop llm check`: ask the endpoint for each capability with a tiny request and time a sample call.
+    Returns what was found (also stored as the endpoint+model's capabilities)."""
+
+    class Probe(BaseModel):
+        answer: str
+
+    client = LlmClient(settings, budget_seconds=max(settings.llm_timeout_seconds * 4, settings.llm_budget_seconds))
+    ask = [
+        {"role": "system", "content": "You answer with JSON."},
+        {"role": "user", "content": 'Reply with the JSON object {"answer": "ok"}.'},
+    ]
+    found: dict[str, Any] = {}
+    notes: list[tuple[str, str]] = []
+
+    def attempt(name: str, **request: Any) -> None:
+        started = time.monotonic()
+        try:
+            response = client._create("check", retries=False, **request)
+        except _StatusError as exc:
+            found[name] = {"ok": False, "why": f"HTTP {exc.status}", "seconds": round(time.monotonic() - started, 2)}
+            return
+        except LlmError as exc:
+            found[name] = {"ok": None, "why": str(exc)[:200], "seconds": round(time.monotonic() - started, 2)}
+            return
+        message = response.choices[0].message
+        seconds = round(time.monotonic() - started, 2)
+        usage = getattr(response, "usage", None)
+        tokens = (
+            {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+            if usage is not None and usage.prompt_tokens is not None
+            else {"prompt_tokens": None, "completion_tokens": None}
+        )
+        if name == "tools":
+            calls = message.tool_calls or []
+            ok = any(c.function.name == "record_answer" for c in calls)
+            found[name] = {"ok": ok, "why": "called the tool" if ok else "answered without calling the tool"}
+        elif name == "sample":
+            found[name] = {"ok": True, "why": (message.content or "")[:80]}
+        else:
+            try:
+                parse_reply(message.content, Probe, notes)
+                found[name] = {"ok": True, "why": "valid JSON"}
+            except ReplyProblem as exc:
+                found[name] = {"ok": False, "why": f"HTTP 200 but {exc.problem}: {exc.detail[:80]}"}
+        found[name].update(seconds=seconds, **tokens)
+
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    attempt("sample", messages=[{"role": "user", "content": "Say hello in one word."}])
+    attempt(
+        "json_schema",
+        messages=ask,
+        response_format={"type": "json_schema", "json_schema": {"name": "Probe", "schema": schema, "strict": False}},
+    )
+    attempt("json_object", messages=ask, response_format={"type": "json_object"})
+    tool = {
+        "type": "function",
+        "function": {"name": "record_answer", "description": "Record the answer", "parameters": schema},
+    }
+    attempt(
+        "tools",
+        messages=[{"role": "user", "content": "Call record_answer with answer 'ok'."}],
+        tools=[tool],
+    )
+    learned = {k: found[k]["ok"] for k in CAPABILITIES if found.get(k, {}).get("ok") is not None}
+    caps = learn(settings, **learned)
+    return {
+        "endpoint": _endpoint(settings),
+        "model": settings.llm_model,
+        "results": found,
+        "capabilities": {k: getattr(caps, k) for k in CAPABILITIES},
+        "structured_mode": caps.structured_modes()[0],
+        "price_per_mtok": settings.llm_price(),
+    }

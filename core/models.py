@@ -450,12 +450,36 @@ class LlmRun(Base):
     model: Mapped[str] = mapped_column(String(200))
     calls: Mapped[int] = mapped_column(Integer, default=0)
     tool_calls: Mapped[int] = mapped_column(Integer, default=0)
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal("0"))
-    status: Mapped[str] = mapped_column(String(20), default="ok")  # ok | failed
+    # NULL = unknown: the endpoint did not report usage for every call (never recorded as 0 tokens).
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 6))
+    status: Mapped[str] = mapped_column(String(20), default="ok")  # ok | failed | over_budget
     error: Mapped[str | None] = mapped_column(Text)
+    # used: the model's output is in the brief/draft; partial: some of it; not_used: the deterministic engine's only.
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    # How the endpoint was asked for structure: json_schema | json_object | prompt, "+tools" when it called tools.
+    mode: Mapped[str | None] = mapped_column(String(40))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # Every reply (or tool call) repaired or rejected: [{"call", "problem", "action", "detail"}].
+    rejections: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LlmCapability(Base):
+    """What an OpenAI-compatible endpoint supports for one model, learned on first use or by `revloop llm check`."""
+
+    __tablename__ = "llm_capabilities"
+    __table_args__ = (UniqueConstraint("base_url", "model"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    base_url: Mapped[str] = mapped_column(String(500))
+    model: Mapped[str] = mapped_column(String(200))
+    # NULL = not known yet; False = the endpoint refused it (HTTP 4xx/5xx) or the model could not use it.
+    json_schema: Mapped[bool | None] = mapped_column(Boolean)
+    json_object: Mapped[bool | None] = mapped_column(Boolean)
+    tools: Mapped[bool | None] = mapped_column(Boolean)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    checked_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class AuditEvent(Base):

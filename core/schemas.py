@@ -513,11 +513,17 @@ class LlmRun(BaseModel):
     model: str
     calls: int
     tool_calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: Decimal
-    status: str
+    prompt_tokens: int | None = Field(description="null: unknown (the endpoint did not report usage)")
+    completion_tokens: int | None = Field(description="null: unknown (the endpoint did not report usage)")
+    cost_usd: Decimal | None = Field(description="From the per-model price table (0 for local models); null: unknown")
+    status: str = Field(description="ok | failed | over_budget (the lead's LLM time budget ran out)")
     error: str | None
+    outcome: str | None = Field(None, description="used | partial | not_used: whether the model's output was used")
+    mode: str | None = Field(None, description="json_schema | json_object | prompt, with +tools when it called tools")
+    duration_ms: int | None = None
+    rejections: list[dict[str, str]] | None = Field(
+        None, description="Replies and tool calls repaired or rejected: call, problem, action, detail"
+    )
     created_at: dt.datetime
 
 

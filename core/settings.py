@@ -6,15 +6,36 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUBRIC = PROJECT_ROOT / "scoring" / "rubrics" / "default.yaml"
 
 
+# USD per million (prompt, completion) tokens of hosted models; anything else (a local model) costs 0.
+LLM_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+}
+
+
+class LlmMaxTokens(BaseModel):
+    """max_tokens of each kind of LLM call: a weak model without a cap can generate for minutes."""
+
+    tool_round: int = Field(256, ge=16, description="One round of the research agent's tool calling")
+    insight: int = Field(400, ge=16, description="The lead insight (summary, opening line, pain points)")
+    redraft: int = Field(300, ge=16, description="A redraft's opening line for a closer's instruction")
+    check: int = Field(64, ge=16, description="The probes and sample call of `revloop llm check`")
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="REVLOOP_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="REVLOOP_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+    )
 
     var_dir: Path = Field(Path("var"), description="Folder for embedded state (SQLite, checkpoints, outbox).")
     database_url: str | None = Field(
@@ -64,11 +85,32 @@ class Settings(BaseSettings):
     llm_api_key: str | None = Field(
         None, validation_alias=AliasChoices("REVLOOP_LLM_API_KEY", "OPENAI_API_KEY"), description="OPENAI_API_KEY"
     )
-    llm_timeout_seconds: float = 30.0
-    llm_max_retries: int = Field(2, description="Retries on 429, 5xx and timeouts (the openai SDK backs off)")
-    llm_max_tool_rounds: int = Field(4, description="Cap of the tool-calling loop")
-    llm_price_input_per_mtok: float = Field(0.15, description="USD per million prompt tokens, for cost records")
-    llm_price_output_per_mtok: float = Field(0.60, description="USD per million completion tokens")
+    llm_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest wait for one reply; never more than what is left of the lead's budget"
+    )
+    llm_max_retries: int = Field(
+        2, ge=0, description="Retries on 429, 5xx, timeouts and lost connections, each only while the budget lasts"
+    )
+    llm_max_tool_rounds: int = Field(4, ge=1, description="Cap of the tool-calling loop")
+    llm_budget_seconds: float = Field(
+        20,
+        gt=0,
+        description="LLM time one lead may use (waiting for a free slot included); past it the deterministic engine "
+        "finishes the lead and the brief says which parts are the model's",
+    )
+    llm_max_concurrency: int = Field(
+        2, ge=1, le=64, description="Requests this process sends to the LLM endpoint at once (across worker threads)"
+    )
+    llm_max_tokens: LlmMaxTokens = Field(
+        default_factory=lambda: LlmMaxTokens(),
+        description="max_tokens sent with each kind of call (REVLOOP_LLM_MAX_TOKENS__INSIGHT=400, ...)",
+    )
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: dict(LLM_PRICES),
+        description="USD per million prompt and completion tokens by model name (a dated variant such as "
+        "gpt-4o-mini-2024-07-18 uses its base name's price); a model not listed costs 0 (local models). "
+        'REVLOOP_LLM_PRICES=\'{"my-model": [0.5, 1.5]}\' replaces the table',
+    )
 
     kb_url: str | None = Field(None, description="chromadb server URL; unset = an embedded store under var/kb")
     enrichment_ttl_hours: float = Field(24, description="How long a company lookup result is reused")
@@ -340,6 +382,15 @@ class Settings(BaseSettings):
     notify_burst_minutes: float = Field(
         10, ge=0, description="The same event for the same item and person within this long collapses into one row"
     )
+
+    def llm_price(self, model: str | None = None) -> tuple[float, float]:
+        """(prompt, completion) USD per million tokens of `model` (default: REVLOOP_LLM_MODEL); 0 if not listed."""
+        name = (model or self.llm_model).lower()
+        prices = {m.lower(): price for m, price in self.llm_prices.items()}
+        if name in prices:
+            return prices[name]
+        bases = [m for m in prices if name.startswith(m + "-")]
+        return prices[max(bases, key=len)] if bases else (0.0, 0.0)
 
     @property
     def resolved_database_url(self) -> str:

@@ -204,8 +204,13 @@ class Sandbox:
                 "refused_tools": [e.after for e in refused],
                 "llm": {
                     "calls": sum(r.calls for r in runs),
-                    "tokens": sum(r.prompt_tokens + r.completion_tokens for r in runs),
-                    "cost_usd": float(sum(r.cost_usd for r in runs)),
+                    # None: some run's usage is unknown (the endpoint did not report it), never counted as 0.
+                    "tokens": None
+                    if any(r.prompt_tokens is None or r.completion_tokens is None for r in runs)
+                    else sum(r.prompt_tokens + r.completion_tokens for r in runs),
+                    "cost_usd": None
+                    if any(r.cost_usd is None for r in runs)
+                    else float(sum(r.cost_usd for r in runs)),
                 },
             }
 

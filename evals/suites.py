@@ -107,11 +107,14 @@ def _lead_runs(
             tick(1)
 
 
-def _llm_usage(observations: list[dict[str, Any]]) -> dict[str, float]:
+def _llm_usage(observations: list[dict[str, Any]]) -> dict[str, float | None]:
+    """LLM calls, tokens and cost of a suite; tokens and cost are None (unknown) when any run's usage is."""
+    tokens = [o["llm"]["tokens"] for o in observations]
+    costs = [o["llm"]["cost_usd"] for o in observations]
     return {
         "llm_calls": sum(o["llm"]["calls"] for o in observations),
-        "tokens": sum(o["llm"]["tokens"] for o in observations),
-        "cost_usd": round(sum(o["llm"]["cost_usd"] for o in observations), 6),
+        "tokens": None if None in tokens else sum(tokens),
+        "cost_usd": None if None in costs else round(sum(costs), 6),
     }
 
 

@@ -35,6 +35,9 @@ FLAG_WORDS: dict[str, str] = {
     "conflicting_signals": "The written ICP and past outcomes disagree about this lead: use your own judgement.",
     "tool_calls_refused": "The research agent asked for tools it may not use ({arg}); they were refused.",
     "llm_unavailable": "The language model was unavailable: the deterministic engine scored and drafted this.",
+    "llm_over_budget": "The language model ran out of its time budget for this lead: the deterministic engine "
+    "finished it.",
+    "llm_output_withheld": "The language model stated facts no record supports in: {arg}. That part was left out.",
 }
 
 

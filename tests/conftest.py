@@ -141,6 +141,7 @@ def llm(settings) -> Iterator:
         settings.llm_model = "scripted-model"
         settings.llm_timeout_seconds = 2
         settings.llm_max_retries = 1
+        settings.llm_prices = {"scripted-model": (0.15, 0.60)}  # priced like a hosted model (unlisted ones cost 0)
         yield server
 
 

@@ -1,8 +1,13 @@
 """A scripted OpenAI-compatible server for tests: each request to /v1/chat/completions takes the
-next scripted step, so the real `openai` client, its retries and our parsing run over real HTTP."""
+next scripted step, so the real `openai` client, its retries and our parsing run over real HTTP.
+
+A step: {"content": ...} | {"tool_calls": [...]} | {"status": 500} | {"refusal": ...}, optionally with
+"sleep" (seconds before answering), "finish_reason" ("length": cut off at max_tokens), "usage": None (no
+usage in the reply, as some servers do), "prompt_tokens" / "completion_tokens"."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -40,7 +45,7 @@ class ScriptedLLM:
                 else:
                     step = {"content": "{}"}
             if "sleep" in step:
-                time.sleep(step["sleep"])
+                await asyncio.sleep(step["sleep"])  # a slow server that still answers other requests meanwhile
             if "status" in step:
                 return JSONResponse(
                     {"error": {"message": step.get("message", "scripted error"), "type": "server"}},
@@ -56,6 +61,15 @@ class ScriptedLLM:
                     {"id": f"call_{uuid.uuid4().hex[:8]}", "type": "function", "function": call}
                     for call in step["tool_calls"]
                 ]
+            usage = (
+                None
+                if step.get("usage", True) is None  # a server that does not report usage
+                else {
+                    "prompt_tokens": step.get("prompt_tokens", 120),
+                    "completion_tokens": step.get("completion_tokens", 30),
+                    "total_tokens": step.get("prompt_tokens", 120) + step.get("completion_tokens", 30),
+                }
+            )
             return JSONResponse(
                 {
                     "id": f"chatcmpl-{uuid.uuid4().hex[:10]}",
@@ -66,14 +80,12 @@ class ScriptedLLM:
                         {
                             "index": 0,
                             "message": message,
-                            "finish_reason": "tool_calls" if "tool_calls" in step else "stop",
+                            "finish_reason": step.get(
+                                "finish_reason", "tool_calls" if "tool_calls" in step else "stop"
+                            ),
                         }
                     ],
-                    "usage": {
-                        "prompt_tokens": step.get("prompt_tokens", 120),
-                        "completion_tokens": step.get("completion_tokens", 30),
-                        "total_tokens": step.get("prompt_tokens", 120) + step.get("completion_tokens", 30),
-                    },
+                    **({"usage": usage} if usage is not None else {}),
                 }
             )
 

@@ -232,9 +232,9 @@ def with_llm(
     lead's words fenced as data), and says what it followed. The line is one more slot: the grounding guard checks
     the whole draft as always. A model that fails leaves the template choices alone and says so."""
     from agents.lead.prompts import REDRAFT_SYSTEM, redraft_request
-    from agents.llm import LlmClient, LlmError, fence
+    from agents.llm import LlmBudgetExceeded, LlmClient, LlmError, fence
 
-    client, error, answer = None, None, None
+    client, error, answer, status = None, None, None, "ok"
     try:
         client = LlmClient(settings)
         messages = [
@@ -246,25 +246,20 @@ def with_llm(
                 ),
             },
         ]
-        answer = client.structured(messages, RedraftOpening)
+        answer = client.structured(messages, RedraftOpening, kind="redraft")
+    except LlmBudgetExceeded as exc:
+        error, status = str(exc), "over_budget"
     except LlmError as exc:
-        error = str(exc)
-    usage = client.usage if client else None
+        error, status = str(exc), "failed"
+    outcome = "used" if answer is not None else "not_used"
     with session_scope(settings) as session:
-        session.add(
-            LlmRun(
-                lead_id=lead.get("id"),
-                purpose="lead_redraft",
-                model=settings.llm_model,
-                calls=usage.calls if usage else 0,
-                tool_calls=0,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-                cost_usd=usage.cost(settings) if usage else 0,
-                status="failed" if error else "ok",
-                error=error,
-            )
-        )
+        record = (
+            client.run_record(status=status, error=error, outcome=outcome)
+            if client
+            else {"model": settings.llm_model, "calls": 0, "tool_calls": 0, "prompt_tokens": 0,
+                  "completion_tokens": 0, "cost_usd": 0, "status": status, "error": error, "outcome": outcome}
+        )  # fmt: skip
+        session.add(LlmRun(lead_id=lead.get("id"), purpose="lead_redraft", **record))
     if answer is None:
         out.not_applied.append(f"The language model was unavailable ({error}): only the template choices were made")
         return

@@ -97,6 +97,22 @@ def _lowered(adjustments: list[dict[str, Any]]) -> str:
     return " Lowered: " + "; ".join(f"{a['label'].lower()} ({effect(a)})" for a in adjustments) + "."
 
 
+def model_parts_sentence(llm: dict[str, Any]) -> str:
+    """Which parts of the brief and draft the language model wrote, and which the deterministic engine did."""
+    ours = "score, grade, flags, routing and the draft's template and facts"
+    if not llm.get("model_parts"):
+        why = {"over_budget": "its time budget ran out", "failed": "it gave no usable answer"}.get(
+            llm.get("status", ""), "nothing it wrote could be used"
+        )
+        return f"The language model's output was not used ({why}): the deterministic engine did all of it."
+    said = f"Written by the language model: {', '.join(llm['model_parts'])}."
+    if llm.get("withheld"):
+        said += f" Withheld (it stated facts no record supports): {', '.join(llm['withheld'])}."
+    return said + f" By the deterministic engine: {ours}" + (
+        "." if "choice of look-ups" in llm["model_parts"] else " and the look-ups."
+    )
+
+
 class LeadNodes:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -166,8 +182,13 @@ class LeadNodes:
         flags += injection_flags(injection)  # the code, then one sentence per category for the closer
         if investigation.get("refused"):
             flags.append("tool_calls_refused:" + ",".join(investigation["refused"]))
+        llm = investigation.get("llm") or {}
         if investigation.get("llm_error"):
             flags.append("llm_unavailable")
+        if llm.get("status") == "over_budget":
+            flags.append("llm_over_budget")
+        if llm.get("withheld"):
+            flags.append("llm_output_withheld:" + ",".join(p.replace(" ", "_") for p in llm["withheld"]))
         next_action = NEXT_ACTION_FOR_GRADE[scoring["grade"]]
         if scoring.get("too_little") and next_action == "polite_decline":
             # Too little known to judge is not a "no": a person looks first (exception queue), and the draft they
@@ -217,8 +238,11 @@ class LeadNodes:
         case = investigation.get("similar_case")
         if case:
             summary += f" Most similar won case: {case['title']} ({case['record']})."
+        if llm:
+            summary += " " + model_parts_sentence(llm)
         brief = {
             "engine": investigation.get("engine", "deterministic"),
+            **({"llm": llm} if llm else {}),
             "evidence": investigation.get("evidence", []),
             "similar_case": investigation.get("similar_case"),
             "injection": injection,

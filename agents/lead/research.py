@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agents.lead.prompts import RESEARCH_SYSTEM, insight_request
-from agents.llm import LlmClient, LlmError, fence
+from agents.llm import LlmBudgetExceeded, LlmClient, LlmError, Usage, fence
 from core import audit
 from core.db import session_scope
 from core.models import LlmRun
@@ -83,9 +83,9 @@ def directory_match(toolbox: Toolbox, facts: dict[str, Any]) -> dict[str, Any] |
     return None
 
 
-def deterministic(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
+def _plan(toolbox: Toolbox, facts: dict[str, Any]) -> None:
+    """The deterministic engine's research: the look-ups it makes itself, in order."""
     lead = facts["lead"]
-    toolbox = _toolbox(settings, lead["id"])
     if lead.get("email"):
         toolbox.call("crm_find_contact", {"email": lead["email"]})
     account = facts.get("account")
@@ -106,6 +106,11 @@ def deterministic(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
     if profile:
         firmographics = {k: (account or {}).get(k) for k in ("industry", "employees") if (account or {}).get(k)}
         toolbox.call("similar_won_cases", {"text": profile[:2000], "limit": 1, **firmographics})
+
+
+def deterministic(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
+    toolbox = _toolbox(settings, facts["lead"]["id"])
+    _plan(toolbox, facts)
     return {
         "engine": "deterministic",
         "evidence": _evidence(toolbox),
@@ -116,6 +121,36 @@ def deterministic(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
         "similar_case": similar_case(toolbox),
         "directory": directory_match(toolbox, facts),
     }
+
+
+def _findings(toolbox: Toolbox) -> str:
+    """What the deterministic engine's look-ups found, for a model that cannot call tools itself."""
+    return "\n".join(f"- {c.name}: {c.content[:600]}" for c in toolbox.calls if c.ok) or "- nothing found"
+
+
+def _withhold_ungrounded(insight: LeadInsight, facts: dict[str, Any], toolbox: Toolbox, usage: Usage) -> list[str]:
+    """The model's summary and pain points may state only what the records and the tools gave it (the grounding
+    guard, as for drafts): a part stating anything else is withheld from the brief. Returns the withheld parts.
+    The opening line is checked where it is used, in the draft (its facts become the item's guard flags)."""
+    from review.guard import Grounding, unsupported
+
+    trusted = {**facts, "lead": {k: v for k, v in facts["lead"].items() if k not in ("message", "custom")}}
+    grounding = Grounding([json.dumps(trusted, default=str), *(c.content for c in toolbox.calls if c.ok)])
+    withheld = []
+    if bad := unsupported(insight.summary, grounding):
+        usage.note("insight", "ungrounded_summary", "rejected", ", ".join(f.flag for f in bad))
+        insight.summary = ""
+        withheld.append("research notes")
+    kept = []
+    for point in insight.pain_points:
+        if bad := unsupported(point, grounding):
+            usage.note("insight", "ungrounded_pain_point", "rejected", ", ".join(f.flag for f in bad))
+        else:
+            kept.append(point)
+    if len(kept) < len(insight.pain_points):
+        withheld.append("pain points")
+    insight.pain_points = kept
+    return withheld
 
 
 def with_llm(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
@@ -136,33 +171,63 @@ def with_llm(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
     ]
     client = None
     error = None
+    status = "ok"
     insight = None
+    model_tools = False
+    withheld: list[str] = []
     try:
         client = LlmClient(settings)
         conversation = client.run_tools(messages, toolbox)
+        if conversation is None:
+            # The endpoint does no tool calling: our own look-ups, and the model judges what they found.
+            _plan(toolbox, facts)
+            conversation = messages + [{"role": "user", "content": "What our tools found:\n" + _findings(toolbox)}]
+        elif not any(c.ok for c in toolbox.calls):
+            # The model looked nothing up (or nothing it asked for worked): our own look-ups instead.
+            _plan(toolbox, facts)
+            conversation = conversation + [
+                {"role": "user", "content": "What our tools found:\n" + _findings(toolbox)}
+            ]
+        else:
+            model_tools = True
         insight = client.structured(conversation + [{"role": "user", "content": insight_request()}], LeadInsight)
+        withheld = _withhold_ungrounded(insight, facts, toolbox, client.usage)
+    except LlmBudgetExceeded as exc:
+        error, status = str(exc), "over_budget"
     except LlmError as exc:
-        error = str(exc)
-    usage = client.usage if client else None
-    with session_scope(settings) as session:
-        session.add(
-            LlmRun(
-                lead_id=lead["id"],
-                purpose="lead_research",
-                model=settings.llm_model,
-                calls=usage.calls if usage else 0,
-                tool_calls=usage.tool_calls if usage else 0,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-                cost_usd=usage.cost(settings) if usage else 0,
-                status="failed" if error else "ok",
-                error=error,
-            )
+        error, status = str(exc), "failed"
+    used = [
+        part
+        for part, present in (
+            ("research notes", insight is not None and bool(insight.summary)),
+            ("opening line", insight is not None and bool(insight.opening_line.strip())),
+            ("pain points", insight is not None and bool(insight.pain_points)),
+            ("choice of look-ups", insight is not None and model_tools),
         )
-    if error:
-        # The deterministic engine still researches and drafts; the brief says the LLM was not used.
+        if present
+    ]
+    outcome = "not_used" if not used else ("partial" if withheld else "used")
+    with session_scope(settings) as session:
+        record = (
+            client.run_record(status=status, error=error, outcome=outcome)
+            if client
+            else {"model": settings.llm_model, "calls": 0, "tool_calls": 0, "prompt_tokens": 0,
+                  "completion_tokens": 0, "cost_usd": 0, "status": status, "error": error, "outcome": outcome}
+        )  # fmt: skip
+        session.add(LlmRun(lead_id=lead["id"], purpose="lead_research", **record))
+    llm = {
+        "outcome": outcome,
+        "status": status,
+        "model_parts": used,
+        "withheld": withheld,
+        "reason": error,
+        "rejections": len(client.usage.rejections) if client else 0,
+    }
+    if insight is None:
+        # The deterministic engine researches and drafts; the brief says the model's output was not used.
         fallback = deterministic(settings, facts)
         fallback["llm_error"] = error
+        fallback["llm"] = llm
         fallback["refused"] = [c.name for c in toolbox.calls if c.refused] + fallback["refused"]
         return fallback
     return {
@@ -172,6 +237,7 @@ def with_llm(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
         "refused": [c.name for c in toolbox.calls if c.refused],
         "insight": insight.model_dump(),
         "llm_error": None,
+        "llm": llm,
         "similar_case": similar_case(toolbox),
         "directory": directory_match(toolbox, facts),
     }

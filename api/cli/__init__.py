@@ -16,6 +16,7 @@ from api.cli.icp import icp_app
 from api.cli.imports import import_app
 from api.cli.kb import kb_app
 from api.cli.leads import leads_app
+from api.cli.llm import llm_app
 from api.cli.review_app import review_app, review_app_command
 from api.cli.sales_agents import sales_agents_app
 from api.cli.scans import cadences_app, collections_app
@@ -46,6 +47,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(leads_app, name="leads")
 app.add_typer(scoring_app, name="scoring")
 app.add_typer(kb_app, name="kb")
+app.add_typer(llm_app, name="llm")
 app.add_typer(icp_app, name="icp")
 app.add_typer(users_app, name="users")
 app.add_typer(sales_agents_app, name="sales-agents")

@@ -141,12 +141,14 @@ def _llm_usage(client: RevloopClient, item: ReviewItem) -> None:
         return
     runs = client.lead_llm_runs(item.lead_id) if item.lead_id else []
     if runs:
-        tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in runs)
-        cost = sum(float(r["cost_usd"]) for r in runs)
-        failed = [r["error"] for r in runs if r["status"] == "failed"]
+        known = all(r["prompt_tokens"] is not None and r["cost_usd"] is not None for r in runs)
+        total = sum(r["prompt_tokens"] + r["completion_tokens"] for r in runs) if known else None
+        tokens = f"{total} tokens" if known else "tokens unknown"
+        cost = f"\\${sum(float(r['cost_usd']) for r in runs):.4f}" if known else "cost unknown"
+        failed = [r["error"] for r in runs if r["status"] in ("failed", "over_budget")]
         st.caption(
-            f"LLM {md(runs[-1]['model'])}: {sum(r['calls'] for r in runs)} call(s), {tokens} tokens, "
-            f"\\${cost:.4f}" + (f" — failed: {md(failed[-1])}" if failed else "")
+            f"LLM {md(runs[-1]['model'])}: {sum(r['calls'] for r in runs)} call(s), {tokens}, {cost}"
+            + (f" — failed: {md(failed[-1])}" if failed else "")
         )
 
 
