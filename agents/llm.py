@@ -65,6 +65,15 @@ class Usage:
     refusals: list[str] = field(default_factory=list)
     rejections: list[dict[str, str]] = field(default_factory=list)
 
+    def unanswered(self) -> None:
+        """A request that timed out: the server may have spent tokens on it that nobody reported (unknown)."""
+        self.calls += 1
+        self.calls_without_usage += 1
+
+    def refused(self) -> None:
+        """A request answered with an HTTP error: sent, no tokens generated."""
+        self.calls += 1
+
     def add(self, response: Any) -> None:
         self.calls += 1
         usage = getattr(response, "usage", None)
@@ -455,9 +464,11 @@ class LlmClient:
                     model=self.settings.llm_model, temperature=0, max_tokens=max_tokens, **kwargs
                 )
             except openai.APIStatusError as exc:
+                self.usage.refused()
                 message = f"LLM endpoint answered {exc.status_code}: {str(exc)[:300]}"
                 raise _StatusError(message, exc.status_code) from exc
             except openai.APITimeoutError as exc:
+                self.usage.unanswered()
                 if self.remaining < MIN_CALL_SECONDS:
                     raise self._over_budget(f"the {kind} call took the rest") from exc
                 raise LlmError(f"LLM endpoint unreachable or too slow: {exc}") from exc
@@ -697,11 +708,16 @@ def probe(settings: Settings) -> dict[str, Any]:
         elif name == "sample":
             found[name] = {"ok": True, "why": (message.content or "")[:80]}
         else:
+            # The endpoint does the mode if it answers with a JSON object; whether the model fills a schema well is
+            # the weak-model handling's business (repair, one corrective turn, rejection).
             try:
                 parse_reply(message.content, Probe, notes)
                 found[name] = {"ok": True, "why": "valid JSON"}
             except ReplyProblem as exc:
-                found[name] = {"ok": False, "why": f"HTTP 200 but {exc.problem}: {exc.detail[:80]}"}
+                ok = exc.problem not in ("empty", "not_json", "invalid_json", "not_an_object")
+                found[name] = {"ok": ok, "why": f"a JSON object, but the model's {exc.problem}: {exc.detail[:60]}"}
+                if not ok:
+                    found[name]["why"] = f"HTTP 200 but {exc.problem}: {exc.detail[:80]}"
         found[name].update(seconds=seconds, **tokens)
 
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}

@@ -565,7 +565,9 @@ def facts_in(text: str) -> list[Fact]:
         take([(m.start(), m.end(), Fact("claim", " ".join(m.group(0).split()))) for m in pattern.finditer(masked)])
     take(list(_organisations(masked)))
     take(list(_names(masked)))
-    take(list(_lowercase_places(masked)))
+    # Places in any case: an all-caps or Title Case line ("IN BERLIN") hides them from the capitalised-name pass.
+    lowered = masked.lower()
+    take(list(_lowercase_places(lowered if len(lowered) == len(masked) else masked)))
     take(
         [
             (m.start(), m.end(), Fact("word", m.group(0)))

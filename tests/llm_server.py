@@ -123,6 +123,14 @@ def smollm2_gguf() -> str:
     return str(found[0])
 
 
+def amx_cpu() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            return "amx_tile" in cpuinfo.read()
+    except OSError:
+        return False
+
+
 class LlamaCppServer:
     """llama-cpp-python's OpenAI-compatible server (`python -m llama_cpp.server`) with SmolLM2-135M, as a user runs
     it: its own process on a free port, small context, one model alias. `url` is the OpenAI base URL."""
@@ -141,6 +149,10 @@ class LlamaCppServer:
             "--chat_format", "chatml-function-calling", "--n_ctx", str(n_ctx), "--n_threads", str(threads),
             "--host", "127.0.0.1", "--port", str(self.port),
         ]  # fmt: skip
+        if amx_cpu():
+            # llama.cpp 0.3.36 built natively on a CPU with AMX segfaults on batched prompts inside a VM that does
+            # not enable AMX tiles (measured here): one token per micro-batch stays off that path.
+            self.command += ["--n_ubatch", "1"]
         self._popen = subprocess.Popen
         self.proc: Any = None
 

@@ -225,6 +225,32 @@ class RedraftOpening(BaseModel):
     not_followed: list[str] = Field(default_factory=list, max_length=10)
 
 
+def _drop_ungrounded_notes(
+    answer: RedraftOpening, instruction: str, lead: dict[str, Any], rendered: dict[str, str], usage: Any
+) -> None:
+    """What the model says it followed or could not follow is shown to the closer: a note stating a fact that
+    neither the instruction, the draft nor the lead record gives (the grounding guard, case-insensitive) is
+    dropped and recorded. The opening line itself is guarded with the whole draft."""
+    import json
+
+    from review.guard import Grounding, unsupported
+
+    record = {k: v for k, v in lead.items() if k not in ("message", "custom")}
+    grounding = Grounding(
+        [instruction, rendered.get("subject", ""), rendered.get("body", ""), json.dumps(record, default=str)]
+    )
+    for name in ("followed", "not_followed"):
+        kept = []
+        for note in getattr(answer, name):
+            if bad := unsupported(note, grounding):
+                usage.note(
+                    "redraft", f"ungrounded_{name}", "rejected", f"{note[:100]}: {', '.join(f.flag for f in bad)}"
+                )
+            else:
+                kept.append(note)
+        setattr(answer, name, kept)
+
+
 def with_llm(
     settings: Settings, out: Redraft, *, instruction: str, lead: dict[str, Any], rendered: dict[str, str]
 ) -> None:
@@ -247,6 +273,7 @@ def with_llm(
             },
         ]
         answer = client.structured(messages, RedraftOpening, kind="redraft")
+        _drop_ungrounded_notes(answer, instruction, lead, rendered, client.usage)
     except LlmBudgetExceeded as exc:
         error, status = str(exc), "over_budget"
     except LlmError as exc:

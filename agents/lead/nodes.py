@@ -108,8 +108,10 @@ def model_parts_sentence(llm: dict[str, Any]) -> str:
     said = f"Written by the language model: {', '.join(llm['model_parts'])}."
     if llm.get("withheld"):
         said += f" Withheld (it stated facts no record supports): {', '.join(llm['withheld'])}."
-    return said + f" By the deterministic engine: {ours}" + (
-        "." if "choice of look-ups" in llm["model_parts"] else " and the look-ups."
+    return (
+        said
+        + f" By the deterministic engine: {ours}"
+        + ("." if "choice of look-ups" in llm["model_parts"] else " and the look-ups.")
     )
 
 

@@ -185,9 +185,7 @@ def with_llm(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
         elif not any(c.ok for c in toolbox.calls):
             # The model looked nothing up (or nothing it asked for worked): our own look-ups instead.
             _plan(toolbox, facts)
-            conversation = conversation + [
-                {"role": "user", "content": "What our tools found:\n" + _findings(toolbox)}
-            ]
+            conversation = conversation + [{"role": "user", "content": "What our tools found:\n" + _findings(toolbox)}]
         else:
             model_tools = True
         insight = client.structured(conversation + [{"role": "user", "content": insight_request()}], LeadInsight)

@@ -13,6 +13,8 @@ llm_app = typer.Typer(help="The LLM endpoint: what it supports, how fast it answ
 
 
 def _tokens(result: dict) -> str:
+    if "prompt_tokens" not in result:
+        return "no answer"
     if result.get("prompt_tokens") is None:
         return "tokens unknown (no usage in the reply)"
     return f"{result['prompt_tokens']} prompt + {result['completion_tokens']} completion tokens"
@@ -50,7 +52,9 @@ def llm_check(
             )
         typer.echo(
             f"structured output: {found['structured_mode']}; tool calling: "
-            + ("yes" if found["capabilities"]["tools"] else "no (the deterministic engine plans look-ups)")
+            + {True: "yes", False: "no (the deterministic engine plans the look-ups)", None: "unknown"}[
+                found["capabilities"]["tools"]
+            ]
         )
     if not found["results"].get("sample", {}).get("ok"):
         raise typer.Exit(1)

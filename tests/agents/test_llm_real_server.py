@@ -15,10 +15,14 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: pip 
 from agents.llm import forget_capabilities  # noqa: E402
 from core.db import session_scope  # noqa: E402
 from core.models import LlmCapability, LlmRun  # noqa: E402
+from tests.conftest import only_on  # noqa: E402
 from tests.factories import account, session_token  # noqa: E402
 from tests.factories import captured_lead as capture  # noqa: E402
 from tests.factories import review_item_for as item_of  # noqa: E402
 from tests.llm_server import LlamaCppServer  # noqa: E402
+
+# The server and the model do not depend on the database: one backend is enough (and keeps the suite short).
+pytestmark = only_on("sqlite")
 
 BUDGET = 8.0
 MESSAGES = [
@@ -62,7 +66,8 @@ def test_five_leads_through_llama_cpp_with_smollm2(settings, worker, http):
         run, item = runs[lead], items[lead]
         assert run.status in ("ok", "failed", "over_budget") and run.outcome in ("used", "partial", "not_used")
         assert run.duration_ms <= BUDGET * 1000 + 1500, (run.duration_ms, run.error)  # the budget holds
-        assert run.calls >= 1 and run.prompt_tokens is not None and float(run.cost_usd) == 0.0
+        assert run.calls >= 1  # a request that timed out counts, its tokens unknown (the server spent some)
+        assert run.cost_usd is None if run.prompt_tokens is None else float(run.cost_usd) == 0.0
         assert (item.brief["engine"] == "llm") == (run.outcome != "not_used")
         assert "language model" in item.brief["summary"]  # the brief says which parts are the model's
         assert item.draft["subject"] and item.draft["body"]

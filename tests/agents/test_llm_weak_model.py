@@ -239,3 +239,43 @@ def test_invented_claims_are_never_low_risk_or_bulk_approved(settings, llm, work
     r = http.post("/v1/review-items/bulk-approve", json={"ids": [item.id, clean.id], "confirm": True}, headers=manager)
     assert r.status_code == 200, r.text
     assert item.id not in r.json()["approved"] and "grounding flags" in r.json()["skipped"][str(item.id)]
+
+
+def test_revloop_llm_check_prints_what_the_endpoint_supports_and_stores_it(settings, llm, subprocess_env):
+    import subprocess
+    import sys
+
+    def server(body):
+        fmt = (body.get("response_format") or {}).get("type")
+        if fmt == "json_schema":
+            return {"status": 500, "message": "json_schema unsupported"}
+        if fmt == "json_object":
+            return {"content": '{"answer": "ok"}', "prompt_tokens": 21, "completion_tokens": 6}
+        if body.get("tools"):
+            return {"tool_calls": [tool_call("record_answer", {"answer": "ok"})]}
+        return {"content": "Hello", "usage": None}
+
+    llm.responder = server
+    env = {**subprocess_env, "REVLOOP_LLM": "openai", "OPENAI_BASE_URL": llm.url, "REVLOOP_LLM_MODEL": "tiny"}
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "llm", "check"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert "tokens unknown" in lines["sample"] and " yes " in lines["sample"]
+    assert " no " in lines["json_schema"] and "HTTP 500" in lines["json_schema"]
+    assert " yes " in lines["json_object"] and "21 prompt + 6 completion tokens" in lines["json_object"]
+    assert " yes " in lines["tools"] and "$0 / $0 per million" in lines["price"]
+    assert "structured output: json_object; tool calling: yes" in done.stdout
+    assert all(r["max_tokens"] == 64 for r in llm.requests)
+    with session_scope(settings) as session:
+        cap = session.scalars(select(LlmCapability)).one()
+        assert (cap.model, cap.json_schema, cap.json_object, cap.tools) == ("tiny", False, True, True)
+
+
+def test_the_guard_finds_places_in_any_case():
+    from review.guard import ungrounded
+
+    shouted = ungrounded("CONGRATULATIONS ON YOUR SERIES B FUNDING ROUND IN BERLIN", ["Jane Doe", "Acme Software"])
+    assert shouted == ["ungrounded claim 'SERIES B FUNDING ROUND'", "ungrounded place 'berlin'"]
+    assert ungrounded("WE MET IN BERLIN", ["Berlin office"]) == []  # on record, in any case
