@@ -50,6 +50,12 @@ class Sandbox:
                 "llm_api_key": base.llm_api_key or "not-needed",
                 "llm_timeout_seconds": base.llm_timeout_seconds,
                 "llm_max_retries": base.llm_max_retries,
+                # The business's budgets and price table: an eval's LLM runs cost what production's would.
+                "llm_max_tool_rounds": base.llm_max_tool_rounds,
+                "llm_budget_seconds": base.llm_budget_seconds,
+                "llm_max_concurrency": base.llm_max_concurrency,
+                "llm_max_tokens": base.llm_max_tokens.model_copy(),
+                "llm_prices": dict(base.llm_prices),
             }
         self.settings = Settings(
             var_dir=self.folder,
