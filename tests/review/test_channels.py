@@ -431,3 +431,24 @@ def test_a_milestone_update_goes_on_the_contacts_preferred_channel_as_an_approve
     assert len(sent) == 1 and sent[0].json["template"]["name"] == "order_update"
     params = [p["text"] for p in sent[0].json["template"]["components"][0]["parameters"]]
     assert params == ["Bill", "Kickoff", "Delivery"]
+
+
+def test_the_review_app_shows_the_channel_number_length_and_the_conversation(
+    settings, providers, live_server, http, worker
+):
+    from tests.review.test_app import _signed_in
+
+    post_sms(http, inbound_sms("SMui1", "Hi, do you rent scaffolding in Oakland?"))
+    worker.run_until_idle()
+    at = _signed_in(live_server, settings, "closer", "Casey Jordan")
+    at.radio(key="view").set_value("Everything")
+    at.run()
+    assert not at.exception, at.exception
+    assert any("· sms · pending" in s.value for s in at.subheader)
+    assert any(m.value.startswith(f"**To:** {SMS_NUMBER}") for m in at.markdown)
+    assert any("SMS to the contact record's number" in c.value and "segment" in c.value for c in at.caption)
+    thread = next(e for e in at.expander if e.label.startswith("Conversation (1 messages)"))
+    assert "SMS granted" in thread.label
+    rows = thread.dataframe[0].value
+    assert list(rows["channel"]) == ["SMS"] and list(rows[""]) == ["← received"]
+    assert "scaffolding" in rows["text"][0]
