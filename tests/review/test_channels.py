@@ -452,3 +452,52 @@ def test_the_review_app_shows_the_channel_number_length_and_the_conversation(
     rows = thread.dataframe[0].value
     assert list(rows["channel"]) == ["SMS"] and list(rows[""]) == ["← received"]
     assert "scaffolding" in rows["text"][0]
+
+
+def test_a_provider_outage_is_retried_once_sent_and_a_refusal_is_send_failed(settings, providers, http, worker):
+    import time
+
+    settings.send_retry_base_seconds, settings.send_retry_max_seconds = 0.05, 0.1
+    closer = auth(settings, "closer")
+    post_sms(http, inbound_sms("SMretry", "Quote for 5 pallets please"))
+    post_sms(http, inbound_sms("SMrefuse", "Quote for 9 pallets please", sender="+14155552699"))
+    worker.run_until_idle()
+    first = pending_for(http, settings, the_lead(settings, SMS_NUMBER).id)
+    second = pending_for(http, settings, the_lead(settings, "+14155552699").id)
+
+    providers.statuses.extend([503])  # the provider is down once: retried with backoff, then sent once
+    http.post(f"/v1/review-items/{first['id']}/approve", headers=closer)
+    worker.run_until_idle()
+    assert http.get(f"/v1/review-items/{first['id']}", headers=closer).json()["status"] == "approved"
+    time.sleep(0.3)
+    worker.run_until_idle()
+    final = http.get(f"/v1/review-items/{first['id']}", headers=closer).json()
+    assert final["status"] == "sent" and len(providers.requests) == 2
+
+    providers.statuses.extend([400])  # a refusal (e.g. an unreachable number): not retried, a person is told
+    http.post(f"/v1/review-items/{second['id']}/approve", headers=closer)
+    worker.run_until_idle()
+    refused = http.get(f"/v1/review-items/{second['id']}", headers=closer).json()
+    assert refused["status"] == "send_failed" and "answered 400" in refused["result"]["reason"]
+    assert refused["result"]["to"] == "+14155552699" and len(providers.requests) == 3
+
+
+def test_an_approved_text_waits_for_the_end_of_the_contacts_quiet_hours(settings, providers, http, worker):
+    import zoneinfo
+
+    post_whatsapp(http, wa_notification([wa_text("wamid.night", "Quote for 50 chairs?")]))
+    lead = the_lead(settings, "+" + WA_NUMBER)
+    worker.run_until_idle()
+    item = pending_for(http, settings, lead.id)
+    local = utcnow().astimezone(zoneinfo.ZoneInfo("Africa/Nairobi"))  # the number's country has one zone
+    start, end = local - dt.timedelta(hours=1), local + dt.timedelta(hours=1)
+    settings.channel_quiet_hours = f"{start:%H:%M}-{end:%H:%M}"
+    assert http.post(f"/v1/review-items/{item['id']}/approve", headers=auth(settings, "closer")).status_code == 200
+    worker.run_until_idle()
+    assert providers.requests == []
+    assert http.get(f"/v1/review-items/{item['id']}", headers=auth(settings, "closer")).json()["status"] == "approved"
+    with session_scope(settings) as session:
+        from core.models import Job
+
+        waiting = session.scalars(select(Job).where(Job.status == "queued")).all()
+        assert any(abs((j.run_after - end.astimezone(dt.UTC)).total_seconds()) < 61 for j in waiting)
