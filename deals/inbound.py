@@ -232,7 +232,16 @@ def receive_whatsapp(session: Session, settings: Settings, payload: dict[str, An
                 outcomes.append(receive(session, settings, msg, actor="webhook:whatsapp"))
                 counts["messages"] += 1
             for status in value.get("statuses") or []:
-                found = record_status(session, "whatsapp", str(status.get("id") or ""), str(status.get("status") or ""))
+                errors = status.get("errors") or [{}]
+                error = errors[0].get("message") or errors[0].get("title") if isinstance(errors[0], dict) else None
+                found = record_status(
+                    session,
+                    "whatsapp",
+                    str(status.get("id") or ""),
+                    str(status.get("status") or ""),
+                    error=f"WhatsApp: {error} (code {errors[0].get('code')})" if error else None,
+                    settings=settings,
+                )
                 counts["statuses" if found else "unknown_statuses"] += 1
     return {**counts, "outcomes": outcomes}
 
@@ -244,7 +253,11 @@ def receive_sms(session: Session, settings: Settings, params: dict[str, str]) ->
     if not sid:
         raise InvalidInput("MessageSid is required", details={"field": "MessageSid"})
     if "Body" not in params and params.get("MessageStatus"):
-        found = record_status(session, "sms", sid, params["MessageStatus"])
+        code = params.get("ErrorCode")
+        error = f"the SMS provider reported error {code}: {params.get('ErrorMessage') or 'see its error code list'}"
+        found = record_status(
+            session, "sms", sid, params["MessageStatus"], error=error if code else None, settings=settings
+        )
         return {"messages": 0, "statuses": int(found is not None), "unknown_statuses": int(found is None)}
     if not params.get("From"):
         raise InvalidInput("From is required", details={"field": "From"})

@@ -23,10 +23,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.enums import ItemKind, OutboxStatus
+from core.enums import ItemKind, NotificationKind, OutboxStatus
 from core.errors import ConfigError
 from core.files import write_private
-from core.models import ChannelMessage, Contact, OutboxMessage, utcnow
+from core.models import ChannelMessage, Contact, OutboxMessage, ReviewItem, utcnow
+from core.notifications import notify
 from core.settings import Settings
 from crm.consent import may_message
 from review.outbox import DeliveryUnknown, SendDeferred, SendFailed, retry_delay
@@ -386,9 +387,18 @@ STATUS_RANK = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3, "delivered":
 FINAL_STATUSES = ("failed", "undelivered")
 
 
-def record_status(session: Session, channel: str, provider_message_id: str, status: str) -> OutboxMessage | None:
+def record_status(
+    session: Session,
+    channel: str,
+    provider_message_id: str,
+    status: str,
+    *,
+    error: str | None = None,
+    settings: Settings | None = None,
+) -> OutboxMessage | None:
     """A provider's delivery/read callback: the row's status moves forward (a late 'sent' after 'read' is kept
-    out); None when no message of ours has that id."""
+    out); None when no message of ours has that id. A failed or undelivered message is final: the item's assignee
+    and the operators are told, with the provider's reason."""
     row = session.scalar(
         select(OutboxMessage).where(
             OutboxMessage.provider_message_id == provider_message_id, OutboxMessage.channel == channel
@@ -402,4 +412,19 @@ def record_status(session: Session, channel: str, provider_message_id: str, stat
         return row
     if status in FINAL_STATUSES or STATUS_RANK.get(status, -1) > STATUS_RANK.get(current or "", -1):
         row.delivery_status, row.delivery_updated_at = status, utcnow()
+    if status in FINAL_STATUSES:
+        row.last_error = (error or f"the provider reported the message {status}")[:2000]
+        item = session.get(ReviewItem, row.review_item_id)
+        label = "SMS" if channel == "sms" else "WhatsApp message"
+        notify(
+            session,
+            NotificationKind.SEND_FAILED,
+            f"Not delivered: {label} to {row.to_addr}",
+            body=f"Review item #{row.review_item_id}: {row.last_error}",
+            severity="critical",
+            names=[item.assignee if item else None],
+            entity=("review_item", row.review_item_id),
+            dedupe_key=f"undelivered:{row.id}",
+            settings=settings,
+        )
     return row

@@ -474,6 +474,21 @@ def test_a_provider_outage_is_retried_once_sent_and_a_refusal_is_send_failed(set
     final = http.get(f"/v1/review-items/{first['id']}", headers=closer).json()
     assert final["status"] == "sent" and len(providers.requests) == 2
 
+    # The carrier could not deliver it: the status is final, the provider's reason kept, and a manager is told.
+    from core.models import Notification
+    from tests.factories import user
+
+    user(settings, "manager", "Morgan Manager")
+    sid = final["result"]["provider_message_id"]
+    callback = {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "30003", "AccountSid": "ACtest"}
+    assert post_sms(http, callback).status_code == 200
+    assert post_sms(http, {**callback, "MessageStatus": "delivered"}).status_code == 200  # too late to undo it
+    with session_scope(settings) as session:
+        row = session.scalars(select(OutboxMessage).where(OutboxMessage.provider_message_id == sid)).one()
+        assert row.delivery_status == "undelivered" and "30003" in row.last_error
+        [told] = session.scalars(select(Notification)).all()
+        assert told.title == f"Not delivered: SMS to {SMS_NUMBER}" and "30003" in told.body
+
     providers.statuses.extend([400])  # a refusal (e.g. an unreachable number): not retried, a person is told
     http.post(f"/v1/review-items/{second['id']}/approve", headers=closer)
     worker.run_until_idle()
