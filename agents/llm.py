@@ -589,11 +589,12 @@ class LlmClient:
 
     def _structured_call(self, kind: str, messages: list[dict[str, Any]], schema: type[BaseModel]) -> tuple[Any, str]:
         """One reply in the strongest mode the endpoint does; a mode it refuses is recorded and the next tried."""
-        modes = self.caps.structured_modes()
+        forced = self.settings.llm_structured_mode
+        modes = self.caps.structured_modes() if forced == "auto" else [forced]
         refused: list[str] = []
         for index, mode in enumerate(modes):
             extra, request = self._format(mode, schema)
-            known = getattr(self.caps, mode, True) is True
+            known = getattr(self.caps, mode, True) is True or forced != "auto"
             try:
                 response = self._create(kind, retries=known or mode == "prompt", messages=messages + extra, **request)
             except _StatusError as exc:

@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     llm_max_concurrency: int = Field(
         2, ge=1, le=64, description="Requests this process sends to the LLM endpoint at once (across worker threads)"
     )
+    llm_structured_mode: Literal["auto", "json_schema", "json_object", "prompt"] = Field(
+        "auto",
+        description="How replies are asked for structure. auto: the strongest mode the endpoint supports (learned on "
+        "first use or by `revloop llm check`); prompt: the schema in the prompt only, no response_format (faster on "
+        "llama.cpp, whose json_object grammar decoding is slow on a small CPU)",
+    )
     llm_max_tokens: LlmMaxTokens = Field(
         default_factory=lambda: LlmMaxTokens(),
         description="max_tokens sent with each kind of call (REVLOOP_LLM_MAX_TOKENS__INSIGHT=400, ...)",

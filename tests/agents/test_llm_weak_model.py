@@ -279,3 +279,12 @@ def test_the_guard_finds_places_in_any_case():
     shouted = ungrounded("CONGRATULATIONS ON YOUR SERIES B FUNDING ROUND IN BERLIN", ["Jane Doe", "Acme Software"])
     assert shouted == ["ungrounded claim 'SERIES B FUNDING ROUND'", "ungrounded place 'berlin'"]
     assert ungrounded("WE MET IN BERLIN", ["Berlin office"]) == []  # on record, in any case
+
+
+def test_structured_mode_prompt_sends_no_response_format(settings, llm, worker):
+    settings.llm_structured_mode = "prompt"  # llama.cpp on a small CPU: its json_object grammar is slow
+    llm.add({"content": "ok"}, {"content": "Here you go: " + json.dumps(INSIGHT)})
+    item, llm_run = run(settings, worker)
+    assert "response_format" not in llm.requests[-1] and llm_run.mode == "prompt"
+    assert any("JSON object only" in m["content"] for m in llm.requests[-1]["messages"] if m["role"] == "system")
+    assert llm_run.outcome == "used" and problems(llm_run) == ["prose_around_json"]
