@@ -14,7 +14,7 @@ from review import conversations
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 
-Reader = Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER))]
+Reader = Annotated[Principal, Depends(require(Role.CLOSER, Role.MANAGER, Role.EVALUATOR))]
 
 
 @router.get(

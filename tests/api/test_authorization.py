@@ -36,6 +36,7 @@ MATRIX: dict[tuple[str, str], tuple[str, object, tuple[str, ...], int]] = {
         404,
     ),
     ("GET", "/v1/leads/{lead_id}"): (f"/v1/leads/{MISSING}", None, READERS, 404),
+    ("GET", "/v1/contacts/{contact_id}/conversation"): (f"/v1/contacts/{MISSING}/conversation", None, READERS, 404),
     ("GET", "/v1/review-items"): ("/v1/review-items", None, READERS, 200),
     ("GET", "/v1/review-items/assignees"): ("/v1/review-items/assignees", None, READERS, 200),
     ("POST", "/v1/review-items/bulk-approve"): ("/v1/review-items/bulk-approve", {}, DECIDERS, 422),
@@ -179,6 +180,9 @@ UNAUTHENTICATED: dict[tuple[str, str], tuple[str, object, int]] = {
     ("POST", "/v1/webhooks/esign"): ("/v1/webhooks/esign", {}, 401),
     ("POST", "/v1/webhooks/stripe"): ("/v1/webhooks/stripe", {}, 401),  # Stripe-Signature missing
     ("POST", "/v1/webhooks/mpesa"): ("/v1/webhooks/mpesa", {}, 401),  # the callback token missing
+    ("POST", "/v1/webhooks/sms"): ("/v1/webhooks/sms", {}, 401),  # X-Twilio-Signature missing
+    ("POST", "/v1/webhooks/whatsapp"): ("/v1/webhooks/whatsapp", {}, 401),  # X-Hub-Signature-256 missing
+    ("GET", "/v1/webhooks/whatsapp"): ("/v1/webhooks/whatsapp", None, 403),  # hub.verify_token missing
     ("GET", "/healthz"): ("/healthz", None, 200),
     ("GET", "/v1/health"): ("/v1/health", None, 200),
 }
@@ -211,6 +215,7 @@ def test_the_matrix_covers_every_route():
 def test_every_route_for_every_role(settings, live_server, http):
     settings.webhook_secret_leads = settings.webhook_secret_payments = settings.webhook_secret_esign = "matrix-secret"
     settings.stripe_webhook_secret = settings.mpesa_callback_token = "matrix-secret"
+    settings.twilio_auth_token = settings.whatsapp_app_secret = settings.whatsapp_verify_token = "matrix-secret"
     creds = _credentials(settings)
     failures = []
     for (method, template), (path, body, allowed, ok_status) in MATRIX.items():
