@@ -30,7 +30,7 @@ from core.models import ChannelMessage, Contact, OutboxMessage, ReviewItem, utcn
 from core.notifications import notify
 from core.settings import Settings
 from crm.consent import may_message
-from review.outbox import DeliveryUnknown, SendDeferred, SendFailed, retry_delay
+from review.outbox import DeliveryUnknown, SendDeferred, fail_attempt
 from review.queue import NotApproved, RecipientOptedOut, approved_action
 
 WHATSAPP_WINDOW = dt.timedelta(hours=24)
@@ -356,25 +356,7 @@ def send_approved_message(settings: Settings, review_item_id: int) -> OutboxMess
         else:
             location, message_id = _send_twilio(settings, row)
     except Exception as exc:
-        error = describe(exc)[:2000]
-        with session_scope(settings) as session:
-            failed = session.get(OutboxMessage, row.id)
-            failed.status, failed.last_error = OutboxStatus.FAILED, error
-            window_end = (failed.retry_window_started_at or failed.created_at) + dt.timedelta(
-                hours=settings.send_retry_hours
-            )
-            attempts = failed.attempts
-        left = (window_end - utcnow()).total_seconds()
-        if _permanent(exc):
-            raise SendFailed(error[:1].upper() + error[1:], failed) from exc
-        if left <= 0:
-            raise SendFailed(
-                f"Still failing after {settings.send_retry_hours:g} h of retries ({attempts} attempts): {error}",
-                failed,
-            ) from exc
-        raise SendDeferred(
-            f"send attempt {attempts} failed: {error}", min(retry_delay(settings, attempts), left)
-        ) from exc
+        fail_attempt(settings, row.id, describe(exc), permanent=_permanent(exc), cause=exc)
     with session_scope(settings) as session:
         sent = session.get(OutboxMessage, row.id)
         sent.status, sent.location, sent.sent_at, sent.last_error = OutboxStatus.SENT, location, utcnow(), None

@@ -21,6 +21,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlalchemy import select, update
@@ -230,29 +231,35 @@ def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessag
         msg = build_message(settings, row, attachments)
         location = _deliver_smtp(settings, msg) if row.transport == "smtp" else _deliver_file(settings, row, msg)
     except Exception as exc:
-        error = describe_failure(exc)[:2000]
-        with session_scope(settings) as session:
-            failed = session.get(OutboxMessage, row.id)
-            failed.status, failed.last_error = OutboxStatus.FAILED, error
-            window_end = (failed.retry_window_started_at or failed.created_at) + dt.timedelta(
-                hours=settings.send_retry_hours
-            )
-            attempts = failed.attempts
-        left = (window_end - utcnow()).total_seconds()
-        if is_permanent(exc):
-            raise SendFailed(error[:1].upper() + error[1:], failed) from exc
-        if left <= 0:
-            raise SendFailed(
-                f"Still failing after {settings.send_retry_hours:g} h of retries ({attempts} attempts): {error}",
-                failed,
-            ) from exc
-        raise SendDeferred(
-            f"send attempt {attempts} failed: {error}", min(retry_delay(settings, attempts), left)
-        ) from exc
+        fail_attempt(settings, row.id, describe_failure(exc), permanent=is_permanent(exc), cause=exc)
     with session_scope(settings) as session:
         sent = session.get(OutboxMessage, row.id)
         _record_sent(sent, location)
         return sent
+
+
+def fail_attempt(settings: Settings, row_id: int, error: str, *, permanent: bool, cause: BaseException) -> NoReturn:
+    """Record a failed hand-off (mail, SMS, WhatsApp) and raise what follows: SendFailed for a permanent refusal or
+    when the retry window is over, else SendDeferred with the backoff."""
+    error = error[:2000]
+    with session_scope(settings) as session:
+        failed = session.get(OutboxMessage, row_id)
+        failed.status, failed.last_error = OutboxStatus.FAILED, error
+        window_end = (failed.retry_window_started_at or failed.created_at) + dt.timedelta(
+            hours=settings.send_retry_hours
+        )
+        attempts = failed.attempts
+    left = (window_end - utcnow()).total_seconds()
+    if permanent:
+        raise SendFailed(error[:1].upper() + error[1:], failed) from cause
+    if left <= 0:
+        raise SendFailed(
+            f"Still failing after {settings.send_retry_hours:g} h of retries ({attempts} attempts): {error}",
+            failed,
+        ) from cause
+    raise SendDeferred(
+        f"send attempt {attempts} failed: {error}", min(retry_delay(settings, attempts), left)
+    ) from cause
 
 
 def outbox_files(settings: Settings) -> list[Path]:
