@@ -250,6 +250,12 @@ def test_forged_signatures_are_refused_and_record_nothing(settings, providers, h
     assert r.status_code == 401
     for model in (Lead, Contact, ChannelMessage, ChannelConsent, AuditEvent):
         assert count(settings, model) == 0, model
+    # Meta's subscribe handshake: the challenge is echoed only for the configured verify token.
+    settings.whatsapp_verify_token = "verify-me"
+    handshake = {"hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "1158201444"}
+    r = http.get("/v1/webhooks/whatsapp", params=handshake)
+    assert (r.status_code, r.text) == (200, "1158201444")
+    assert http.get("/v1/webhooks/whatsapp", params={**handshake, "hub.verify_token": "guess"}).status_code == 403
 
 
 def test_a_text_from_a_known_contact_is_a_reply_that_stops_the_cadence_and_hands_off(settings, providers, http, worker):
