@@ -13,7 +13,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from sqlalchemy import text
 
@@ -59,19 +59,38 @@ def named_lock(settings: Settings, name: str, *, wait_seconds: float) -> Iterato
     folder = settings.var_dir / "locks"
     private_dir(folder)
     path = folder / (hashlib.blake2b(name.encode(), digest_size=16).hexdigest() + ".lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _flock_file(path, name, deadline)
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LockBusy(name) from None
-                time.sleep(POLL_SECONDS)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield
     finally:
+        # Remove the file while still holding it (one file per lead thread would otherwise pile up): a waiter
+        # that opened it sees it unlinked once it gets the lock and retries on a fresh file (_flock_file).
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _flock_file(path, name: str, deadline: float) -> int:
+    """Open and flock the lock file at `path`, retrying when its holder unlinked it meanwhile; the held fd."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LockBusy(name) from None
+                    time.sleep(POLL_SECONDS)
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # locked a file its previous holder had already removed: start again on the path's file

@@ -81,3 +81,33 @@ def test_a_lead_run_waits_for_its_graph_thread_and_runs_once_it_is_free(settings
     with session_scope(settings) as session:
         assert session.scalars(select(Job.status).where(Job.kind == "lead.run")).one() == "done"
         assert len(session.scalars(select(ReviewItem).where(ReviewItem.lead_id == lead_id)).all()) == 1
+
+
+def test_many_holders_of_one_name_take_turns_and_leave_no_lock_files_behind(settings):
+    import threading
+
+    inside, overlaps, errors = [0], [0], []
+    guard = threading.Lock()
+
+    def hold_a_few_times():
+        try:
+            for _ in range(15):
+                with named_lock(settings, "graph-thread:lead-busy", wait_seconds=30):
+                    with guard:
+                        inside[0] += 1
+                        overlaps[0] += inside[0] > 1
+                    time.sleep(0.001)
+                    with guard:
+                        inside[0] -= 1
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hold_a_few_times) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and overlaps[0] == 0
+    lock_dir = settings.var_dir / "locks"
+    # SQLite's lock files are removed by their last holder (PostgreSQL uses advisory locks, no files)
+    assert not lock_dir.exists() or list(lock_dir.iterdir()) == []
