@@ -86,8 +86,10 @@ def test_an_item_with_markdown_and_html_in_lead_text_and_research_notes_shows_th
     with session_scope(settings) as session:
         [item] = session.query(ReviewItem).all()
         item_id = item.id
-        # The research notes came from the (scripted) model and sit in the brief's summary, payload and all.
-        assert f"Research notes: Asked about pricing. {PAYLOAD}" in item.brief["summary"]
+        # The (scripted) model's research notes carry links no record holds: the grounding guard withholds them
+        # (issue 18); plant_untrusted then puts the payload where notes that passed would sit.
+        assert "llm_output_withheld:research_notes" in item.brief["flags"]
+        assert "attacker.example" not in item.brief["summary"]
     plant_untrusted(settings, item_id)
 
     at = _signed_in(live_server, settings, "closer")
@@ -95,7 +97,7 @@ def test_an_item_with_markdown_and_html_in_lead_text_and_research_notes_shows_th
     at.run()
     assert not at.exception, at.exception
     assert at.selectbox(key="selected").value == item_id
-    summary = next(t.value for t in at.text if "Research notes: Asked about pricing." in t.value)
+    summary = next(t.value for t in at.text if f"Research notes: {PAYLOAD}" in t.value)
     assert IMAGE in summary and HTML in summary  # plain text (st.text), literally as written
     # the lead's own words and the draft's body: code blocks, literally
     assert any(c.value == f"Please read this: {PAYLOAD}" for c in at.code)
