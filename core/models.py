@@ -97,7 +97,7 @@ class Account(TimestampMixin, Base):
 
     @validates("name")
     def _keep_name_key(self, _key: str, name: str) -> str:
-        from tools.enrichment import company_key
+        from core.names import company_key
 
         self.name_key = company_key(name)[:200] or None
         return name

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
+
+from core.names import company_key
 
 # The common consumer mailbox providers; a lead from one of them tells us nothing about a company.
 FREE_MAIL_DOMAINS = frozenset(
@@ -79,18 +80,6 @@ def company_domain(email: str, website: str | None) -> str | None:
     if not is_free_mail(domain):
         return domain
     return normalise_website(website)
-
-
-LEGAL_SUFFIXES = re.compile(
-    r"\b(inc|incorporated|corp|corporation|co|company|llc|ltd|limited|plc|gmbh|group|holdings)\b\.?", re.IGNORECASE
-)
-
-
-def company_key(name: str | None) -> str:
-    """A company name without legal suffixes, case or punctuation noise: "ACME Corporation Ltd" -> "acme"."""
-    if not name:
-        return ""
-    return re.sub(r"\s+", " ", LEGAL_SUFFIXES.sub(" ", name.replace("&", " and ")).lower()).strip(" ,.")
 
 
 def same_company(a: str | None, b: str | None) -> bool:

@@ -19,7 +19,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    from tools.enrichment import company_key
+    from core.names import company_key
 
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('name_key', sa.String(length=200), nullable=True))
