@@ -3,7 +3,8 @@
 REVLOOP_FISCAL_BACKEND picks the `FiscalBackend`: `none` (the default: no fiscal step) or `etims`, a reference
 adapter for a KRA eTIMS-style control unit API (OSCU/VSCU "trnsSales/saveSales": the seller's PIN, branch id and
 the device's communication key in headers; `resultCd` "000" is success; `data` carries the control unit's
-receipt). The control unit's receipt number and the QR payload are stored on the invoice and printed on its PDF.
+receipt). The control unit's receipt number and the QR payload are stored on the invoice and printed on its PDF
+(the QR code as an image, review/documents.py).
 
 Outcomes: `FiscalReceipt` (accepted), `FiscalRejected` (the authority refused it: a person must fix the record;
 the invoice is not sent) or `FiscalUnavailable` (timeout, connection error, 5xx: the submission job retries it).

@@ -5,9 +5,11 @@ rejection blocks the invoice and is shown to the managers, never skipped."""
 from __future__ import annotations
 
 import email
+import re
 import time
 from decimal import Decimal
 
+import segno
 from sqlalchemy import select
 
 from billing.reminders import scan
@@ -113,8 +115,13 @@ def test_a_timeout_is_retried_then_the_receipt_is_stored_printed_and_the_invoice
     worker.run_until_idle()
     [eml] = outbox_files(settings)
     [attachment] = [p for p in email.message_from_bytes(eml.read_bytes()).walk() if p.get_filename()]
-    text = _pdf_text(attachment.get_payload(decode=True))
+    pdf = attachment.get_payload(decode=True)
+    text = _pdf_text(pdf)
     assert "Control unit receipt: KRACU0100000001/38" in text and f"({qr})" in text
+    # The QR code is drawn as an image (the payload's text stays under it): its size is the payload's QR symbol.
+    size, _ = segno.make_qr(qr, error="m").symbol_size(scale=4, border=4)
+    assert b"/Subtype /Image" in pdf and f"/Width {size}\n".encode() in pdf and f"/Height {size}\n".encode() in pdf
+    assert re.search(r"/I\d+ Do", text)  # the page draws it
 
 
 def test_a_rejection_blocks_the_invoice_is_shown_to_managers_and_can_be_resubmitted(settings, http, worker):
