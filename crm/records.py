@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.db import insert_once
 from core.enums import DealOutcome, LeadStatus
-from core.models import Account, Activity, Contact, Deal, Lead
+from core.models import Account, Activity, AuditEvent, Contact, Deal, Lead
 from core.settings import get_settings
 from crm.consent import try_normalise_phone
 from crm.dedupe import find_account_by_name
@@ -32,7 +32,23 @@ def lead_facts(session: Session, lead_id: int) -> dict[str, Any]:
     free_mail = is_free_mail(email_domain(lead.email)) if lead.email else None
     facts = build_facts(lead, lead.contact, lead.account, free_mail=free_mail, deals=deals, activities=activities)
     facts["lead"]["disposable_email"] = is_disposable(email_domain(lead.email)) if lead.email else False
+    facts["lead"]["account_matched_by_name"] = matched_by_name(session, lead)
     return facts
+
+
+def matched_by_name(session: Session, lead: Lead) -> bool:
+    """Whether the lead's account was found by company name only (no email domain confirms it, e.g. a personal
+    address): link_lead_to_crm audits each such match as `account.matched_by_name` with the lead's id."""
+    if lead.account_id is None:
+        return False
+    events = session.scalars(
+        select(AuditEvent.after).where(
+            AuditEvent.entity_type == "account",
+            AuditEvent.entity_id == str(lead.account_id),
+            AuditEvent.action == "account.matched_by_name",
+        )
+    )
+    return any((after or {}).get("lead_id") == lead.id for after in events)
 
 
 def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
@@ -63,6 +79,7 @@ def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
             entity_type="account",
             entity_id=account.id,
             after={
+                "lead_id": lead.id,  # the lead's brief says so (lead_facts: account_matched_by_name)
                 "company": lead.company,
                 "account": account.name,
                 "match": match.how,

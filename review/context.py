@@ -25,6 +25,8 @@ FLAG_WORDS: dict[str, str] = {
     "missing_title": "The lead gave no job title: we do not know whether they can buy.",
     "free_mail_domain": "The lead wrote from a free mail address (Gmail, Outlook ...): the company is unconfirmed.",
     "disposable_email": "The lead used a throwaway email address: the enquiry may not be real.",
+    "account_matched_by_name": "Account matched by company name only (personal email address, or no company domain "
+    "confirms it): check before trusting its history.",
     "low_confidence": "Less than 60 % of the rubric could be checked: the score rests on little data.",
     "existing_customer": "This company has bought from us before: write as to an existing customer.",
     "open_deal": "There is already an open deal with this company: check with its owner before writing.",

@@ -158,6 +158,8 @@ class LeadNodes:
             flags.append("free_mail_domain")
         if lead.get("disposable_email"):
             flags.append("disposable_email")
+        if lead.get("account_matched_by_name"):
+            flags.append("account_matched_by_name")  # no email domain confirms the account it was linked to
         known = sum(c["weight"] for c in criteria if c["known"]) / (sum(c["weight"] for c in criteria) or 1)
         if known < 0.6:
             flags.append("low_confidence")

@@ -10,7 +10,7 @@ from core.db import make_engine, session_scope
 from core.migrate import upgrade
 from core.models import Account, AuditEvent, Lead
 from core.settings import Settings
-from tests.factories import account, auth, lead_payload
+from tests.factories import account, auth, lead_payload, pending_item
 
 
 def capture(settings, http, **fields) -> Lead:
@@ -79,3 +79,17 @@ def test_0021_backfills_the_name_key_of_existing_accounts(scratch_database_url):
         assert keys == ["acme", "tallis and reed consulting"]
     finally:
         engine.dispose()
+
+
+def test_a_free_mail_lead_matched_by_name_only_is_flagged_in_its_brief_in_words(settings, http, worker):
+    account(settings, name="Acme Corp.", domain="acme.com", industry="Software", employees=250)
+    by_name = pending_item(settings, http, worker, email="jane@gmail.com", company="ACME Corporation Ltd", website=None)
+    assert "account_matched_by_name" in by_name["brief"]["flags"]
+    [words] = [f["words"] for f in by_name["flags_in_words"] if f["code"] == "account_matched_by_name"]
+    assert words.startswith("Account matched by company name only (personal email address")
+    assert "check before trusting its history" in words
+    shown = http.get(f"/v1/review-items/{by_name['id']}", headers=auth(settings, "closer")).json()
+    assert words in [f["words"] for f in shown["flags_in_words"]]
+    # The same company from its own domain is linked by the domain: nothing to check, no flag.
+    by_domain = pending_item(settings, http, worker, email="bob@acme.com", company="Acme Corp.", website=None)
+    assert "account_matched_by_name" not in by_domain["brief"]["flags"]
