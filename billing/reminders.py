@@ -27,6 +27,7 @@ log = logging.getLogger("revloop.collections")
 SLA_HOURS = {"high": 4, "normal": 24, "low": 72}
 # The WhatsApp template a reminder uses outside the 24-hour window, when it is listed in REVLOOP_WHATSAPP_TEMPLATES;
 # its body parameters are, in order: first name, invoice number, amount, due date, payment link (all from records).
+# A contact with no first name on record gets no template (never "Hi there"): outside the window, email.
 WHATSAPP_TEMPLATE = "payment_reminder"
 
 
@@ -94,7 +95,7 @@ def _scan_one(
     days_overdue = (today - invoice.due_on).days
     template = f"dunning_{decision.tone}"
     slots = {
-        "first_name": (contact.first_name or "there").strip(),
+        "first_name": (contact.first_name or "").strip(),  # none: "Hello," (never "Hi there"; issue 17)
         "full_name": " ".join(p for p in (contact.first_name, contact.last_name) if p) or contact.email,
         "company": invoice.account.name,
         "phone": contact.phone or "",
@@ -117,7 +118,12 @@ def _scan_one(
         # A text when the contact's consent (and WhatsApp's window, or an approved template) allows it, else email.
         params = (slots["first_name"], slots["number"], slots["amount"], slots["due_on"], slots["payment_link"])
         chosen = channels.text_step(
-            session, settings, contact, decision.channel, wa_template=WHATSAPP_TEMPLATE, params=params
+            session,
+            settings,
+            contact,
+            decision.channel,
+            wa_template=WHATSAPP_TEMPLATE if slots["first_name"] else None,
+            params=params,
         )
         if chosen is not None:
             kind, to, refs, template = ItemKind(chosen[0]), contact.phone_e164, chosen[1], "dunning_text"

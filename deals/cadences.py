@@ -77,9 +77,10 @@ def _slots(
     ).all()
     slots = {
         **{k: used.get(k, "") for k in ("first_name", "full_name", "company", "title", "industry", "phone", "topics")},
-        "first_name": used.get("first_name") or (contact.first_name if contact else None) or "there",
+        # Unknown stays empty: the templates read naturally without ("Hello,"), never "Hi there" (issue 17).
+        "first_name": used.get("first_name") or (contact.first_name if contact else None) or "",
         "full_name": used.get("full_name") or lead.email,
-        "company": used.get("company") or lead.company or "your company",
+        "company": used.get("company") or lead.company or "",
         "our_company": settings.company_name,
         "sender_name": settings.sender_name,
         "unsubscribe_url": settings.unsubscribe_url,
@@ -146,8 +147,9 @@ def _draft(
         slots=slots,
         brief={
             **(lead.brief or {}),
-            "summary": f"Follow-up '{step}' for {slots['full_name']} ({slots['company']}). "
-            f"Sent so far: {slots['history']}. What they did: {_events(session, lead.id)}.",
+            "summary": f"Follow-up '{step}' for {slots['full_name']}"
+            + (f" ({slots['company']})" if slots["company"] else "")
+            + f". Sent so far: {slots['history']}. What they did: {_events(session, lead.id)}.",
             "next_action": "follow_up" if kind in MESSAGE_KINDS else "personal_reply",
         },
         refs={"step": step, **(refs or {})},
@@ -176,9 +178,12 @@ def scan(settings: Settings, today: dt.date | None = None) -> dict[str, int]:
                 continue
             text = None
             if first.kind in PHONE_KINDS:  # the first touch was a text: follow up on that channel while allowed
-                params = ((lead.contact.first_name if lead.contact else None) or "there",)
+                # The WhatsApp template's one parameter is the first name: with none on record it is not used
+                # (never "Hi there"), so outside the 24-hour window the follow-up stops.
+                name = (lead.contact.first_name if lead.contact else None) or ""
+                wa_template = WHATSAPP_TEMPLATE if name.strip() else None
                 text = channels.text_step(
-                    session, settings, lead.contact, first.kind, wa_template=WHATSAPP_TEMPLATE, params=params
+                    session, settings, lead.contact, first.kind, wa_template=wa_template, params=(name,)
                 )
                 if text is None:
                     continue

@@ -13,18 +13,18 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     "text_follow_up": {
         "subject": "Text follow-up to {{ full_name }}",
-        "body": "Hi {{ first_name }}, {{ sender_name }} from {{ our_company }} again: would a short call this week "
-        "help? Reply STOP to opt out.",
+        "body": "{% if first_name %}Hi {{ first_name }}{% else %}Hello{% endif %}, {{ sender_name }} from "
+        "{{ our_company }} again: would a short call this week help? Reply STOP to opt out.",
     },
     "dunning_text": {
         "subject": "Text reminder: invoice {{ number }}",
-        "body": "Hi {{ first_name }}, {{ our_company }} here: invoice {{ number }} for {{ amount }} "
-        "{% if days_overdue %}was due on{% else %}is due on{% endif %} {{ due_on }}. Pay at {{ payment_link }} "
-        "or reply if anything is unclear. Reply STOP to opt out.",
+        "body": "{% if first_name %}Hi {{ first_name }}{% else %}Hello{% endif %}, {{ our_company }} here: invoice "
+        "{{ number }} for {{ amount }} {% if days_overdue %}was due on{% else %}is due on{% endif %} {{ due_on }}. "
+        "Pay at {{ payment_link }} or reply if anything is unclear. Reply STOP to opt out.",
     },
     "client_update_text": {
         "subject": "Text update to {{ company }}: {{ milestone }} complete",
-        "body": "Hi {{ first_name }}, {{ our_company }} here: {{ milestone }} is complete. Next: {{ next_step }}. "
-        "Reply with any questions. Reply STOP to opt out.",
+        "body": "{% if first_name %}Hi {{ first_name }}{% else %}Hello{% endif %}, {{ our_company }} here: "
+        "{{ milestone }} is complete. Next: {{ next_step }}. Reply with any questions. Reply STOP to opt out.",
     },
 }

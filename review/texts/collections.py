@@ -4,23 +4,25 @@ the invoice, the customer's contact record and our settings: amounts are the re-
 from __future__ import annotations
 
 _PAY = "You can pay at {{ payment_link }}{% if reference %} (reference {{ reference }}){% endif %}."
+# No name on record: "Hello," (never "Hi there"; issue 17).
+_HI = "{% if first_name %}Hi {{ first_name }},{% else %}Hello,{% endif %}\n\n"
 _SIGN = "\n\nBest regards,\n{{ sender_name }}\n{{ our_company }}\n"
 
 TEMPLATES: dict[str, dict[str, str]] = {
     "dunning_friendly": {
         "subject": "{% if days_overdue > 0 %}A reminder about{% else %}Coming up:{% endif %} invoice {{ number }}",
-        "body": "Hi {{ first_name }},\n\n{% if days_overdue > 0 %}A quick reminder that invoice {{ number }} for "
+        "body": _HI + "{% if days_overdue > 0 %}A quick reminder that invoice {{ number }} for "
         "{{ amount }} was due on {{ due_on }}.{% else %}Just a heads-up that invoice {{ number }} for {{ amount }} is "
         "due on {{ due_on }}.{% endif %} " + _PAY + " If it is already on its way, please ignore this note." + _SIGN,
     },
     "dunning_neutral": {
         "subject": "Invoice {{ number }} is {{ days_overdue }} days overdue",
-        "body": "Hi {{ first_name }},\n\nOur records show invoice {{ number }} for {{ amount }}, due on {{ due_on }}, "
+        "body": _HI + "Our records show invoice {{ number }} for {{ amount }}, due on {{ due_on }}, "
         "is still open. " + _PAY + " If something is holding up the payment, reply and let us know." + _SIGN,
     },
     "dunning_firm": {
         "subject": "Action needed: invoice {{ number }} ({{ amount }}) is {{ days_overdue }} days overdue",
-        "body": "Hi {{ first_name }},\n\nInvoice {{ number }} for {{ amount }} was due on {{ due_on }} and is now "
+        "body": _HI + "Invoice {{ number }} for {{ amount }} was due on {{ due_on }} and is now "
         "{{ days_overdue }} days overdue. Please arrange payment this week. " + _PAY + " If there is a problem with "
         "the invoice, reply today so we can sort it out." + _SIGN,
     },
