@@ -6,6 +6,9 @@ REVLOOP_STRIPE_BASE_URL): the customer once per account (its id kept on the acco
 `send_invoice` invoice carrying our number in its metadata, finalized; Stripe's hosted page becomes the payment
 link. Payment intents (card payments against an invoice's balance) carry the same metadata. Every amount comes from
 the invoice record; Stripe's payments come back through POST /v1/webhooks/stripe (billing/stripe_events.py).
+
+A refusal no retry can fix (a bad API key 401, an invalid request 400, 403, 404) raises BillingRefused with Stripe's
+reason; a timeout, 409, 429 or 5xx raises Stripe's own error, and the job that issues the invoice tries again.
 """
 
 from __future__ import annotations
@@ -35,11 +38,29 @@ def from_minor(value: int, currency: str) -> Decimal:
     return (Decimal(int(value)) / factor).quantize(Decimal("0.01"))
 
 
+class BillingRefused(Exception):
+    """The billing provider refused the request for good (bad key, invalid request): retrying it cannot help."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def _stripe_refusal(exc: Exception) -> BillingRefused | None:
+    """BillingRefused for a 4xx that will not change on retry; None for what is worth retrying (no answer, 409
+    (a concurrent request with the same idempotency key), 429, 5xx)."""
+    status = getattr(exc, "http_status", None)
+    if status is None or not 400 <= status < 500 or status in (409, 429):
+        return None
+    return BillingRefused(f"Stripe refused the request (HTTP {status}): {getattr(exc, 'user_message', None) or exc}")
+
+
 class BillingBackend(Protocol):
     name: str
 
     def invoice_issued(self, session: Session, invoice: Invoice) -> None:
-        """Called once when revloop issues an invoice (before its email is queued)."""
+        """Called once when revloop issues an invoice (before its email is queued); BillingRefused when the
+        provider refuses it for good."""
 
     def probe(self) -> str: ...
 
@@ -87,6 +108,17 @@ class StripeBilling:
     def invoice_issued(self, session: Session, invoice: Invoice) -> None:
         if invoice.external_source == "stripe":
             return
+        import stripe
+
+        try:
+            self._create_invoice(session, invoice)
+        except stripe.StripeError as exc:
+            refusal = _stripe_refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from exc
+
+    def _create_invoice(self, session: Session, invoice: Invoice) -> None:
         customer = self.customer(session, invoice.account)
         currency = invoice.currency.lower()
         key = f"revloop-invoice-{invoice.number}"

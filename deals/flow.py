@@ -32,6 +32,7 @@ from core.enums import (
     InvoiceStatus,
     ItemKind,
     ItemSource,
+    ItemStatus,
     JobKind,
     MilestoneStatus,
     NotificationKind,
@@ -104,7 +105,8 @@ def _deal(session: Session, deal_id: int) -> Deal:
 
 
 # The WhatsApp template a milestone update uses outside the 24-hour window, when REVLOOP_WHATSAPP_TEMPLATES lists it;
-# body parameters: first name, the milestone done, the next step (all from records).
+# body parameters: first name, the milestone done, the next step (all from records). A contact with no first name on
+# record gets no template (never "Hi there"): outside the window the update goes by email.
 UPDATE_TEMPLATE = "order_update"
 
 
@@ -145,7 +147,7 @@ def _queue(
 
 def _base_slots(settings: Settings, deal: Deal, contact: Contact) -> dict[str, Any]:
     return {
-        "first_name": contact.first_name or "there",
+        "first_name": (contact.first_name or "").strip(),  # none: "Hello," (never "Hi there"; issue 17)
         "company": deal.account.name if deal.account else deal.name,
         "sender_name": settings.sender_name,
         "our_company": settings.company_name,
@@ -462,7 +464,7 @@ def complete_milestone(session: Session, settings: Settings, deal_id: int, seq: 
         settings,
         contact,
         "preferred",
-        wa_template=UPDATE_TEMPLATE,
+        wa_template=UPDATE_TEMPLATE if slots["first_name"] else None,
         params=(slots["first_name"], milestone.name, slots["next_step"]),
     )
     update_item = _queue(
@@ -718,8 +720,33 @@ def queue_invoice_email(session: Session, settings: Settings, invoice: Invoice) 
     )
 
 
+def _issue_refused(session: Session, item: ReviewItem, reason: str) -> dict[str, Any]:
+    """The billing provider refused the invoice for good (e.g. Stripe: a bad key, an invalid request): nothing was
+    issued, the item ends send_failed with the provider's reason, and its closer and the managers are told. Once
+    the cause is fixed, Retry issues it (a timeout or 5xx is not this: the job tries again by itself)."""
+    label = item.draft.get("subject") or f"review item {item.id}"
+    milestone = session.get(Milestone, int(item.draft["milestone_id"]))
+    deal = session.get(Deal, milestone.deal_id) if milestone else None
+    result = {"reason": reason, "summary": f"Not issued: {reason}"}
+    review_queue.mark_executed(session, item, status=ItemStatus.SEND_FAILED, result=result, actor="agent:deals")
+    notify(
+        session,
+        NotificationKind.SEND_FAILED,
+        f"Invoice not issued: {label}",
+        body=f"{reason.rstrip('.')}. Nothing was issued: fix the cause (e.g. REVLOOP_STRIPE_API_KEY), then Retry.",
+        severity="critical",
+        names=[item.assignee, deal.owner if deal else None],  # the deal's closer, and the managers (OPERATORS)
+        entity=("review_item", item.id),
+    )
+    return result
+
+
 def _issue_invoice_action(settings: Settings, session: Session, item: ReviewItem) -> dict[str, Any]:
-    invoice = issue_invoice(session, settings, int(item.draft["milestone_id"]))
+    try:
+        with session.begin_nested():  # a refusal leaves no invoice, number or milestone change behind
+            invoice = issue_invoice(session, settings, int(item.draft["milestone_id"]))
+    except billing_backends.BillingRefused as exc:
+        return _issue_refused(session, item, exc.message)
     if invoice.fiscal_status in fiscal.BLOCKING:
         return {
             "invoice_number": invoice.number,

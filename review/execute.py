@@ -59,6 +59,8 @@ def execute_approved(settings: Settings, review_item_id: int, rule: Rule) -> Out
             if rule.action is None:
                 raise LookupError(f"review item {item.id} ({item.source}) has no action to execute")
             result = rule.action(settings, session, item)
+            if item.status != ItemStatus.APPROVED:  # the action ended it itself (a provider's refusal: failed)
+                return Outcome(ItemStatus(item.status), result)
             log_activity(session, item, kind=item.kind, summary=result.get("summary", item.kind))
             mark_executed(session, item, status=ItemStatus.DONE, result=result, actor=rule.actor)
             return Outcome(ItemStatus.DONE, result)

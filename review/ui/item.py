@@ -239,7 +239,10 @@ def undo_banner(client: RevloopClient, item_id: int) -> None:
 def _unsent(client: RevloopClient, item: ReviewItem) -> None:
     """An approved email that did not go out, with the facts and what the closer can do about it."""
     result = item.result or {}
-    if item.status == "send_failed":
+    if item.status == "send_failed" and item.kind == "invoice":  # the billing provider refused to issue it
+        st.error(f"**Not issued:** {md(result.get('reason'))}. Fix the cause, then Retry.")
+        actions = [("Retry", "Issuing it again.")]
+    elif item.status == "send_failed":
         st.error(
             f"**Not sent** to {md(result.get('to'))} after {md(result.get('attempts', '?'))} attempt(s): "
             f"{md(result.get('reason'))}"

@@ -15,11 +15,25 @@ from sqlalchemy import func, select
 from billing import ledger
 from billing.reminders import scan
 from core.db import session_scope
-from core.models import Account, Invoice, Payment, PaymentEvent
+from core.models import (
+    Account,
+    Deal,
+    Invoice,
+    Job,
+    Milestone,
+    Notification,
+    Payment,
+    PaymentEvent,
+    ReviewItem,
+    User,
+    utcnow,
+)
 from review import health
 from tests.collections.test_collections import DUE, _customer, _h, _items
+from tests.collections.test_deal_flow import SECRET, _deal, _sign
+from tests.collections.test_deal_flow import _items as _thread_items
 from tests.collections.test_fiscal import issued_invoice
-from tests.factories import token
+from tests.factories import session_token, token, user
 from tests.vendor_server import VendorServer
 
 WHSEC = "whsec_test_revloop"
@@ -264,3 +278,56 @@ def test_a_payment_intent_for_a_balance_carries_the_record_amount_and_our_number
     )
     assert created.fields["metadata[revloop_invoice]"] == "INV-1001" and created.headers.get("idempotency-key")
     # Its payment_intent.succeeded then names our invoice through that metadata (test above).
+
+
+def test_a_stripe_refusal_fails_the_invoice_item_and_tells_people_while_a_5xx_is_retried(settings, http, worker):
+    settings.webhook_secret_esign = SECRET
+    manager = _h(session_token(settings, "manager", "Morgan Demo"))
+    user(settings, "closer", "Casey Jordan")
+    refusal = {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided: sk_test_****bad1"}}
+    with _stripe_api() as api:
+        settings.billing_backend, settings.stripe_api_key, settings.stripe_base_url = "stripe", "sk_test_1", api.url
+        customers = api.routes[("POST", "/v1/customers")]
+        deal_id = _deal(settings)
+        with session_scope(settings) as session:
+            session.get(Deal, deal_id).owner = "Casey Jordan"
+        assert _sign(http, deal_id).status_code == 200
+        assert http.post(f"/v1/deals/{deal_id}/milestones/1/complete", headers=manager).status_code == 200
+        [item] = _thread_items(settings, "invoice")
+
+        # Stripe down (5xx): nothing is issued, the item stays approved and the job tries again later.
+        api.routes[("POST", "/v1/customers")] = lambda req: (500, {"error": {"type": "api_error", "message": "boom"}})
+        assert http.post(f"/v1/review-items/{item.id}/approve", headers=manager).status_code == 200
+        worker.run_until_idle()
+        with session_scope(settings) as session:
+            assert session.get(ReviewItem, item.id).status == "approved"
+            [job] = session.scalars(select(Job).where(Job.status == "queued", Job.last_error.is_not(None))).all()
+            assert session.scalar(select(func.count()).select_from(Invoice)) == 0
+            assert session.scalar(select(func.count()).select_from(Notification)) == 0
+            job.run_after = utcnow()  # due now, instead of waiting out the backoff
+
+        # Then Stripe refuses the key (401): no retry can help, so the item fails with Stripe's reason, at once.
+        api.routes[("POST", "/v1/customers")] = lambda req: (401, refusal)
+        worker.run_until_idle()
+        with session_scope(settings) as session:
+            failed = session.get(ReviewItem, item.id)
+            assert failed.status == "send_failed"
+            assert "HTTP 401" in failed.result["reason"] and "Invalid API Key provided" in failed.result["reason"]
+            assert session.get(Job, job.id).status == "done"
+            assert session.scalar(select(func.count()).select_from(Invoice)) == 0  # nothing issued, no number used
+            milestone = session.scalar(select(Milestone).where(Milestone.deal_id == deal_id, Milestone.seq == 1))
+            assert (milestone.status, milestone.invoice_id) == ("completed", None)  # it can still be invoiced
+            told = session.execute(
+                select(User.name, Notification.kind, Notification.body).join(User, User.id == Notification.user_id)
+            ).all()
+        assert {name for name, _, _ in told} == {"Morgan Demo", "Casey Jordan"}  # the managers and the closer
+        assert all(kind == "send_failed" and "Invalid API Key provided" in body for _, kind, body in told)
+
+        # The key is fixed: Retry issues it.
+        api.routes[("POST", "/v1/customers")] = customers
+        assert http.post(f"/v1/review-items/{item.id}/retry", headers=manager).status_code == 200
+        worker.run_until_idle()
+        with session_scope(settings) as session:
+            assert session.get(ReviewItem, item.id).status == "done"
+            [invoice] = session.scalars(select(Invoice)).all()
+            assert (invoice.external_source, invoice.external_id) == ("stripe", "in_remote_1")
