@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from core.db import session_scope
 from core.models import ReviewItem
+from tests.factories import queued_item
 from tests.review.test_app import _button, _open, _queue_a_lead, _signed_in
 from tests.smtp_server import SmtpServer
 
@@ -59,3 +60,25 @@ def test_managers_see_integration_health(settings, live_server):
     table = at.dataframe[0].value
     assert set(table["integration"]) == {"database", "mail", "work queue", "knowledge base", "llm", "webhooks"}
     assert dict(zip(table["integration"], table["status"], strict=True))["llm"] == "not configured"
+
+
+def test_an_invoice_the_billing_provider_refused_shows_not_issued_with_the_reason(settings, live_server):
+    reason = "Stripe refused the request (HTTP 401): Invalid API Key provided: sk_test_****bad1"
+    item_id = queued_item(
+        settings,
+        kind="invoice",
+        source="invoice",
+        template=None,
+        status="send_failed",
+        draft={"subject": "Invoice Initech: Kickoff (2892.60)", "body": "Issue an invoice", "milestone_id": 1},
+        result={"reason": reason, "summary": f"Not issued: {reason}"},
+    )
+    at = _signed_in(live_server, settings, "manager", "Morgan Manager")
+    at.radio(key="view").set_value("Everything")
+    at.selectbox(key="status_filter").select("send_failed")
+    at.run()
+    assert not at.exception, at.exception
+    assert any(f"#{item_id} · invoice · send_failed" in s.value for s in at.subheader)
+    assert any(e.value.startswith("**Not issued:**") and "Invalid API Key provided" in e.value for e in at.error)
+    assert not any("Not sent" in e.value for e in at.error)  # no recipient or attempts: nothing was sent
+    assert _button(at, "Retry")

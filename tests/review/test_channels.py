@@ -439,6 +439,28 @@ def test_a_milestone_update_goes_on_the_contacts_preferred_channel_as_an_approve
     assert params == ["Bill", "Kickoff", "Delivery"]
 
 
+def test_a_contact_with_no_first_name_gets_no_whatsapp_name_template_but_an_email_saying_hello(
+    settings, providers, http, worker
+):
+    from crm.consent import record_consent
+    from tests.collections.test_deal_flow import SECRET, _deal, _sign
+
+    settings.webhook_secret_esign = SECRET
+    manager = auth(settings, "manager")
+    deal_id = _deal(settings)
+    with session_scope(settings) as session:
+        contact = session.scalars(select(Contact)).one()
+        contact.phone_e164, contact.preferred_channel, contact.first_name = "+" + WA_NUMBER, "whatsapp", None
+        record_consent(session, contact, "whatsapp", granted=True, source="onboarding form", actor="test")
+    assert _sign(http, deal_id).status_code == 200
+    assert http.post(f"/v1/deals/{deal_id}/milestones/1/complete", headers=manager).status_code == 200
+    with session_scope(settings) as session:
+        update_item = session.scalars(select(ReviewItem).where(ReviewItem.source == "client_update")).one()
+        # The approved template's first parameter is the first name: never sent as "there" (issue 17).
+        assert (update_item.kind, update_item.draft["to"]) == ("email", "bill@initech.example")
+        assert update_item.draft["body"].startswith("Hello,\n") and "there" not in update_item.draft["body"]
+
+
 def test_the_review_app_shows_the_channel_number_length_and_the_conversation(
     settings, providers, live_server, http, worker
 ):
