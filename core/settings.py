@@ -28,6 +28,9 @@ class LlmMaxTokens(BaseModel):
 
     tool_round: int = Field(256, ge=16, description="One round of the research agent's tool calling")
     insight: int = Field(400, ge=16, description="The lead insight (summary, opening line, pain points)")
+    insight_compact: int = Field(
+        160, ge=16, description="The lead insight asked with the compact prompt (a slow endpoint: short answers)"
+    )
     redraft: int = Field(300, ge=16, description="A redraft's opening line for a closer's instruction")
     check: int = Field(64, ge=16, description="The probes and sample call of `revloop llm check`")
 
@@ -106,6 +109,13 @@ class Settings(BaseSettings):
         description="How replies are asked for structure. auto: the strongest mode the endpoint supports (learned on "
         "first use or by `revloop llm check`); prompt: the schema in the prompt only, no response_format (faster on "
         "llama.cpp, whose json_object grammar decoding is slow on a small CPU)",
+    )
+    llm_prompt: Literal["auto", "full", "compact"] = Field(
+        "auto",
+        description="The lead research's prompts. full: a tool-calling round, then the insight with everything the "
+        "look-ups found; compact: our own look-ups and one short insight call (only the fields it needs, the answer "
+        "as a small example); auto: compact when the endpoint is measured too slow for the full prompts within "
+        "REVLOOP_LLM_BUDGET_SECONDS (by `revloop llm check` or by earlier calls)",
     )
     llm_max_tokens: LlmMaxTokens = Field(
         default_factory=lambda: LlmMaxTokens(),

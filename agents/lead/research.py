@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agents.lead.prompts import RESEARCH_SYSTEM, insight_request
-from agents.llm import LlmBudgetExceeded, LlmClient, LlmError, Usage, fence
+from agents.lead.prompts import COMPACT_SYSTEM, RESEARCH_SYSTEM, insight_request
+from agents.llm import LlmBudgetExceeded, LlmClient, LlmError, Usage, estimate_tokens, fence
 from core import audit
 from core.db import session_scope
 from core.models import LlmRun
@@ -128,6 +128,68 @@ def _findings(toolbox: Toolbox) -> str:
     return "\n".join(f"- {c.name}: {c.content[:600]}" for c in toolbox.calls if c.ok) or "- nothing found"
 
 
+_COMPACT_SKIP = frozenset({"record", "id", "found", "cached", "source", "match", "why", "score", "similarity", "kind"})
+
+
+def _compact_values(data: Any) -> list[str]:
+    """A look-up's answer as short "key value" pieces: identifiers, scores and consent flags left out."""
+    if isinstance(data, dict):
+        out = []
+        for key, value in data.items():
+            if key in _COMPACT_SKIP or key.startswith("do_not_") or value in (None, "", [], {}, 0):
+                continue
+            if isinstance(value, dict | list):
+                out += _compact_values(value)
+            elif isinstance(value, bool):
+                continue
+            else:
+                out.append(f"{key.replace('_', ' ')} {str(value)[:80]}")
+        return out
+    if isinstance(data, list):
+        return [piece for item in data[:2] for piece in _compact_values(item)]
+    return []
+
+
+def compact_request(facts: dict[str, Any], toolbox: Toolbox) -> str:
+    """The compact prompt's user turn: only the fields the insight needs, then the lead's message fenced."""
+    lead = facts["lead"]
+    person = " ".join(str(lead[k]) for k in ("first_name", "last_name") if lead.get(k)) or "name unknown"
+    lines = [f"Lead: {person}, {lead.get('title') or 'title unknown'} at {lead.get('company') or 'company unknown'}."]
+    account = facts.get("account") or {}
+    if account:
+        shown = {**account, "employees": f"{account['employees']} employees" if account.get("employees") else None}
+        known = ", ".join(str(shown[k]) for k in ("name", "industry", "employees", "country") if shown.get(k))
+        lines.append(f"CRM account: {known}.")
+    said = {f"{k} {account.get(k)}" for k in ("name", "industry", "employees", "country")}
+    said |= {f"name {person}", f"title {lead.get('title')}"}
+    for call in toolbox.calls:
+        if call.ok and isinstance(call.data, dict) and call.data.get("found"):
+            pieces = [p for p in dict.fromkeys(_compact_values(call.data)) if p not in said]  # each fact once
+            said.update(pieces)
+            if pieces:
+                lines.append(f"{call.name.replace('_', ' ')}: " + "; ".join(pieces)[:160])
+    lines.append(fence((lead.get("message") or "")[:400]))
+    return "\n".join(lines)
+
+
+def _full_research_tokens(client: LlmClient, messages: list[dict[str, Any]], toolbox: Toolbox) -> int:
+    """About how many tokens the full research reads and writes: the tool round with the tool schemas (unless the
+    endpoint is known to do no tool calling), then the insight with the conversation and what the look-ups found
+    (~600), plus short answers (~150)."""
+    insight = estimate_tokens(messages) + 600 + 150
+    if client.caps.tools is False:
+        return insight
+    return estimate_tokens({"messages": messages, "tools": toolbox.schemas()}) + insight
+
+
+def _compact(settings: Settings, client: LlmClient, messages: list[dict[str, Any]], toolbox: Toolbox) -> bool:
+    """REVLOOP_LLM_PROMPT: compact, full, or auto (compact when the endpoint was measured too slow for the full
+    research within half the budget)."""
+    if settings.llm_prompt != "auto":
+        return settings.llm_prompt == "compact"
+    return client.too_slow_for(_full_research_tokens(client, messages, toolbox))
+
+
 def _withhold_ungrounded(insight: LeadInsight, facts: dict[str, Any], toolbox: Toolbox, usage: Usage) -> list[str]:
     """The model's summary and pain points may state only what the records and the tools gave it (the grounding
     guard, as for drafts): a part stating anything else is withheld from the brief. Returns the withheld parts.
@@ -151,6 +213,27 @@ def _withhold_ungrounded(insight: LeadInsight, facts: dict[str, Any], toolbox: T
         withheld.append("pain points")
     insight.pain_points = kept
     return withheld
+
+
+def _full_research(
+    client: LlmClient, messages: list[dict[str, Any]], toolbox: Toolbox, facts: dict[str, Any]
+) -> tuple[LeadInsight, bool]:
+    """A tool-calling round (the model picks the look-ups), then the insight with everything found. Returns the
+    insight and whether the model's own look-ups were used."""
+    conversation = client.run_tools(messages, toolbox)
+    model_tools = False
+    if conversation is None:
+        # The endpoint does no tool calling: our own look-ups, and the model judges what they found.
+        _plan(toolbox, facts)
+        conversation = messages + [{"role": "user", "content": "What our tools found:\n" + _findings(toolbox)}]
+    elif not any(c.ok for c in toolbox.calls):
+        # The model looked nothing up (or nothing it asked for worked): our own look-ups instead.
+        _plan(toolbox, facts)
+        conversation = conversation + [{"role": "user", "content": "What our tools found:\n" + _findings(toolbox)}]
+    else:
+        model_tools = True
+    request = conversation + [{"role": "user", "content": insight_request()}]
+    return client.structured(request, LeadInsight), model_tools
 
 
 def with_llm(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
@@ -177,18 +260,17 @@ def with_llm(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
     withheld: list[str] = []
     try:
         client = LlmClient(settings)
-        conversation = client.run_tools(messages, toolbox)
-        if conversation is None:
-            # The endpoint does no tool calling: our own look-ups, and the model judges what they found.
+        if _compact(settings, client, messages, toolbox):
+            # A slow endpoint: our own look-ups and one short call (no tool round, only the fields it needs).
             _plan(toolbox, facts)
-            conversation = messages + [{"role": "user", "content": "What our tools found:\n" + _findings(toolbox)}]
-        elif not any(c.ok for c in toolbox.calls):
-            # The model looked nothing up (or nothing it asked for worked): our own look-ups instead.
-            _plan(toolbox, facts)
-            conversation = conversation + [{"role": "user", "content": "What our tools found:\n" + _findings(toolbox)}]
+            compact = [
+                {"role": "system", "content": COMPACT_SYSTEM},
+                {"role": "user", "content": compact_request(facts, toolbox)},
+            ]
+            client.modes_used.append("compact")
+            insight = client.structured(compact, LeadInsight, kind="insight_compact", in_prompt=True)
         else:
-            model_tools = True
-        insight = client.structured(conversation + [{"role": "user", "content": insight_request()}], LeadInsight)
+            insight, model_tools = _full_research(client, messages, toolbox, facts)
         withheld = _withhold_ungrounded(insight, facts, toolbox, client.usage)
     except LlmBudgetExceeded as exc:
         error, status = str(exc), "over_budget"
