@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
@@ -214,7 +215,9 @@ def _store(settings: Settings, caps: Capabilities) -> None:
         pass
 
 
-TYPICAL_FULL_RESEARCH_TOKENS = 1700  # a tool round and the insight with the look-ups' findings (for `llm check`)
+# A lead's full research, for `llm check`'s verdict: a tool round with the tool schemas, then the insight with the
+# look-ups' findings; without tool calling, the insight alone.
+TYPICAL_FULL_RESEARCH_TOKENS = {"tools": 1700, "no_tools": 1000}
 MEASURE_MIN_TOKENS = 150  # a call this big measures the endpoint's speed (on smaller ones the latency dominates)
 
 
@@ -324,6 +327,11 @@ def extract_object(content: str | None, notes: list[tuple[str, str]]) -> dict[st
     text = (content or "").strip()
     if not text:
         raise ReplyProblem("empty", "the reply was empty")
+    if "&#34;" in text or "&quot;" in text:
+        # llama-cpp-python's chatml-function-calling template HTML-escapes the prompt, so a small model copies
+        # `{&#34;summary&#34;: ...}`: entities decoded (they carry no meaning of their own in a JSON answer).
+        text = html.unescape(text)
+        notes.append(("html_escaped", "HTML entities in the reply were decoded"))
     try:
         value = json.loads(text)
         if isinstance(value, dict):
@@ -482,6 +490,9 @@ class LlmClient:
         self.usage = Usage()
         self.caps = capabilities(settings)
         self.modes_used: list[str] = []
+        # Whether replies measure the endpoint's speed; off for the compact research, whose prefix the server has
+        # cached (it would look faster than a full research would be, and switch back to it).
+        self.measures = True
 
     @property
     def remaining(self) -> float:
@@ -538,6 +549,8 @@ class LlmClient:
     def _measure(self, request: dict[str, Any], seconds: float, response: Any) -> None:
         """The endpoint's speed from a reply with usage (seconds per prompt + completion token), or a lower bound
         from a request that timed out (its prompt estimated at 3 characters a token); json_object apart."""
+        if not self.measures:
+            return
         grammar = (request.get("response_format") or {}).get("type") == "json_object"
         key = "json_object_seconds_per_token" if grammar else "seconds_per_token"
         if response is None:
@@ -672,6 +685,10 @@ class LlmClient:
         """One reply in the strongest mode the endpoint does; a mode it refuses is recorded and the next tried."""
         forced = self.settings.llm_structured_mode
         modes = self.caps.structured_modes() if forced == "auto" else [forced]
+        if in_prompt and forced == "auto":
+            # A worked example in the prompt: SmolLM2-135M's plain reply followed it, its json_object reply (grammar
+            # decoding) did not (other keys, then prose up to max_tokens), and the grammar is the slow part.
+            modes = [m for m in modes if m != "json_object"]
         refused: list[str] = []
         for index, mode in enumerate(modes):
             extra, request = self._format(mode, schema, in_prompt)
@@ -831,13 +848,14 @@ def probe(settings: Settings) -> dict[str, Any]:
     )
     # The endpoint's speed on a prompt the size of the compact research (measured in _once, >= 150 tokens): it
     # decides between the full and the compact research prompts (REVLOOP_LLM_PROMPT=auto).
-    from agents.lead.prompts import COMPACT_SYSTEM
+    from agents.lead.prompts import COMPACT_EXAMPLE, COMPACT_SYSTEM
 
     sample_lead = "Lead: Jane Roe, Head of IT at Example Ltd.\nCRM account: Example Ltd, software, 120 employees."
     attempt(
         "speed",
         messages=[
             {"role": "system", "content": COMPACT_SYSTEM},
+            *COMPACT_EXAMPLE,
             {"role": "user", "content": sample_lead + "\n" + fence("We would like a demo next week.")},
         ],
     )
@@ -850,9 +868,9 @@ def probe(settings: Settings) -> dict[str, Any]:
             caps.details.pop("json_object_seconds_per_token", None)  # the probe's verdict replaces older ones
         _store(settings, caps)
     per_token = caps.details.get("seconds_per_token")
+    full = caps.seconds_for(TYPICAL_FULL_RESEARCH_TOKENS["no_tools" if caps.tools is False else "tools"])
     research_prompt = settings.llm_prompt
     if research_prompt == "auto":
-        full = caps.seconds_for(TYPICAL_FULL_RESEARCH_TOKENS)
         research_prompt = "unknown" if full is None else "compact" if full > settings.llm_budget_seconds / 2 else "full"
     return {
         "endpoint": _endpoint(settings),
@@ -862,9 +880,9 @@ def probe(settings: Settings) -> dict[str, Any]:
         "structured_mode": caps.structured_modes()[0],
         "json_object_slow": caps.details.get("json_object_slow"),
         "seconds_per_token": per_token,
-        # What a lead's full research (tool round, then the insight: about TYPICAL_FULL_RESEARCH_TOKENS) would take;
-        # with REVLOOP_LLM_PROMPT=auto the compact prompt is used when that is over half the budget.
-        "full_research_seconds": None if per_token is None else round(TYPICAL_FULL_RESEARCH_TOKENS * per_token, 1),
+        # What a lead's full research would take; with REVLOOP_LLM_PROMPT=auto the compact prompt is used when that
+        # is over half the budget.
+        "full_research_seconds": None if full is None else round(full, 1),
         "research_prompt": research_prompt,
         "price_per_mtok": settings.llm_price(),
     }

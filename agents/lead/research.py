@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agents.lead.prompts import COMPACT_SYSTEM, RESEARCH_SYSTEM, insight_request
+from agents.lead.prompts import COMPACT_EXAMPLE, COMPACT_SYSTEM, RESEARCH_SYSTEM, insight_request
 from agents.llm import LlmBudgetExceeded, LlmClient, LlmError, Usage, estimate_tokens, fence
 from core import audit
 from core.db import session_scope
@@ -265,9 +265,11 @@ def with_llm(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
             _plan(toolbox, facts)
             compact = [
                 {"role": "system", "content": COMPACT_SYSTEM},
+                *COMPACT_EXAMPLE,
                 {"role": "user", "content": compact_request(facts, toolbox)},
             ]
             client.modes_used.append("compact")
+            client.measures = False
             insight = client.structured(compact, LeadInsight, kind="insight_compact", in_prompt=True)
         else:
             insight, model_tools = _full_research(client, messages, toolbox, facts)

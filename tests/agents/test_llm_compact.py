@@ -9,7 +9,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from agents.lead.prompts import COMPACT_SYSTEM
+from agents.lead.prompts import COMPACT_EXAMPLE, COMPACT_SYSTEM
 from agents.llm import forget_capabilities, probe
 from core.db import session_scope
 from core.models import LlmCapability, LlmRun
@@ -47,7 +47,7 @@ def test_an_endpoint_measured_slow_gets_the_compact_prompt(settings, llm, worker
     def slow_server(body):
         if (body.get("response_format") or {}).get("type") == "json_schema":
             return {"status": 500}  # like llama.cpp
-        if body.get("response_format"):
+        if body.get("response_format") or body["messages"][0]["content"] == COMPACT_SYSTEM:
             return {"content": json.dumps(INSIGHT), "prompt_tokens": 140, "completion_tokens": 40}
         # The tool round: 1.2 s for 150 tokens, so a full research (~2,000+ tokens) would not fit half the budget.
         return {"sleep": 1.2, "content": "I will look at the lead.", "prompt_tokens": 140, "completion_tokens": 10}
@@ -60,14 +60,16 @@ def test_an_endpoint_measured_slow_gets_the_compact_prompt(settings, llm, worker
     item, second = run(settings, worker, 1)
     [request] = llm.requests[sent:]  # one call: no tool round
     assert "tools" not in request and request["max_tokens"] == settings.llm_max_tokens.insight_compact == 160
-    assert [m["role"] for m in request["messages"]] == ["system", "user"]
-    assert request["messages"][0]["content"] == COMPACT_SYSTEM  # the same for every lead: a cacheable prefix
-    user = request["messages"][1]["content"]
+    assert [m["role"] for m in request["messages"]] == ["system", "user", "assistant", "user"]
+    assert request["messages"][:3] == [{"role": "system", "content": COMPACT_SYSTEM}, *COMPACT_EXAMPLE]  # a worked
+    # example instead of a schema, the same for every lead: a prefix the server caches
+    assert "response_format" not in request  # prompt mode: the example gives the shape
+    user = request["messages"][-1]["content"]
     assert user.startswith("Lead: Jane Doe, VP Sales at Acme Software.") and "<lead_text>" in user
     assert "CRM account: Acme Software, Software, 250 employees." in user
     assert "crm find contact: domain acme-software.com" in user  # what the look-ups added, each fact once
     assert '"type": "object"' not in user and "functions" not in json.dumps(request)  # no schemas
-    assert (second.outcome, second.mode, second.calls) == ("used", "json_object+compact", 1)
+    assert (second.outcome, second.mode, second.calls) == ("used", "prompt+compact", 1)
     assert item.brief["engine"] == "llm" and "Jane Doe leads sales at Acme Software" in item.brief["summary"]
     assert "choice of look-ups" not in item.brief["llm"]["model_parts"]
     assert any(e["tool"] == "crm_account_history" for e in item.brief["evidence"])  # our own look-ups
@@ -91,8 +93,8 @@ def test_llm_check_measures_json_object_slow_and_leads_use_prompt_mode(settings,
             return {"status": 500}
         if fmt == "json_object":  # grammar decoding: slow per token
             return {"sleep": 2.2, "content": '{"answer": "ok"}', "prompt_tokens": 30, "completion_tokens": 6}
-        if system == COMPACT_SYSTEM and "Example Ltd" in body["messages"][1]["content"]:  # the speed probe
-            return {"sleep": 1.5, "content": "{}", "prompt_tokens": 200, "completion_tokens": 40}
+        if system == COMPACT_SYSTEM and "Example Ltd" in body["messages"][-1]["content"]:  # the speed probe
+            return {"sleep": 3.0, "content": "{}", "prompt_tokens": 200, "completion_tokens": 40}
         if system == COMPACT_SYSTEM:  # a lead
             return {"content": "Here it is: " + json.dumps(INSIGHT), "prompt_tokens": 200, "completion_tokens": 60}
         return {"content": '{"answer": "ok"}', "prompt_tokens": 30, "completion_tokens": 6}
