@@ -40,7 +40,7 @@ from crm.records import set_lead_status
 from deals import cadences, daily, flow, pipeline
 from review import decisions, health, notification_channels, repository, sla
 from review.execute import Rule, execute_approved
-from review.queue import Draft, enqueue
+from review.queue import Draft, enqueue_once
 
 log = logging.getLogger("revloop.agents")
 CHECKPOINT_SETUP_LOCK = 0x7265766C6F6F70  # "revloop": the advisory lock key of the checkpointer's migrations
@@ -106,15 +106,19 @@ def open_checkpointer(settings: Settings) -> Iterator[BaseCheckpointSaver]:
 FIRST_RUN_DURABILITY = "exit"
 
 
-def _store_lead_run(session, lead_id: int, values: dict[str, Any]) -> None:
-    """What a lead's first run decided, stored once: the brief (score, grade; the lead becomes scored) and, when it
-    may not be contacted, that status. A re-run after a crash stores nothing twice."""
+def _store_lead_run(session, lead_id: int, values: dict[str, Any], *, queued: bool = False) -> None:
+    """What a lead's first run decided, stored once: the brief (score, grade; the lead becomes scored), then in_review
+    when its review item was just queued (`queued`), or no_contact_allowed when it may not be contacted. The lead's
+    changes go to the database in one UPDATE, each status change with its audit event. A re-run after a crash
+    stores nothing twice."""
     lead = session.get(Lead, lead_id)
     brief = values.get("brief")
     if brief and lead.brief != brief:
-        records.record_brief(session, lead_id, brief, actor="agent:lead")
+        records.record_brief(session, lead_id, brief, actor="agent:lead", flush=False)
+    if queued:
+        set_lead_status(session, lead_id, LeadStatus.IN_REVIEW, actor="agent:lead", flush=False)
     if (values.get("outcome") or {}).get("status") == LeadStatus.NO_CONTACT_ALLOWED:
-        set_lead_status(session, lead_id, LeadStatus.NO_CONTACT_ALLOWED, actor="agent:lead")
+        set_lead_status(session, lead_id, LeadStatus.NO_CONTACT_ALLOWED, actor="agent:lead", flush=False)
 
 
 class LeadGraphRunner:
@@ -185,16 +189,20 @@ class LeadGraphRunner:
         lead_id (a lead's first run), the lead's brief and status are stored in the same unit of work, which also
         ends the worker's job (core.jobs.finish_current): one transaction for the whole run."""
         item_ids = []
+        queued = False
         with session_scope(self.settings) as session:
-            if lead_id is not None:
-                _store_lead_run(session, lead_id, values)
             for pending in interrupts:
                 draft = Draft.model_validate(pending.value).model_copy(
                     update={"thread_id": thread_id, "dedupe_key": pending.id}
                 )
                 # Queued once: an item already queued for this interrupt (a re-run after a crash) is returned as it is.
-                item_ids.append(enqueue(session, draft, actor=f"agent:{draft.source}").id)
+                # On a lead's first run its move to in_review is stored with its brief (below), in one UPDATE.
+                ours = lead_id is not None and draft.lead_id == lead_id
+                item, created = enqueue_once(session, draft, actor=f"agent:{draft.source}", lead_status=not ours)
+                item_ids.append(item.id)
+                queued |= created and ours
             if lead_id is not None:
+                _store_lead_run(session, lead_id, values, queued=queued)
                 jobs.finish_current(session)
         return item_ids
 

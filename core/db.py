@@ -218,6 +218,17 @@ def session_scope(settings: Settings | None = None, *, readonly: bool = False) -
         session.close()
 
 
+@contextmanager
+def reading(settings: Settings | None = None, session: Session | None = None) -> Iterator[Session]:
+    """The caller's session when it passes one (several look-ups in one unit of work: one connection checkout,
+    one read transaction, one identity map), else a read-only unit of work of its own (session_scope)."""
+    if session is not None:
+        yield session
+        return
+    with session_scope(settings, readonly=True) as own:
+        yield own
+
+
 def is_busy_error(exc: BaseException) -> bool:
     """True for a failure that the same unit of work may overcome by trying again: SQLite busy/locked,
     PostgreSQL serialization failure, deadlock or lock timeout."""

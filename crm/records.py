@@ -148,10 +148,11 @@ def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
     session.flush()
 
 
-def set_lead_status(session: Session, lead_id: int, status: str, *, actor: str) -> bool:
+def set_lead_status(session: Session, lead_id: int, status: str, *, actor: str, flush: bool = True) -> bool:
     """Move a lead to a new status with an audit event; False (and no event) when it is already there, or
     when it is converted: drafts and sends about its deal (a proposal, an invoice) do not make it a lead in
-    review or contacted again."""
+    review or contacted again. flush=False leaves the UPDATE to the unit of work's next flush (with the row's
+    other changes)."""
     lead = session.get(Lead, lead_id)
     if lead is None or lead.status in (status, LeadStatus.CONVERTED):
         return False
@@ -165,7 +166,8 @@ def set_lead_status(session: Session, lead_id: int, status: str, *, actor: str) 
         after={"status": status},
     )
     lead.status = status
-    session.flush()
+    if flush:
+        session.flush()
     return True
 
 
@@ -184,8 +186,9 @@ def capture_snapshot(session: Session, lead_id: int) -> dict[str, Any]:
     return session.get(Lead, lead_id).capture_features or {}
 
 
-def record_brief(session: Session, lead_id: int, brief: dict[str, Any], *, actor: str) -> None:
-    """Store the lead's score, grade and brief (the same values on a re-run) and mark it scored."""
+def record_brief(session: Session, lead_id: int, brief: dict[str, Any], *, actor: str, flush: bool = True) -> None:
+    """Store the lead's score, grade and brief (the same values on a re-run) and mark it scored (flush: as
+    set_lead_status)."""
     row = session.get(Lead, lead_id)
     model = brief.get("model")
     before = {"score": row.score, "grade": row.grade}
@@ -208,7 +211,7 @@ def record_brief(session: Session, lead_id: int, brief: dict[str, Any], *, actor
         },
     )
     if row.status in (LeadStatus.NEW, LeadStatus.PROCESSING):
-        set_lead_status(session, row.id, LeadStatus.SCORED, actor=actor)
+        set_lead_status(session, row.id, LeadStatus.SCORED, actor=actor, flush=flush)
 
 
 # directory field -> account field

@@ -509,21 +509,29 @@ def _names(text: str) -> Iterator[tuple[int, int, Fact | None]]:
         yield match.start(), match.end(), Fact("place" if name.lower() in places() else "name", name)
 
 
+@lru_cache(maxsize=1)
+def _place_starts() -> frozenset[str]:
+    """The first words of the gazetteer's names of two or three words ("new" of "new york")."""
+    return frozenset(name.split(" ", 1)[0] for name in places() if " " in name)
+
+
 def _lowercase_places(text: str) -> Iterator[tuple[int, int, Fact]]:
     """Places written in lower case: rare names anywhere ("munich"), names that are also English words only
     where they read as a place ("in berlin", "the boston office"), ordinary words never ("nice", "reading")."""
     words = list(WORD.finditer(text))
+    known, starts = places(), _place_starts()
     index = 0
     while index < len(words):
         step = 1
-        for size in (3, 2, 1):
+        # Two- and three-word names are tried only from a word that begins one (most words begin none).
+        for size in (3, 2, 1) if words[index].group(0) in starts else (1,):
             group = words[index : index + size]
             if len(group) < size or any(
                 text[a.end() : b.start()] != " " for a, b in zip(group, group[1:], strict=False)
             ):
                 continue
             name = " ".join(w.group(0) for w in group)
-            if name not in places():
+            if name not in known:
                 continue
             everywhere = _place_everywhere(name)
             before = words[index - 1].group(0) if index else ""

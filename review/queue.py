@@ -153,6 +153,12 @@ def queue_drafted(
 def enqueue(session: Session, draft: Draft, *, actor: str) -> ReviewItem:
     """Create the review item for a draft, once (keyed by its dedupe key). A draft with a supersede key
     cancels the other pending items with that key in the same transaction, each audited with the reason."""
+    return enqueue_once(session, draft, actor=actor)[0]
+
+
+def enqueue_once(session: Session, draft: Draft, *, actor: str, lead_status: bool = True) -> tuple[ReviewItem, bool]:
+    """enqueue, returning (item, created). lead_status=False leaves moving the draft's lead to in_review to the
+    caller (agents.runtime: with the lead's brief and score, one UPDATE of the lead row instead of two)."""
     if not draft.dedupe_key:
         raise ValueError("a draft needs its dedupe_key before it is queued")
     if draft.kind in PHONE_KINDS:
@@ -183,7 +189,7 @@ def enqueue(session: Session, draft: Draft, *, actor: str) -> ReviewItem:
         select(ReviewItem).where(ReviewItem.dedupe_key == draft.dedupe_key),
     )
     if not created:
-        return item
+        return item, False
     superseded = _older_pending(session, item) if draft.supersede_key else []
     audit.record(
         session,
@@ -202,10 +208,10 @@ def enqueue(session: Session, draft: Draft, *, actor: str) -> ReviewItem:
     if superseded:
         by = f"{draft.supersede_label} (#{item.id})" if draft.supersede_label else f"#{item.id}"
         cancel_pending(session, reason=f"superseded by {by}", actor=actor, item_ids=superseded)
-    if draft.lead_id is not None:
+    if draft.lead_id is not None and lead_status:
         set_lead_status(session, draft.lead_id, LeadStatus.IN_REVIEW, actor=actor)
     _tell_assignee_of_hot_lead(session, item)
-    return item
+    return item, True
 
 
 def _tell_assignee_of_hot_lead(session: Session, item: ReviewItem) -> None:

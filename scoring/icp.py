@@ -36,11 +36,26 @@ def published(session: Session) -> IcpRubric | None:
     return session.scalar(select(IcpRubric).where(IcpRubric.status == RubricStatus.PUBLISHED))
 
 
+# Published versions parsed in this process, by (row id, version, created_at): a row's content is written once, with
+# the row (save_draft); created_at tells a new row from a deleted one that had the same id and version.
+_published_rubrics: dict[tuple[Any, ...], Rubric] = {}
+
+
 def active_rubric(session: Session, settings: Settings) -> Rubric:
-    """The published rubric; until one is published, the rubric file from the settings."""
-    row = published(session)
+    """The published rubric; until one is published, the rubric file from the settings. Scoring a lead reads only
+    the published row's id and version; its content (and backtest) is read and parsed once per process."""
+    row = session.execute(
+        select(IcpRubric.id, IcpRubric.version, IcpRubric.created_at).where(IcpRubric.status == RubricStatus.PUBLISHED)
+    ).first()
     if row is not None:
-        return _parsed(row.content)
+        key = tuple(row)
+        rubric = _published_rubrics.get(key)
+        if rubric is None:
+            rubric = _parsed(session.scalar(select(IcpRubric.content).where(IcpRubric.id == row.id)))
+            if len(_published_rubrics) >= 16:
+                _published_rubrics.clear()
+            _published_rubrics[key] = rubric
+        return rubric
     path = Path(settings.rubric_path)
     return _file_rubric(str(path), path.stat().st_mtime)
 

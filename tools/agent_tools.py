@@ -11,7 +11,7 @@ from rapidfuzz import fuzz, process
 from sqlalchemy import false, func, or_, select
 
 from core import audit
-from core.db import session_scope, write_if_free
+from core.db import reading, session_scope, write_if_free
 from core.models import Account, Activity, Company, Contact, Deal, EnrichmentCache, utcnow
 from tools.enrichment import company_key as _plain
 from tools.enrichment import email_domain, is_free_mail, normalise_website
@@ -56,9 +56,9 @@ def _account(a: Account) -> dict[str, Any]:
     }
 
 
-def native_find_contact(settings: Any, email: str) -> dict[str, Any]:
-    """crm_find_contact from revloop's own tables (the native CRM backend)."""
-    with session_scope(settings, readonly=True) as session:
+def native_find_contact(settings: Any, email: str, session: Any = None) -> dict[str, Any]:
+    """crm_find_contact from revloop's own tables (the native CRM backend); through `session` when given."""
+    with reading(settings, session) as session:
         contact = session.scalar(select(Contact).where(Contact.email == email.lower()))
         if contact is None:
             return {"found": False}
@@ -74,9 +74,9 @@ def native_find_contact(settings: Any, email: str) -> dict[str, Any]:
         }
 
 
-def native_account_history(settings: Any, account_id: int) -> dict[str, Any]:
-    """crm_account_history from revloop's own tables (the native CRM backend)."""
-    with session_scope(settings, readonly=True) as session:
+def native_account_history(settings: Any, account_id: int, session: Any = None) -> dict[str, Any]:
+    """crm_account_history from revloop's own tables (the native CRM backend); through `session` when given."""
+    with reading(settings, session) as session:
         account = session.get(Account, account_id)
         if account is None:
             return {"found": False}
@@ -96,19 +96,24 @@ def native_account_history(settings: Any, account_id: int) -> dict[str, Any]:
         }
 
 
-@agent_tool(scope="read_crm")
+def _native_crm(ctx: ToolContext) -> bool:
+    """The CRM is revloop's own tables (no backend, or the native one): a crm_* call is a local read."""
+    return ctx.crm is None or getattr(ctx.crm, "name", None) == "native"
+
+
+@agent_tool(scope="read_crm", inline=_native_crm)
 def crm_find_contact(ctx: ToolContext, args: ContactByEmail) -> dict[str, Any]:
     """Find the CRM contact for an email address, with its account and consent flags."""
     email = str(args.email).lower()
-    return ctx.crm.find_contact(email) if ctx.crm is not None else native_find_contact(ctx.settings, email)
+    return native_find_contact(ctx.settings, email, ctx.session) if _native_crm(ctx) else ctx.crm.find_contact(email)
 
 
-@agent_tool(scope="read_crm")
+@agent_tool(scope="read_crm", inline=_native_crm)
 def crm_account_history(ctx: ToolContext, args: AccountById) -> dict[str, Any]:
     """Deals (won, lost, open) and the number of activities of a CRM account."""
-    if ctx.crm is not None:
+    if not _native_crm(ctx):
         return ctx.crm.account_history(args.account_id)
-    return native_account_history(ctx.settings, args.account_id)
+    return native_account_history(ctx.settings, args.account_id, ctx.session)
 
 
 def _company(c: Company) -> dict[str, Any]:
@@ -137,7 +142,7 @@ def _remember(session: Any, key: str, value: dict[str, Any], hours: float) -> di
     return value
 
 
-@agent_tool(scope="read_directory")
+@agent_tool(scope="read_directory", inline=lambda _ctx: True)  # our tables (and a cache write that never waits)
 def company_lookup(ctx: ToolContext, args: CompanyQuery) -> dict[str, Any]:
     """Firmographics of a company from the CRM and the imported company directory, by domain or fuzzy name."""
     domain = normalise_website(args.domain) if args.domain else None
@@ -145,7 +150,7 @@ def company_lookup(ctx: ToolContext, args: CompanyQuery) -> dict[str, Any]:
         domain = None
     name = (args.name or "").strip()
     key = f"company:{domain or ''}:{_plain(name)}:{'directory' if args.directory_only else 'any'}"
-    with session_scope(ctx.settings, readonly=True) as session:  # a read: no write lock unless a miss is cached
+    with reading(ctx.settings, ctx.session) as session:  # a read: no write lock unless a miss is cached
         if cached := _cached(session, key):
             return cached
         result: dict[str, Any] = {"found": False, "domain": domain}

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -32,6 +32,9 @@ class ToolSpec:
     func: Callable[..., Any]
     args_model: type[BaseModel] | None = None
     timeout: float = 10.0
+    # Whether a call may run in the caller's thread with the caller's session (ToolContext.session): a tool that
+    # reads only revloop's own database, for that context (a CRM tool only on the native backend). None: never.
+    inline: Callable[[ToolContext], bool] | None = None
 
     def openai_schema(self) -> dict[str, Any]:
         parameters = self.args_model.model_json_schema() if self.args_model else {"type": "object", "properties": {}}
@@ -48,13 +51,22 @@ TOOLS: dict[str, ToolSpec] = {}
 _EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
 
 
-def agent_tool(*, scope: str, side_effect: bool = False, timeout: float = 10.0) -> Callable[[F], F]:
-    """Register a tool a model may call: func(ctx, args: SomeModel) -> JSON-able dict."""
+def agent_tool(
+    *,
+    scope: str,
+    side_effect: bool = False,
+    timeout: float = 10.0,
+    inline: Callable[[ToolContext], bool] | None = None,
+) -> Callable[[F], F]:
+    """Register a tool a model may call: func(ctx, args: SomeModel) -> JSON-able dict. inline(ctx) true: a read of
+    revloop's own database, run in the caller's thread with ctx.session when the caller passes one (see Toolbox)."""
 
     def register(func: F) -> F:
         params = list(inspect.signature(func, eval_str=True).parameters.values())
         args_model = params[1].annotation if len(params) > 1 else None
-        spec = ToolSpec(func.__name__, scope, side_effect, inspect.getdoc(func) or "", func, args_model, timeout)
+        spec = ToolSpec(
+            func.__name__, scope, side_effect, inspect.getdoc(func) or "", func, args_model, timeout, inline
+        )
         TOOLS[spec.name] = spec
         func.tool_spec = spec  # type: ignore[attr-defined]
         return func
@@ -71,6 +83,9 @@ class ToolContext:
     actor: str = "agent"
     # The CRM backend the crm_* tools read through (crm.connectors: native, hubspot, pipedrive); None: the tables.
     crm: Any = None
+    # The caller's read-only session (its thread's): an inline tool reads through it instead of opening its own.
+    # Only calls run in the caller's thread see it (Toolbox.call); a call on the tool pool gets None.
+    session: Any = None
 
 
 @dataclass
@@ -147,8 +162,18 @@ class Toolbox:
             self.calls.append(result)
             return result
         started = time.perf_counter()
+        inline = self.context.session is not None and spec.inline is not None and spec.inline(self.context)
         try:
-            data = _EXECUTOR.submit(spec.func, self.context, args).result(timeout=spec.timeout)
+            if inline:
+                # A read of our own database, in this thread and through the caller's session: no thread hand-off
+                # and no unit of work of its own. It cannot be interrupted (nor could a pool thread be), so its
+                # timeout is applied to its answer: one later than the limit is dropped, as the pool's would be.
+                data = spec.func(self.context, args)
+                if time.perf_counter() - started > spec.timeout:
+                    raise FutureTimeout
+            else:
+                context = replace(self.context, session=None) if self.context.session is not None else self.context
+                data = _EXECUTOR.submit(spec.func, context, args).result(timeout=spec.timeout)
         except FutureTimeout:
             result = ToolResult(name, False, f"error: {name} timed out after {spec.timeout:g}s")
         except Exception as exc:  # a tool's failure goes back to the model as text

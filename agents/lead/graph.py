@@ -14,6 +14,10 @@ def _after_route(state: LeadState) -> str:
     return "finish" if state["route"]["channel"] == "none" else "draft"
 
 
+def _after_prepare(state: LeadState) -> str:
+    return "finish" if state["route"]["channel"] == "none" else "review"
+
+
 def _after_review(state: LeadState) -> str:
     decision = state.get("decision") or {}
     if decision.get("action") == "approve":
@@ -26,18 +30,20 @@ def _after_review(state: LeadState) -> str:
 def build_lead_graph(settings: Settings) -> StateGraph:
     nodes = LeadNodes(settings)
     graph = StateGraph(LeadState)
-    # enrich -> score -> brief -> route run as one step, "assess": one LangGraph super-step instead of four (each
-    # costs its task set-up, channel writes and checkpoint bookkeeping; before the review interrupt nothing is
-    # checkpointed in between anyway, see agents.runtime.FIRST_RUN_DURABILITY).
-    graph.add_node("assess", nodes.assess)
-    graph.add_node("draft", nodes.draft)
+    # enrich -> score -> brief -> route -> draft run as one step, "prepare": one LangGraph super-step instead of
+    # five (each costs its task set-up, channel writes and checkpoint bookkeeping; before the review interrupt
+    # nothing is checkpointed in between anyway, see agents.runtime.FIRST_RUN_DURABILITY).
+    graph.add_node("prepare", nodes.prepare)
+    graph.add_node("draft", nodes.draft)  # a redraft a closer asked for
     graph.add_node("review", nodes.review)
     graph.add_node("execute", nodes.execute)
     graph.add_node("finish", nodes.finish)
-    graph.add_edge(START, "assess")
+    graph.add_edge(START, "prepare")
+    graph.add_conditional_edges("prepare", _after_prepare, ["review", "finish"])
+    # assess (the four without the draft) and the four as their own nodes, for a thread checkpointed midway by an
+    # earlier version (its next step is one of them); no new run goes through them.
+    graph.add_node("assess", nodes.assess)
     graph.add_conditional_edges("assess", _after_route, ["draft", "finish"])
-    # The four as their own nodes, for a thread checkpointed midway by an earlier version (its next step is one of
-    # them); no new run goes through them.
     graph.add_node("enrich", nodes.enrich)
     graph.add_node("score", nodes.score)
     graph.add_node("brief", nodes.brief)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from core.db import session_scope
+from sqlalchemy.orm import Session
+
+from core.db import reading
 from core.enums import ReviewQueue
 from core.models import utcnow
 from core.settings import Settings
@@ -54,13 +56,13 @@ def service_type(facts: dict[str, Any]) -> str | None:
     return str(value).strip().lower() if value else None
 
 
-def industry_without_history(settings: Settings, facts: dict[str, Any]) -> str | None:
+def industry_without_history(settings: Settings, facts: dict[str, Any], session: Session | None = None) -> str | None:
     """The lead's industry when none of our closed deals is in it, once there is a history to compare with
     (at least REVLOOP_SCORING_MIN_CLOSED_DEALS closed deals; before that every industry would be new)."""
     industry = (facts.get("account") or {}).get("industry") or facts["lead"]["custom"].get("industry")
     if not industry:
         return None
-    with session_scope(settings) as session:
+    with reading(settings, session) as session:
         if records.closed_deal_count(session) < settings.scoring_min_closed_deals:
             return None
         seen = records.closed_deal_count(session, industry=str(industry))
@@ -68,11 +70,15 @@ def industry_without_history(settings: Settings, facts: dict[str, Any]) -> str |
 
 
 def exception_reasons(
-    brief: dict[str, Any], facts: dict[str, Any], injection: list[str], settings: Settings | None = None
+    brief: dict[str, Any],
+    facts: dict[str, Any],
+    injection: list[str],
+    settings: Settings | None = None,
+    session: Session | None = None,
 ) -> list[str]:
     lead = facts["lead"]
     reasons = []
-    unusual = industry_without_history(settings, facts) if settings is not None else None
+    unusual = industry_without_history(settings, facts, session) if settings is not None else None
     # A strong lead (or one the rubric's adjustments held below B, e.g. outside the ICP) in an industry we have
     # never closed a deal in: a person decides.
     if unusual and (brief["grade"] in ("A", "B") or brief.get("uncapped_grade") in ("A", "B")):
@@ -98,12 +104,14 @@ def sla_minutes(settings: Settings, grade: str, queue: str) -> int:
     )
 
 
-def pick_assignee(settings: Settings, region: str | None, service: str | None = None) -> str | None:
+def pick_assignee(
+    settings: Settings, region: str | None, service: str | None = None, session: Session | None = None
+) -> str | None:
     """The user working the lead's service and region (then service, then region, then anyone) holding the
     fewest pending items, under capacity; None sends the item to the team queue. Only agents linked to an active
     closer or manager are candidates, and the name returned is that user's (what the queue's "mine" and the
     review policy compare with). Loads are counted per candidate up to capacity, never over the whole queue."""
-    with session_scope(settings) as session:
+    with reading(settings, session) as session:  # reads only: the caller's session, else a read-only one
         roster = sales_team.routing_roster(session)
         if not roster:
             return None

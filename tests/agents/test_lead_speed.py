@@ -75,6 +75,52 @@ def test_a_lead_costs_two_commits_and_one_checkpoint_up_to_its_review_item(setti
         assert _checkpoints(saver, _thread(settings, lead_id)) == 1  # saved once, at the interrupt
 
 
+@contextmanager
+def counting_units_of_work(settings):
+    """Transactions begun (on the read and the write engine) and UPDATE statements of the leads table."""
+    counts = {"begun": 0, "lead_updates": 0}
+
+    def begin(_conn) -> None:
+        counts["begun"] += 1
+
+    def statement(_conn, _cursor, sql, *_args) -> None:
+        if sql.lstrip().lower().startswith("update leads"):
+            counts["lead_updates"] += 1
+
+    engines = {get_engine(settings), get_engine(settings, readonly=True)}
+    for engine in engines:
+        event.listen(engine, "begin", begin)
+        event.listen(engine, "before_cursor_execute", statement)
+    try:
+        yield counts
+    finally:
+        for engine in engines:
+            event.remove(engine, "begin", begin)
+            event.remove(engine, "before_cursor_execute", statement)
+
+
+def test_a_leads_first_run_reads_in_one_unit_of_work_and_updates_its_lead_once(settings, worker):
+    captured_lead(settings)  # warms what is cached per company (the directory look-up)
+    worker.run_until_idle()
+    lead_id = captured_lead(settings, email="jane@acme-software.com", first_name="Jane", phone="+1 415 555 0100")
+    with counting_units_of_work(settings) as counts:
+        assert worker.run_one()
+    with session_scope(settings, readonly=True) as session:
+        lead = session.get(Lead, lead_id)
+        trail = session.scalars(
+            select(AuditEvent.after)
+            .where(AuditEvent.action == "lead.status_changed", AuditEvent.entity_id == str(lead_id))
+            .order_by(AuditEvent.id)
+        ).all()
+    assert lead.status == "in_review" and lead.brief and lead.grade
+    assert [t["status"] for t in trail] == ["scored", "in_review"]  # both changes audited, in order...
+    assert counts["lead_updates"] == 1  # ...and stored with the brief in one UPDATE
+    # The idle worker's look for a job and its claim, the run's reads (records, look-ups, rubric, routing, template:
+    # one read-only unit of work), the run's one write; PostgreSQL adds the graph thread's advisory lock. Before:
+    # about a dozen.
+    assert counts["begun"] <= (4 if settings.is_sqlite else 5), counts
+
+
 def test_a_likely_a_lead_posted_after_a_burst_is_drafted_first(settings, worker):
     cold = [captured_lead(settings, email=f"kid{i}@gmail.com", title="Student", message="homework") for i in range(3)]
     hot = captured_lead(settings, email="ceo@bigco.example", custom={"industry": "software", "employees": 300})

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 
 import pytest
@@ -47,6 +48,40 @@ def test_toolbox_validates_times_out_and_refuses(settings):
     schema = TOOLS["crm_find_contact"].openai_schema()
     assert schema["function"]["parameters"]["required"] == ["email"]
     assert "Find the CRM contact" in schema["function"]["description"]
+
+
+@agent_tool(scope="test", timeout=0.2, inline=lambda ctx: True)
+def local_nap_tool(ctx: ToolContext, args: Nap) -> dict:
+    """Sleep, then say where it ran and with which session (a test tool that reads our own database)."""
+    time.sleep(args.seconds)
+    return {"thread": threading.get_ident(), "session": id(ctx.session) if ctx.session is not None else None}
+
+
+@agent_tool(scope="test", timeout=0.2)
+def remote_nap_tool(ctx: ToolContext, args: Nap) -> dict:
+    """Say where it ran and with which session (a test tool that calls out)."""
+    return {"thread": threading.get_ident(), "session": id(ctx.session) if ctx.session is not None else None}
+
+
+def test_a_local_read_runs_in_the_callers_thread_and_session_and_keeps_its_timeout(settings):
+    with session_scope(settings, readonly=True) as session:
+        box = Toolbox(
+            "test",
+            frozenset({"local_nap_tool", "remote_nap_tool"}),
+            ToolContext(settings, session=session),
+            scopes=frozenset({"test"}),
+        )
+        here = box.call("local_nap_tool", {"seconds": 0})
+        assert here.ok and here.data == {"thread": threading.get_ident(), "session": id(session)}
+        # A tool that is no local read still runs on the tool pool, and never sees the caller's session.
+        there = box.call("remote_nap_tool", {"seconds": 0})
+        assert there.ok and there.data["thread"] != threading.get_ident() and there.data["session"] is None
+        # The limit holds for an inline call too: an answer later than it is dropped, as the pool's would be.
+        late = box.call("local_nap_tool", {"seconds": 0.3})
+        assert not late.ok and late.content == "error: local_nap_tool timed out after 0.2s" and late.data is None
+    # Without a session from the caller, the same tool runs on the pool as before.
+    pooled = Toolbox("test", frozenset({"local_nap_tool"}), ToolContext(settings), scopes=frozenset({"test"}))
+    assert pooled.call("local_nap_tool", {"seconds": 0}).data["thread"] != threading.get_ident()
 
 
 def test_sla_by_grade_and_assignee_by_region_and_capacity(settings, worker):
