@@ -563,11 +563,6 @@ class LlmClient:
         if tokens >= MEASURE_MIN_TOKENS:
             learn_speed(self.settings, key, seconds / tokens)
 
-    def too_slow_for(self, tokens: int) -> bool:
-        """`tokens` (prompt + completion) would take this endpoint more than half the budget, as measured."""
-        seconds = self.caps.seconds_for(tokens)
-        return seconds is not None and seconds > self.budget / 2
-
     def _create(self, kind: str, *, retries: bool = True, **kwargs: Any) -> Any:
         """One call, retried on timeouts and lost connections (and on 429/5xx unless `retries` is False: a feature
         being tried for the first time) while the budget lasts; never a retry that outlives it."""

@@ -158,8 +158,14 @@ def main() -> None:
                 f"{p['problem']} ({p['action']})" for r in runs.values() for p in (r.rejections or [])
             )
             tokens = [r.completion_tokens for r in runs.values() if r.completion_tokens is not None]
+            rows = [
+                f"  lead {lid}: {r.outcome:<8} {r.status:<11} {r.mode or '-':<16} {(r.duration_ms or 0) / 1000:5.1f} s"
+                f"  {(r.error or '')[:70]}"
+                for lid, r in sorted(runs.items())
+            ]
 
     print(f"\nleads {len(lead_ids)}, review items {len(latency)}, LLM runs {len(runs)}")
+    print("\n".join(rows))
     print(
         f"latency capture -> review item: p50 {percentile(latency, 0.5):.2f} s  p95 {percentile(latency, 0.95):.2f} s"
         f"  max {max(latency, default=float('nan')):.2f} s"

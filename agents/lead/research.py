@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agents.lead.prompts import COMPACT_EXAMPLE, COMPACT_SYSTEM, RESEARCH_SYSTEM, insight_request
-from agents.llm import LlmBudgetExceeded, LlmClient, LlmError, Usage, estimate_tokens, fence
+from agents.llm import Capabilities, LlmBudgetExceeded, LlmClient, LlmError, Usage, capabilities, estimate_tokens, fence
 from core import audit
 from core.db import session_scope
 from core.models import LlmRun
@@ -174,22 +174,24 @@ def compact_request(facts: dict[str, Any], toolbox: Toolbox) -> str:
     return "\n".join(lines)
 
 
-def _full_research_tokens(client: LlmClient, messages: list[dict[str, Any]], toolbox: Toolbox) -> int:
+def _full_research_tokens(caps: Capabilities, messages: list[dict[str, Any]], toolbox: Toolbox) -> int:
     """About how many tokens the full research reads and writes: the tool round with the tool schemas (unless the
     endpoint is known to do no tool calling), then the insight with the conversation and what the look-ups found
     (~600), plus short answers (~150)."""
     insight = estimate_tokens(messages) + 600 + 150
-    if client.caps.tools is False:
+    if caps.tools is False:
         return insight
     return estimate_tokens({"messages": messages, "tools": toolbox.schemas()}) + insight
 
 
-def _compact(settings: Settings, client: LlmClient, messages: list[dict[str, Any]], toolbox: Toolbox) -> bool:
+def _compact(settings: Settings, messages: list[dict[str, Any]], toolbox: Toolbox) -> bool:
     """REVLOOP_LLM_PROMPT: compact, full, or auto (compact when the endpoint was measured too slow for the full
     research within half the budget)."""
     if settings.llm_prompt != "auto":
         return settings.llm_prompt == "compact"
-    return client.too_slow_for(_full_research_tokens(client, messages, toolbox))
+    caps = capabilities(settings)
+    seconds = caps.seconds_for(_full_research_tokens(caps, messages, toolbox))
+    return seconds is not None and seconds > settings.llm_budget_seconds / 2
 
 
 def _withhold_ungrounded(insight: LeadInsight, facts: dict[str, Any], toolbox: Toolbox, usage: Usage) -> list[str]:
@@ -261,10 +263,11 @@ def with_llm(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
     model_tools = False
     withheld: list[str] = []
     try:
-        client = LlmClient(settings)
-        if _compact(settings, client, messages, toolbox):
-            # A slow endpoint: our own look-ups and one short call (no tool round, only the fields it needs).
+        if _compact(settings, messages, toolbox):
+            # A slow endpoint: our own look-ups (before the LLM budget starts: they are not the model's time), then
+            # one short call (no tool round, only the fields it needs).
             _plan(toolbox, facts)
+            client = LlmClient(settings)
             compact = [
                 {"role": "system", "content": COMPACT_SYSTEM},
                 *COMPACT_EXAMPLE,
@@ -274,6 +277,7 @@ def with_llm(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
             client.measures = False
             insight = client.structured(compact, LeadInsight, kind="insight_compact", in_prompt=True)
         else:
+            client = LlmClient(settings)
             insight, model_tools = _full_research(client, messages, toolbox, facts)
         withheld = _withhold_ungrounded(insight, facts, toolbox, client.usage)
     except LlmBudgetExceeded as exc:
