@@ -221,10 +221,16 @@ TYPICAL_FULL_RESEARCH_TOKENS = {"tools": 1700, "no_tools": 1000}
 MEASURE_MIN_TOKENS = 150  # a call this big measures the endpoint's speed (on smaller ones the latency dominates)
 
 
+# json_object counts as slow only above this (seconds per prompt + completion token; ~200 tokens/s): llama.cpp's
+# grammar on a small CPU is ~0.04 and more, a hosted endpoint a thousandth of that.
+GRAMMAR_SLOW_SECONDS_PER_TOKEN = 0.005
+
+
 def learn_speed(settings: Settings, key: str, seconds_per_token: float, *, at_least: bool = False) -> Capabilities:
     """Record a measured speed (`seconds_per_token` or `json_object_seconds_per_token`): the latest measurement,
     or with `at_least` (a call that timed out: a lower bound) the slower of it and what was known. json_object is
-    marked slow when it takes over twice as long per token as plain replies, or timed out with the plain speed
+    marked slow when it takes over twice as long per token as plain replies (and over
+    GRAMMAR_SLOW_SECONDS_PER_TOKEN), or timed out with the plain speed
     unknown (the next calls use prompt mode). Written to the database when a
     decision it feeds changes or the value moves by more than a quarter."""
     caps = capabilities(settings)
@@ -235,7 +241,8 @@ def learn_speed(settings: Settings, key: str, seconds_per_token: float, *, at_le
         caps.details[key] = round(value, 5)
         plain, grammar = caps.details.get("seconds_per_token"), caps.details.get("json_object_seconds_per_token")
         if plain is not None and grammar is not None:
-            caps.details["json_object_slow"] = grammar > 2 * plain
+            # An absolute floor too: on a fast endpoint both figures are tiny and their ratio is timing noise.
+            caps.details["json_object_slow"] = grammar > 2 * plain and grammar > GRAMMAR_SLOW_SECONDS_PER_TOKEN
         elif at_least and key == "json_object_seconds_per_token":
             caps.details["json_object_slow"] = True  # a json_object reply that never came, plain speed unknown
         changed = before.get("json_object_slow") != caps.details.get("json_object_slow") or (

@@ -288,3 +288,14 @@ def test_structured_mode_prompt_sends_no_response_format(settings, llm, worker):
     assert "response_format" not in llm.requests[-1] and llm_run.mode == "prompt"
     assert any("JSON object only" in m["content"] for m in llm.requests[-1]["messages"] if m["role"] == "system")
     assert llm_run.outcome == "used" and problems(llm_run) == ["prose_around_json"]
+
+
+def test_a_fast_endpoint_is_never_marked_grammar_slow_by_timing_noise(settings):
+    from agents.llm import learn_speed
+
+    forget_capabilities()
+    learn_speed(settings, "seconds_per_token", 0.00001)
+    caps = learn_speed(settings, "json_object_seconds_per_token", 0.00005)  # 5x, but a scripted/hosted server
+    assert caps.details["json_object_slow"] is False and "json_object" in caps.structured_modes()
+    caps = learn_speed(settings, "json_object_seconds_per_token", 0.08)  # llama.cpp's grammar on a small CPU
+    assert caps.details["json_object_slow"] is True and "json_object" not in caps.structured_modes()
