@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
@@ -30,7 +30,7 @@ from core.models import ChannelMessage, Contact, OutboxMessage, ReviewItem, utcn
 from core.notifications import notify
 from core.settings import Settings
 from crm.consent import may_message
-from review.outbox import DeliveryUnknown, SendDeferred, fail_attempt
+from review.outbox import DeliveryUnknown, SendDeferred, claim_for_sending, fail_attempt
 from review.queue import NotApproved, RecipientOptedOut, approved_action
 
 WHATSAPP_WINDOW = dt.timedelta(hours=24)
@@ -330,17 +330,7 @@ def send_approved_message(settings: Settings, review_item_id: int) -> OutboxMess
             unknown = True
         else:
             unknown = False
-            claimed = session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == row.id, OutboxMessage.status == row.status)
-                .values(status=OutboxStatus.SENDING, attempts=OutboxMessage.attempts + 1, handed_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if claimed != 1:
-                raise SendDeferred(
-                    f"outbox row {row.id} is being sent by another worker", settings.send_retry_base_seconds
-                )
-            session.refresh(row)
+            claim_for_sending(settings, session, row, now)
         template = item.draft.get("wa_template") if channel == "whatsapp" else None
     if unknown:
         raise DeliveryUnknown(row)

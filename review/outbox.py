@@ -25,6 +25,7 @@ from typing import NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from core.db import session_scope
 from core.enums import OutboxStatus
@@ -213,17 +214,7 @@ def send_approved_email(settings: Settings, review_item_id: int) -> OutboxMessag
             if row.transport != "file":  # an SMTP server may have accepted it: never resend blindly
                 row.status = unknown = OutboxStatus.DELIVERY_UNKNOWN
         if unknown is None:
-            claimed = session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == row.id, OutboxMessage.status == row.status)
-                .values(status=OutboxStatus.SENDING, attempts=OutboxMessage.attempts + 1, handed_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if claimed != 1:
-                raise SendDeferred(
-                    f"outbox row {row.id} is being sent by another worker", settings.send_retry_base_seconds
-                )
-            session.refresh(row)
+            claim_for_sending(settings, session, row, now)
             attachments = _attachments(settings, session, item)
     if unknown is not None:
         raise DeliveryUnknown(row)
@@ -265,3 +256,17 @@ def fail_attempt(settings: Settings, row_id: int, error: str, *, permanent: bool
 def outbox_files(settings: Settings) -> list[Path]:
     folder = settings.resolved_outbox_dir
     return sorted(folder.glob("*.eml")) if folder.exists() else []
+
+
+def claim_for_sending(settings: Settings, session: Session, row: OutboxMessage, now: dt.datetime) -> None:
+    """Move the row to `sending` (one more attempt) only if nobody changed it since it was read: a second worker
+    racing for the same message gets SendDeferred instead of handing it over twice."""
+    claimed = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == row.id, OutboxMessage.status == row.status)
+        .values(status=OutboxStatus.SENDING, attempts=OutboxMessage.attempts + 1, handed_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        raise SendDeferred(f"outbox row {row.id} is being sent by another worker", settings.send_retry_base_seconds)
+    session.refresh(row)
