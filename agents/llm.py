@@ -283,7 +283,7 @@ def _close_partial(text: str) -> str | None:
     """A JSON object cut off (max_tokens reached): closed after its last complete value, or None."""
     stack: list[str] = []
     in_string = escape = False
-    last_safe = -1
+    last_safe, open_at_safe = -1, []
     for i, ch in enumerate(text):
         if in_string:
             if escape:
@@ -304,29 +304,11 @@ def _close_partial(text: str) -> str | None:
             if not stack:
                 return text[: i + 1]
         elif ch == ",":
-            last_safe = i
+            last_safe, open_at_safe = i, list(stack)  # what is open where the last complete value ends
     if not stack or last_safe < 0:
         return None
-    # Cut at the last comma outside a string, then close what is open at that point.
-    head = text[:last_safe]
-    closing: list[str] = []
-    in_string = escape = False
-    for ch in head:
-        if in_string:
-            if escape:
-                escape = False
-            elif ch == "\\":
-                escape = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch == '"':
-            in_string = True
-        elif ch in "{[":
-            closing.append("}" if ch == "{" else "]")
-        elif ch in "}]" and closing:
-            closing.pop()
-    return head + "".join(reversed(closing))
+    # Cut at the last comma outside a string, then close what was open at that point.
+    return text[:last_safe] + "".join(reversed(open_at_safe))
 
 
 def extract_object(content: str | None, notes: list[tuple[str, str]]) -> dict[str, Any]:
