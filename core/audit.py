@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from core.models import AuditEvent
+from core.db import flush_pending
+from core.models import AuditEvent, utcnow
 
 
 def record(
@@ -26,3 +28,17 @@ def record(
     # database in one INSERT instead of one round trip each.
     session.add(event)
     return event
+
+
+def record_many(session: Session, events: list[dict[str, Any]]) -> None:
+    """Write several events (record()'s keyword arguments each) in one INSERT now, without ORM objects: for hot
+    paths that write with Core statements."""
+    if events:
+        flush_pending(session)  # after the events recorded before them
+        session.execute(
+            insert(AuditEvent.__table__),  # Core: the ORM's bulk insert costs more than the INSERT
+            [
+                {"before": None, "after": None, **event, "entity_id": str(event["entity_id"]), "at": utcnow()}
+                for event in events
+            ],
+        )

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
-from core.db import insert_once, session_scope
+from core.db import insert_ignore, session_scope
 from core.enums import JobPriority, JobStatus
 from core.models import Job, utcnow
 from core.settings import Settings, get_settings
@@ -51,17 +51,31 @@ def enqueue(
 ) -> Job:
     """Queue a job once: a second call with the same dedupe key returns the existing job. Due jobs of a higher
     priority are claimed first (core.enums.JobPriority)."""
-    job, created = insert_once(
-        session,
-        Job(kind=kind, payload=payload, dedupe_key=dedupe_key, run_after=run_after or utcnow(), priority=priority),
-        select(Job).where(Job.dedupe_key == dedupe_key),
-    )
+    enqueue_new(session, kind, payload, dedupe_key=dedupe_key, run_after=run_after, priority=priority)
+    return session.scalars(select(Job).where(Job.dedupe_key == dedupe_key)).one()
+
+
+def enqueue_new(
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    dedupe_key: str,
+    run_after: dt.datetime | None = None,
+    priority: int = JobPriority.BACKGROUND,
+) -> int | None:
+    """enqueue() without loading the job: its id when this call queued it, None when the dedupe key was taken."""
+    run_after = run_after or utcnow()
+    values = {"kind": kind, "payload": payload, "dedupe_key": dedupe_key, "run_after": run_after, "priority": priority}
+    row = insert_ignore(session, Job, values)
+    if row is None:
+        return None
     settings = session.info.get("settings")
-    if created and settings is not None and settings.broker_url:
+    if settings is not None and settings.broker_url:
         from core import broker  # Celery is imported only where a broker is configured
 
-        broker.publish_after_commit(session, job)
-    return job
+        broker.publish_after_commit(session, Job(id=row.id, run_after=run_after, priority=priority))
+    return row.id
 
 
 def enqueue_next_slot(session: Session, kind: str, interval: dt.timedelta, *, now: dt.datetime | None = None) -> Job:

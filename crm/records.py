@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.db import insert_once
+from core.db import insert_ignore
 from core.enums import DealOutcome, LeadStatus
 from core.models import Account, Activity, AuditEvent, Contact, Deal, Lead
+from core.names import company_key
 from core.settings import get_settings
 from crm.consent import try_normalise_phone
 from crm.dedupe import find_account_by_name
@@ -51,101 +54,172 @@ def matched_by_name(session: Session, lead: Lead) -> bool:
     return any((after or {}).get("lead_id") == lead.id for after in events)
 
 
-def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> None:
-    """Find or create the lead's contact (by email) and account (by company domain; failing that, an existing
-    account by company name, crm.dedupe) and link them.
+# What capture reads of a contact and an account (scoring.facts' contact_part and account_part, and linking).
+CONTACT_COLUMNS = (
+    Contact.id,
+    Contact.email,
+    Contact.first_name,
+    Contact.last_name,
+    Contact.title,
+    Contact.phone,
+    Contact.do_not_email,
+    Contact.do_not_call,
+    Contact.phone_e164,
+    Contact.account_id,
+)
+ACCOUNT_COLUMNS = (
+    Account.id,
+    Account.name,
+    Account.domain,
+    Account.industry,
+    Account.employees,
+    Account.country,
+    Account.revenue_musd,
+    Account.year_established,
+    Account.subsidiary_of,
+    Account.field_sources,
+)
 
-    Consent only ever narrows: an opt-out recorded on the contact is never undone by a later lead.
-    """
-    contact = session.scalar(select(Contact).where(Contact.email == lead.email))
+
+_CONTACT_BY_EMAIL = select(*CONTACT_COLUMNS).where(Contact.email == bindparam("email"))
+_CONTACT_BY_PHONE_ONLY = (
+    select(*CONTACT_COLUMNS)
+    .where(Contact.phone_e164 == bindparam("phone"), Contact.email.is_(None))
+    .order_by(Contact.id)
+    .limit(1)
+)
+_ACCOUNT_BY_DOMAIN = select(*ACCOUNT_COLUMNS).where(Account.domain == bindparam("domain"))
+
+
+@dataclass(frozen=True)
+class CrmLinks:
+    """A lead's contact and account as linking left them (rows with CONTACT_COLUMNS / ACCOUNT_COLUMNS' names)."""
+
+    contact: Any
+    account: Any | None
+
+    @property
+    def account_id(self) -> int | None:
+        return self.account.id if self.account is not None else self.contact.account_id
+
+
+def link_records(session: Session, lead: Any, *, actor: str) -> CrmLinks:
+    """Find or create the contact (by email) and account (by company domain; failing that, an existing account by
+    company name, crm.dedupe) of a lead (anything with a Lead's id, email, phone, website, company, first_name,
+    last_name, title, consent_email and consent_call), with their audit events. Core statements only: the lead
+    capture's hot path (POST /v1/leads) loads no ORM objects here.
+
+    Consent only ever narrows: an opt-out recorded on the contact is never undone by a later lead."""
+    events: list[dict[str, Any]] = []
+    contact = session.execute(_CONTACT_BY_EMAIL, {"email": lead.email}).first()
     phone = try_normalise_phone(lead.phone, get_settings().default_phone_region) if lead.phone else None
+    contact_changes: dict[str, Any] = {}
+    contact_created = False
     if contact is None and phone:
         # The person first wrote on SMS or WhatsApp (a contact known by number only): the form gives the address.
-        contact = session.scalar(
-            select(Contact).where(Contact.phone_e164 == phone, Contact.email.is_(None)).order_by(Contact.id).limit(1)
-        )
+        contact = session.execute(_CONTACT_BY_PHONE_ONLY, {"phone": phone}).first()
         if contact is not None:
-            contact.email = lead.email
+            contact_changes["email"] = lead.email
     if contact is not None and phone and not contact.phone_e164:
-        contact.phone_e164 = phone
+        contact_changes["phone_e164"] = phone
     domain = company_domain(lead.email, lead.website)
-    account = session.scalar(select(Account).where(Account.domain == domain)) if domain else None
+    account = session.execute(_ACCOUNT_BY_DOMAIN, {"domain": domain}).first() if domain else None
     if account is None and lead.company and (match := find_account_by_name(session, lead.company, domain)):
         account = match.account
-        audit.record(
-            session,
-            actor=actor,
-            action="account.matched_by_name",
-            entity_type="account",
-            entity_id=account.id,
-            after={
-                "lead_id": lead.id,  # the lead's brief says so (lead_facts: account_matched_by_name)
-                "company": lead.company,
-                "account": account.name,
-                "match": match.how,
-                "similarity": match.similarity,
-            },
+        events.append(
+            {
+                "action": "account.matched_by_name",
+                "entity_type": "account",
+                "entity_id": account.id,
+                "after": {
+                    "lead_id": lead.id,  # the lead's brief says so (lead_facts: account_matched_by_name)
+                    "company": lead.company,
+                    "account": account.name,
+                    "match": match.how,
+                    "similarity": match.similarity,
+                },
+            }
         )
-    account_created = False
     if account is None and domain and lead.company:
         # Leads from one new company can arrive at once: the first creates the account, the others link to it.
-        account, account_created = insert_once(
-            session, Account(name=lead.company.strip(), domain=domain), select(Account).where(Account.domain == domain)
+        name = lead.company.strip()
+        created = insert_ignore(
+            session, Account, {"name": name, "name_key": company_key(name)[:200] or None, "domain": domain}
         )
-    if account_created:
-        audit.record(
-            session,
-            actor=actor,
-            action="account.created",
-            entity_type="account",
-            entity_id=account.id,
-            after={"name": account.name, "domain": domain},
-        )
-    contact_created = False
-    if contact is None:
-        contact, contact_created = insert_once(
-            session,
-            Contact(
-                email=lead.email,
-                first_name=lead.first_name,
-                last_name=lead.last_name,
-                title=lead.title,
-                phone=lead.phone,
-                phone_e164=phone,
-                account_id=account.id if account else None,
-                do_not_email=not lead.consent_email,
-                do_not_call=not lead.consent_call,
-                lawful_basis="consent" if lead.consent_email else None,
-            ),
-            select(Contact).where(Contact.email == lead.email),
-        )
-    if contact_created:
-        audit.record(
-            session,
-            actor=actor,
-            action="contact.created",
-            entity_type="contact",
-            entity_id=contact.id,
-            after={"email": contact.email, "do_not_email": contact.do_not_email, "do_not_call": contact.do_not_call},
-        )
-    else:
-        before = {"do_not_email": contact.do_not_email, "do_not_call": contact.do_not_call}
-        contact.do_not_email = contact.do_not_email or not lead.consent_email
-        contact.do_not_call = contact.do_not_call or not lead.consent_call
-        after = {"do_not_email": contact.do_not_email, "do_not_call": contact.do_not_call}
-        if before != after:
-            audit.record(
-                session,
-                actor=actor,
-                action="contact.consent_narrowed",
-                entity_type="contact",
-                entity_id=contact.id,
-                before=before,
-                after=after,
+        account = session.execute(_ACCOUNT_BY_DOMAIN, {"domain": domain}).first()
+        if created is not None:
+            events.append(
+                {
+                    "action": "account.created",
+                    "entity_type": "account",
+                    "entity_id": account.id,
+                    "after": {"name": account.name, "domain": domain},
+                }
             )
-    lead.contact_id = contact.id
-    lead.account_id = account.id if account else contact.account_id
+    if contact is None:
+        values = {
+            "email": lead.email,
+            "first_name": lead.first_name,
+            "last_name": lead.last_name,
+            "title": lead.title,
+            "phone": lead.phone,
+            "phone_e164": phone,
+            "account_id": account.id if account is not None else None,
+            "do_not_email": not lead.consent_email,
+            "do_not_call": not lead.consent_call,
+            "lawful_basis": "consent" if lead.consent_email else None,
+        }
+        contact = insert_ignore(session, Contact, values, *CONTACT_COLUMNS)
+        contact_created = contact is not None
+        if contact_created:
+            events.append(
+                {
+                    "action": "contact.created",
+                    "entity_type": "contact",
+                    "entity_id": contact.id,
+                    "after": {
+                        "email": contact.email,
+                        "do_not_email": contact.do_not_email,
+                        "do_not_call": contact.do_not_call,
+                    },
+                }
+            )
+        else:  # a concurrent lead with the same address created it first: consent narrows it as below
+            contact = session.execute(_CONTACT_BY_EMAIL, {"email": lead.email}).one()
+    if not contact_created:
+        before = {"do_not_email": contact.do_not_email, "do_not_call": contact.do_not_call}
+        after = {
+            "do_not_email": contact.do_not_email or not lead.consent_email,
+            "do_not_call": contact.do_not_call or not lead.consent_call,
+        }
+        if before != after:
+            contact_changes.update(after)
+            events.append(
+                {
+                    "action": "contact.consent_narrowed",
+                    "entity_type": "contact",
+                    "entity_id": contact.id,
+                    "before": before,
+                    "after": after,
+                }
+            )
+    if contact_changes:
+        session.execute(update(Contact).where(Contact.id == contact.id).values(**contact_changes))
+        if (loaded := session.identity_map.get(session.identity_key(Contact, contact.id))) is not None:
+            session.expire(loaded)  # an ORM copy of the contact in this session reads the new values
+        contact = SimpleNamespace(**{**contact._asdict(), **contact_changes})
+    audit.record_many(session, [{"actor": actor, **event} for event in events])
+    return CrmLinks(contact, account)
+
+
+def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> CrmLinks:
+    """Link an ORM lead to its contact and account (link_records), created when new."""
+    if lead.id is None:
+        session.flush()  # the events name the lead's id
+    links = link_records(session, lead, actor=actor)
+    lead.contact_id, lead.account_id = links.contact.id, links.account_id
     session.flush()
+    return links
 
 
 def set_lead_status(session: Session, lead_id: int, status: str, *, actor: str, flush: bool = True) -> bool:

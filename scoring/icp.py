@@ -39,14 +39,16 @@ def published(session: Session) -> IcpRubric | None:
 # Published versions parsed in this process, by (row id, version, created_at): a row's content is written once, with
 # the row (save_draft); created_at tells a new row from a deleted one that had the same id and version.
 _published_rubrics: dict[tuple[Any, ...], Rubric] = {}
+# Built once: every lead capture and run asks (building the statement cost more than running it).
+_PUBLISHED_VERSION = select(IcpRubric.id, IcpRubric.version, IcpRubric.created_at).where(
+    IcpRubric.status == RubricStatus.PUBLISHED
+)
 
 
 def active_rubric(session: Session, settings: Settings) -> Rubric:
     """The published rubric; until one is published, the rubric file from the settings. Scoring a lead reads only
     the published row's id and version; its content (and backtest) is read and parsed once per process."""
-    row = session.execute(
-        select(IcpRubric.id, IcpRubric.version, IcpRubric.created_at).where(IcpRubric.status == RubricStatus.PUBLISHED)
-    ).first()
+    row = session.execute(_PUBLISHED_VERSION).first()
     if row is not None:
         key = tuple(row)
         rubric = _published_rubrics.get(key)

@@ -520,8 +520,20 @@ def _compiled(rubric_json: str) -> CompiledRubric:
     )
 
 
+# Compiled rubrics by the identity of the Rubric object (kept alive here, so its id is not reused): the JSON key of
+# _compiled cost more than a capture's pre-score. Rubric objects are never changed in place (an edit is a new one).
+_compiled_by_object: dict[int, tuple[Rubric, CompiledRubric]] = {}
+
+
 def compile_rubric(rubric: Rubric) -> CompiledRubric:
-    return _compiled(rubric.model_dump_json())
+    hit = _compiled_by_object.get(id(rubric))
+    if hit is not None and hit[0] is rubric:
+        return hit[1]
+    compiled = _compiled(rubric.model_dump_json())
+    if len(_compiled_by_object) >= 32:
+        _compiled_by_object.clear()
+    _compiled_by_object[id(rubric)] = (rubric, compiled)
+    return compiled
 
 
 def _is_met(c: CompiledCriterion, value: Any, semantic: tuple[int, float] | None) -> bool:

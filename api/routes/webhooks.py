@@ -27,7 +27,7 @@ from core.schemas import (
     SignatureRecorded,
     StripeEventResult,
 )
-from crm.capture import capture_lead
+from crm.capture import capture
 from deals import flow as deals
 from deals import inbound
 
@@ -90,9 +90,9 @@ def lead_webhook(
     signature: Signature = None,
 ) -> LeadAccepted:
     data = verified(session, settings, "leads", body, timestamp, signature, LeadCreate)
-    lead, duplicate = capture_lead(session, data, actor="webhook:leads")
+    lead = capture(session, data, actor="webhook:leads")
     response.headers["Location"] = f"/v1/leads/{lead.id}"
-    return LeadAccepted(id=lead.id, status=lead.status, duplicate=duplicate)
+    return LeadAccepted(id=lead.id, status=lead.status, duplicate=lead.duplicate)
 
 
 @router.post(

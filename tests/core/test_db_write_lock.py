@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -117,3 +118,65 @@ def test_a_skippable_write_gives_up_after_its_own_wait_while_a_thread_here_write
     assert results == [None]
     assert waited < settings.db_busy_timeout_seconds  # its own short wait, not the busy timeout
     assert write_if_free(settings, _add("clock")) == "clock"
+
+
+_HOLDER = """
+import sys, time
+from core.db import make_engine
+from sqlalchemy import text
+engine = make_engine(sys.argv[1])
+with engine.begin() as conn:  # BEGIN IMMEDIATE, after the writer file lock
+    conn.execute(text("INSERT INTO companies (name, source, created_at, updated_at) VALUES ('other process', 'test', "
+                      "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+print("committed", flush=True)
+time.sleep(60)
+"""
+
+
+def _holder(settings, seconds: float):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, settings.resolved_database_url, str(seconds)],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline().strip() == "holding"
+    return child
+
+
+@only_on("sqlite")
+def test_a_writer_of_another_process_holds_the_writer_file_lock_and_ours_begins_after_its_commit(settings, database):
+    get_engine(settings)
+    child = _holder(settings, 0.5)
+    try:
+        lock_file = Path(settings.resolved_database_url.split("///", 1)[1] + "-writer.lock")
+        assert lock_file.exists() and lock_file.stat().st_mode & 0o777 == 0o600
+        with session_scope(settings) as session:  # waits for the other process's commit
+            session.add(Company(name="this process", source="test"))
+        assert child.stdout.readline().strip() == "committed"
+        with session_scope(settings, readonly=True) as session:
+            names = list(session.scalars(select(Company.name).order_by(Company.id)))
+        assert names[-2:] == ["other process", "this process"]
+    finally:
+        child.kill()
+        child.wait()
+
+
+@only_on("sqlite")
+def test_a_writer_killed_mid_transaction_leaves_neither_lock_held(settings, database):
+    get_engine(settings)
+    child = _holder(settings, 60)
+    child.kill()  # SIGKILL inside its transaction: the kernel drops its flock, SQLite its lock
+    child.wait()
+    with session_scope(settings) as session:
+        session.add(Company(name="after the crash", source="test"))
+    with session_scope(settings, readonly=True) as session:
+        names = list(session.scalars(select(Company.name)))
+    assert "after the crash" in names and "other process" not in names
