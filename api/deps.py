@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -21,7 +22,9 @@ bearer = HTTPBearer(
 )
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies that only read memory are `async def`: FastAPI runs a sync one on the thread pool, a hand-off that
+# cost more than the work (py-spy on `revloop serve` under bench/bench_ingest.py).
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -63,21 +66,27 @@ ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_principal(
+async def get_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     settings = request.app.state.settings
-    database_url, ttl = settings.resolved_database_url, settings.api_token_cache_seconds
-    principal = verified_tokens.get(database_url, credentials.credentials, ttl)
+    token, ttl = credentials.credentials, settings.api_token_cache_seconds
+    principal = verified_tokens.get(settings.resolved_database_url, token, ttl)
     if principal is not None:
-        return principal  # verified a moment ago by this process (REVLOOP_API_TOKEN_CACHE_SECONDS)
+        return principal  # verified a moment ago by this process (REVLOOP_API_TOKEN_CACHE_SECONDS): no thread needed
+    return await anyio.to_thread.run_sync(_verify_token, settings, token)
+
+
+def _verify_token(settings: Settings, token: str) -> Principal:
+    """Look the token up in the database (on the thread pool: it waits for the database)."""
+    database_url, ttl = settings.resolved_database_url, settings.api_token_cache_seconds
     # Looked up read-only: a token check never waits for (nor takes) the database's write lock.
     with session_scope(settings, readonly=True) as session:
-        principal = authenticate(session, credentials.credentials, settings, touch=False)
+        principal = authenticate(session, token, settings, touch=False)
     if principal is not None and principal.token_id is not None:
-        verified_tokens.put(database_url, credentials.credentials, principal, ttl)
+        verified_tokens.put(database_url, token, principal, ttl)
     if principal is None:
         raise Unauthorized(
             "invalid, expired or revoked token: people sign in again; for an API token ask an admin for a new one"
@@ -85,7 +94,7 @@ def get_principal(
     if principal.touch_due:
         # The idle clock moves at most every 30 s, in its own short write that is skipped (the next request
         # does it) when the database is busy, so a busy database never holds the request up here.
-        write_if_free(settings, lambda s: touch_session(s, credentials.credentials))
+        write_if_free(settings, lambda s: touch_session(s, token))
     if principal.token_touch_due and principal.token_id is not None:
         write_if_free(settings, lambda s: touch_token(s, principal.token_id))  # last_used_at, at most every 60 s
     return principal
@@ -94,7 +103,7 @@ def get_principal(
 def require(*roles: Role):
     allowed = set(roles) | {Role.ADMIN}
 
-    def check(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in allowed:
             raise Forbidden(f"role {principal.role!r} may not do this; allowed: {', '.join(sorted(allowed))}")
         if not principal.allows(request.method, request.url.path):
