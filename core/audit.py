@@ -35,7 +35,7 @@ def record_many(session: Session, events: list[dict[str, Any]]) -> None:
     paths that write with Core statements."""
     if events:
         flush_pending(session)  # after the events recorded before them
-        session.execute(
+        session.connection().execute(
             insert(AuditEvent.__table__),  # Core: the ORM's bulk insert costs more than the INSERT
             [
                 {"before": None, "after": None, **event, "entity_id": str(event["entity_id"]), "at": utcnow()}

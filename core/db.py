@@ -379,7 +379,8 @@ def insert_ignore(session: Session, model: type, values: dict, *returning) -> Ro
     another" or "already here". Other integrity errors (a foreign key) are raised as they are."""
     flush_pending(session)
     dialect = session.get_bind().dialect.name
-    return session.execute(_insert_ignore_statement(model.__table__, dialect, returning), values).first()
+    # On the session's connection: a Core statement needs none of the ORM's execution machinery.
+    return session.connection().execute(_insert_ignore_statement(model.__table__, dialect, returning), values).first()
 
 
 @functools.cache

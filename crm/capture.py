@@ -30,23 +30,25 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-_REPEAT_OF_EMAIL = select(Lead.id, Lead.status).where(Lead.email == bindparam("email"))
+# Core statements on the table (run on the session's connection): no ORM machinery on the hot path.
+_leads = Lead.__table__.c
+_REPEAT_OF_EMAIL = select(_leads.id, _leads.status).where(_leads.email == bindparam("email"))
 _REPEAT_OF_KEY_OR_EMAIL = (
-    select(Lead.id, Lead.status)
-    .where(or_(Lead.idempotency_key == bindparam("key"), Lead.email == bindparam("email")))
-    .order_by(case((Lead.idempotency_key == bindparam("key"), 0), else_=1))
+    select(_leads.id, _leads.status)
+    .where(or_(_leads.idempotency_key == bindparam("key"), _leads.email == bindparam("email")))
+    .order_by(case((_leads.idempotency_key == bindparam("key"), 0), else_=1))
     .limit(1)
 )
 _LINK_LEAD = (
     update(Lead.__table__)
-    .where(Lead.__table__.c.id == bindparam("lead_id"))
+    .where(_leads.id == bindparam("lead_id"))
     .values(contact_id=bindparam("contact_id"), account_id=bindparam("account_id"))
 )
 _COUNT_REPEAT = (
     update(Lead.__table__)
-    .where(Lead.__table__.c.id == bindparam("lead_id"))
-    .values(duplicate_count=Lead.__table__.c.duplicate_count + 1)
-    .returning(Lead.__table__.c.status)
+    .where(_leads.id == bindparam("lead_id"))
+    .values(duplicate_count=_leads.duplicate_count + 1)
+    .returning(_leads.status)
 )
 
 
@@ -54,8 +56,8 @@ def _existing(session: Session, email: str, idempotency_key: str | None) -> Row 
     """The lead a capture repeats (id, status): the one with the same Idempotency-Key first, else the one with the
     same email. Prebuilt statements: building them per request cost more than running them."""
     if not idempotency_key:
-        return session.execute(_REPEAT_OF_EMAIL, {"email": email}).first()
-    return session.execute(_REPEAT_OF_KEY_OR_EMAIL, {"key": idempotency_key, "email": email}).first()
+        return session.connection().execute(_REPEAT_OF_EMAIL, {"email": email}).first()
+    return session.connection().execute(_REPEAT_OF_KEY_OR_EMAIL, {"key": idempotency_key, "email": email}).first()
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def capture(
             custom=custom,
         ),
     }
-    inserted = insert_ignore(session, Lead, values, Lead.id, Lead.thread_id, Lead.status)
+    inserted = insert_ignore(session, Lead, values, _leads.id, _leads.thread_id, _leads.status)
     if inserted is None:  # a concurrent request with the same key or email inserted first: the same answer
         found = _existing(session, email, idempotency_key)
         if found is None:
@@ -136,7 +138,9 @@ def capture(
         return _repeated(session, found.id, actor, idempotency_key)
     lead = SimpleNamespace(id=inserted.id, **values)
     links = link_records(session, lead, actor=actor)
-    session.execute(_LINK_LEAD, {"lead_id": lead.id, "contact_id": links.contact.id, "account_id": links.account_id})
+    session.connection().execute(
+        _LINK_LEAD, {"lead_id": lead.id, "contact_id": links.contact.id, "account_id": links.account_id}
+    )
     audit.record_many(
         session,
         [

@@ -55,40 +55,42 @@ def matched_by_name(session: Session, lead: Lead) -> bool:
 
 
 # What capture reads of a contact and an account (scoring.facts' contact_part and account_part, and linking).
+# Core columns of the tables (no ORM machinery on the capture's hot path).
+_contacts, _accounts = Contact.__table__.c, Account.__table__.c
 CONTACT_COLUMNS = (
-    Contact.id,
-    Contact.email,
-    Contact.first_name,
-    Contact.last_name,
-    Contact.title,
-    Contact.phone,
-    Contact.do_not_email,
-    Contact.do_not_call,
-    Contact.phone_e164,
-    Contact.account_id,
+    _contacts.id,
+    _contacts.email,
+    _contacts.first_name,
+    _contacts.last_name,
+    _contacts.title,
+    _contacts.phone,
+    _contacts.do_not_email,
+    _contacts.do_not_call,
+    _contacts.phone_e164,
+    _contacts.account_id,
 )
 ACCOUNT_COLUMNS = (
-    Account.id,
-    Account.name,
-    Account.domain,
-    Account.industry,
-    Account.employees,
-    Account.country,
-    Account.revenue_musd,
-    Account.year_established,
-    Account.subsidiary_of,
-    Account.field_sources,
+    _accounts.id,
+    _accounts.name,
+    _accounts.domain,
+    _accounts.industry,
+    _accounts.employees,
+    _accounts.country,
+    _accounts.revenue_musd,
+    _accounts.year_established,
+    _accounts.subsidiary_of,
+    _accounts.field_sources,
 )
 
 
-_CONTACT_BY_EMAIL = select(*CONTACT_COLUMNS).where(Contact.email == bindparam("email"))
+_CONTACT_BY_EMAIL = select(*CONTACT_COLUMNS).where(_contacts.email == bindparam("email"))
 _CONTACT_BY_PHONE_ONLY = (
     select(*CONTACT_COLUMNS)
-    .where(Contact.phone_e164 == bindparam("phone"), Contact.email.is_(None))
-    .order_by(Contact.id)
+    .where(_contacts.phone_e164 == bindparam("phone"), _contacts.email.is_(None))
+    .order_by(_contacts.id)
     .limit(1)
 )
-_ACCOUNT_BY_DOMAIN = select(*ACCOUNT_COLUMNS).where(Account.domain == bindparam("domain"))
+_ACCOUNT_BY_DOMAIN = select(*ACCOUNT_COLUMNS).where(_accounts.domain == bindparam("domain"))
 
 
 @dataclass(frozen=True)
@@ -111,19 +113,19 @@ def link_records(session: Session, lead: Any, *, actor: str) -> CrmLinks:
 
     Consent only ever narrows: an opt-out recorded on the contact is never undone by a later lead."""
     events: list[dict[str, Any]] = []
-    contact = session.execute(_CONTACT_BY_EMAIL, {"email": lead.email}).first()
+    contact = session.connection().execute(_CONTACT_BY_EMAIL, {"email": lead.email}).first()
     phone = try_normalise_phone(lead.phone, get_settings().default_phone_region) if lead.phone else None
     contact_changes: dict[str, Any] = {}
     contact_created = False
     if contact is None and phone:
         # The person first wrote on SMS or WhatsApp (a contact known by number only): the form gives the address.
-        contact = session.execute(_CONTACT_BY_PHONE_ONLY, {"phone": phone}).first()
+        contact = session.connection().execute(_CONTACT_BY_PHONE_ONLY, {"phone": phone}).first()
         if contact is not None:
             contact_changes["email"] = lead.email
     if contact is not None and phone and not contact.phone_e164:
         contact_changes["phone_e164"] = phone
     domain = company_domain(lead.email, lead.website)
-    account = session.execute(_ACCOUNT_BY_DOMAIN, {"domain": domain}).first() if domain else None
+    account = session.connection().execute(_ACCOUNT_BY_DOMAIN, {"domain": domain}).first() if domain else None
     if account is None and lead.company and (match := find_account_by_name(session, lead.company, domain)):
         account = match.account
         events.append(
@@ -146,7 +148,7 @@ def link_records(session: Session, lead: Any, *, actor: str) -> CrmLinks:
         created = insert_ignore(
             session, Account, {"name": name, "name_key": company_key(name)[:200] or None, "domain": domain}
         )
-        account = session.execute(_ACCOUNT_BY_DOMAIN, {"domain": domain}).first()
+        account = session.connection().execute(_ACCOUNT_BY_DOMAIN, {"domain": domain}).first()
         if created is not None:
             events.append(
                 {
@@ -185,7 +187,7 @@ def link_records(session: Session, lead: Any, *, actor: str) -> CrmLinks:
                 }
             )
         else:  # a concurrent lead with the same address created it first: consent narrows it as below
-            contact = session.execute(_CONTACT_BY_EMAIL, {"email": lead.email}).one()
+            contact = session.connection().execute(_CONTACT_BY_EMAIL, {"email": lead.email}).one()
     if not contact_created:
         before = {"do_not_email": contact.do_not_email, "do_not_call": contact.do_not_call}
         after = {

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import anyio.to_thread
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.auth import Principal
+from api.capture_batches import BatchWriter
 from api.deps import ReadSessionDep, SessionDep, SettingsDep, require
 from api.routes import deals as deals_routes
-from core.db import session_scope
 from core.enums import Role
 from core.errors import NotFound
 from core.models import Lead as LeadRow
@@ -29,7 +29,6 @@ from core.schemas import (
     NoNul,
     Offset,
 )
-from core.settings import Settings
 from crm.capture import Captured, capture
 from deals import cadences, pipeline
 
@@ -47,21 +46,29 @@ Sender = Annotated[Principal, Depends(require(Role.INTEGRATION, Role.MANAGER, Ro
 )
 async def create_lead(
     data: LeadCreate,
-    settings: SettingsDep,
+    request: Request,
     response: Response,
     principal: Sender,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255, min_length=1), NoNul] = None,
 ) -> LeadAccepted:
-    # The busiest route: its unit of work (capture, commit) runs in ONE hand-off to the thread pool, where a
-    # SessionDep route takes three (open, route, commit); committed before the answer, as SessionDep does.
-    lead = await anyio.to_thread.run_sync(_capture_committed, settings, data, principal.actor, idempotency_key)
+    # The busiest route: posts that arrive together are captured in one transaction and one hand-off to the thread
+    # pool (api.capture_batches), each answered once its batch has committed.
+    lead = await _lead_captures(request).submit(data, principal.actor, idempotency_key)
     response.headers["Location"] = f"/v1/leads/{lead.id}"
     return LeadAccepted(id=lead.id, status=lead.status, duplicate=lead.duplicate)
 
 
-def _capture_committed(settings: Settings, data: LeadCreate, actor: str, idempotency_key: str | None) -> Captured:
-    with session_scope(settings) as session:
-        return capture(session, data, actor=actor, idempotency_key=idempotency_key, settings=settings)
+def _lead_captures(request: Request) -> BatchWriter:
+    state = request.app.state
+    writer = getattr(state, "lead_captures", None)
+    if writer is None:
+        settings = state.settings
+
+        def write(session: Session, data: LeadCreate, actor: str, idempotency_key: str | None) -> Captured:
+            return capture(session, data, actor=actor, idempotency_key=idempotency_key, settings=settings)
+
+        writer = state.lead_captures = BatchWriter(settings, write)
+    return writer
 
 
 @router.get("", response_model=list[Lead], summary="Recent leads")
