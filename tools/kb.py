@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -101,9 +102,7 @@ def stale_collections(settings: Settings) -> dict[str, int]:
 
     client = _client(_location(settings))
     names = [getattr(c, "name", c) for c in client.list_collections()]
-    return {
-        n: client.get_collection(n).count() for n in names if n.startswith(BASE_NAME) and n != COLLECTION
-    }
+    return {n: client.get_collection(n).count() for n in names if n.startswith(BASE_NAME) and n != COLLECTION}
 
 
 def rebuild_stale(
@@ -134,6 +133,8 @@ def rebuild_stale(
         except Exception as exc:  # another process dropped it first  # noqa: BLE001
             log.info("knowledge base: %r already dropped (%s)", name, exc)
     _ready.add(location)
+    if moved:
+        _added_documents(settings)
     return moved
 
 
@@ -161,6 +162,7 @@ def add(
     if employees is not None:
         meta["employees"] = employees
     collection(settings).upsert(ids=[doc_id], documents=[text], metadatas=[meta])
+    _added_documents(settings)
 
 
 def index_won_deals(settings: Settings) -> int:
@@ -197,6 +199,7 @@ def index_won_deals(settings: Settings) -> int:
                 documents=[c[2] for c in chunk],
                 metadatas=[{"kind": "won_deal", "title": c[1], "record": c[3], **c[4]} for c in chunk],
             )
+        _added_documents(settings)
     return len(docs)
 
 
@@ -204,16 +207,49 @@ def _industry(account: Any) -> str | None:
     return str(account.industry).strip().lower() if account is not None and account.industry else None
 
 
+# Locations whose collection was last found empty, and when (time.monotonic()). A search of an empty collection
+# answers [] without embedding the text; counting the documents on every search cost a lead run about 3 ms (py-spy
+# on `revloop worker`), so an empty collection is counted again at most every EMPTY_RECHECK_SECONDS (documents another
+# process adds are found after that; this process's own additions at once), and one with documents is not counted
+# at all: chromadb answers an n_results above the collection's size with what it has.
+EMPTY_RECHECK_SECONDS = 5.0
+_found_empty: dict[str, float] = {}
+_seen_documents: set[str] = set()  # locations found with documents
+
+
+def _added_documents(settings: Settings) -> None:
+    _found_empty.pop(_location(settings), None)
+
+
+def _known_empty(settings: Settings, col: Any) -> bool:
+    location = _location(settings)
+    counted_at = _found_empty.get(location)
+    if counted_at is not None and time.monotonic() - counted_at < EMPTY_RECHECK_SECONDS:
+        return True
+    if counted_at is None and location in _seen_documents:
+        return False
+    if col.count() == 0:
+        _found_empty[location] = time.monotonic()
+        return True
+    _found_empty.pop(location, None)
+    _seen_documents.add(location)
+    return False
+
+
 def search(settings: Settings, text: str, limit: int = 3, kind: str | None = None) -> list[dict[str, Any]]:
+    where = {"kind": kind} if kind else None
     col = collection(settings)
     try:
-        count = col.count()
+        if _known_empty(settings, col):
+            return []
+        result = col.query(query_texts=[text], n_results=limit, where=where)
     except Exception:  # the cached handle went stale (the collection was dropped, the server replaced): ask again
         col = collection(settings, cached=False)
-        count = col.count()
-    if count == 0:
-        return []
-    result = col.query(query_texts=[text], n_results=min(limit, count), where={"kind": kind} if kind else None)
+        _found_empty.pop(_location(settings), None)
+        _seen_documents.discard(_location(settings))
+        if _known_empty(settings, col):
+            return []
+        result = col.query(query_texts=[text], n_results=limit, where=where)
     return [
         {
             "record": meta["record"],
@@ -281,7 +317,5 @@ class SimilarCases(_Args):
 def similar_won_cases(ctx: ToolContext, args: SimilarCases) -> dict[str, Any]:
     """The won deals and case studies most like the lead (its company, needs, industry and size); found is false
     when none is close enough to cite."""
-    matches = similar_cases(
-        ctx.settings, args.text, industry=args.industry, employees=args.employees, limit=args.limit
-    )
+    matches = similar_cases(ctx.settings, args.text, industry=args.industry, employees=args.employees, limit=args.limit)
     return {"found": bool(matches), "matches": matches, "record": matches[0]["record"] if matches else None}
