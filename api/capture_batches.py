@@ -3,8 +3,8 @@
 Measured with bench/bench_ingest.py (50 clients, SQLite): after capture itself went to Core statements, what was
 left of a post's CPU was mostly per-transaction and per-hand-off work (BEGIN, COMMIT, waking a pool thread and
 handing the GIL back and forth). Posts now queue on the event loop; one batch at a time is written in the thread
-pool, and the posts that arrive while it is written make the next batch. A lone post is a batch of one, written
-at once: nothing waits for a batch to fill.
+pool (a few at once on PostgreSQL), and the posts that arrive while it is written make the next batch. A lone post
+is a batch of one, written at once: nothing waits for a batch to fill.
 
 Nothing is answered before its batch commits (a 202 means stored). A post that fails does not take the others
 with it: when a batch's transaction fails, each of its posts is written again in a transaction of its own, so
@@ -34,7 +34,7 @@ MAX_BATCH = 64  # posts in one transaction: bounds how long one transaction hold
 @dataclass
 class _LoopQueue:
     pending: list[tuple[tuple[Any, ...], asyncio.Future]] = field(default_factory=list)
-    writing: bool = False
+    writing: int = 0  # batches being written
 
 
 class BatchWriter:
@@ -42,6 +42,9 @@ class BatchWriter:
 
     def __init__(self, settings: Settings, write: Callable[..., Any]):
         self.settings, self.write = settings, write
+        # SQLite takes one writer at a time: one batch at a time. PostgreSQL writes several at once, and a batch
+        # spends much of its time waiting for round trips: a few batches in flight keep the process busy.
+        self.concurrent_batches = 1 if settings.resolved_database_url.startswith("sqlite") else 4
         # One queue per event loop (an app served by uvicorn has one; tests may drive one app from several).
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = weakref.WeakKeyDictionary()
 
@@ -52,8 +55,8 @@ class BatchWriter:
             queue = self._queues[loop] = _LoopQueue()
         future = loop.create_future()
         queue.pending.append((args, future))
-        if not queue.writing:
-            queue.writing = True
+        if queue.writing < self.concurrent_batches:
+            queue.writing += 1
             loop.create_task(self._drain(queue))
         return await future
 
@@ -73,8 +76,8 @@ class BatchWriter:
                     else:
                         future.set_result(result)
         finally:
-            queue.writing = False
-            if queue.pending:  # cancelled mid-way (the loop is closing): what is left is failed, never dropped
+            queue.writing -= 1
+            if queue.pending and not queue.writing:  # cancelled (the loop is closing): fail what is left, never drop
                 for _, future in queue.pending:
                     if not future.done():
                         future.set_exception(RuntimeError("the API is shutting down; post again"))

@@ -16,7 +16,7 @@ from crm.capture import capture
 from tests.factories import lead_payload
 
 
-def _writer(settings, fail_on: str | None = None, gate: threading.Event | None = None):
+def _writer(settings, fail_on: str | None = None, gate: threading.Event | None = None, concurrent_batches: int = 1):
     transactions: list = []  # the sessions (kept, so no two share an id)
 
     def write(session, data: LeadCreate, actor: str, key: str | None):
@@ -28,7 +28,9 @@ def _writer(settings, fail_on: str | None = None, gate: threading.Event | None =
             raise ValueError(f"refused {data.email}")
         return capture(session, data, actor=actor, idempotency_key=key, settings=settings)
 
-    return BatchWriter(settings, write), transactions
+    writer = BatchWriter(settings, write)
+    writer.concurrent_batches = concurrent_batches  # one batch at a time (SQLite's default) unless a test says
+    return writer, transactions
 
 
 def _post(email: str) -> LeadCreate:
@@ -118,3 +120,21 @@ def test_a_database_error_for_the_whole_batch_reaches_every_post(settings, posts
     answers = asyncio.run(run())
     assert all(isinstance(a, RuntimeError) for a in answers) and len(answers) == posts
     assert _stored(settings) == (set(), 0)
+
+
+def test_several_batches_in_flight_answer_every_post_once(settings):
+    """PostgreSQL's default: up to four batches written at once; repeats across batches still find one lead."""
+    writer, transactions = _writer(settings, concurrent_batches=4)
+
+    async def run():
+        posts = [writer.submit(_post(f"c{i % 30}@acme-software.com"), "test", None) for i in range(90)]
+        return await asyncio.gather(*posts)
+
+    answers = asyncio.run(run())
+    by_email: dict[int, set[int]] = {}
+    for i, answer in enumerate(answers):
+        by_email.setdefault(i % 30, set()).add(answer.id)
+    assert all(len(ids) == 1 for ids in by_email.values())  # each address: one lead, whichever batch
+    assert sum(not a.duplicate for a in answers) == 30 and sum(a.duplicate for a in answers) == 60
+    emails, jobs = _stored(settings)
+    assert len(emails) == 30 and jobs == 30
