@@ -25,7 +25,7 @@ from agents.lead import nodes as lead_nodes
 from agents.lead.graph import build_lead_graph
 from agents.proposal.graph import build_proposal_graph
 from billing import mpesa, reminders
-from core import jobs
+from core import audit, jobs
 from core.db import session_scope
 from core.enums import GRAPH_SOURCES, DecisionAction, ItemSource, ItemStatus, JobKind, LeadStatus
 from core.files import private_file
@@ -36,11 +36,10 @@ from core.settings import Settings, get_settings
 from crm import records
 from crm import sync as crm_sync
 from crm import writeback as crm_writeback
-from crm.records import set_lead_status
 from deals import cadences, daily, flow, pipeline
 from review import decisions, health, notification_channels, repository, sla
 from review.execute import Rule, execute_approved
-from review.queue import Draft, enqueue_once
+from review.queue import Draft, queue_item
 
 log = logging.getLogger("revloop.agents")
 CHECKPOINT_SETUP_LOCK = 0x7265766C6F6F70  # "revloop": the advisory lock key of the checkpointer's migrations
@@ -111,14 +110,10 @@ def _store_lead_run(session, lead_id: int, values: dict[str, Any], *, queued: bo
     when its review item was just queued (`queued`), or no_contact_allowed when it may not be contacted. The lead's
     changes go to the database in one UPDATE, each status change with its audit event. A re-run after a crash
     stores nothing twice."""
-    lead = session.get(Lead, lead_id)
-    brief = values.get("brief")
-    if brief and lead.brief != brief:
-        records.record_brief(session, lead_id, brief, actor="agent:lead", flush=False)
-    if queued:
-        set_lead_status(session, lead_id, LeadStatus.IN_REVIEW, actor="agent:lead", flush=False)
+    statuses = [LeadStatus.IN_REVIEW] if queued else []
     if (values.get("outcome") or {}).get("status") == LeadStatus.NO_CONTACT_ALLOWED:
-        set_lead_status(session, lead_id, LeadStatus.NO_CONTACT_ALLOWED, actor="agent:lead", flush=False)
+        statuses.append(LeadStatus.NO_CONTACT_ALLOWED)
+    records.record_run(session, lead_id, values.get("brief"), statuses, actor="agent:lead")
 
 
 class LeadGraphRunner:
@@ -191,18 +186,21 @@ class LeadGraphRunner:
         item_ids = []
         queued = False
         with session_scope(self.settings) as session:
-            for pending in interrupts:
-                draft = Draft.model_validate(pending.value).model_copy(
-                    update={"thread_id": thread_id, "dedupe_key": pending.id}
-                )
-                # Queued once: an item already queued for this interrupt (a re-run after a crash) is returned as it is.
-                # On a lead's first run its move to in_review is stored with its brief (below), in one UPDATE.
-                ours = lead_id is not None and draft.lead_id == lead_id
-                item, created = enqueue_once(session, draft, actor=f"agent:{draft.source}", lead_status=not ours)
-                item_ids.append(item.id)
-                queued |= created and ours
+            with audit.batched(session):  # the run's audit events: one INSERT
+                for pending in interrupts:
+                    draft = Draft.model_validate(pending.value).model_copy(
+                        update={"thread_id": thread_id, "dedupe_key": pending.id}
+                    )
+                    # Queued once: an item already queued for this interrupt (a re-run after a crash) is returned as
+                    # it is. On a lead's first run its move to in_review is stored with its brief (below), in one
+                    # UPDATE.
+                    ours = lead_id is not None and draft.lead_id == lead_id
+                    item_id, created = queue_item(session, draft, actor=f"agent:{draft.source}", lead_status=not ours)
+                    item_ids.append(item_id)
+                    queued |= created and ours
+                if lead_id is not None:
+                    _store_lead_run(session, lead_id, values, queued=queued)
             if lead_id is not None:
-                _store_lead_run(session, lead_id, values, queued=queued)
                 jobs.finish_current(session)
         return item_ids
 

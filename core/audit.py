@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import insert
@@ -9,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from core.db import flush_pending
 from core.models import AuditEvent, utcnow
+
+_BATCH = "audit_batch"  # session.info key: the events recorded inside `batched`, not yet written
 
 
 def record(
@@ -20,7 +24,22 @@ def record(
     entity_id: Any,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
-) -> AuditEvent:
+) -> AuditEvent | None:
+    """Record one event in the session's unit of work; inside `batched(session)` it is written with the batch's
+    others (and None is returned: there is no object to read back)."""
+    batch = session.info.get(_BATCH)
+    if batch is not None:
+        batch.append(
+            {
+                "actor": actor,
+                "action": action,
+                "entity_type": entity_type,
+                "entity_id": entity_id,
+                "before": before,
+                "after": after,
+            }
+        )
+        return None
     event = AuditEvent(
         actor=actor, action=action, entity_type=entity_type, entity_id=str(entity_id), before=before, after=after
     )
@@ -42,3 +61,20 @@ def record_many(session: Session, events: list[dict[str, Any]]) -> None:
                 for event in events
             ],
         )
+
+
+@contextmanager
+def batched(session: Session) -> Iterator[None]:
+    """The events that record() is asked for in the block (by any code handed this session) are written when it
+    ends, in the order they were recorded, with record_many (one INSERT). Nothing is written when the block raises
+    (the unit of work rolls back anyway). Nested blocks join the outer one."""
+    if session.info.get(_BATCH) is not None:
+        yield
+        return
+    batch: list[dict[str, Any]] = []
+    session.info[_BATCH] = batch
+    try:
+        yield
+    finally:
+        session.info.pop(_BATCH, None)
+    record_many(session, batch)

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import bindparam, delete, event, select, update
 from sqlalchemy.orm import Session
 
 from core.db import insert_ignore, session_scope
@@ -102,32 +102,42 @@ def cancel_queued(session: Session, dedupe_key: str) -> bool:
     )
 
 
+# The claim's statements, built once (their SQL compiled and cached once; no statement construction per claim).
+_DUE = (
+    select(Job.id)
+    .where(
+        Job.status == JobStatus.QUEUED,
+        Job.run_after <= bindparam("now"),
+        Job.kind.in_(bindparam("kinds", expanding=True)),
+    )
+    .order_by(Job.priority.desc(), Job.run_after, Job.id)
+)
+_DUE_FIRST, _DUE_FIVE = _DUE.limit(1), _DUE.limit(5)
+_CLAIM = (
+    update(Job)
+    .where(Job.id == bindparam("job_id"), Job.status == JobStatus.QUEUED)
+    .values(status=JobStatus.RUNNING, locked_by=bindparam("worker_id"), locked_at=bindparam("now"))
+    .values(attempts=Job.attempts + 1)
+    .returning(Job)
+    .execution_options(synchronize_session=False)
+)
+
+
 def claim_next(settings: Settings, worker_id: str, kinds: list[str], *, look_first: bool = True) -> Job | None:
     """Take the next due job: the highest priority first, then the one due longest (index status, priority,
     run_after). look_first=False skips the read-only look for a due job, for a worker that has just finished one
     (in a busy spell the next one is most likely there: one transaction instead of two)."""
     now = utcnow()
-    due = (
-        select(Job.id)
-        .where(Job.status == JobStatus.QUEUED, Job.run_after <= now, Job.kind.in_(kinds))
-        .order_by(Job.priority.desc(), Job.run_after, Job.id)
-        .limit(5)
-    )
+    due = {"now": now, "kinds": list(kinds)}
     # Look first with a read (no write lock), so idle workers polling often never hold up a writer.
     if look_first:
         with session_scope(settings, readonly=True) as session:
-            if session.scalar(due.limit(1)) is None:
+            if session.scalar(_DUE_FIRST, due) is None:
                 return None
     with session_scope(settings) as session:
-        for job_id in session.scalars(due).all():
+        for job_id in session.scalars(_DUE_FIVE, due).all():
             # Compare-and-set, the claimed row returned by the same statement.
-            claimed = session.scalars(
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-                .values(status=JobStatus.RUNNING, locked_by=worker_id, locked_at=now, attempts=Job.attempts + 1)
-                .returning(Job)
-                .execution_options(synchronize_session=False)
-            ).first()
+            claimed = session.scalars(_CLAIM, {"job_id": job_id, "worker_id": worker_id, "now": now}).first()
             if claimed is not None:
                 return claimed
     return None
@@ -174,10 +184,15 @@ def finish(settings: Settings, job_id: int) -> None:
         _mark_done(session, job_id)
 
 
+_DONE = (
+    update(Job.__table__)
+    .where(Job.__table__.c.id == bindparam("job_id"))
+    .values(status=JobStatus.DONE, finished_at=bindparam("finished_at"), locked_by=None)
+)
+
+
 def _mark_done(session: Session, job_id: int) -> None:
-    session.execute(
-        update(Job).where(Job.id == job_id).values(status=JobStatus.DONE, finished_at=utcnow(), locked_by=None)
-    )
+    session.execute(_DONE, {"job_id": job_id, "finished_at": utcnow()})
 
 
 class _RunningJob(threading.local):

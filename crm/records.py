@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -262,32 +263,68 @@ def capture_snapshot(session: Session, lead_id: int) -> dict[str, Any]:
     return session.get(Lead, lead_id).capture_features or {}
 
 
-def record_brief(session: Session, lead_id: int, brief: dict[str, Any], *, actor: str, flush: bool = True) -> None:
-    """Store the lead's score, grade and brief (the same values on a re-run) and mark it scored (flush: as
-    set_lead_status)."""
-    row = session.get(Lead, lead_id)
-    model = brief.get("model")
-    before = {"score": row.score, "grade": row.grade}
-    row.score, row.grade, row.brief, row.rubric_version = brief["score"], brief["grade"], brief, brief["rubric_version"]
-    row.rubric_score = brief["rubric_score"]
-    row.model_version = model["version"] if model else None
-    row.model_probability = model["probability"] if model else None
-    audit.record(
-        session,
-        actor=actor,
-        action="lead.scored",
-        entity_type="lead",
-        entity_id=row.id,
-        before=before,
-        after={
-            "score": row.score,
-            "grade": row.grade,
-            "rubric_version": row.rubric_version,
-            "model_version": row.model_version,
-        },
-    )
-    if row.status in (LeadStatus.NEW, LeadStatus.PROCESSING):
-        set_lead_status(session, row.id, LeadStatus.SCORED, actor=actor, flush=flush)
+_LEADS = Lead.__table__
+_READ_FOR_RUN = select(_LEADS.c.status, _LEADS.c.score, _LEADS.c.grade, _LEADS.c.brief).where(
+    _LEADS.c.id == bindparam("lead_id")
+)
+_UPDATE_BY_ID = update(_LEADS).where(_LEADS.c.id == bindparam("lead_id"))
+
+
+def record_run(
+    session: Session, lead_id: int, brief: dict[str, Any] | None, statuses: Sequence[str] = (), *, actor: str
+) -> None:
+    """Store what a lead's graph run decided: its brief (score, grade, rubric and model; a new or processing lead
+    becomes scored), then each status in `statuses` in turn (as set_lead_status: not to the status it has, never
+    from converted), each change with its audit event. A brief equal to the stored one is not stored again (a
+    re-run after a crash). The row is read (four columns) and written (one UPDATE) with prebuilt Core statements:
+    no ORM load or flush; the events go through core.audit (batched when the caller batches them)."""
+    row = session.execute(_READ_FOR_RUN, {"lead_id": lead_id}).first()
+    if row is None:
+        raise LookupError(f"lead {lead_id} not found")
+    status = row.status
+    values: dict[str, Any] = {}
+    if brief and row.brief != brief:
+        model = brief.get("model")
+        values.update(
+            score=brief["score"],
+            grade=brief["grade"],
+            brief=brief,
+            rubric_version=brief["rubric_version"],
+            rubric_score=brief["rubric_score"],
+            model_version=model["version"] if model else None,
+            model_probability=model["probability"] if model else None,
+        )
+        audit.record(
+            session,
+            actor=actor,
+            action="lead.scored",
+            entity_type="lead",
+            entity_id=lead_id,
+            before={"score": row.score, "grade": row.grade},
+            after={
+                "score": values["score"],
+                "grade": values["grade"],
+                "rubric_version": values["rubric_version"],
+                "model_version": values["model_version"],
+            },
+        )
+        if status in (LeadStatus.NEW, LeadStatus.PROCESSING):
+            statuses = (LeadStatus.SCORED, *statuses)
+    for new in statuses:
+        if status in (new, LeadStatus.CONVERTED):
+            continue
+        audit.record(
+            session,
+            actor=actor,
+            action="lead.status_changed",
+            entity_type="lead",
+            entity_id=lead_id,
+            before={"status": status},
+            after={"status": new},
+        )
+        status = values["status"] = new
+    if values:
+        session.execute(_UPDATE_BY_ID, {"lead_id": lead_id, **values})
 
 
 # directory field -> account field

@@ -8,11 +8,11 @@ import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import Insert, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.db import insert_once
 from core.enums import (
     APPROVED_STATES,
     PHONE_KINDS,
@@ -159,6 +159,31 @@ def enqueue(session: Session, draft: Draft, *, actor: str) -> ReviewItem:
 def enqueue_once(session: Session, draft: Draft, *, actor: str, lead_status: bool = True) -> tuple[ReviewItem, bool]:
     """enqueue, returning (item, created). lead_status=False leaves moving the draft's lead to in_review to the
     caller (agents.runtime: with the lead's brief and score, one UPDATE of the lead row instead of two)."""
+    item_id, created = queue_item(session, draft, actor=actor, lead_status=lead_status)
+    return session.get(ReviewItem, item_id), created
+
+
+def _insert_item_statement(session: Session) -> Insert:
+    """INSERT INTO review_items ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, built once per dialect: a
+    Core statement of the table (no unit of work, no savepoint), executed with each item's values."""
+    dialect = session.get_bind().dialect.name
+    statement = _INSERT_ITEM.get(dialect)
+    if statement is None:
+        dml = postgresql if dialect == "postgresql" else sqlite
+        table = ReviewItem.__table__
+        statement = dml.insert(table).on_conflict_do_nothing(index_elements=[table.c.dedupe_key]).returning(table.c.id)
+        _INSERT_ITEM[dialect] = statement
+    return statement
+
+
+_INSERT_ITEM: dict[str, Insert] = {}
+_FIND_ITEM = select(ReviewItem.__table__.c.id).where(ReviewItem.__table__.c.dedupe_key == bindparam("dedupe_key"))
+
+
+def queue_item(session: Session, draft: Draft, *, actor: str, lead_status: bool = True) -> tuple[int, bool]:
+    """enqueue_once without loading the item back: (its id, created). Queued once by its dedupe key: the insert
+    does nothing when the key is taken (a replay, or a concurrent insert, which PostgreSQL makes it wait for until
+    the winner commits) and the existing item's id is returned; any other integrity error is raised as it is."""
     if not draft.dedupe_key:
         raise ValueError("a draft needs its dedupe_key before it is queued")
     if draft.kind in PHONE_KINDS:
@@ -166,83 +191,90 @@ def enqueue_once(session: Session, draft: Draft, *, actor: str, lead_status: boo
         refused = may_message(session, session.get(Contact, draft.contact_id) if draft.contact_id else None, draft.kind)
         if refused:
             raise RecipientOptedOut(f"no {draft.kind} draft: {refused}")
-    item, created = insert_once(
-        session,
-        ReviewItem(
-            source=draft.source,
-            kind=draft.kind,
-            thread_id=draft.thread_id,
-            dedupe_key=draft.dedupe_key,
-            supersede_key=draft.supersede_key,
-            lead_id=draft.lead_id,
-            contact_id=draft.contact_id,
-            template=draft.template,
-            brief=draft.brief,
-            draft=draft.content(),
-            queue=draft.queue,
-            sla_due_at=draft.sla_due_at,
-            assignee=draft.assignee,
-            guard_flags=list(draft.guard_flags),
-            grade=(str(draft.brief.get("grade") or "")[:1] or None),
-            redraft_of=draft.redraft_of,
-        ),
-        select(ReviewItem).where(ReviewItem.dedupe_key == draft.dedupe_key),
-    )
-    if not created:
-        return item, False
-    superseded = _older_pending(session, item) if draft.supersede_key else []
+    values = {
+        "source": draft.source,
+        "kind": draft.kind,
+        "thread_id": draft.thread_id,
+        "dedupe_key": draft.dedupe_key,
+        "supersede_key": draft.supersede_key,
+        "lead_id": draft.lead_id,
+        "contact_id": draft.contact_id,
+        "template": draft.template,
+        "brief": draft.brief,
+        "draft": draft.content(),
+        "queue": draft.queue,
+        "sla_due_at": draft.sla_due_at,
+        "assignee": draft.assignee,
+        "guard_flags": list(draft.guard_flags),
+        "grade": (str(draft.brief.get("grade") or "")[:1] or None),
+        "redraft_of": draft.redraft_of,
+    }
+    item_id = session.execute(_insert_item_statement(session), values).scalar()
+    if item_id is None:
+        item_id = session.execute(_FIND_ITEM, {"dedupe_key": draft.dedupe_key}).scalar()
+        if item_id is None:  # pragma: no cover - the key's row was deleted in between
+            raise LookupError(f"review item {draft.dedupe_key} neither inserted nor found")
+        return item_id, False
+    superseded = _older_pending(session, item_id, draft.supersede_key) if draft.supersede_key else []
     audit.record(
         session,
         actor=actor,
         action="review_item.created",
         entity_type="review_item",
-        entity_id=item.id,
+        entity_id=item_id,
         after={
-            "kind": item.kind,
-            "source": item.source,
-            "status": item.status,
-            "lead_id": item.lead_id,
-            **({"supersede_key": item.supersede_key, "supersedes": superseded} if draft.supersede_key else {}),
+            "kind": draft.kind,
+            "source": draft.source,
+            "status": ItemStatus.PENDING,
+            "lead_id": draft.lead_id,
+            **({"supersede_key": draft.supersede_key, "supersedes": superseded} if draft.supersede_key else {}),
         },
     )
     if superseded:
-        by = f"{draft.supersede_label} (#{item.id})" if draft.supersede_label else f"#{item.id}"
+        by = f"{draft.supersede_label} (#{item_id})" if draft.supersede_label else f"#{item_id}"
         cancel_pending(session, reason=f"superseded by {by}", actor=actor, item_ids=superseded)
     if draft.lead_id is not None and lead_status:
         set_lead_status(session, draft.lead_id, LeadStatus.IN_REVIEW, actor=actor)
-    _tell_assignee_of_hot_lead(session, item)
-    return item, True
+    _tell_assignee_of_hot_lead(session, item_id, values)
+    return item_id, True
 
 
-def _tell_assignee_of_hot_lead(session: Session, item: ReviewItem) -> None:
+def _tell_assignee_of_hot_lead(session: Session, item_id: int, item: dict[str, Any]) -> None:
     """A new A lead's first draft, routed to someone: they hear it now, not when the SLA breaches. Once per
-    item, since only the insert that created the item gets here (a graph re-run finds it and returns above)."""
-    if item.source != ItemSource.LEAD or item.grade != "A" or item.assignee is None or item.redraft_of is not None:
+    item, since only the insert that created the item gets here (a graph re-run finds it and returns above).
+    `item`: the values the item was inserted with."""
+    if (
+        item["source"] != ItemSource.LEAD
+        or item["grade"] != "A"
+        or item["assignee"] is None
+        or item["redraft_of"] is not None
+    ):
         return
-    company = str(item.brief.get("company") or item.draft.get("facts_used", {}).get("company") or "").strip()
-    due = f" (SLA {item.sla_due_at:%H:%M} UTC)" if item.sla_due_at is not None else ""
+    brief, draft = item["brief"] or {}, item["draft"] or {}
+    company = str(brief.get("company") or draft.get("facts_used", {}).get("company") or "").strip()
+    due = f" (SLA {item['sla_due_at']:%H:%M} UTC)" if item["sla_due_at"] is not None else ""
     notify(
         session,
         NotificationKind.NEW_A_LEAD,
-        f"New A lead for you: review item #{item.id}" + (f" · {company}" if company else "") + due,
-        body=str(item.brief.get("next_action") or "").replace("_", " "),
+        f"New A lead for you: review item #{item_id}" + (f" · {company}" if company else "") + due,
+        body=str(brief.get("next_action") or "").replace("_", " "),
         severity="critical",
         roles=(),
-        names=[item.assignee],
-        entity=("review_item", item.id),
-        dedupe_key=f"new_a_lead:{item.id}",
+        names=[item["assignee"]],
+        entity=("review_item", item_id),
+        dedupe_key=f"new_a_lead:{item_id}",
     )
 
 
-def _older_pending(session: Session, item: ReviewItem) -> list[int]:
+def _older_pending(session: Session, item_id: int, supersede_key: str) -> list[int]:
     """The other pending items with the new item's supersede key: the ones it replaces."""
     return list(
         session.scalars(
             select(ReviewItem.id)
             .where(
-                ReviewItem.supersede_key == item.supersede_key,
+                ReviewItem.supersede_key == supersede_key,
                 ReviewItem.status == ItemStatus.PENDING,
-                ReviewItem.id != item.id,
+                ReviewItem.id != item_id,
             )
             .order_by(ReviewItem.id)
         ).all()
