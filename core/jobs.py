@@ -113,13 +113,13 @@ _DUE = (
     .order_by(Job.priority.desc(), Job.run_after, Job.id)
 )
 _DUE_FIRST, _DUE_FIVE = _DUE.limit(1), _DUE.limit(5)
-_CLAIM = (
-    update(Job)
-    .where(Job.id == bindparam("job_id"), Job.status == JobStatus.QUEUED)
+_JOBS = Job.__table__
+_CLAIM = (  # a Core statement of the table: the ORM's DML machinery costs more than the claim itself
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.status == JobStatus.QUEUED)
     .values(status=JobStatus.RUNNING, locked_by=bindparam("worker_id"), locked_at=bindparam("now"))
-    .values(attempts=Job.attempts + 1)
-    .returning(Job)
-    .execution_options(synchronize_session=False)
+    .values(attempts=_JOBS.c.attempts + 1)
+    .returning(*_JOBS.c)
 )
 
 
@@ -137,9 +137,9 @@ def claim_next(settings: Settings, worker_id: str, kinds: list[str], *, look_fir
     with session_scope(settings) as session:
         for job_id in session.scalars(_DUE_FIVE, due).all():
             # Compare-and-set, the claimed row returned by the same statement.
-            claimed = session.scalars(_CLAIM, {"job_id": job_id, "worker_id": worker_id, "now": now}).first()
+            claimed = session.execute(_CLAIM, {"job_id": job_id, "worker_id": worker_id, "now": now}).first()
             if claimed is not None:
-                return claimed
+                return Job(**claimed._mapping)  # the row as it is now, detached (as a loaded row after the commit)
     return None
 
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from core import audit
 from core.db import insert_ignore
@@ -21,18 +21,29 @@ from crm.dedupe import find_account_by_name
 from scoring.facts import build_facts
 from tools.enrichment import company_domain, email_domain, is_disposable, is_free_mail
 
+# The lead graph's reads, built once (each run executes them with its ids: no statement building per lead).
+# The lead with its account and contact in one statement (two outer joins) instead of a load and two lazy loads.
+_LEAD_WITH_RECORDS = (
+    select(Lead).where(Lead.id == bindparam("lead_id")).options(joinedload(Lead.account), joinedload(Lead.contact))
+)
+_DEALS_OF_ACCOUNT = select(Deal).where(Deal.account_id == bindparam("account_id")).order_by(Deal.id)
+_ACTIVITIES_OF_LEAD = select(Activity).where(Activity.lead_id == bindparam("lead_id")).order_by(Activity.occurred_at)
+_MATCHED_BY_NAME = select(AuditEvent.after).where(
+    AuditEvent.entity_type == "account",
+    AuditEvent.entity_id == bindparam("account_id"),
+    AuditEvent.action == "account.matched_by_name",
+)
+
 
 def lead_facts(session: Session, lead_id: int) -> dict[str, Any]:
     """Everything the CRM knows around a lead: the lead, its contact, account, deals and activities."""
-    lead = session.get(Lead, lead_id)
+    lead = session.scalars(_LEAD_WITH_RECORDS, {"lead_id": lead_id}).first()
     if lead is None:
         raise LookupError(f"lead {lead_id} not found")
     deals = []
     if lead.account is not None:
-        deals = list(session.scalars(select(Deal).where(Deal.account_id == lead.account.id).order_by(Deal.id)))
-    activities = list(
-        session.scalars(select(Activity).where(Activity.lead_id == lead.id).order_by(Activity.occurred_at))
-    )
+        deals = list(session.scalars(_DEALS_OF_ACCOUNT, {"account_id": lead.account.id}))
+    activities = list(session.scalars(_ACTIVITIES_OF_LEAD, {"lead_id": lead.id}))
     free_mail = is_free_mail(email_domain(lead.email)) if lead.email else None
     facts = build_facts(lead, lead.contact, lead.account, free_mail=free_mail, deals=deals, activities=activities)
     facts["lead"]["disposable_email"] = is_disposable(email_domain(lead.email)) if lead.email else False
@@ -45,13 +56,7 @@ def matched_by_name(session: Session, lead: Lead) -> bool:
     address): link_lead_to_crm audits each such match as `account.matched_by_name` with the lead's id."""
     if lead.account_id is None:
         return False
-    events = session.scalars(
-        select(AuditEvent.after).where(
-            AuditEvent.entity_type == "account",
-            AuditEvent.entity_id == str(lead.account_id),
-            AuditEvent.action == "account.matched_by_name",
-        )
-    )
+    events = session.scalars(_MATCHED_BY_NAME, {"account_id": str(lead.account_id)})
     return any((after or {}).get("lead_id") == lead.id for after in events)
 
 
@@ -278,6 +283,7 @@ def record_run(
     from converted), each change with its audit event. A brief equal to the stored one is not stored again (a
     re-run after a crash). The row is read (four columns) and written (one UPDATE) with prebuilt Core statements:
     no ORM load or flush; the events go through core.audit (batched when the caller batches them)."""
+    session.flush()  # the unit of work's pending changes first (a Core statement does not autoflush)
     row = session.execute(_READ_FOR_RUN, {"lead_id": lead_id}).first()
     if row is None:
         raise LookupError(f"lead {lead_id} not found")

@@ -38,15 +38,18 @@ def list_agents(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+_ROSTER = (  # built once: routing runs it for every lead
+    select(User.name, SalesAgent.regional_office, SalesAgent.services)
+    .join(User, User.id == SalesAgent.user_id)
+    .where(User.active.is_(True), User.role.in_([str(r) for r in WORKING_ROLES]))
+    .order_by(SalesAgent.id)
+)
+
+
 def routing_roster(session: Session) -> list[tuple[str, str | None, list[str]]]:
     """(user name, regional office, services) of every agent linked to an active closer or manager: the only
     people routing assigns leads to. A user linked to several agents appears once per agent."""
-    rows = session.execute(
-        select(User.name, SalesAgent.regional_office, SalesAgent.services)
-        .join(User, User.id == SalesAgent.user_id)
-        .where(User.active.is_(True), User.role.in_([str(r) for r in WORKING_ROLES]))
-        .order_by(SalesAgent.id)
-    )
+    rows = session.execute(_ROSTER)
     return [(name, office, list(services or [])) for name, office, services in rows]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from core.enums import ItemStatus
@@ -15,16 +15,19 @@ def pending_load(session: Session, names: Iterable[str], cap: int) -> dict[str, 
     """How many pending items each named person holds, counted up to `cap` (routing only needs to know who is
     under capacity): each count reads at most `cap` entries of the (status, assignee, sla_due_at) index, so it
     costs the same with 100 or 100,000 pending items."""
-    load = {}
-    for name in dict.fromkeys(names):
+    count = _PENDING_LOAD.get(cap)
+    if count is None:  # built once per cap (routing runs it for every lead and candidate)
         held = (
             select(ReviewItem.id)
-            .where(ReviewItem.status == ItemStatus.PENDING, ReviewItem.assignee == name)
+            .where(ReviewItem.status == ItemStatus.PENDING, ReviewItem.assignee == bindparam("name"))
             .limit(cap)
             .subquery()
         )
-        load[name] = session.scalar(select(func.count()).select_from(held)) or 0
-    return load
+        count = _PENDING_LOAD[cap] = select(func.count()).select_from(held)
+    return {name: session.scalar(count, {"name": name}) or 0 for name in dict.fromkeys(names)}
+
+
+_PENDING_LOAD: dict[int, Select] = {}
 
 
 def item_id_for_key(session: Session, dedupe_key: str) -> int | None:

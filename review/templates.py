@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -183,14 +183,17 @@ def template_words(parts: dict[str, str]) -> list[str]:
     return [re.sub(r"{[{%].*?[%}]}", " ", text) for text in parts.values()]
 
 
+_ACTIVE = (  # built once: every draft runs it
+    select(MessageTemplate)
+    .where(MessageTemplate.key == bindparam("key"), MessageTemplate.status == TemplateStatus.APPROVED)
+    .order_by(MessageTemplate.version.desc())
+    .limit(1)
+)
+
+
 def active(session: Session, key: str) -> tuple[dict[str, str], str]:
     """(parts, version label) drafts use now: the latest approved version, else the built-in text."""
-    row = session.scalar(
-        select(MessageTemplate)
-        .where(MessageTemplate.key == key, MessageTemplate.status == TemplateStatus.APPROVED)
-        .order_by(MessageTemplate.version.desc())
-        .limit(1)
-    )
+    row = session.scalar(_ACTIVE, {"key": key})
     if row is None:
         return dict(BUILT_IN[key]), "built-in"
     return {"subject": row.subject, "body": row.body}, f"v{row.version}"

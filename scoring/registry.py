@@ -75,22 +75,20 @@ def training_rows_by_origin(session: Session) -> dict[str, int]:
     return counts
 
 
+# Built once: every lead's scoring runs them.
+_COUNT_CLOSED = select(func.count(Deal.id)).where(Deal.outcome.in_(tuple(DealOutcome)), Deal.lead_id.is_not(None))
+_CHAMPION = select(ScoringModel).where(ScoringModel.status == ModelStatus.CHAMPION)
+_CHAMPION_NO_ARTIFACT = _CHAMPION.options(defer(ScoringModel.artifact))
+
+
 def count_closed(session: Session) -> int:
-    return (
-        session.scalar(
-            select(func.count(Deal.id)).where(Deal.outcome.in_(tuple(DealOutcome)), Deal.lead_id.is_not(None))
-        )
-        or 0
-    )
+    return session.scalar(_COUNT_CLOSED) or 0
 
 
 def champion(session: Session, *, with_artifact: bool = True) -> ScoringModel | None:
     """The champion model's row; with_artifact=False leaves its artifact (the pickled model, often megabytes) to
     load_model, which reads it only the first time a process sees that model (scoring a lead needs it once)."""
-    stmt = select(ScoringModel).where(ScoringModel.status == ModelStatus.CHAMPION)
-    if not with_artifact:
-        stmt = stmt.options(defer(ScoringModel.artifact))
-    return session.scalar(stmt)
+    return session.scalar(_CHAMPION if with_artifact else _CHAMPION_NO_ARTIFACT)
 
 
 _loaded: dict[tuple[int, str, str | None], Any] = {}

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from rapidfuzz import fuzz, process
-from sqlalchemy import false, func, or_, select
+from sqlalchemy import bindparam, false, func, or_, select
 
 from core import audit
 from core.db import reading, session_scope, write_if_free
@@ -56,10 +56,20 @@ def _account(a: Account) -> dict[str, Any]:
     }
 
 
+# The native CRM's look-ups, built once (the lead graph runs them for every lead).
+_CONTACT_BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))
+_DEALS_OF_ACCOUNT = select(Deal).where(Deal.account_id == bindparam("account_id")).order_by(Deal.id)
+_ACTIVITIES_OF_ACCOUNT = (
+    select(func.count(Activity.id))
+    .join(Contact, Contact.id == Activity.contact_id)
+    .where(Contact.account_id == bindparam("account_id"))
+)
+
+
 def native_find_contact(settings: Any, email: str, session: Any = None) -> dict[str, Any]:
     """crm_find_contact from revloop's own tables (the native CRM backend); through `session` when given."""
     with reading(settings, session) as session:
-        contact = session.scalar(select(Contact).where(Contact.email == email.lower()))
+        contact = session.scalar(_CONTACT_BY_EMAIL, {"email": email.lower()})
         if contact is None:
             return {"found": False}
         return {
@@ -80,12 +90,8 @@ def native_account_history(settings: Any, account_id: int, session: Any = None) 
         account = session.get(Account, account_id)
         if account is None:
             return {"found": False}
-        deals = session.scalars(select(Deal).where(Deal.account_id == account.id).order_by(Deal.id)).all()
-        activities = session.scalar(
-            select(func.count(Activity.id))
-            .join(Contact, Contact.id == Activity.contact_id)
-            .where(Contact.account_id == account.id)
-        )
+        deals = session.scalars(_DEALS_OF_ACCOUNT, {"account_id": account.id}).all()
+        activities = session.scalar(_ACTIVITIES_OF_ACCOUNT, {"account_id": account.id})
         return {
             "found": True,
             "account": _account(account),
