@@ -28,10 +28,11 @@ _LEAD_WITH_RECORDS = (
 )
 _DEALS_OF_ACCOUNT = select(Deal).where(Deal.account_id == bindparam("account_id")).order_by(Deal.id)
 _ACTIVITIES_OF_LEAD = select(Activity).where(Activity.lead_id == bindparam("lead_id")).order_by(Activity.occurred_at)
-_MATCHED_BY_NAME = select(AuditEvent.after).where(
-    AuditEvent.entity_type == "account",
-    AuditEvent.entity_id == bindparam("account_id"),
-    AuditEvent.action == "account.matched_by_name",
+_EVENTS = AuditEvent.__table__  # a Core statement of the table: no ORM set-up for a column's values
+_MATCHED_BY_NAME = select(_EVENTS.c.after).where(
+    _EVENTS.c.entity_type == "account",
+    _EVENTS.c.entity_id == bindparam("account_id"),
+    _EVENTS.c.action == "account.matched_by_name",
 )
 
 
@@ -56,6 +57,8 @@ def matched_by_name(session: Session, lead: Lead) -> bool:
     address): link_lead_to_crm audits each such match as `account.matched_by_name` with the lead's id."""
     if lead.account_id is None:
         return False
+    if session.autoflush:  # a Core statement does not autoflush: the unit of work's events first
+        session.flush()
     events = session.scalars(_MATCHED_BY_NAME, {"account_id": str(lead.account_id)})
     return any((after or {}).get("lead_id") == lead.id for after in events)
 
@@ -283,7 +286,8 @@ def record_run(
     from converted), each change with its audit event. A brief equal to the stored one is not stored again (a
     re-run after a crash). The row is read (four columns) and written (one UPDATE) with prebuilt Core statements:
     no ORM load or flush; the events go through core.audit (batched when the caller batches them)."""
-    session.flush()  # the unit of work's pending changes first (a Core statement does not autoflush)
+    if session.autoflush:  # the unit of work's pending changes first (a Core statement does not autoflush)
+        session.flush()
     row = session.execute(_READ_FOR_RUN, {"lead_id": lead_id}).first()
     if row is None:
         raise LookupError(f"lead {lead_id} not found")

@@ -38,17 +38,20 @@ def list_agents(session: Session) -> list[dict[str, Any]]:
     ]
 
 
-_ROSTER = (  # built once: routing runs it for every lead
-    select(User.name, SalesAgent.regional_office, SalesAgent.services)
-    .join(User, User.id == SalesAgent.user_id)
-    .where(User.active.is_(True), User.role.in_([str(r) for r in WORKING_ROLES]))
-    .order_by(SalesAgent.id)
+_USERS, _AGENTS = User.__table__, SalesAgent.__table__
+_ROSTER = (  # built once, Core (rows of three columns): routing runs it for every lead
+    select(_USERS.c.name, _AGENTS.c.regional_office, _AGENTS.c.services)
+    .join(_USERS, _USERS.c.id == _AGENTS.c.user_id)
+    .where(_USERS.c.active.is_(True), _USERS.c.role.in_([str(r) for r in WORKING_ROLES]))
+    .order_by(_AGENTS.c.id)
 )
 
 
 def routing_roster(session: Session) -> list[tuple[str, str | None, list[str]]]:
     """(user name, regional office, services) of every agent linked to an active closer or manager: the only
     people routing assigns leads to. A user linked to several agents appears once per agent."""
+    if session.autoflush:  # a Core statement does not autoflush
+        session.flush()
     rows = session.execute(_ROSTER)
     return [(name, office, list(services or [])) for name, office, services in rows]
 

@@ -209,7 +209,8 @@ def queue_item(session: Session, draft: Draft, *, actor: str, lead_status: bool 
         "grade": (str(draft.brief.get("grade") or "")[:1] or None),
         "redraft_of": draft.redraft_of,
     }
-    session.flush()  # what the unit of work holds goes first, as autoflush would (a Core statement does not)
+    if session.autoflush:  # what the unit of work holds goes first, as autoflush does (not for a Core statement)
+        session.flush()
     item_id = session.execute(_insert_item_statement(session), values).scalar()
     if item_id is None:
         item_id = session.execute(_FIND_ITEM, {"dedupe_key": draft.dedupe_key}).scalar()

@@ -17,13 +17,16 @@ def pending_load(session: Session, names: Iterable[str], cap: int) -> dict[str, 
     costs the same with 100 or 100,000 pending items."""
     count = _PENDING_LOAD.get(cap)
     if count is None:  # built once per cap (routing runs it for every lead and candidate)
+        items = ReviewItem.__table__  # Core: counts need no ORM set-up
         held = (
-            select(ReviewItem.id)
-            .where(ReviewItem.status == ItemStatus.PENDING, ReviewItem.assignee == bindparam("name"))
+            select(items.c.id)
+            .where(items.c.status == ItemStatus.PENDING, items.c.assignee == bindparam("name"))
             .limit(cap)
             .subquery()
         )
         count = _PENDING_LOAD[cap] = select(func.count()).select_from(held)
+    if session.autoflush:  # a Core statement does not autoflush
+        session.flush()
     return {name: session.scalar(count, {"name": name}) or 0 for name in dict.fromkeys(names)}
 
 

@@ -76,12 +76,17 @@ def training_rows_by_origin(session: Session) -> dict[str, int]:
 
 
 # Built once: every lead's scoring runs them.
-_COUNT_CLOSED = select(func.count(Deal.id)).where(Deal.outcome.in_(tuple(DealOutcome)), Deal.lead_id.is_not(None))
+_DEALS = Deal.__table__
+_COUNT_CLOSED = select(func.count(_DEALS.c.id)).where(  # Core: a count needs no ORM set-up
+    _DEALS.c.outcome.in_(tuple(DealOutcome)), _DEALS.c.lead_id.is_not(None)
+)
 _CHAMPION = select(ScoringModel).where(ScoringModel.status == ModelStatus.CHAMPION)
 _CHAMPION_NO_ARTIFACT = _CHAMPION.options(defer(ScoringModel.artifact))
 
 
 def count_closed(session: Session) -> int:
+    if session.autoflush:  # a Core statement does not autoflush
+        session.flush()
     return session.scalar(_COUNT_CLOSED) or 0
 
 

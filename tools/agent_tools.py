@@ -59,10 +59,10 @@ def _account(a: Account) -> dict[str, Any]:
 # The native CRM's look-ups, built once (the lead graph runs them for every lead).
 _CONTACT_BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))
 _DEALS_OF_ACCOUNT = select(Deal).where(Deal.account_id == bindparam("account_id")).order_by(Deal.id)
-_ACTIVITIES_OF_ACCOUNT = (
-    select(func.count(Activity.id))
-    .join(Contact, Contact.id == Activity.contact_id)
-    .where(Contact.account_id == bindparam("account_id"))
+_ACTIVITIES_OF_ACCOUNT = (  # Core, of the tables: a count needs no ORM set-up
+    select(func.count(Activity.__table__.c.id))
+    .join(Contact.__table__, Contact.__table__.c.id == Activity.__table__.c.contact_id)
+    .where(Contact.__table__.c.account_id == bindparam("account_id"))
 )
 
 
@@ -91,6 +91,8 @@ def native_account_history(settings: Any, account_id: int, session: Any = None) 
         if account is None:
             return {"found": False}
         deals = session.scalars(_DEALS_OF_ACCOUNT, {"account_id": account.id}).all()
+        if session.autoflush:  # a Core statement does not autoflush
+            session.flush()
         activities = session.scalar(_ACTIVITIES_OF_ACCOUNT, {"account_id": account.id})
         return {
             "found": True,
