@@ -102,19 +102,20 @@ def cancel_queued(session: Session, dedupe_key: str) -> bool:
     )
 
 
-# The claim's statements, built once (their SQL compiled and cached once; no statement construction per claim).
+# The claim's statements, built once (their SQL compiled and cached once; no statement construction per claim), Core
+# statements of the table run on the session's connection: the ORM's machinery cost more than the claim itself.
+_JOBS = Job.__table__
 _DUE = (
-    select(Job.id)
+    select(_JOBS.c.id)
     .where(
-        Job.status == JobStatus.QUEUED,
-        Job.run_after <= bindparam("now"),
-        Job.kind.in_(bindparam("kinds", expanding=True)),
+        _JOBS.c.status == JobStatus.QUEUED,
+        _JOBS.c.run_after <= bindparam("now"),
+        _JOBS.c.kind.in_(bindparam("kinds", expanding=True)),
     )
-    .order_by(Job.priority.desc(), Job.run_after, Job.id)
+    .order_by(_JOBS.c.priority.desc(), _JOBS.c.run_after, _JOBS.c.id)
 )
 _DUE_FIRST, _DUE_FIVE = _DUE.limit(1), _DUE.limit(5)
-_JOBS = Job.__table__
-_CLAIM = (  # a Core statement of the table: the ORM's DML machinery costs more than the claim itself
+_CLAIM = (
     update(_JOBS)
     .where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.status == JobStatus.QUEUED)
     .values(status=JobStatus.RUNNING, locked_by=bindparam("worker_id"), locked_at=bindparam("now"))
@@ -132,12 +133,13 @@ def claim_next(settings: Settings, worker_id: str, kinds: list[str], *, look_fir
     # Look first with a read (no write lock), so idle workers polling often never hold up a writer.
     if look_first:
         with session_scope(settings, readonly=True) as session:
-            if session.scalar(_DUE_FIRST, due) is None:
+            if session.connection().execute(_DUE_FIRST, due).first() is None:
                 return None
     with session_scope(settings) as session:
-        for job_id in session.scalars(_DUE_FIVE, due).all():
+        conn = session.connection()
+        for job_id in conn.execute(_DUE_FIVE, due).scalars().all():
             # Compare-and-set, the claimed row returned by the same statement.
-            claimed = session.execute(_CLAIM, {"job_id": job_id, "worker_id": worker_id, "now": now}).first()
+            claimed = conn.execute(_CLAIM, {"job_id": job_id, "worker_id": worker_id, "now": now}).first()
             if claimed is not None:
                 return Job(**claimed._mapping)  # the row as it is now, detached (as a loaded row after the commit)
     return None
@@ -192,7 +194,7 @@ _DONE = (
 
 
 def _mark_done(session: Session, job_id: int) -> None:
-    session.execute(_DONE, {"job_id": job_id, "finished_at": utcnow()})
+    session.connection().execute(_DONE, {"job_id": job_id, "finished_at": utcnow()})
 
 
 class _RunningJob(threading.local):

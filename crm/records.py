@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from core import audit
-from core.db import insert_ignore
+from core.db import flush_pending, insert_ignore
 from core.enums import DealOutcome, LeadStatus
 from core.models import Account, Activity, AuditEvent, Contact, Deal, Lead
 from core.names import company_key
@@ -57,9 +57,8 @@ def matched_by_name(session: Session, lead: Lead) -> bool:
     address): link_lead_to_crm audits each such match as `account.matched_by_name` with the lead's id."""
     if lead.account_id is None:
         return False
-    if session.autoflush:  # a Core statement does not autoflush: the unit of work's events first
-        session.flush()
-    events = session.scalars(_MATCHED_BY_NAME, {"account_id": str(lead.account_id)})
+    flush_pending(session)  # a Core statement does not autoflush
+    events = session.connection().execute(_MATCHED_BY_NAME, {"account_id": str(lead.account_id)}).scalars()
     return any((after or {}).get("lead_id") == lead.id for after in events)
 
 
@@ -286,9 +285,8 @@ def record_run(
     from converted), each change with its audit event. A brief equal to the stored one is not stored again (a
     re-run after a crash). The row is read (four columns) and written (one UPDATE) with prebuilt Core statements:
     no ORM load or flush; the events go through core.audit (batched when the caller batches them)."""
-    if session.autoflush:  # the unit of work's pending changes first (a Core statement does not autoflush)
-        session.flush()
-    row = session.execute(_READ_FOR_RUN, {"lead_id": lead_id}).first()
+    flush_pending(session)  # a Core statement does not autoflush
+    row = session.connection().execute(_READ_FOR_RUN, {"lead_id": lead_id}).first()
     if row is None:
         raise LookupError(f"lead {lead_id} not found")
     status = row.status
@@ -334,7 +332,7 @@ def record_run(
         )
         status = values["status"] = new
     if values:
-        session.execute(_UPDATE_BY_ID, {"lead_id": lead_id, **values})
+        session.connection().execute(_UPDATE_BY_ID, {"lead_id": lead_id, **values})
 
 
 # directory field -> account field

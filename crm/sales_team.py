@@ -19,6 +19,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.db import flush_pending
 from core.enums import Role
 from core.errors import InvalidInput, NotFound
 from core.models import Deal, SalesAgent, User
@@ -50,9 +51,8 @@ _ROSTER = (  # built once, Core (rows of three columns): routing runs it for eve
 def routing_roster(session: Session) -> list[tuple[str, str | None, list[str]]]:
     """(user name, regional office, services) of every agent linked to an active closer or manager: the only
     people routing assigns leads to. A user linked to several agents appears once per agent."""
-    if session.autoflush:  # a Core statement does not autoflush
-        session.flush()
-    rows = session.execute(_ROSTER)
+    flush_pending(session)  # a Core statement does not autoflush
+    rows = session.connection().execute(_ROSTER)
     return [(name, office, list(services or [])) for name, office, services in rows]
 
 

@@ -8,11 +8,11 @@ import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Insert, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.db import insert_ignore
 from core.enums import (
     APPROVED_STATES,
     PHONE_KINDS,
@@ -163,21 +163,8 @@ def enqueue_once(session: Session, draft: Draft, *, actor: str, lead_status: boo
     return session.get(ReviewItem, item_id), created
 
 
-def _insert_item_statement(session: Session) -> Insert:
-    """INSERT INTO review_items ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, built once per dialect: a
-    Core statement of the table (no unit of work, no savepoint), executed with each item's values."""
-    dialect = session.get_bind().dialect.name
-    statement = _INSERT_ITEM.get(dialect)
-    if statement is None:
-        dml = postgresql if dialect == "postgresql" else sqlite
-        table = ReviewItem.__table__
-        statement = dml.insert(table).on_conflict_do_nothing(index_elements=[table.c.dedupe_key]).returning(table.c.id)
-        _INSERT_ITEM[dialect] = statement
-    return statement
-
-
-_INSERT_ITEM: dict[str, Insert] = {}
-_FIND_ITEM = select(ReviewItem.__table__.c.id).where(ReviewItem.__table__.c.dedupe_key == bindparam("dedupe_key"))
+_ITEMS = ReviewItem.__table__
+_FIND_ITEM = select(_ITEMS.c.id).where(_ITEMS.c.dedupe_key == bindparam("dedupe_key"))
 
 
 def queue_item(session: Session, draft: Draft, *, actor: str, lead_status: bool = True) -> tuple[int, bool]:
@@ -209,11 +196,10 @@ def queue_item(session: Session, draft: Draft, *, actor: str, lead_status: bool 
         "grade": (str(draft.brief.get("grade") or "")[:1] or None),
         "redraft_of": draft.redraft_of,
     }
-    if session.autoflush:  # what the unit of work holds goes first, as autoflush does (not for a Core statement)
-        session.flush()
-    item_id = session.execute(_insert_item_statement(session), values).scalar()
+    inserted = insert_ignore(session, ReviewItem, values)  # flushes the unit of work's pending changes first
+    item_id = inserted.id if inserted is not None else None
     if item_id is None:
-        item_id = session.execute(_FIND_ITEM, {"dedupe_key": draft.dedupe_key}).scalar()
+        item_id = session.connection().execute(_FIND_ITEM, {"dedupe_key": draft.dedupe_key}).scalar()
         if item_id is None:  # pragma: no cover - the key's row was deleted in between
             raise LookupError(f"review item {draft.dedupe_key} neither inserted nor found")
         return item_id, False

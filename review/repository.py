@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from core.db import flush_pending
 from core.enums import ItemStatus
 from core.models import Decision, ReviewItem
 
@@ -25,9 +26,9 @@ def pending_load(session: Session, names: Iterable[str], cap: int) -> dict[str, 
             .subquery()
         )
         count = _PENDING_LOAD[cap] = select(func.count()).select_from(held)
-    if session.autoflush:  # a Core statement does not autoflush
-        session.flush()
-    return {name: session.scalar(count, {"name": name}) or 0 for name in dict.fromkeys(names)}
+    flush_pending(session)  # a Core statement does not autoflush
+    conn = session.connection()
+    return {name: conn.execute(count, {"name": name}).scalar() or 0 for name in dict.fromkeys(names)}
 
 
 _PENDING_LOAD: dict[int, Select] = {}

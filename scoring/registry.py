@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
 from core import audit
+from core.db import flush_pending
 from core.enums import DealOutcome, ModelStatus
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Deal, Lead, ScoringModel, utcnow
@@ -85,9 +86,8 @@ _CHAMPION_NO_ARTIFACT = _CHAMPION.options(defer(ScoringModel.artifact))
 
 
 def count_closed(session: Session) -> int:
-    if session.autoflush:  # a Core statement does not autoflush
-        session.flush()
-    return session.scalar(_COUNT_CLOSED) or 0
+    flush_pending(session)  # a Core statement does not autoflush
+    return session.connection().execute(_COUNT_CLOSED).scalar() or 0
 
 
 def champion(session: Session, *, with_artifact: bool = True) -> ScoringModel | None:

@@ -11,7 +11,7 @@ from rapidfuzz import fuzz, process
 from sqlalchemy import bindparam, false, func, or_, select
 
 from core import audit
-from core.db import reading, session_scope, write_if_free
+from core.db import flush_pending, reading, session_scope, write_if_free
 from core.models import Account, Activity, Company, Contact, Deal, EnrichmentCache, utcnow
 from tools.enrichment import company_key as _plain
 from tools.enrichment import email_domain, is_free_mail, normalise_website
@@ -91,9 +91,8 @@ def native_account_history(settings: Any, account_id: int, session: Any = None) 
         if account is None:
             return {"found": False}
         deals = session.scalars(_DEALS_OF_ACCOUNT, {"account_id": account.id}).all()
-        if session.autoflush:  # a Core statement does not autoflush
-            session.flush()
-        activities = session.scalar(_ACTIVITIES_OF_ACCOUNT, {"account_id": account.id})
+        flush_pending(session)  # a Core statement does not autoflush
+        activities = session.connection().execute(_ACTIVITIES_OF_ACCOUNT, {"account_id": account.id}).scalar()
         return {
             "found": True,
             "account": _account(account),
