@@ -3,12 +3,13 @@
 Measured with bench/bench_ingest.py (50 clients, SQLite): after capture itself went to Core statements, what was
 left of a post's CPU was mostly per-transaction and per-hand-off work (BEGIN, COMMIT, waking a pool thread and
 handing the GIL back and forth). Posts now queue on the event loop; one batch at a time is written in the thread
-pool (a few at once on PostgreSQL), and the posts that arrive while it is written make the next batch. A lone post
-is a batch of one, written at once: nothing waits for a batch to fill.
+pool, and the posts that arrive while it is written make the next batch. A lone post is a batch of one, written
+at once: nothing waits for a batch to fill.
 
 Nothing is answered before its batch commits (a 202 means stored). A post that fails does not take the others
 with it: when a batch's transaction fails, each of its posts is written again in a transaction of its own, so
-the others are stored and the failing one gets its own error. The posts of one batch see each other (the same
+the others are stored and the failing one gets its own error (on PostgreSQL a post the database found busy, e.g.
+a deadlock with another API process, is tried again first). The posts of one batch see each other (the same
 email twice in one batch is a repeat of the first), as they would one after the other.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from core.db import session_scope
+from core.db import run_in_transaction, session_scope
 from core.settings import Settings
 
 log = logging.getLogger("revloop.api")
@@ -42,9 +43,14 @@ class BatchWriter:
 
     def __init__(self, settings: Settings, write: Callable[..., Any]):
         self.settings, self.write = settings, write
-        # SQLite takes one writer at a time: one batch at a time. PostgreSQL writes several at once, and a batch
-        # spends much of its time waiting for round trips: a few batches in flight keep the process busy.
-        self.concurrent_batches = 1 if settings.resolved_database_url.startswith("sqlite") else 4
+        # One batch in flight per process. Several at once on PostgreSQL deadlocked (two batches inserting the
+        # same new company domains and repeated emails in different orders): each deadlock cost PostgreSQL's 1 s
+        # deadlock_timeout and a few 503s in bench/bench_ingest.py, for no gain in accepted/s.
+        self.concurrent_batches = 1
+        # A post written alone after its batch failed is retried when the database is busy (a deadlock with
+        # another API process's batch, a serialization failure) on PostgreSQL; SQLite's busy timeout has already
+        # waited 15 s by then.
+        self.single_attempts = 1 if settings.resolved_database_url.startswith("sqlite") else settings.db_busy_retries
         # One queue per event loop (an app served by uvicorn has one; tests may drive one app from several).
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = weakref.WeakKeyDictionary()
 
@@ -93,8 +99,13 @@ class BatchWriter:
         results: list[Any] = []
         for args in batch:
             try:
-                with session_scope(self.settings) as session:
-                    results.append(self.write(session, *args))
+                results.append(
+                    run_in_transaction(
+                        self.settings,
+                        lambda session, args=args: self.write(session, *args),
+                        attempts=self.single_attempts,
+                    )
+                )
             except Exception as exc:  # noqa: BLE001 - this post's answer
                 results.append(exc)
         return results

@@ -123,7 +123,8 @@ def test_a_database_error_for_the_whole_batch_reaches_every_post(settings, posts
 
 
 def test_several_batches_in_flight_answer_every_post_once(settings):
-    """PostgreSQL's default: up to four batches written at once; repeats across batches still find one lead."""
+    """Batches written at once (two API processes, or a writer allowed several): repeats across batches still find
+    one lead."""
     writer, transactions = _writer(settings, concurrent_batches=4)
 
     async def run():
