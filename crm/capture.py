@@ -70,9 +70,7 @@ class Captured:
 
 
 def _repeated(session: Session, lead_id: int, actor: str, idempotency_key: str | None) -> Captured:
-    status = session.execute(
-        update(Lead).where(Lead.id == lead_id).values(duplicate_count=Lead.duplicate_count + 1).returning(Lead.status)
-    ).scalar_one()
+    status = session.connection().execute(_COUNT_REPEAT, {"lead_id": lead_id}).scalar_one()
     audit.record_many(
         session,
         [
