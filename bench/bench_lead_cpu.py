@@ -9,6 +9,7 @@ into a fresh SQLite database in a temporary var dir, then one worker in this pro
 `run_until_idle`, one thread) drains their `lead.run` jobs. Prints the process CPU time (`time.process_time`, user +
 system of this process; what a loaded shared box inflates least) per lead, the wall time and the commits. A first
 lead per company is drained before the clock starts (it fills what is cached per company and per process).
+A run in which a lead did not get its review item (and the lead is not in review) fails instead of printing.
 
 With --before PATH the same run is made with that checkout's code (a subprocess with PYTHONPATH=PATH) and then with
 this one, alternating --repeats times, and both are printed side by side. --database-url runs on PostgreSQL
@@ -46,11 +47,13 @@ def cold_lead(i: int) -> dict:
 
 def one_run(leads: int, database_url: str | None, profile: int) -> dict:
     """Runs in the process whose code is measured (its PYTHONPATH)."""
-    from sqlalchemy import event
+    from sqlalchemy import event, func, select
 
     from agents.runtime import lead_worker
     from core import migrate
     from core.db import get_engine, session_scope
+    from core.enums import LeadStatus
+    from core.models import Lead, ReviewItem
     from core.schemas import LeadCreate
     from core.settings import Settings
     from crm.capture import capture_lead
@@ -88,8 +91,15 @@ def one_run(leads: int, database_url: str | None, profile: int) -> dict:
                 if os.environ.get("REVLOOP_BENCH_PROFILE_OUT"):  # for pstats / snakeviz
                     profiler.dump_stats(os.environ["REVLOOP_BENCH_PROFILE_OUT"])
                 pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(profile)
+            # The figure counts only if every lead went the whole way: its review item queued, the lead in review.
+            with session_scope(settings, readonly=True) as session:
+                queued = session.scalar(select(func.count(ReviewItem.id)).where(ReviewItem.lead_id > 50))
+                in_review = session.scalar(select(func.count(Lead.id)).where(Lead.status == LeadStatus.IN_REVIEW))
+    if queued != leads or in_review != leads + 50:
+        raise SystemExit(f"only {queued} of {leads} leads got a review item ({in_review} in review): not measured")
     return {
         "leads": done,
+        "review_items": queued,
         "cpu_ms_per_lead": round(cpu * 1000 / max(done, 1), 2),
         "wall_ms_per_lead": round(wall * 1000 / max(done, 1), 2),
         "commits_per_lead": round(len(commits) / max(done, 1), 2),
@@ -97,7 +107,8 @@ def one_run(leads: int, database_url: str | None, profile: int) -> dict:
 
 
 def measured(checkout: Path, args: argparse.Namespace, database_url: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REVLOOP_")}
+    # The measured code's settings are its defaults; the bench's own (REVLOOP_BENCH_*) pass through.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVLOOP_") or k.startswith("REVLOOP_BENCH_")}
     env.update(PYTHONPATH=str(checkout), REVLOOP_LLM="none")
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--leads", str(args.leads)]
     if database_url:
