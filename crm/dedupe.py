@@ -11,13 +11,16 @@ A lead from a company domain never joins an account that has another domain: two
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 from sqlalchemy import ColumnElement, and_, or_, select, true
 from sqlalchemy.orm import Session
 
 from core.models import Account
 from tools.enrichment import company_key, same_company
+
+if TYPE_CHECKING:  # numpy loads with the first fuzzy match, not with the API (crm.records imports this module)
+    import numpy as np
 
 FUZZY_SIMILARITY = 0.85  # measured on company-name pairs: same company 0.88-0.93, others 0.39-0.80
 MAX_CANDIDATES = 50
@@ -41,6 +44,8 @@ _vectors: dict[str, np.ndarray] = {}  # name key -> embedding: the same few cand
 
 
 def _embed_keys(keys: list[str]) -> np.ndarray:
+    import numpy as np
+
     from scoring.embedding import embed  # the model loads only when a candidate needs judging
 
     missing = [k for k in dict.fromkeys(keys) if k not in _vectors]
