@@ -114,7 +114,9 @@ def celery_app(settings: Settings) -> Celery:
 def __getattr__(name: str) -> Any:
     # `celery -A core.broker:app beat` (a separate beat process) finds the app of the environment's settings.
     if name == "app":
-        return celery_app(get_settings())
+        settings = get_settings()
+        private_dir(settings.var_dir)  # beat keeps its schedule file there; on a beat-only host nothing else made it
+        return celery_app(settings)
     raise AttributeError(name)
 
 

@@ -108,3 +108,24 @@ def test_revloop_worker_beat_needs_a_broker(settings, subprocess_env, monkeypatc
         get_settings.cache_clear()
     assert result.exit_code == 2
     assert "--beat needs REVLOOP_BROKER_URL" in result.output
+
+
+def test_celery_beat_alone_finds_its_schedule_folder_on_a_fresh_host(tmp_path, monkeypatch):
+    """`celery -A core.broker:app beat` (docs/deploy.md) on a host where no revloop process made REVLOOP_VAR_DIR:
+    the schedule file's folder is created (0700), where Celery's shelve would otherwise fail to open it."""
+    import shelve
+
+    from core.settings import get_settings
+
+    var = tmp_path / "fresh" / "var"
+    monkeypatch.setenv("REVLOOP_BROKER_URL", REDIS_URL)
+    monkeypatch.setenv("REVLOOP_VAR_DIR", str(var))
+    get_settings.cache_clear()
+    try:
+        app = broker.app
+    finally:
+        get_settings.cache_clear()
+    assert var.is_dir() and var.stat().st_mode & 0o777 == 0o700
+    assert app.conf.beat_schedule_filename == str(var.resolve() / "celerybeat-schedule")
+    with shelve.open(app.conf.beat_schedule_filename) as schedule:  # what celery.beat.PersistentScheduler does
+        schedule["probe"] = 1
