@@ -125,3 +125,21 @@ def test_up_migrates_seeds_serves_and_stops_on_ctrl_c(tmp_path):
     assert proc.returncode == 0, rest
     assert "stopped." in rest
     assert (tmp_path / "var" / "revloop.db").exists()
+
+
+def test_review_app_binds_loopback_unless_given_a_host(monkeypatch):
+    """docs/deploy.md runs the review app in its own container or behind a proxy: `--host 0.0.0.0` makes it
+    reachable from another machine; by default it listens on 127.0.0.1 only."""
+    from typer.testing import CliRunner
+
+    from api.cli import app as cli
+
+    ran = []
+    monkeypatch.setattr(os, "execv", lambda path, argv: ran.append(argv))
+    for args in (["review-app", "--port", "8599"], ["review-app", "--port", "8599", "--host", "0.0.0.0"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    (default, everywhere) = ran
+    assert default[default.index("--server.address") + 1] == "127.0.0.1"
+    assert everywhere[everywhere.index("--server.address") + 1] == "0.0.0.0"
+    assert everywhere[everywhere.index("--server.port") + 1] == "8599"
