@@ -36,6 +36,8 @@ FLAG_WORDS: dict[str, str] = {
     "or country, or too few of its fields): its probability is not used and the written rubric alone scores it.",
     "conflicting_signals": "The written ICP and past outcomes disagree about this lead: use your own judgement.",
     "tool_calls_refused": "The research agent asked for tools it may not use ({arg}); they were refused.",
+    "tool_calls_failed": "A research look-up could not answer ({arg}: its system was down or too slow): the brief "
+    "lacks what it would have found, such as a similar won case or the account's history.",
     "llm_unavailable": "The language model was unavailable: the deterministic engine scored and drafted this.",
     "llm_over_budget": "The language model ran out of its time budget for this lead: the deterministic engine "
     "finished it.",

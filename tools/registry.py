@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("revloop.tools")
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class ToolResult:
     content: str  # what goes back to the model
     data: Any = None
     refused: bool = False
+    failed: bool = False  # the tool itself raised or timed out (an outage), not a refusal or bad arguments
     seconds: float = 0.0
 
 
@@ -175,11 +178,13 @@ class Toolbox:
                 context = replace(self.context, session=None) if self.context.session is not None else self.context
                 data = _EXECUTOR.submit(spec.func, context, args).result(timeout=spec.timeout)
         except FutureTimeout:
-            result = ToolResult(name, False, f"error: {name} timed out after {spec.timeout:g}s")
+            result = ToolResult(name, False, f"error: {name} timed out after {spec.timeout:g}s", failed=True)
         except Exception as exc:  # a tool's failure goes back to the model as text
-            result = ToolResult(name, False, f"error: {type(exc).__name__}: {exc}")
+            result = ToolResult(name, False, f"error: {type(exc).__name__}: {exc}", failed=True)
         else:
             result = ToolResult(name, True, json.dumps(data, default=str)[:8000], data)
         result.seconds = round(time.perf_counter() - started, 4)
+        if result.failed:  # an operator's clue: the brief only flags it (tool_calls_failed)
+            log.warning("%s: tool %s failed: %s", self.graph, name, result.content.removeprefix("error: "))
         self.calls.append(result)
         return result

@@ -213,6 +213,8 @@ class LeadNodes:
         flags += injection_flags(injection)  # the code, then one sentence per category for the closer
         if investigation.get("refused"):
             flags.append("tool_calls_refused:" + ",".join(investigation["refused"]))
+        if investigation.get("failed"):
+            flags.append("tool_calls_failed:" + ",".join(investigation["failed"]))
         llm = investigation.get("llm") or {}
         if investigation.get("llm_error"):
             flags.append("llm_unavailable")

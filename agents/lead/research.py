@@ -55,6 +55,11 @@ def similar_case(toolbox: Toolbox) -> dict[str, Any] | None:
     return None
 
 
+def failed_calls(toolbox: Toolbox) -> list[str]:
+    """The look-ups that could not answer (their system down or too slow), each named once: what the brief lacks."""
+    return list(dict.fromkeys(c.name for c in toolbox.calls if c.failed))
+
+
 def _evidence(toolbox: Toolbox) -> list[dict[str, Any]]:
     out = []
     for call in toolbox.calls:
@@ -118,6 +123,7 @@ def deterministic(settings: Settings, facts: dict[str, Any], session: Any = None
         "evidence": _evidence(toolbox),
         "tool_calls": [c.name for c in toolbox.calls],
         "refused": [c.name for c in toolbox.calls if c.refused],
+        "failed": failed_calls(toolbox),
         "insight": None,
         "llm_error": None,
         "similar_case": similar_case(toolbox),
@@ -317,12 +323,14 @@ def with_llm(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
         fallback["llm_error"] = error
         fallback["llm"] = llm
         fallback["refused"] = [c.name for c in toolbox.calls if c.refused] + fallback["refused"]
+        fallback["failed"] = list(dict.fromkeys(failed_calls(toolbox) + fallback["failed"]))
         return fallback
     return {
         "engine": "llm",
         "evidence": _evidence(toolbox),
         "tool_calls": [c.name for c in toolbox.calls],
         "refused": [c.name for c in toolbox.calls if c.refused],
+        "failed": failed_calls(toolbox),
         "insight": insight.model_dump(),
         "llm_error": None,
         "llm": llm,

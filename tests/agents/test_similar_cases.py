@@ -10,11 +10,13 @@ from decimal import Decimal
 import chromadb
 from sqlalchemy import select
 
+from agents.runtime import lead_worker
 from api.demo import CASE_STUDIES
 from core.db import session_scope
 from core.models import Deal, ReviewItem
 from core.schemas import LeadCreate
 from crm.capture import capture_lead
+from review.context import flags_in_words
 from tests.evals.test_evals import _in_process_cli
 from tests.factories import account, lead_payload
 from tools import kb
@@ -115,3 +117,33 @@ def test_a_knowledge_base_of_the_old_vectors_is_re_embedded(settings, subprocess
     [best] = kb.search(settings, "clients pay their bills late", limit=1)
     assert best["record"] == "cobalt-collections"
     assert kb.rebuild_stale(settings) == 0  # nothing left to do
+
+
+def test_a_knowledge_base_that_is_down_leaves_the_lead_drafted_and_flagged(settings, worker, caplog):
+    """A chroma server that does not answer (REVLOOP_KB_URL): the lead still gets its brief and draft, without a
+    similar case, and the brief says which look-up failed, in words for the closer; the worker's log names it."""
+    from tests.conftest import free_port
+
+    down = settings.model_copy(update={"kb_url": f"http://127.0.0.1:{free_port()}"})
+    with lead_worker(down) as down_worker, caplog.at_level("WARNING", logger="revloop.tools"):
+        brief = brief_for(
+            down,
+            down_worker,
+            email="finance@riverside-clinic.org",
+            company="Riverside Clinic",
+            title="Finance Director",
+            message="Patients settle their bills weeks late and we need polite reminders",
+        )
+    assert "tool_calls_failed:similar_won_cases" in brief["flags"]
+    assert brief["similar_case"] is None and "Most similar won case" not in brief["summary"]
+    assert any("tool similar_won_cases failed" in r.getMessage() for r in caplog.records)
+    with session_scope(settings) as session:
+        item = session.scalars(select(ReviewItem)).one()
+        assert item.draft["body"]  # drafted all the same
+        words = {f.code: f.words for f in flags_in_words(item)}
+    assert "could not answer (similar_won_cases" in words["tool_calls_failed:similar_won_cases"]
+
+    # With the knowledge base answering again, a lead's brief has no such flag.
+    assert (
+        "tool_calls_failed:similar_won_cases" not in brief_for(settings, worker, email="ops@other-clinic.org")["flags"]
+    )
