@@ -45,6 +45,7 @@ from core.models import (
 )
 from core.notifications import notify
 from core.settings import Settings
+from review.outbox import smtp_server, smtp_session
 
 WEBHOOK_SOURCES = ("leads", "payments", "esign")
 
@@ -80,14 +81,15 @@ def _mail(settings: Settings) -> Result:
         probe.write_bytes(b"")
         probe.unlink()
         return Result("mail", True, "ok", f"file outbox {folder} is writable{note}")
-    url = urlsplit(settings.smtp_url)
-    port = url.port or (465 if url.scheme == "smtps" else 25)
-    client_class = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
-    with client_class(url.hostname or "", port, timeout=5) as client:
-        code, _ = client.noop()
+    host, port = smtp_server(settings)
+    try:
+        with smtp_session(settings, timeout=5) as client:  # TLS and the login too, as a send does
+            code, _ = client.noop()
+    except smtplib.SMTPAuthenticationError as exc:
+        return Result("mail", False, "down", f"SMTP {host}:{port} refused the login ({exc.smtp_code}){note}")
     if code != 250:
-        return Result("mail", False, "down", f"SMTP {url.hostname}:{port} answered NOOP with {code}{note}")
-    return Result("mail", True, "ok", f"SMTP {url.hostname}:{port} answers{note}")
+        return Result("mail", False, "down", f"SMTP {host}:{port} answered NOOP with {code}{note}")
+    return Result("mail", True, "ok", f"SMTP {host}:{port} answers{note}")
 
 
 def _work_queue(settings: Settings) -> Result:

@@ -18,6 +18,8 @@ import random
 import smtplib
 import socket
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
@@ -65,23 +67,38 @@ def _deliver_file(settings: Settings, row: OutboxMessage, msg: EmailMessage) -> 
     return str(write_private(path, bytes(msg)))  # atomic, 0600: a message is customer data
 
 
-def _deliver_smtp(settings: Settings, msg: EmailMessage) -> str:
+def smtp_server(settings: Settings) -> tuple[str, int]:
+    """REVLOOP_SMTP_URL's host and port (465 for smtps, else 25 when none is given)."""
     url = urlsplit(settings.smtp_url or "")
     if url.scheme not in ("smtp", "smtps") or not url.hostname:
         raise ConfigError(f"REVLOOP_SMTP_URL must look like smtp://host:port, got {settings.smtp_url!r}")
+    return url.hostname, url.port or (465 if url.scheme == "smtps" else 25)
+
+
+@contextmanager
+def smtp_session(settings: Settings, *, timeout: float = 30) -> Iterator[smtplib.SMTP]:
+    """A connection to REVLOOP_SMTP_URL as sending uses it: TLS (smtps, or ?starttls=true) and the login when the
+    URL has a user. The health check opens the same one, so bad credentials show there before a send fails."""
+    url = urlsplit(settings.smtp_url or "")
+    host, port = smtp_server(settings)
     query = {k: v[-1].lower() for k, v in parse_qs(url.query).items()}
-    port = url.port or (465 if url.scheme == "smtps" else 25)
     if url.scheme == "smtps":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(url.hostname, port, timeout=30, context=ssl.create_default_context())
+        client: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
     else:
-        client = smtplib.SMTP(url.hostname, port, timeout=30)
+        client = smtplib.SMTP(host, port, timeout=timeout)
     with client:
         if query.get("starttls") in ("1", "true", "yes"):
             client.starttls(context=ssl.create_default_context())
         if url.username:
             client.login(unquote(url.username), unquote(url.password or ""))
+        yield client
+
+
+def _deliver_smtp(settings: Settings, msg: EmailMessage) -> str:
+    with smtp_session(settings) as client:
         client.send_message(msg)
-    return f"smtp://{url.hostname}:{port}"
+    host, port = smtp_server(settings)
+    return f"smtp://{host}:{port}"
 
 
 def deliver_message(settings: Settings, msg: EmailMessage, file_path: Path) -> str:

@@ -7,6 +7,7 @@ import asyncio
 import threading
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.conftest import free_port
 
@@ -34,16 +35,27 @@ class Inbox:
 
 
 class SmtpServer:
-    """`with SmtpServer() as smtp:` serves on smtp.url until the block ends; stop()/start() simulate an outage."""
+    """`with SmtpServer() as smtp:` serves on smtp.url until the block ends; stop()/start() simulate an outage.
+    With credentials=(user, password) it asks for a login (AUTH PLAIN/LOGIN, over plain text: a test server)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, credentials: tuple[str, str] | None = None) -> None:
         self.inbox = Inbox()
         self.port = port or free_port()
         self.url = f"smtp://127.0.0.1:{self.port}"
+        self.credentials = credentials
         self.controller: Controller | None = None
 
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        ok = (auth_data.login.decode(), auth_data.password.decode()) == self.credentials
+        return AuthResult(success=ok, handled=False)  # not handled: the server answers 235 or 535 itself
+
     def start(self) -> SmtpServer:
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        login = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
+        self.controller = Controller(
+            self.inbox, hostname="127.0.0.1", port=self.port, **(login if self.credentials else {})
+        )
         self.controller.start()
         return self
 

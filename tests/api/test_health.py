@@ -4,11 +4,12 @@ comes back (once each, not on every check)."""
 from __future__ import annotations
 
 import datetime as dt
+from email.message import EmailMessage
 
 from core import jobs
 from core.db import session_scope
 from core.models import utcnow
-from review import health
+from review import health, outbox
 from tests.conftest import free_port
 from tests.factories import auth, session_token
 from tests.smtp_server import SmtpServer
@@ -46,6 +47,23 @@ def test_smtp_down_alerts_managers_once_and_its_recovery_alerts_again(settings, 
         assert mail["healthy"] is True and mail["last_success_at"] == mail["changed_at"]
     notes = http.get("/v1/notifications", headers=manager).json()["items"]
     assert [n["kind"] for n in notes] == ["integration_recovered", "integration_down"]
+
+
+def test_an_smtp_login_that_a_send_would_fail_marks_mail_down(settings, http):
+    """The check logs in as a send does: a server that answers but refuses the configured password is down."""
+    manager = auth(settings, "manager")
+    with SmtpServer(credentials=("mailer", "right")) as smtp:
+        settings.smtp_url = smtp.url.replace("smtp://", "smtp://mailer:wrong@")
+        mail = _integrations(http, manager)["mail"]
+        assert mail["healthy"] is False and "refused the login (535)" in mail["detail"], mail
+        settings.smtp_url = smtp.url.replace("smtp://", "smtp://mailer:right@")
+        mail = _integrations(http, manager)["mail"]
+        assert mail["healthy"] is True and mail["detail"] == f"SMTP 127.0.0.1:{smtp.port} answers", mail
+        # ...and a send logs in the same way.
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "revloop@example.com", "ops@example.com", "probe"
+        assert outbox.deliver_message(settings, message, settings.var_dir / "unused.eml") == smtp.url
+        assert [to for _, to, _ in smtp.inbox.messages] == [["ops@example.com"]]
 
 
 def test_a_due_job_nobody_runs_marks_the_work_queue_down(settings, http):
