@@ -232,6 +232,18 @@ def link_lead_to_crm(session: Session, lead: Lead, *, actor: str) -> CrmLinks:
     return links
 
 
+def _audit_status_change(session: Session, lead_id: int, before: str, after: str, *, actor: str) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        action="lead.status_changed",
+        entity_type="lead",
+        entity_id=lead_id,
+        before={"status": before},
+        after={"status": after},
+    )
+
+
 def set_lead_status(session: Session, lead_id: int, status: str, *, actor: str, flush: bool = True) -> bool:
     """Move a lead to a new status with an audit event; False (and no event) when it is already there, or
     when it is converted: drafts and sends about its deal (a proposal, an invoice) do not make it a lead in
@@ -240,15 +252,7 @@ def set_lead_status(session: Session, lead_id: int, status: str, *, actor: str, 
     lead = session.get(Lead, lead_id)
     if lead is None or lead.status in (status, LeadStatus.CONVERTED):
         return False
-    audit.record(
-        session,
-        actor=actor,
-        action="lead.status_changed",
-        entity_type="lead",
-        entity_id=lead_id,
-        before={"status": lead.status},
-        after={"status": status},
-    )
+    _audit_status_change(session, lead_id, lead.status, status, actor=actor)
     lead.status = status
     if flush:
         session.flush()
@@ -321,15 +325,7 @@ def record_run(
     for new in statuses:
         if status in (new, LeadStatus.CONVERTED):
             continue
-        audit.record(
-            session,
-            actor=actor,
-            action="lead.status_changed",
-            entity_type="lead",
-            entity_id=lead_id,
-            before={"status": status},
-            after={"status": new},
-        )
+        _audit_status_change(session, lead_id, status, new, actor=actor)
         status = values["status"] = new
     if values:
         session.connection().execute(_UPDATE_BY_ID, {"lead_id": lead_id, **values})
