@@ -238,18 +238,18 @@ def _known_empty(settings: Settings, col: Any) -> bool:
 
 def search(settings: Settings, text: str, limit: int = 3, kind: str | None = None) -> list[dict[str, Any]]:
     where = {"kind": kind} if kind else None
-    col = collection(settings)
+
+    def query(col: Any) -> dict[str, Any] | None:
+        return None if _known_empty(settings, col) else col.query(query_texts=[text], n_results=limit, where=where)
+
     try:
-        if _known_empty(settings, col):
-            return []
-        result = col.query(query_texts=[text], n_results=limit, where=where)
+        result = query(collection(settings))
     except Exception:  # the cached handle went stale (the collection was dropped, the server replaced): ask again
-        col = collection(settings, cached=False)
         _found_empty.pop(_location(settings), None)
         _seen_documents.discard(_location(settings))
-        if _known_empty(settings, col):
-            return []
-        result = col.query(query_texts=[text], n_results=limit, where=where)
+        result = query(collection(settings, cached=False))
+    if result is None:
+        return []
     return [
         {
             "record": meta["record"],
