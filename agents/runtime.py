@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from agents.lead.graph import build_lead_graph
 from agents.proposal.graph import build_proposal_graph
 from billing import mpesa, reminders
 from core import audit, jobs
-from core.db import session_scope
+from core.db import idle_too_long, session_scope
 from core.enums import GRAPH_SOURCES, DecisionAction, ItemSource, ItemStatus, JobKind, LeadStatus
 from core.files import private_file
 from core.jobs import RetryLater, Worker
@@ -75,12 +76,23 @@ def open_checkpointer(settings: Settings) -> Iterator[BaseCheckpointSaver]:
     from psycopg.rows import dict_row
     from psycopg_pool import ConnectionPool
 
+    # Checked before use only after sitting idle (core.db.PING_AFTER_IDLE_SECONDS), as the database engine's pool.
+    returned_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def check_when_idle(conn) -> None:
+        if idle_too_long(returned_at.pop(conn, None)):
+            ConnectionPool.check_connection(conn)
+
+    def mark_returned(conn) -> None:
+        returned_at[conn] = time.monotonic()
+
     pool = ConnectionPool(
         _libpq_url(url),
         min_size=1,
         max_size=4,
         kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},
-        check=ConnectionPool.check_connection,
+        check=check_when_idle,
+        reset=mark_returned,
         open=True,
     )
     try:

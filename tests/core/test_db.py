@@ -151,3 +151,42 @@ def test_a_skippable_write_is_skipped_while_the_database_is_locked(settings, dat
         other.close()
     assert write_if_free(settings, add) == "written"
     assert _companies(settings) == 1
+
+
+@only_on("postgresql")  # a server that drops connections: a restart, an idle timeout, pg_terminate_backend
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_use(settings, monkeypatch):
+    """Both pools (the database engine's and the graph checkpointer's) check a connection that sat idle before
+    handing it out, and hand out a fresh one in its place; one used a moment ago is handed out without a check."""
+    import psycopg
+
+    from agents.runtime import open_checkpointer
+    from core import db
+
+    def backend_pid() -> int:
+        with session_scope(settings, readonly=True) as session:
+            return session.scalar(text("SELECT pg_backend_pid()"))
+
+    def terminate(pid: int) -> None:
+        with psycopg.connect(settings.resolved_database_url.replace("+psycopg", ""), autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0] is True
+
+    db.dispose_engines(settings)  # one pooled connection from here on, made by the next session
+    engine = db.get_engine(settings)
+    pings: list[int] = []
+    ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda conn: pings.append(1) or ping(conn))
+    dropped = backend_pid()
+    assert backend_pid() == dropped and pings == []  # the same connection again, unchecked: used a moment ago
+    terminate(dropped)
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # as if it had sat idle for a while
+    assert backend_pid() != dropped  # checked, found dropped and replaced: no error reaches the caller
+    assert pings == [1]
+
+    config = {"configurable": {"thread_id": "dropped-while-idle", "checkpoint_ns": ""}}
+    with open_checkpointer(settings) as saver:
+        with saver.conn.connection() as conn:
+            dropped = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+        terminate(dropped)
+        assert saver.get_tuple(config) is None  # a fresh connection answered
+        with saver.conn.connection() as conn:
+            assert conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"] != dropped
