@@ -253,8 +253,13 @@ def _place_everywhere(name: str) -> bool | None:
     return False
 
 
+_WHITESPACE = re.compile(r"\s+")
+_TOKEN = re.compile(r"[^\W_]+")
+
+
+@lru_cache(maxsize=8192)  # template words and record values repeat from one draft to the next
 def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", str(text)).strip().lower()
+    return _WHITESPACE.sub(" ", str(text)).strip().lower()
 
 
 def _digits(text: str) -> str:
@@ -301,6 +306,17 @@ def _values(text: str) -> Values:
         elif match.group("cur") or match.group("code"):
             found.money.add(scaled)
     return found
+
+
+@lru_cache(maxsize=8192)
+def _tokens_of(normalised: str) -> frozenset[str]:
+    return frozenset(_TOKEN.findall(normalised))
+
+
+@lru_cache(maxsize=8192)
+def _values_of(normalised: str) -> Values:
+    """_values of one allowed text, cached (callers must not change the sets)."""
+    return _values(normalised)
 
 
 def _phones(text: str) -> Iterator[re.Match[str]]:
@@ -368,15 +384,23 @@ class Grounding:
 
     def __init__(self, allowed: Iterable[Any]):
         self.texts = [str(a) for a in allowed if a is not None and str(a).strip()]
-        self.text = " \n ".join(_norm(t) for t in self.texts)
+        self.normalised = [_norm(t) for t in self.texts]
+        self.text = " \n ".join(self.normalised)
 
+    # No token or number spans the " \n " between two texts, so the whole text's are the union of each text's,
+    # cached per text: the template's words and most record values are the same from one draft to the next.
     @cached_property
     def tokens(self) -> frozenset[str]:
-        return frozenset(re.findall(r"[^\W_]+", self.text))
+        return frozenset().union(*map(_tokens_of, self.normalised))
 
     @cached_property
     def values(self) -> Values:
-        return _values(self.text)
+        found = Values(set(), set(), set())
+        for each in map(_values_of, self.normalised):
+            found.numbers |= each.numbers
+            found.percents |= each.percents
+            found.money |= each.money
+        return found
 
     @cached_property
     def phones(self) -> list[str]:
@@ -392,7 +416,7 @@ class Grounding:
         return re.search(r"(?<!\w)" + re.escape(_norm(phrase)) + r"(?!\w)", self.text) is not None
 
     def has_words(self, text: str) -> bool:
-        words = [w for w in re.findall(r"[^\W_]+", text.lower()) if w != "s"]
+        words = [w for w in _TOKEN.findall(text.lower()) if w != "s"]
         return bool(words) and all(w in self.tokens for w in words)
 
     def supports(self, fact: Fact) -> bool:
