@@ -218,10 +218,12 @@ _SUFFIXES = (
 )  # fmt: skip
 
 
+@lru_cache(maxsize=65536)  # the same words come back in every draft
 def _rank(word: str) -> int | None:
     return vocabulary().get(word)
 
 
+@lru_cache(maxsize=65536)
 def is_english(word: str) -> bool:
     """Ordinary English (any spelling, inflection or business jargon): not a name the guard must trace."""
     words = vocabulary()
@@ -463,7 +465,12 @@ def _titlecase_line(text: str, at: int) -> bool:
     """A line written in Title Case (a subject line): its capitalised ordinary words are not names."""
     start = text.rfind("\n", 0, at) + 1
     end = text.find("\n", at)
-    words = re.findall(r"[^\W\d_][\w'’-]*", text[start : end if end >= 0 else len(text)])
+    return _is_titlecase(text[start : end if end >= 0 else len(text)])
+
+
+@lru_cache(maxsize=4096)  # asked once per capitalised run, and a line has several
+def _is_titlecase(line: str) -> bool:
+    words = re.findall(r"[^\W\d_][\w'’-]*", line)
     return len(words) >= 3 and sum(w[0].isupper() for w in words) / len(words) >= 0.6
 
 
