@@ -550,23 +550,26 @@ def _lowercase_places(text: str) -> Iterator[tuple[int, int, Fact]]:
     """Places written in lower case: rare names anywhere ("munich"), names that are also English words only
     where they read as a place ("in berlin", "the boston office"), ordinary words never ("nice", "reading")."""
     words = list(WORD.finditer(text))
+    spelled = [w.group(0) for w in words]
     known, starts = places(), _place_starts()
     index = 0
     while index < len(words):
         step = 1
-        # Two- and three-word names are tried only from a word that begins one (most words begin none).
-        for size in (3, 2, 1) if words[index].group(0) in starts else (1,):
+        # Two- and three-word names are tried only from a word that begins one, a one-word name only from a
+        # place (most words are neither).
+        first = spelled[index]
+        for size in (3, 2, 1) if first in starts else (1,) if first in known else ():
             group = words[index : index + size]
             if len(group) < size or any(
                 text[a.end() : b.start()] != " " for a, b in zip(group, group[1:], strict=False)
             ):
                 continue
-            name = " ".join(w.group(0) for w in group)
+            name = " ".join(spelled[index : index + size])
             if name not in known:
                 continue
             everywhere = _place_everywhere(name)
-            before = words[index - 1].group(0) if index else ""
-            after = words[index + size].group(0) if index + size < len(words) else ""
+            before = spelled[index - 1] if index else ""
+            after = spelled[index + size] if index + size < len(words) else ""
             if everywhere or (everywhere is False and (before in LOCATIVE_BEFORE or after in LOCATIVE_AFTER)):
                 yield group[0].start(), group[-1].end(), Fact("place", name)
                 step = size
