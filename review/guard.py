@@ -557,29 +557,25 @@ def _lowercase_places(text: str) -> Iterator[tuple[int, int, Fact]]:
     words = list(WORD.finditer(text))
     spelled = [w.group(0) for w in words]
     known, starts = places(), _place_starts()
-    index = 0
-    while index < len(words):
-        step = 1
-        # Two- and three-word names are tried only from a word that begins one, a one-word name only from a
-        # place (most words are neither).
-        first = spelled[index]
-        for size in (3, 2, 1) if first in starts else (1,) if first in known else ():
-            group = words[index : index + size]
-            if len(group) < size or any(
-                text[a.end() : b.start()] != " " for a, b in zip(group, group[1:], strict=False)
-            ):
-                continue
+    taken_to = 0  # the words before this index are part of a place found already
+    # A name begins only at a place or at the first word of a two- or three-word one (most words are neither).
+    for index in [i for i, word in enumerate(spelled) if word in starts or word in known]:
+        if index < taken_to:
+            continue
+        for size in (3, 2, 1) if spelled[index] in starts else (1,):
             name = " ".join(spelled[index : index + size])
-            if name not in known:
+            if index + size > len(words) or name not in known:
                 continue
+            group = words[index : index + size]
+            if any(text[a.end() : b.start()] != " " for a, b in zip(group, group[1:], strict=False)):
+                continue  # the words of a name are one space apart
             everywhere = _place_everywhere(name)
             before = spelled[index - 1] if index else ""
             after = spelled[index + size] if index + size < len(words) else ""
             if everywhere or (everywhere is False and (before in LOCATIVE_BEFORE or after in LOCATIVE_AFTER)):
                 yield group[0].start(), group[-1].end(), Fact("place", name)
-                step = size
+                taken_to = index + size
                 break
-        index += step
 
 
 def facts_in(text: str) -> list[Fact]:
