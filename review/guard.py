@@ -527,22 +527,30 @@ def _names(text: str) -> Iterator[tuple[int, int, Fact | None]]:
     """Capitalised runs, less the words that are grammar there (a sentence's first word, a Title Case subject,
     weekdays, roles, "I'll"): the rest is a name (or a place, when the gazetteer knows it)."""
     for match in NAME.finditer(text):
-        tokens = match.group(0).split()
-        titlecase = _titlecase_line(text, match.start())
-        keep = []
-        for index, token in enumerate(tokens):
-            word = token.lower().strip("'’")
-            rank = _rank(word)
-            ordinary = word in ORDINARY_CAPS or (titlecase and rank is not None and rank < STARTER_RANK)
-            if index == 0 and _starts_sentence(text, match.start()):
-                ordinary = ordinary or word in SENTENCE_STARTERS or (rank is not None and rank < STARTER_RANK)
-            keep.append(not ordinary)
-        if not any(keep):
+        at = match.start()
+        name = _name_in(match.group(0), _titlecase_line(text, at), _starts_sentence(text, at))
+        if name is None:
             yield match.start(), match.end(), None
-            continue
-        first, last = keep.index(True), len(keep) - 1 - keep[::-1].index(True)
-        name = " ".join(tokens[first : last + 1])
-        yield match.start(), match.end(), Fact("place" if name.lower() in places() else "name", name)
+        else:
+            yield match.start(), match.end(), Fact("place" if name.lower() in places() else "name", name)
+
+
+@lru_cache(maxsize=8192)  # the same runs ("Best", "Revloop Demo Co") come back in every draft
+def _name_in(run: str, titlecase: bool, starts_sentence: bool) -> str | None:
+    """The name in a capitalised run, from its first word to its last that is not grammar there; None if none."""
+    tokens = run.split()
+    keep = []
+    for index, token in enumerate(tokens):
+        word = token.lower().strip("'’")
+        rank = _rank(word)
+        ordinary = word in ORDINARY_CAPS or (titlecase and rank is not None and rank < STARTER_RANK)
+        if index == 0 and starts_sentence:
+            ordinary = ordinary or word in SENTENCE_STARTERS or (rank is not None and rank < STARTER_RANK)
+        keep.append(not ordinary)
+    if not any(keep):
+        return None
+    first, last = keep.index(True), len(keep) - 1 - keep[::-1].index(True)
+    return " ".join(tokens[first : last + 1])
 
 
 @lru_cache(maxsize=1)
