@@ -222,12 +222,12 @@ _SUFFIXES = (
 )  # fmt: skip
 
 
-@lru_cache(maxsize=65536)  # the same words come back in every draft
+@lru_cache(maxsize=16384)  # the same words come back in every draft
 def _rank(word: str) -> int | None:
     return vocabulary().get(word)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def is_english(word: str) -> bool:
     """Ordinary English (any spelling, inflection or business jargon): not a name the guard must trace."""
     words = vocabulary()
@@ -263,7 +263,7 @@ _WHITESPACE = re.compile(r"\s+")
 _TOKEN = re.compile(r"[^\W_]+")
 
 
-@lru_cache(maxsize=8192)  # template words and record values repeat from one draft to the next
+@lru_cache(maxsize=1024)  # template words and record values repeat from one draft to the next (texts can be long)
 def _norm(text: str) -> str:
     return _WHITESPACE.sub(" ", str(text)).strip().lower()
 
@@ -314,12 +314,12 @@ def _values(text: str) -> Values:
     return found
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=1024)
 def _tokens_of(normalised: str) -> frozenset[str]:
     return frozenset(_TOKEN.findall(normalised))
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=1024)
 def _values_of(normalised: str) -> Values:
     """_values of one allowed text, cached (callers must not change the sets)."""
     return _values(normalised)
@@ -535,7 +535,7 @@ def _names(text: str) -> Iterator[tuple[int, int, Fact | None]]:
             yield match.start(), match.end(), Fact("place" if name.lower() in places() else "name", name)
 
 
-@lru_cache(maxsize=8192)  # the same runs ("Best", "Revloop Demo Co") come back in every draft
+@lru_cache(maxsize=4096)  # the same runs ("Best", "Revloop Demo Co") come back in every draft
 def _name_in(run: str, titlecase: bool, starts_sentence: bool) -> str | None:
     """The name in a capitalised run, from its first word to its last that is not grammar there; None if none."""
     tokens = run.split()
