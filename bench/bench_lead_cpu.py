@@ -115,8 +115,9 @@ def measured(checkout: Path, args: argparse.Namespace, database_url: str | None)
         command += ["--database-url", database_url]
     if args.profile:
         command += ["--profile", str(args.profile)]
-    out = subprocess.run(command, env=env, cwd=checkout, check=True, capture_output=not args.profile, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout else {}
+    # The figures come back on stdout; the profile (stderr) goes straight to the terminal.
+    out = subprocess.run(command, env=env, cwd=checkout, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
