@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, delete, event, select, update
+from sqlalchemy import Select, bindparam, delete, event, select, update
 from sqlalchemy.orm import Session
 
 from core.db import insert_ignore, session_scope
@@ -105,19 +105,36 @@ def cancel_queued(session: Session, dedupe_key: str) -> bool:
 # The claim's statements, built once (their SQL compiled and cached once; no statement construction per claim), Core
 # statements of the table run on the session's connection: the ORM's machinery cost more than the claim itself.
 _JOBS = Job.__table__
-_DUE = (
-    select(_JOBS.c.id)
-    .where(
-        _JOBS.c.status == JobStatus.QUEUED,
-        _JOBS.c.run_after <= bindparam("now"),
-        _JOBS.c.kind.in_(bindparam("kinds", expanding=True)),
+
+
+def _due_ids(jobs) -> Select:
+    """Due jobs of these kinds, the highest priority first, then the one due longest (of `jobs`: the table or an
+    alias of it)."""
+    return (
+        select(jobs.c.id)
+        .where(
+            jobs.c.status == JobStatus.QUEUED,
+            jobs.c.run_after <= bindparam("now"),
+            jobs.c.kind.in_(bindparam("kinds", expanding=True)),
+        )
+        .order_by(jobs.c.priority.desc(), jobs.c.run_after, jobs.c.id)
     )
-    .order_by(_JOBS.c.priority.desc(), _JOBS.c.run_after, _JOBS.c.id)
-)
+
+
+_DUE = _due_ids(_JOBS)
 _DUE_FIRST, _DUE_FIVE = _DUE.limit(1), _DUE.limit(5)
 _CLAIM = (
     update(_JOBS)
     .where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.status == JobStatus.QUEUED)
+    .values(status=JobStatus.RUNNING, locked_by=bindparam("worker_id"), locked_at=bindparam("now"))
+    .values(attempts=_JOBS.c.attempts + 1)
+    .returning(*_JOBS.c)
+)
+# PostgreSQL: the next due job found, locked and claimed by one statement; a job another worker is claiming is
+# skipped, not waited for (SQLite has one writer at a time, so there the look and the compare-and-set suffice).
+_CLAIM_NEXT_SKIP_LOCKED = (
+    update(_JOBS)
+    .where(_JOBS.c.id == _due_ids(_JOBS.alias("due")).limit(1).with_for_update(skip_locked=True).scalar_subquery())
     .values(status=JobStatus.RUNNING, locked_by=bindparam("worker_id"), locked_at=bindparam("now"))
     .values(attempts=_JOBS.c.attempts + 1)
     .returning(*_JOBS.c)
@@ -137,6 +154,9 @@ def claim_next(settings: Settings, worker_id: str, kinds: list[str], *, look_fir
                 return None
     with session_scope(settings) as session:
         conn = session.connection()
+        if conn.dialect.name == "postgresql":
+            claimed = conn.execute(_CLAIM_NEXT_SKIP_LOCKED, {**due, "worker_id": worker_id}).first()
+            return Job(**claimed._mapping) if claimed is not None else None
         for job_id in conn.execute(_DUE_FIVE, due).scalars().all():
             # Compare-and-set, the claimed row returned by the same statement.
             claimed = conn.execute(_CLAIM, {"job_id": job_id, "worker_id": worker_id, "now": now}).first()

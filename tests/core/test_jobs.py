@@ -9,9 +9,12 @@ import sys
 import threading
 import time
 
-from core.db import session_scope
+from sqlalchemy import text
+
+from core.db import get_engine, session_scope
 from core.jobs import RetryLater, Worker, claim_next, enqueue, renew_leases, sweep_stale
 from core.models import Job, utcnow
+from tests.conftest import only_on
 
 
 def _job(settings, key: str = "k1", kind: str = "test.kind") -> int:
@@ -159,3 +162,21 @@ def test_a_handler_that_finishes_its_job_in_its_own_last_write_is_not_finished_t
         assert _get(settings, second).status == "done"
     finally:
         event.remove(get_engine(settings), "commit", count)
+
+
+@only_on("postgresql")  # FOR UPDATE SKIP LOCKED
+def test_a_worker_claims_the_next_job_while_another_is_mid_claim_without_waiting_for_it(settings):
+    """One statement finds, locks and claims the next due job; a job another worker has locked but not yet
+    claimed (its transaction still open) is skipped, not waited for, and stays queued for whoever holds it."""
+    first, second = _job(settings, "first"), _job(settings, "second")
+    with get_engine(settings).connect() as other_worker:
+        other_worker.execute(text("SELECT id FROM jobs WHERE id = :id FOR UPDATE"), {"id": first})
+        started = time.monotonic()
+        claimed = claim_next(settings, "here:1:1", ["test.kind"], look_first=False)
+        assert claimed is not None and claimed.id == second and claimed.status == "running"
+        assert claimed.locked_by == "here:1:1" and claimed.attempts == 1
+        assert time.monotonic() - started < 1  # not held up by the other worker's lock
+        assert claim_next(settings, "here:1:1", ["test.kind"], look_first=False) is None  # nothing else free
+        other_worker.rollback()
+    assert _get(settings, first).status == "queued"
+    assert claim_next(settings, "here:1:1", ["test.kind"]).id == first  # free again
