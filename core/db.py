@@ -17,10 +17,10 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Row, Select, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -266,7 +266,7 @@ def session_factory(settings: Settings | None = None, *, readonly: bool = False)
     if readonly and engine.dialect.name == "postgresql":
         bind = engine.execution_options(postgresql_readonly=True)
     # The settings ride along, so code handed only a session (core.jobs.enqueue) can read them.
-    factory = sessionmaker(bind, expire_on_commit=False, info={"settings": settings})
+    factory = sessionmaker(bind, expire_on_commit=False, info={"settings": settings, "readonly": readonly})
     with _lock:
         if len(_factories) > 64:  # tests make many settings; a process has one or two
             _factories.clear()
@@ -306,6 +306,24 @@ def reading(settings: Settings | None = None, session: Session | None = None) ->
         return
     with session_scope(settings, readonly=True) as own:
         yield own
+
+
+def read_once(session: Session, key: Hashable, load: Callable[[], T]) -> T:
+    """In a read-only unit of work, what was read under `key` is read once: the lead run's parts (its records, the
+    research look-ups) ask for some of the same rows. A writing unit of work reads each time (its writes would make
+    a kept answer stale)."""
+    if not session.info.get("readonly"):
+        return load()
+    kept = session.info.setdefault("read_once", {})
+    if key not in kept:
+        kept[key] = load()
+    return kept[key]
+
+
+def known_read(session: Session, key: Hashable, value: Any) -> None:
+    """Tell a read-only unit of work what a read_once(key) would find, from a read that already holds it."""
+    if session.info.get("readonly"):
+        session.info.setdefault("read_once", {})[key] = value
 
 
 def is_busy_error(exc: BaseException) -> bool:

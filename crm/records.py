@@ -19,6 +19,7 @@ from core.settings import get_settings
 from crm.consent import try_normalise_phone
 from crm.dedupe import find_account_by_name
 from scoring.facts import build_facts
+from tools.crm_reads import deals_of_account, known_contact
 from tools.enrichment import company_domain, email_domain, is_disposable, is_free_mail
 
 # The lead graph's reads, built once (each run executes them with its ids: no statement building per lead).
@@ -26,7 +27,6 @@ from tools.enrichment import company_domain, email_domain, is_disposable, is_fre
 _LEAD_WITH_RECORDS = (
     select(Lead).where(Lead.id == bindparam("lead_id")).options(joinedload(Lead.account), joinedload(Lead.contact))
 )
-_DEALS_OF_ACCOUNT = select(Deal).where(Deal.account_id == bindparam("account_id")).order_by(Deal.id)
 _ACTIVITIES_OF_LEAD = select(Activity).where(Activity.lead_id == bindparam("lead_id")).order_by(Activity.occurred_at)
 _EVENTS = AuditEvent.__table__  # a Core statement of the table: no ORM set-up for a column's values
 _MATCHED_BY_NAME = select(_EVENTS.c.after).where(
@@ -41,9 +41,10 @@ def lead_facts(session: Session, lead_id: int) -> dict[str, Any]:
     lead = session.scalars(_LEAD_WITH_RECORDS, {"lead_id": lead_id}).first()
     if lead is None:
         raise LookupError(f"lead {lead_id} not found")
-    deals = []
-    if lead.account is not None:
-        deals = list(session.scalars(_DEALS_OF_ACCOUNT, {"account_id": lead.account.id}))
+    # The research look-ups of the same unit of work (crm_find_contact, crm_account_history) take these as read.
+    if lead.contact is not None:
+        known_contact(session, lead.contact)
+    deals = deals_of_account(session, lead.account.id) if lead.account is not None else []
     activities = list(session.scalars(_ACTIVITIES_OF_LEAD, {"lead_id": lead.id}))
     free_mail = is_free_mail(email_domain(lead.email)) if lead.email else None
     facts = build_facts(lead, lead.contact, lead.account, free_mail=free_mail, deals=deals, activities=activities)

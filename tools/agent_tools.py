@@ -12,7 +12,8 @@ from sqlalchemy import bindparam, false, func, or_, select
 
 from core import audit
 from core.db import flush_pending, reading, session_scope, write_if_free
-from core.models import Account, Activity, Company, Contact, Deal, EnrichmentCache, utcnow
+from core.models import Account, Activity, Company, Contact, EnrichmentCache, utcnow
+from tools.crm_reads import contact_by_email, deals_of_account
 from tools.enrichment import company_key as _plain
 from tools.enrichment import email_domain, is_free_mail, normalise_website
 from tools.registry import ToolContext, agent_tool
@@ -57,8 +58,6 @@ def _account(a: Account) -> dict[str, Any]:
 
 
 # The native CRM's look-ups, built once (the lead graph runs them for every lead).
-_CONTACT_BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))
-_DEALS_OF_ACCOUNT = select(Deal).where(Deal.account_id == bindparam("account_id")).order_by(Deal.id)
 _ACTIVITIES_OF_ACCOUNT = (  # Core, of the tables: a count needs no ORM set-up
     select(func.count(Activity.__table__.c.id))
     .join(Contact.__table__, Contact.__table__.c.id == Activity.__table__.c.contact_id)
@@ -69,7 +68,7 @@ _ACTIVITIES_OF_ACCOUNT = (  # Core, of the tables: a count needs no ORM set-up
 def native_find_contact(settings: Any, email: str, session: Any = None) -> dict[str, Any]:
     """crm_find_contact from revloop's own tables (the native CRM backend); through `session` when given."""
     with reading(settings, session) as session:
-        contact = session.scalar(_CONTACT_BY_EMAIL, {"email": email.lower()})
+        contact = contact_by_email(session, email.lower())
         if contact is None:
             return {"found": False}
         return {
@@ -90,7 +89,7 @@ def native_account_history(settings: Any, account_id: int, session: Any = None) 
         account = session.get(Account, account_id)
         if account is None:
             return {"found": False}
-        deals = session.scalars(_DEALS_OF_ACCOUNT, {"account_id": account.id}).all()
+        deals = deals_of_account(session, account.id)
         flush_pending(session)  # a Core statement does not autoflush
         activities = session.connection().execute(_ACTIVITIES_OF_ACCOUNT, {"account_id": account.id}).scalar()
         return {

@@ -190,3 +190,26 @@ def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_us
         assert saver.get_tuple(config) is None  # a fresh connection answered
         with saver.conn.connection() as conn:
             assert conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"] != dropped
+
+
+def test_a_read_only_unit_of_work_reads_a_keyed_read_once_and_a_writing_one_each_time(settings):
+    """core.db.read_once: the lead run's parts share what they read (its records, the research look-ups) in one
+    read-only unit of work; a writing one, whose own writes would make a kept answer stale, reads each time."""
+    from core.db import known_read, read_once
+
+    reads: list[int] = []
+
+    def load() -> int:
+        reads.append(1)
+        return len(reads)
+
+    with session_scope(settings, readonly=True) as session:
+        assert read_once(session, ("deals of account", 1), load) == read_once(session, ("deals of account", 1), load)
+        known_read(session, ("contact by email", "a@b.example"), "the contact")
+        assert read_once(session, ("contact by email", "a@b.example"), load) == "the contact"
+    assert len(reads) == 1
+    with session_scope(settings, readonly=True) as session:  # another unit of work reads again
+        assert read_once(session, ("deals of account", 1), load) == 2
+    with session_scope(settings) as session:
+        known_read(session, ("deals of account", 1), "not kept")
+        assert [read_once(session, ("deals of account", 1), load) for _ in range(2)] == [3, 4]
