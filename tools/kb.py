@@ -242,8 +242,9 @@ def search(settings: Settings, text: str, limit: int = 3, kind: str | None = Non
     def query(col: Any) -> dict[str, Any] | None:
         return None if _known_empty(settings, col) else col.query(query_texts=[text], n_results=limit, where=where)
 
+    col = collection(settings)  # an unreachable server fails here, once: asking again would only wait again
     try:
-        result = query(collection(settings))
+        result = query(col)
     except Exception:  # the cached handle went stale (the collection was dropped, the server replaced): ask again
         _found_empty.pop(_location(settings), None)
         _seen_documents.discard(_location(settings))
